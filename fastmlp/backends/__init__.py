@@ -1,0 +1,144 @@
+"""Backend registry and selection.
+
+A backend is a module exposing the same three functions:
+
+``forward(params, x) -> (probs, cache)``
+    ``params`` is a list of ``(W, b)`` pairs, ``W`` of shape ``(n_out, n_in)``
+    and ``b`` of shape ``(n_out,)`` as in ``torch.nn.Linear``. ``x`` has shape
+    ``(n_samples, n_in)`` or ``(n_in,)``. ReLU follows every layer but the
+    last, softmax follows the last. ``probs`` has shape ``(n_samples, n_out)``
+    (or ``(n_out,)``); ``cache`` is the list of every layer's input
+    activations followed by ``probs``, which is what ``backward`` needs.
+``softmax(z) -> probs``
+    Row-wise, numerically stable softmax of 1-D or 2-D ``z``.
+``backward(params, cache, y) -> grads``
+    Gradients of the mean cross-entropy loss for integer labels ``y``, as a
+    list of ``(dW, db)`` pairs shaped like ``params``.
+
+A backend may also offer fast paths (for example a fused training step); the
+trainer looks them up with ``getattr``. Backends are stateless: the model owns
+the parameters, so switching backend mid-training just works.
+
+Backends are imported on first use, so ``import fastmlp`` does not pay for
+numba's start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+from collections.abc import Iterator
+from types import ModuleType
+
+_named_backends: dict[str, str] = {
+    "loop": "fastmlp.backends.loop",
+    "einsum": "fastmlp.backends.einsum",
+    "matmul": "fastmlp.backends.matmul",
+}
+
+DEFAULT_BACKEND = "matmul"
+
+_default_name: str | None = None  # process-wide, set by set_backend
+_context_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "fastmlp_backend", default=None
+)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can be used in this environment.
+
+    Returns
+    -------
+    list of str
+        Registered backends whose dependencies import, in registry order.
+    """
+    names = []
+    for name in _named_backends:
+        try:
+            load_backend(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or name not in _named_backends:
+        valid = ", ".join(repr(n) for n in _named_backends)
+        raise ValueError(f"unknown backend {name!r}; valid backends are {valid}")
+    return name
+
+
+def load_backend(name: str) -> ModuleType:
+    """Return the backend module registered as ``name``, importing it if needed.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a registered backend.
+    ImportError
+        If the backend's dependencies are not installed.
+    """
+    return importlib.import_module(_named_backends[_check_name(name)])
+
+
+def _default() -> str:
+    if _default_name is not None:
+        return _default_name
+    name = os.environ.get("FASTMLP_BACKEND", "").strip()
+    if not name:
+        return DEFAULT_BACKEND
+    try:
+        return _check_name(name)
+    except ValueError as exc:
+        raise ValueError(f"FASTMLP_BACKEND: {exc}") from None
+
+
+def get_backend_name() -> str:
+    """Name of the backend in effect: ``use_backend``, else ``set_backend``,
+    else the ``FASTMLP_BACKEND`` environment variable, else ``'matmul'``."""
+    return _context_name.get() or _default()
+
+
+def get_backend() -> ModuleType:
+    """The backend module in effect (see ``get_backend_name``)."""
+    return load_backend(get_backend_name())
+
+
+def set_backend(name: str) -> None:
+    """Set the process-wide default backend.
+
+    Parameters
+    ----------
+    name : str
+        One of ``available_backends()``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown; the message lists the valid names.
+    """
+    global _default_name
+    load_backend(name)
+    _default_name = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[ModuleType]:
+    """Use backend ``name`` inside a ``with`` block, in this context only.
+
+    Examples
+    --------
+    >>> import fastmlp
+    >>> with fastmlp.use_backend("einsum"):
+    ...     fastmlp.get_backend_name()
+    'einsum'
+    """
+    module = load_backend(name)
+    token = _context_name.set(name)
+    try:
+        yield module
+    finally:
+        _context_name.reset(token)
