@@ -15,8 +15,15 @@ A backend is a module exposing the same three functions:
     Gradients of the mean cross-entropy loss for integer labels ``y``, as a
     list of ``(dW, db)`` pairs shaped like ``params``.
 
-A backend may also offer fast paths (for example a fused training step); the
-trainer looks them up with ``getattr``. Backends are stateless: the model owns
+A backend may also offer fast paths, which callers look up with ``getattr``:
+
+``predict_one(params, x) -> probs``
+    Probabilities for one sample ``x`` of shape ``(n_in,)``, without batch
+    machinery.
+``train_epoch(params, x, y, batch_size, optimizer, learning_rates)``
+    One pass of mini-batch training, fused; same contract and result as the
+    generic ``fastmlp.train.train_epoch``, or ``None`` when it cannot handle
+    ``optimizer`` (the trainer then runs the generic loop). Backends are stateless: the model owns
 the parameters, so switching backend mid-training just works.
 
 Backends are imported on first use, so ``import fastmlp`` does not pay for
@@ -36,6 +43,7 @@ _named_backends: dict[str, str] = {
     "loop": "fastmlp.backends.loop",
     "einsum": "fastmlp.backends.einsum",
     "matmul": "fastmlp.backends.matmul",
+    "numba": "fastmlp.backends.numba",
 }
 
 DEFAULT_BACKEND = "matmul"

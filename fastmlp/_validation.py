@@ -1,0 +1,73 @@
+"""Input checks shared by the model, the trainer and the public kernels.
+
+Kernels trust their inputs (numba code has no bounds checks), so everything a
+user hands in passes through here first and fails with a message that names
+the problem.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_features(x, n_features: int, name: str = "x") -> np.ndarray:
+    """Return ``x`` as an array of shape ``(n_samples, n_features)`` or ``(n_features,)``.
+
+    Raises ``ValueError`` for a wrong number of dimensions or features, an
+    empty batch, NaN or inf; ``TypeError`` for a non-numeric dtype.
+    """
+    x = np.asarray(x)
+    if x.dtype == object or not (
+        np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_
+    ) or np.issubdtype(x.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim not in (1, 2):
+        raise ValueError(
+            f"{name} must be 1-D (one sample) or 2-D (n_samples, n_features), "
+            f"got {x.ndim}-D array of shape {x.shape}"
+        )
+    if x.shape[-1] != n_features:
+        raise ValueError(
+            f"{name} has {x.shape[-1]} features per sample but the model expects {n_features}"
+        )
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (0 samples)")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = "NaN" if np.isnan(x).any() else "inf"
+        raise ValueError(f"{name} contains {bad}; inputs must be finite")
+    return x
+
+
+def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Return ``y`` as an int64 array of class indices of shape ``(n_samples,)``.
+
+    Raises ``ValueError`` for a wrong length, non-integer values or labels
+    outside ``[0, n_classes)``; ``TypeError`` for a non-numeric dtype.
+    """
+    y = np.asarray(y)
+    if y.ndim == 0:
+        y = y.reshape(1)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class indices, got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} labels but x has {n_samples} samples")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise ValueError(f"{name} must hold integer class indices, got non-integer values")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        bad = y.min() if y.min() < 0 else y.max()
+        raise ValueError(f"{name} has label {bad} out of range: labels must be in [0, {n_classes})")
+    return y.astype(np.int64, copy=False)
+
+
+def check_dtype(dtype) -> np.dtype:
+    """Return ``dtype`` as float32 or float64, else raise ``ValueError``."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype

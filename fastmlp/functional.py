@@ -1,0 +1,132 @@
+"""The network's math as functions, dispatched to the backend in effect.
+
+These validate their inputs and then call ``forward``, ``softmax`` or
+``backward`` of ``fastmlp.get_backend()``; the loss functions are shared by
+all backends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backends
+from ._validation import check_features, check_labels
+
+
+def softmax(z):
+    """Row-wise, numerically stable softmax.
+
+    Parameters
+    ----------
+    z : array_like, shape (n_classes,) or (n_samples, n_classes)
+        Logits; any finite magnitude.
+
+    Returns
+    -------
+    ndarray, same shape as ``z``
+        Probabilities; each row sums to 1.
+
+    Examples
+    --------
+    >>> import fastmlp
+    >>> fastmlp.softmax([1e4, 0.0]).round(6)
+    array([1., 0.])
+    """
+    z = np.asarray(z)
+    if z.ndim not in (1, 2):
+        raise ValueError(f"softmax expects 1-D or 2-D input, got shape {z.shape}")
+    return backends.get_backend().softmax(z)
+
+
+def log_softmax(z):
+    """Row-wise, numerically stable ``log(softmax(z))``.
+
+    Computed as ``z - max(z) - log(sum(exp(z - max(z))))``, so it stays finite
+    where ``softmax`` underflows to 0.
+    """
+    z = np.asarray(z)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(np.float64)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy(probs, y):
+    """Mean cross-entropy ``-log probs[i, y[i]]`` of predicted probabilities.
+
+    Probabilities are clipped at the dtype's smallest normal number, so a
+    predicted probability of exactly 0 gives a large but finite loss (about 87
+    in float32, 708 in float64) instead of ``inf``.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (n_samples, n_classes) or (n_classes,)
+    y : array_like of int, shape (n_samples,) or scalar
+
+    Returns
+    -------
+    float
+    """
+    probs = np.atleast_2d(probs)
+    y = np.atleast_1d(y)
+    picked = probs[np.arange(y.shape[0]), y]
+    tiny = np.finfo(probs.dtype).tiny if np.issubdtype(probs.dtype, np.floating) else 1e-300
+    return float(-np.log(np.maximum(picked, tiny)).mean())
+
+
+def _check_params(params):
+    params = list(params)
+    if not params:
+        raise ValueError("params must hold at least one (W, b) layer")
+    n_in = None
+    for l, layer in enumerate(params):
+        W, b = (np.asarray(a) for a in layer)
+        if W.ndim != 2 or b.shape != (W.shape[0],):
+            raise ValueError(
+                f"layer {l}: W must be (n_out, n_in) and b (n_out,), got {W.shape} and {b.shape}"
+            )
+        if n_in is not None and W.shape[1] != n_in:
+            raise ValueError(f"layer {l}: W has {W.shape[1]} inputs, previous layer gives {n_in}")
+        n_in = W.shape[0]
+    return params
+
+
+def forward(params, x):
+    """Forward pass through the network with the backend in effect.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+        ``W`` of shape ``(n_out, n_in)``, ``b`` of shape ``(n_out,)``.
+    x : array_like, shape (n_samples, n_in) or (n_in,)
+
+    Returns
+    -------
+    probs : ndarray, shape (n_samples, n_out) or (n_out,)
+    cache : list of ndarray
+        Every layer's input, then ``probs``; pass it to ``backward``.
+    """
+    params = _check_params(params)
+    x = check_features(x, params[0][0].shape[1])
+    return backends.get_backend().forward(params, x)
+
+
+def backward(params, cache, y):
+    """Gradients of the mean cross-entropy with the backend in effect.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+    cache : list of ndarray
+        As returned by ``forward``.
+    y : array_like of int, shape (n_samples,) or scalar
+
+    Returns
+    -------
+    list of (dW, db)
+        Shaped like ``params``.
+    """
+    params = _check_params(params)
+    probs = np.atleast_2d(cache[-1])
+    y = check_labels(y, probs.shape[0], probs.shape[1])
+    return backends.get_backend().backward(params, cache, y)

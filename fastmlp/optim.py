@@ -1,0 +1,225 @@
+"""Optimizers and learning-rate schedules.
+
+An optimizer updates parameters in place from their gradients::
+
+    optimizer.step(params, grads, learning_rate)
+
+where ``params`` and ``grads`` are lists of ``(W, b)`` pairs. Its state
+(momentum buffers, moment estimates) is created on the first step, shaped like
+the parameters. The formulas follow ``torch.optim`` so results are comparable.
+
+A schedule maps training progress to a factor of the base learning rate::
+
+    learning_rate = base_learning_rate * SCHEDULES[name](step, total_steps)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+
+def _flat(pairs):
+    return [array for pair in pairs for array in pair]
+
+
+class SGD:
+    """Stochastic gradient descent with optional momentum and weight decay.
+
+    Parameters
+    ----------
+    learning_rate : float
+        Base step size.
+    momentum : float
+        Momentum factor ``mu``; 0 disables the velocity buffer.
+    nesterov : bool
+        Use Nesterov momentum (requires ``momentum > 0``).
+    weight_decay : float
+        L2 penalty added to the gradient: ``g + weight_decay * p``.
+
+    Notes
+    -----
+    Per parameter ``p`` with gradient ``g``, as in ``torch.optim.SGD``::
+
+        g = g + weight_decay * p
+        v = mu * v + g
+        g = g + mu * v   if nesterov else   v
+        p = p - lr * g
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        _check_hyper(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov momentum requires momentum > 0")
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.velocity = None
+
+    def init_state(self, params) -> None:
+        """Create the velocity buffers (one per parameter array, flat order) if needed."""
+        if self.momentum and self.velocity is None:
+            self.velocity = [np.zeros_like(p) for p in _flat(params)]
+
+    def step(self, params, grads, learning_rate=None):
+        """Update ``params`` in place from ``grads``."""
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        self.init_state(params)
+        params, grads = _flat(params), _flat(grads)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            if self.momentum:
+                v = self.velocity[i]
+                v *= self.momentum
+                v += g
+                g = g + self.momentum * v if self.nesterov else v
+            p -= lr * g
+
+
+class Adam:
+    """Adam, or AdamW with ``decoupled_weight_decay=True``.
+
+    Parameters
+    ----------
+    learning_rate : float
+        Base step size.
+    beta1, beta2 : float
+        Decay rates of the first and second moment estimates.
+    eps : float
+        Added to the denominator for stability.
+    weight_decay : float
+        Adam: L2 penalty added to the gradient. AdamW: parameters shrink by
+        ``lr * weight_decay`` each step, separately from the gradient step.
+    decoupled_weight_decay : bool
+        True gives AdamW (Loshchilov & Hutter).
+    """
+
+    def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False):
+        _check_hyper(learning_rate=learning_rate, weight_decay=weight_decay, eps=eps)
+        for name, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {beta}")
+        self.learning_rate = learning_rate
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay = weight_decay
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.t = 0
+        self.m = self.v = None
+
+    def init_state(self, params) -> None:
+        """Create the moment buffers (one per parameter array, flat order) if needed."""
+        if self.m is None:
+            self.m = [np.zeros_like(p) for p in _flat(params)]
+            self.v = [np.zeros_like(p) for p in _flat(params)]
+
+    def step(self, params, grads, learning_rate=None):
+        """Update ``params`` in place from ``grads``."""
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        self.init_state(params)
+        params, grads = _flat(params), _flat(grads)
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = lr / (1 - b1**self.t)
+        bias2 = math.sqrt(1 - b2**self.t)
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            if self.weight_decay:
+                if self.decoupled_weight_decay:
+                    p *= 1 - lr * self.weight_decay
+                else:
+                    g = g + self.weight_decay * p
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            # p -= lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections folded in
+            p -= step_size * m / (np.sqrt(v) / bias2 + self.eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.01, as in ``torch.optim.AdamW``)."""
+
+    def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(learning_rate, beta1, beta2, eps, weight_decay,
+                         decoupled_weight_decay=True)
+
+
+def _check_hyper(**values):
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def constant(step: int, total_steps: int) -> float:
+    """Factor 1 throughout."""
+    return 1.0
+
+
+def cosine(step: int, total_steps: int) -> float:
+    """Cosine decay from 1 to 0 over training (Loshchilov & Hutter, without restarts)."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+
+
+def onecycle(step: int, total_steps: int, pct_start=0.3, div_factor=25.0,
+             final_div_factor=1e4) -> float:
+    """One-cycle policy (Smith & Topin), as ``torch.optim.lr_scheduler.OneCycleLR``.
+
+    Cosine warm-up from ``1 / div_factor`` to 1 over the first ``pct_start`` of
+    training, then cosine annealing to ``1 / (div_factor * final_div_factor)``.
+    """
+    initial = 1.0 / div_factor
+    final = initial / final_div_factor
+    warm = max(pct_start * total_steps, 1.0)
+    if step < warm:
+        start, end, t = initial, 1.0, step / warm
+    else:
+        start, end, t = 1.0, final, min((step - warm) / max(total_steps - warm, 1.0), 1.0)
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+SCHEDULES = {"constant": constant, "cosine": cosine, "onecycle": onecycle}
+
+OPTIMIZERS = {
+    "sgd": (SGD, dict(learning_rate=0.1)),
+    "momentum": (functools.partial(SGD, momentum=0.9), dict(learning_rate=0.05)),
+    "nesterov": (functools.partial(SGD, momentum=0.9, nesterov=True), dict(learning_rate=0.1)),
+    "adam": (Adam, dict(learning_rate=1e-3)),
+    "adamw": (AdamW, dict(learning_rate=3e-3, weight_decay=0.05)),
+}
+"""Optimizers by name (CLI ``--optimizer``): the class and the defaults that train this
+network well with a one-cycle schedule at batch 128."""
+
+
+def get_schedule(name: str):
+    """The schedule function registered as ``name``; ``ValueError`` names the choices."""
+    try:
+        return SCHEDULES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}") from None
+
+
+def make_optimizer(name: str, learning_rate: float | None = None,
+                   weight_decay: float | None = None):
+    """The optimizer registered as ``name``, with its defaults where an argument is None.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the choices) or a bad value.
+    """
+    try:
+        factory, defaults = OPTIMIZERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}"
+        ) from None
+    kwargs = dict(defaults)
+    if learning_rate is not None:
+        kwargs["learning_rate"] = learning_rate
+    if weight_decay is not None:
+        kwargs["weight_decay"] = weight_decay
+    return factory(**kwargs)

@@ -1,0 +1,54 @@
+"""Input scaling, fitted on training data and stored with the model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class InputScaler:
+    """Scale raw inputs to the model's dtype.
+
+    ``uint8`` images are mapped to ``[0, 1]`` by dividing by 255; other inputs
+    are taken as they are. With ``standardize=True`` the result is then shifted
+    and scaled by the mean and standard deviation of all training values (one
+    scalar each, as in the classic MNIST recipe ``(x - 0.1307) / 0.3081``).
+
+    Parameters
+    ----------
+    standardize : bool
+        Learn a mean and standard deviation in ``fit`` and apply them.
+    """
+
+    def __init__(self, standardize: bool = True):
+        self.standardize = standardize
+        self.mean = 0.0
+        self.std = 1.0
+        self.fitted = False
+
+    @staticmethod
+    def _unit(x, dtype):
+        if x.dtype == np.uint8:
+            return np.multiply(x, dtype.type(1 / 255), dtype=dtype)
+        return x.astype(dtype, copy=False)
+
+    def fit(self, x) -> InputScaler:
+        """Learn the mean and standard deviation of ``x`` (after uint8 → [0, 1])."""
+        if self.standardize:
+            unit = self._unit(np.asarray(x), np.dtype(np.float64))
+            self.mean = float(unit.mean())
+            std = float(unit.std())
+            self.std = std if std > 0 else 1.0
+        self.fitted = True
+        return self
+
+    def transform(self, x, dtype) -> np.ndarray:
+        """Return ``x`` scaled, as a new array of ``dtype`` (never a view of ``x``)."""
+        dtype = np.dtype(dtype)
+        x = np.asarray(x)
+        out = self._unit(x, dtype)
+        if out is x or np.shares_memory(out, x):
+            out = out.copy()
+        if self.standardize:
+            out -= dtype.type(self.mean)
+            out *= dtype.type(1 / self.std)
+        return out

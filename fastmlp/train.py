@@ -1,0 +1,184 @@
+"""The training loop: shuffled mini-batches, an optimizer, a schedule, a history."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backends
+from ._validation import check_features, check_labels
+from .exceptions import TrainingDivergedError
+from .functional import cross_entropy
+from .optim import get_schedule, make_optimizer
+
+
+@dataclass
+class History:
+    """Per-epoch training record; every list has one entry per epoch.
+
+    ``val_accuracy`` holds ``None`` where no validation data was given.
+    ``samples_per_second`` and ``seconds`` time the training pass alone, not
+    the evaluation of the validation data.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float | None] = field(default_factory=list)
+    samples_per_second: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+
+def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adamw",
+        learning_rate: float | None = None, weight_decay: float | None = None,
+        schedule: str = "onecycle",
+        validation_data=None, seed: int | None = 0,
+        callback: Callable[[int, History], None] | None = None) -> History:
+    """Train ``model`` in place with mini-batch gradient descent.
+
+    Parameters
+    ----------
+    model : MLP
+    x : array_like, shape (n_samples, n_features)
+        Raw training inputs; ``model.scaler`` is fitted on them the first time
+        the model is trained and applied to every batch.
+    y : array_like of int, shape (n_samples,)
+    epochs : int
+        Passes over the training data.
+    batch_size : int
+        Samples per gradient step; the last batch of an epoch may be smaller.
+    optimizer : str or optimizer object
+        A name from ``fastmlp.optim.OPTIMIZERS`` or an object with
+        ``step(params, grads, learning_rate)``.
+    learning_rate : float, optional
+        Base (peak) learning rate; defaults to the named optimizer's default
+        (``fastmlp.optim.OPTIMIZERS``) or the optimizer object's own.
+    weight_decay : float, optional
+        Weight decay of a named optimizer (for an object, set it on the object).
+    schedule : str
+        ``'constant'``, ``'cosine'`` or ``'onecycle'``, over all steps of training.
+    validation_data : tuple (x_val, y_val), optional
+        Scored after every epoch.
+    seed : int or None
+        Seed of the per-epoch shuffling.
+    callback : callable, optional
+        Called as ``callback(epoch, history)`` after each epoch (1-based).
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss of a batch becomes NaN or infinite; the message names the
+        epoch and step.
+    """
+    x = check_features(x, model.n_features)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
+    y = check_labels(y, x.shape[0], model.n_classes)
+    if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    scale_lr = get_schedule(schedule)
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, learning_rate, weight_decay)
+    elif weight_decay is not None:
+        raise ValueError(
+            "weight_decay applies to a named optimizer; set it on the optimizer object"
+        )
+    base_lr = optimizer.learning_rate if learning_rate is None else learning_rate
+    if validation_data is not None:
+        x_val, y_val = validation_data
+        x_val = check_features(x_val, model.n_features, "x_val")
+        y_val = check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
+
+    if not model.scaler.fitted:
+        model.scaler.fit(x)
+    X = model.scaler.transform(x, model.dtype)
+    if validation_data is not None:
+        X_val = model.scaler.transform(x_val, model.dtype)
+
+    backend = backends.get_backend()
+    fast_epoch = getattr(backend, "train_epoch", None)
+    if hasattr(optimizer, "init_state"):
+        optimizer.init_state(model.params)
+    n = X.shape[0]
+    steps_per_epoch = -(-n // batch_size)
+    total_steps = epochs * steps_per_epoch
+    rng = np.random.default_rng(seed)
+    X_epoch = np.empty_like(X)
+    history = History()
+    for epoch in range(1, epochs + 1):
+        first = (epoch - 1) * steps_per_epoch
+        steps = range(first, first + steps_per_epoch)
+        learning_rates = np.array([base_lr * scale_lr(step, total_steps) for step in steps])
+        start = time.perf_counter()
+        # One permuted copy per epoch makes every batch a contiguous slice;
+        # mode='clip' skips take's bounds checks, which a permutation never needs.
+        order = rng.permutation(n)
+        np.take(X, order, axis=0, out=X_epoch, mode="clip")
+        y_epoch = y[order]
+        args = (model.params, X_epoch, y_epoch, batch_size, optimizer, learning_rates)
+        # Overflow on the way to a diverging loss is reported below, once.
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = fast_epoch(*args) if fast_epoch is not None else None
+            if result is None:
+                result = train_epoch(backend, *args)
+        loss_sum, correct, failed_step = result
+        if failed_step >= 0:
+            raise TrainingDivergedError(
+                f"training diverged: loss became non-finite (nan or inf) at epoch {epoch}, "
+                f"step {failed_step + 1} of {steps_per_epoch}; try a lower learning rate"
+            )
+        seconds = time.perf_counter() - start
+        history.loss.append(loss_sum / n)
+        history.train_accuracy.append(correct / n)
+        history.seconds.append(seconds)
+        history.samples_per_second.append(n / seconds)
+        if validation_data is not None:
+            val_pred = np.atleast_1d(model._proba(X_val).argmax(axis=-1))
+            history.val_accuracy.append(float(np.mean(val_pred == y_val)))
+        else:
+            history.val_accuracy.append(None)
+        if callback is not None:
+            callback(epoch, history)
+    return history
+
+
+def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates):
+    """One pass over ``(x, y)`` in consecutive batches with any backend.
+
+    This is the generic form of a backend's optional ``train_epoch`` fast
+    path: forward, loss, backward and ``optimizer.step`` per batch.
+
+    Returns
+    -------
+    loss_sum : float
+        Sum over batches of the batch's mean loss times its size.
+    correct : int
+        Samples whose forward-pass prediction (before the batch's update) was right.
+    failed_step : int
+        Index of the first batch whose loss was not finite, where training
+        stopped before updating; -1 if every loss was finite.
+    """
+    loss_sum = 0.0
+    correct = 0
+    for step, begin in enumerate(range(0, x.shape[0], batch_size)):
+        xb = x[begin:begin + batch_size]
+        yb = y[begin:begin + batch_size]
+        probs, cache = backend.forward(params, xb)
+        loss = cross_entropy(probs, yb)
+        if not np.isfinite(loss):
+            return loss_sum, correct, step
+        optimizer.step(params, backend.backward(params, cache, yb), learning_rates[step])
+        loss_sum += loss * len(yb)
+        correct += int(np.count_nonzero(probs.argmax(axis=1) == yb))
+    return loss_sum, correct, -1

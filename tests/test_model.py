@@ -1,0 +1,175 @@
+"""The MLP: initialisation, prediction, input scaling, saving, and errors on bad input."""
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import MLP, ModelFileError
+
+BACKENDS = fastmlp.available_backends()
+
+
+def small_data(n=20, n_features=6, n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, n_features)), rng.integers(0, n_classes, n)
+
+
+def test_he_initialisation_shapes_dtypes_and_scale():
+    model = MLP((784, 128, 128, 10), seed=0)
+    assert [(W.shape, b.shape) for W, b in model.params] == [
+        ((128, 784), (128,)), ((128, 128), (128,)), ((10, 128), (10,))]
+    assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in model.params)
+    assert model.params[0][0].std() == pytest.approx(np.sqrt(2 / 784), rel=0.02)
+    assert not model.params[0][1].any()
+    np.testing.assert_array_equal(MLP(seed=0).params[0][0], model.params[0][0])
+    assert not np.array_equal(MLP(seed=1).params[0][0], model.params[0][0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predictions_are_consistent(backend, dtype):
+    x, y = small_data()
+    model = MLP((6, 5, 3), dtype=dtype, seed=0)
+    with fastmlp.use_backend(backend):
+        probs = model.predict_proba(x)
+        assert probs.shape == (20, 3) and probs.dtype == dtype
+        np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+        np.testing.assert_array_equal(model.predict(x), probs.argmax(axis=1))
+        assert model.score(x, y) == pytest.approx(np.mean(probs.argmax(axis=1) == y))
+        expected_loss = -np.mean(np.log(probs[np.arange(20), y]))
+        assert model.loss(x, y) == pytest.approx(expected_loss, rel=1e-5)
+        one = model.predict(x[3])
+        assert isinstance(one, int) and one == probs[3].argmax()
+        np.testing.assert_allclose(model.predict_proba(x[3]), probs[3], rtol=1e-5)
+
+
+def test_uint8_inputs_are_scaled_to_unit_range_then_standardised():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (50, 4), dtype=np.uint8)
+    model = MLP((4, 3), standardize=True, dtype=np.float64)
+    model.scaler.fit(x)
+    unit = x / 255.0
+    assert model.scaler.mean == pytest.approx(unit.mean())
+    assert model.scaler.std == pytest.approx(unit.std())
+    scaled = model.scaler.transform(x, np.float64)
+    np.testing.assert_allclose(scaled, (unit - unit.mean()) / unit.std())
+    raw = MLP((4, 3), standardize=False).scaler.transform(x, np.float32)
+    assert raw.dtype == np.float32 and raw.max() <= 1.0 and raw.min() >= 0.0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    x, y = small_data()
+    model = MLP((6, 5, 4, 3), dtype=np.float64, seed=3)
+    model.fit(x, y, epochs=2, batch_size=8)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = MLP.load(path)
+    assert loaded.layer_sizes == (6, 5, 4, 3) and loaded.dtype == np.float64
+    assert loaded.scaler.mean == model.scaler.mean and loaded.scaler.std == model.scaler.std
+    for (W, b), (W2, b2) in zip(model.params, loaded.params):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    MLP((6, 3), seed=0).save(path)
+    before = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        MLP((6, 3), seed=1).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def test_unreadable_model_files(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        MLP.load(tmp_path / "missing.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip file")
+    with pytest.raises(ModelFileError, match="cannot read model file"):
+        MLP.load(garbage)
+    other = tmp_path / "other.npz"
+    np.savez(other, weights=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not a fastmlp model file"):
+        MLP.load(other)
+    good = tmp_path / "good.npz"
+    MLP((6, 3), seed=0).save(good)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ModelFileError, match="cannot read model file"):
+        MLP.load(truncated)
+    arrays = dict(np.load(good))
+    np.savez(tmp_path / "future.npz", **{**arrays, "format_version": np.array(99)})
+    with pytest.raises(ModelFileError, match="format version 99"):
+        MLP.load(tmp_path / "future.npz")
+    np.savez(tmp_path / "shapes.npz", **{**arrays, "W0": np.zeros((2, 2))})
+    with pytest.raises(ModelFileError, match="layer 0 has shapes"):
+        MLP.load(tmp_path / "shapes.npz")
+    del arrays["b0"]
+    np.savez(tmp_path / "missing_b0.npz", **arrays)
+    with pytest.raises(ModelFileError, match="missing array 'b0'"):
+        MLP.load(tmp_path / "missing_b0.npz")
+
+
+@pytest.mark.parametrize("x, error, message", [
+    (np.zeros((2, 3, 6)), ValueError, "must be 1-D .* or 2-D .* got 3-D"),
+    (np.zeros((4, 5)), ValueError, "x has 5 features per sample but the model expects 6"),
+    (np.zeros((0, 6)), ValueError, "empty batch"),
+    (np.array([["a"] * 6]), TypeError, "must hold real numbers, got dtype <U1"),
+    (np.zeros((2, 6), dtype=complex), TypeError, "must hold real numbers"),
+    (np.array([[np.nan] * 6]), ValueError, "x contains NaN"),
+    (np.array([[np.inf] * 6]), ValueError, "x contains inf"),
+])
+def test_bad_inputs_name_the_problem(x, error, message):
+    model = MLP((6, 3), seed=0)
+    with pytest.raises(error, match=message):
+        model.predict(x)
+
+
+@pytest.mark.parametrize("y, error, message", [
+    (np.array([0, 1, 3]), ValueError, r"label 3 out of range: labels must be in \[0, 3\)"),
+    (np.array([0, -1, 2]), ValueError, "label -1 out of range"),
+    (np.array([0, 1]), ValueError, "y has 2 labels but x has 3 samples"),
+    (np.array([[0, 1, 2]]), ValueError, "must be a 1-D array of class indices"),
+    (np.array([0.0, 1.5, 2.0]), ValueError, "integer class indices"),
+    (np.array(["a", "b", "c"]), TypeError, "integer class indices, got dtype <U1"),
+])
+def test_bad_labels_name_the_problem(y, error, message):
+    model = MLP((6, 3), seed=0)
+    x = np.zeros((3, 6))
+    with pytest.raises(error, match=message):
+        model.score(x, y)
+    with pytest.raises(error, match=message):
+        model.fit(x, y, epochs=1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layer_sizes": (784,)}, "layer_sizes needs an input and an output size"),
+    ({"layer_sizes": (784, 0, 10)}, "all >= 1"),
+    ({"dtype": np.int32}, "dtype must be float32 or float64, got int32"),
+    ({"dtype": "float16"}, "dtype must be float32 or float64, got float16"),
+])
+def test_bad_model_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MLP(**kwargs)
+
+
+def test_public_kernels_validate_parameters():
+    with pytest.raises(ValueError, match="layer 1: W has 4 inputs, previous layer gives 5"):
+        fastmlp.forward([(np.zeros((5, 3)), np.zeros(5)), (np.zeros((2, 4)), np.zeros(2))],
+                        np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="x has 2 features per sample but the model expects 3"):
+        fastmlp.forward([(np.zeros((5, 3)), np.zeros(5))], np.zeros((1, 2)))
+    params = [(np.zeros((3, 3)), np.zeros(3))]
+    probs, cache = fastmlp.forward(params, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="label 7 out of range"):
+        fastmlp.backward(params, cache, [0, 7])
+    with pytest.raises(ValueError, match="softmax expects 1-D or 2-D input"):
+        fastmlp.softmax(np.zeros((1, 2, 3)))

@@ -1,0 +1,113 @@
+"""Optimizers against their formulas, and schedules at their end points."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastmlp import optim
+
+
+def one_layer(value=1.0):
+    return [(np.full((2, 2), value), np.full(2, value))]
+
+
+def grads_of(value):
+    return [(np.full((2, 2), value), np.full(2, value))]
+
+
+def test_plain_sgd_steps_against_the_gradient():
+    params = one_layer(1.0)
+    optim.SGD(0.1).step(params, grads_of(2.0))
+    np.testing.assert_allclose(params[0][0], 0.8)
+    np.testing.assert_allclose(params[0][1], 0.8)
+
+
+def test_momentum_and_nesterov_follow_torch_formulas():
+    # With constant gradient g: v1 = g, v2 = mu*g + g.
+    params = one_layer(0.0)
+    sgd = optim.SGD(0.1, momentum=0.9)
+    sgd.step(params, grads_of(1.0))
+    sgd.step(params, grads_of(1.0))
+    np.testing.assert_allclose(params[0][0], -0.1 * (1 + 1.9))
+
+    params = one_layer(0.0)
+    nesterov = optim.SGD(0.1, momentum=0.9, nesterov=True)
+    nesterov.step(params, grads_of(1.0))  # step g + mu*v1 = 1.9
+    nesterov.step(params, grads_of(1.0))  # step g + mu*v2 = 1 + 0.9*1.9
+    np.testing.assert_allclose(params[0][0], -0.1 * (1.9 + 1 + 0.9 * 1.9))
+
+
+def test_weight_decay_adds_l2_gradient():
+    params = one_layer(2.0)
+    optim.SGD(0.1, weight_decay=0.5).step(params, grads_of(0.0))
+    np.testing.assert_allclose(params[0][0], 2.0 - 0.1 * 0.5 * 2.0)
+
+
+def test_adam_first_step_has_size_learning_rate():
+    params = one_layer(0.0)
+    optim.Adam(0.01).step(params, [(np.array([[3.0, -2.0], [1e-3, 5.0]]), np.array([1.0, -1.0]))])
+    np.testing.assert_allclose(params[0][0], [[-0.01, 0.01], [-0.01, -0.01]], rtol=1e-4)
+    np.testing.assert_allclose(params[0][1], [-0.01, 0.01], rtol=1e-6)
+
+
+def test_adamw_decays_weights_separately_from_the_gradient():
+    params = one_layer(1.0)
+    optim.AdamW(0.1, weight_decay=0.5).step(params, grads_of(0.0))
+    # zero gradient: only the decoupled decay acts, p *= 1 - lr * wd
+    np.testing.assert_allclose(params[0][0], 0.95)
+    params = one_layer(1.0)
+    optim.Adam(0.1, weight_decay=0.5).step(params, grads_of(0.0))
+    # coupled decay: the L2 gradient goes through Adam's normalisation, a step of lr
+    np.testing.assert_allclose(params[0][0], 0.9, rtol=1e-6)
+
+
+def test_adam_matches_its_definition_over_several_steps():
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(5)
+    params = [(p.reshape(1, 5).copy(), np.zeros(1))]
+    adam = optim.Adam(0.01, beta1=0.8, beta2=0.9, eps=1e-6)
+    m = v = np.zeros(5)
+    for t in range(1, 6):
+        g = rng.standard_normal(5)
+        adam.step(params, [(g.reshape(1, 5), np.zeros(1))])
+        m = 0.8 * m + 0.2 * g
+        v = 0.9 * v + 0.1 * g**2
+        p = p - 0.01 * (m / (1 - 0.8**t)) / (np.sqrt(v / (1 - 0.9**t)) + 1e-6)
+    np.testing.assert_allclose(params[0][0].ravel(), p, rtol=1e-10)
+
+
+@pytest.mark.parametrize("bad", [dict(learning_rate=-1), dict(momentum=float("nan")),
+                                 dict(weight_decay=-0.1)])
+def test_bad_hyperparameters_are_rejected(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        optim.SGD(**bad)
+
+
+def test_nesterov_needs_momentum():
+    with pytest.raises(ValueError, match="nesterov momentum requires momentum > 0"):
+        optim.SGD(0.1, nesterov=True)
+
+
+def test_schedules_start_and_end_where_documented():
+    total = 1000
+    assert optim.constant(500, total) == 1.0
+    assert optim.cosine(0, total) == 1.0
+    assert optim.cosine(total, total) == pytest.approx(0.0)
+    assert optim.cosine(total // 2, total) == pytest.approx(0.5)
+    assert optim.onecycle(0, total) == pytest.approx(1 / 25)
+    assert optim.onecycle(300, total) == pytest.approx(1.0)
+    assert optim.onecycle(total, total) == pytest.approx(1 / 25 / 1e4)
+    values = [optim.onecycle(s, total) for s in range(total + 1)]
+    assert max(values) == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(values[:300], values[1:301]))
+    assert all(a >= b for a, b in zip(values[300:], values[301:]))
+    assert math.isclose(max(values), values[300])
+
+
+def test_unknown_names_list_the_choices():
+    with pytest.raises(ValueError, match="unknown schedule 'step'; choose from constant, cosine"):
+        optim.get_schedule("step")
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose from sgd"):
+        optim.make_optimizer("rmsprop", 0.1)

@@ -1,0 +1,124 @@
+"""Training: real MNIST learns, histories are complete, divergence stops with a message."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import MLP, TrainingDivergedError, optim
+
+
+def synthetic(n=300, n_features=8, n_classes=3, seed=0):
+    """Linearly separable blobs: a network that learns anything gets them right."""
+    rng = np.random.default_rng(seed)
+    centers = 3 * rng.standard_normal((n_classes, n_features))
+    y = rng.integers(0, n_classes, n)
+    return centers[y] + rng.standard_normal((n, n_features)), y
+
+
+@pytest.mark.parametrize("backend", ["matmul", "einsum"])
+def test_training_on_real_mnist_beats_chance_by_far(mnist, backend):
+    (x_train, y_train), (x_test, y_test) = mnist
+    model = MLP(seed=0)
+    with fastmlp.use_backend(backend), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or other warnings in normal training
+        history = model.fit(x_train[:6000], y_train[:6000], epochs=4, batch_size=64,
+                            validation_data=(x_test, y_test), seed=0)
+    assert history.val_accuracy[-1] == pytest.approx(model.score(x_test, y_test))
+    assert history.val_accuracy[-1] > 0.92  # chance is 0.10
+    assert history.loss[-1] < history.loss[0]
+    assert history.train_accuracy[-1] > history.train_accuracy[0]
+
+
+def test_reference_backend_trains_like_matmul(mnist):
+    (x_train, y_train), (x_test, y_test) = mnist
+    scores = {}
+    for backend in ("loop", "matmul"):
+        model = MLP((784, 32, 10), dtype=np.float64, seed=1)
+        with fastmlp.use_backend(backend):
+            model.fit(x_train[:1000], y_train[:1000], epochs=1, batch_size=50, seed=1)
+        scores[backend] = (model.score(x_test[:2000], y_test[:2000]), model.params)
+    assert scores["loop"][0] == pytest.approx(scores["matmul"][0], abs=1e-9)
+    for layer, layer2 in zip(scores["loop"][1], scores["matmul"][1]):
+        for p, p2 in zip(layer, layer2):
+            np.testing.assert_allclose(p, p2, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer", list(optim.OPTIMIZERS))
+@pytest.mark.parametrize("schedule", list(optim.SCHEDULES))
+def test_every_optimizer_and_schedule_learns(optimizer, schedule, dtype):
+    x, y = synthetic()
+    model = MLP((8, 16, 3), dtype=dtype, seed=0)
+    history = model.fit(x, y, epochs=10, batch_size=16, optimizer=optimizer, schedule=schedule,
+                        validation_data=(x, y), seed=0)
+    assert model.params[0][0].dtype == dtype
+    assert history.val_accuracy[-1] > 0.95
+    assert history.loss[-1] < history.loss[0]
+
+
+def test_history_has_one_entry_per_epoch_and_callback_sees_it():
+    x, y = synthetic()
+    seen = []
+    history = MLP((8, 4, 3), seed=0).fit(x, y, epochs=3, batch_size=100,
+                                          callback=lambda epoch, h: seen.append((epoch, len(h))))
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    assert len(history.loss) == len(history.train_accuracy) == len(history.seconds) == 3
+    assert history.val_accuracy == [None, None, None]
+    assert all(s > 0 for s in history.samples_per_second)
+    np.testing.assert_allclose(np.array(history.samples_per_second) * history.seconds, 300)
+
+
+def test_same_seed_gives_the_same_model_and_batches_cover_every_sample():
+    x, y = synthetic(n=101)
+    a, b = MLP((8, 4, 3), seed=5), MLP((8, 4, 3), seed=5)
+    a.fit(x, y, epochs=2, batch_size=10, seed=7)
+    b.fit(x, y, epochs=2, batch_size=10, seed=7)
+    for (W, _), (W2, _) in zip(a.params, b.params):
+        np.testing.assert_array_equal(W, W2)
+    c = MLP((8, 4, 3), seed=5)
+    c.fit(x, y, epochs=2, batch_size=10, seed=8)
+    assert not np.array_equal(a.params[0][0], c.params[0][0])
+
+
+def test_switching_backend_mid_training_just_works():
+    x, y = synthetic()
+    model = MLP((8, 16, 3), seed=0)
+    with fastmlp.use_backend("einsum"):
+        model.fit(x, y, epochs=2, batch_size=16)
+    with fastmlp.use_backend("matmul"):
+        history = model.fit(x, y, epochs=2, batch_size=16, validation_data=(x, y))
+    assert history.val_accuracy[-1] > 0.95
+
+
+def test_diverging_loss_stops_with_a_message_and_no_warnings():
+    x, y = synthetic()
+    model = MLP((8, 16, 3), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TrainingDivergedError,
+                           match=r"loss became non-finite \(nan or inf\) at epoch 1, "
+                                 r"step \d+ of 10; try a lower learning rate"):
+            model.fit(x, y, epochs=5, batch_size=32, optimizer="sgd", learning_rate=1e30,
+                      schedule="constant")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+    ({"batch_size": -1}, "batch_size must be a positive integer, got -1"),
+    ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+    ({"schedule": "step"}, "unknown schedule 'step'"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+    ({"validation_data": (np.zeros((2, 5)), [0, 1])}, "x_val has 5 features"),
+    ({"validation_data": (np.zeros((2, 8)), [0, 9])}, "y_val has label 9 out of range"),
+])
+def test_bad_training_arguments(kwargs, message):
+    x, y = synthetic(n=20)
+    with pytest.raises(ValueError, match=message):
+        MLP((8, 3), seed=0).fit(x, y, **kwargs)
+
+
+def test_one_dimensional_training_input_is_rejected():
+    with pytest.raises(ValueError, match=r"x must be 2-D \(n_samples, n_features\)"):
+        MLP((8, 3)).fit(np.zeros(8), [1])
