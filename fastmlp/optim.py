@@ -65,19 +65,29 @@ class SGD:
             self.velocity = [np.zeros_like(p) for p in _flat(params)]
 
     def step(self, params, grads, learning_rate=None):
-        """Update ``params`` in place from ``grads``."""
+        """Update ``params`` in place from ``grads``; allocates nothing after the first step."""
         lr = self.learning_rate if learning_rate is None else learning_rate
         self.init_state(params)
         params, grads = _flat(params), _flat(grads)
-        for i, (p, g) in enumerate(zip(params, grads)):
+        scratch = _scratch(self, params, 1)
+        mu = self.momentum
+        for i, (p, g, (s,)) in enumerate(zip(params, grads, scratch)):
             if self.weight_decay:
-                g = g + self.weight_decay * p
-            if self.momentum:
+                np.multiply(p, self.weight_decay, out=s)
+                s += g
+                g = s
+            if mu:
                 v = self.velocity[i]
-                v *= self.momentum
+                v *= mu
                 v += g
-                g = g + self.momentum * v if self.nesterov else v
-            p -= lr * g
+                if self.nesterov:  # p -= lr * (g + mu * v)
+                    np.multiply(g, lr, out=s)
+                    p -= s
+                    g, lr = v, lr * mu
+                else:
+                    g = v
+            np.multiply(g, lr, out=s)
+            p -= s
 
 
 class Adam:
@@ -126,18 +136,29 @@ class Adam:
         b1, b2 = self.beta1, self.beta2
         step_size = lr / (1 - b1**self.t)
         bias2 = math.sqrt(1 - b2**self.t)
-        for p, g, m, v in zip(params, grads, self.m, self.v):
+        scratch = _scratch(self, params, 2)
+        for p, g, m, v, (s, t) in zip(params, grads, self.m, self.v, scratch):
             if self.weight_decay:
                 if self.decoupled_weight_decay:
                     p *= 1 - lr * self.weight_decay
                 else:
-                    g = g + self.weight_decay * p
+                    np.multiply(p, self.weight_decay, out=t)
+                    t += g
+                    g = t
             m *= b1
-            m += (1 - b1) * g
+            np.multiply(g, 1 - b1, out=s)
+            m += s
             v *= b2
-            v += (1 - b2) * g * g
+            np.multiply(g, g, out=s)
+            s *= 1 - b2
+            v += s
             # p -= lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections folded in
-            p -= step_size * m / (np.sqrt(v) / bias2 + self.eps)
+            np.sqrt(v, out=s)
+            s *= 1 / bias2
+            s += self.eps
+            np.divide(m, s, out=s)
+            s *= step_size
+            p -= s
 
 
 class AdamW(Adam):
@@ -146,6 +167,16 @@ class AdamW(Adam):
     def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(learning_rate, beta1, beta2, eps, weight_decay,
                          decoupled_weight_decay=True)
+
+
+def _scratch(optimizer, params, count):
+    """``count`` work arrays per parameter, kept on the optimizer so steps do not allocate."""
+    scratch = getattr(optimizer, "_scratch_arrays", None)
+    if scratch is None or len(scratch) != len(params) or any(
+            s[0].shape != p.shape or s[0].dtype != p.dtype for s, p in zip(scratch, params)):
+        scratch = [tuple(np.empty_like(p) for _ in range(count)) for p in params]
+        optimizer._scratch_arrays = scratch
+    return scratch
 
 
 def _check_hyper(**values):

@@ -1,8 +1,9 @@
 """The BLAS backend: whole-batch matrix products with ``@``.
 
-Each layer is one GEMM, ``z = a @ W.T + b``; element-wise steps work in place
-on the GEMM's output so a forward pass allocates one array per layer and a
-backward pass one per gradient.
+Each layer is one GEMM, ``z = a @ W.T + b``, written into a preallocated
+array; the element-wise steps work in place on it. ``forward`` and
+``backward`` allocate their results, as the interface asks; ``train_epoch``
+allocates every buffer once per epoch and reuses it for every batch.
 """
 
 from __future__ import annotations
@@ -15,46 +16,113 @@ def softmax(z):
     z = np.asarray(z)
     if not np.issubdtype(z.dtype, np.floating):
         z = z.astype(np.float64)
-    # exp(z - max z) never overflows and gives the same ratios.
-    out = z - z.max(axis=-1, keepdims=True)
-    return inplace_softmax(out)
+    return inplace_softmax(z.copy())
 
 
 def inplace_softmax(z):
     """Softmax of ``z`` row by row, written over ``z``."""
+    # exp(z - max z) never overflows and gives the same ratios.
     z -= z.max(axis=-1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=-1, keepdims=True)
     return z
 
 
-def forward(params, x):
-    """Forward pass. See ``fastmlp.backends`` for the contract."""
-    a = np.asarray(x)
-    cache = [a]
+def _forward_into(params, x, activations):
+    """Write every layer's output for input ``x`` into ``activations[1:]``; return the last."""
+    a = x
     last = len(params) - 1
     for l, (W, b) in enumerate(params):
-        z = a @ W.T
+        z = activations[l + 1]
+        np.matmul(a, W.T, out=z)
         z += b
-        a = inplace_softmax(z) if l == last else np.maximum(z, 0, out=z)
-        cache.append(a)
-    return a, cache
+        if l == last:
+            inplace_softmax(z)
+        else:
+            np.maximum(z, 0, out=z)
+        a = z
+    return a
+
+
+def _backward_into(params, activations, y, deltas, masks, grads):
+    """Gradients of the mean cross-entropy into ``grads``; ``deltas`` and ``masks`` are scratch.
+
+    ``activations`` is the forward cache (input first, probabilities last),
+    all 2-D with the same number of rows as ``y``.
+    """
+    n = y.shape[0]
+    # softmax + cross-entropy: delta = (p - onehot(y)) / n
+    delta = deltas[-1]
+    np.copyto(delta, activations[-1])
+    delta[np.arange(n), y] -= 1
+    delta *= delta.dtype.type(1 / n)
+    for l in range(len(params) - 1, -1, -1):
+        a = activations[l]
+        dW, db = grads[l]
+        np.matmul(delta.T, a, out=dW)
+        np.sum(delta, axis=0, out=db)
+        if l > 0:
+            previous = deltas[l - 1]
+            np.matmul(delta, params[l][0], out=previous)
+            # ReLU derivative, from the layer's output: zero where a == 0
+            np.greater(a, 0, out=masks[l - 1])
+            previous *= masks[l - 1]
+            delta = previous
+    return grads
+
+
+def _layer_widths(params):
+    return [W.shape[0] for W, _ in params]
+
+
+def forward(params, x):
+    """Forward pass. See ``fastmlp.backends`` for the contract."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, *[W for W, _ in params])
+    rows = x.shape[:-1]
+    activations = [x] + [np.empty(rows + (width,), dtype) for width in _layer_widths(params)]
+    return _forward_into(params, x, activations), activations
 
 
 def backward(params, cache, y):
     """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
     cache = [np.atleast_2d(a) for a in cache]
     y = np.atleast_1d(y)
-    n = y.shape[0]
-    # softmax + cross-entropy: delta = (p - onehot(y)) / n
-    delta = cache[-1].copy()
-    delta[np.arange(n), y] -= 1
-    delta /= n
-    grads = []
-    for l in range(len(params) - 1, -1, -1):
-        a = cache[l]
-        grads.append((delta.T @ a, delta.sum(axis=0)))
-        if l > 0:
-            delta = delta @ params[l][0]
-            delta *= a > 0  # ReLU derivative, from the layer's output
-    return grads[::-1]
+    dtype = cache[-1].dtype
+    deltas = [np.empty_like(a) for a in cache[1:]]
+    masks = [np.empty(a.shape, dtype) for a in cache[1:-1]]
+    grads = [(np.empty(W.shape, dtype), np.empty(b.shape, dtype)) for W, b in params]
+    return _backward_into(params, cache, y, deltas, masks, grads)
+
+
+def train_epoch(params, x, y, batch_size, optimizer, learning_rates):
+    """One epoch of mini-batch training with buffers allocated once.
+
+    Same contract and result as ``fastmlp.train.train_epoch``.
+    """
+    dtype = x.dtype
+    tiny = np.finfo(dtype).tiny
+    widths = _layer_widths(params)
+    full_activations = [np.empty((batch_size, width), dtype) for width in widths]
+    full_deltas = [np.empty((batch_size, width), dtype) for width in widths]
+    full_masks = [np.empty((batch_size, width), dtype) for width in widths[:-1]]
+    grads = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
+    predicted = np.empty(batch_size, np.intp)
+    loss_sum = 0.0
+    correct = 0
+    for step, begin in enumerate(range(0, x.shape[0], batch_size)):
+        xb = x[begin:begin + batch_size]
+        yb = y[begin:begin + batch_size]
+        m = yb.shape[0]
+        activations = [xb] + [a[:m] for a in full_activations]
+        probs = _forward_into(params, xb, activations)
+        loss = -float(np.log(np.maximum(probs[np.arange(m), yb], tiny)).mean())
+        if not np.isfinite(loss):
+            return loss_sum, correct, step
+        loss_sum += loss * m
+        np.argmax(probs, axis=1, out=predicted[:m])
+        correct += int(np.count_nonzero(predicted[:m] == yb))
+        _backward_into(params, activations, yb, [d[:m] for d in full_deltas],
+                       [k[:m] for k in full_masks], grads)
+        optimizer.step(params, grads, learning_rates[step])
+    return loss_sum, correct, -1
