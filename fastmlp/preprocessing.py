@@ -25,16 +25,11 @@ class InputScaler:
         self.std = 1.0
         self.fitted = False
 
-    @staticmethod
-    def _unit(x, dtype):
-        if x.dtype == np.uint8:
-            return np.multiply(x, dtype.type(1 / 255), dtype=dtype)
-        return x.astype(dtype, copy=False)
-
     def fit(self, x) -> InputScaler:
         """Learn the mean and standard deviation of ``x`` (after uint8 → [0, 1])."""
         if self.standardize:
-            unit = self._unit(np.asarray(x), np.dtype(np.float64))
+            x = np.asarray(x)
+            unit = x / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
             self.mean = float(unit.mean())
             std = float(unit.std())
             self.std = std if std > 0 else 1.0
@@ -45,10 +40,9 @@ class InputScaler:
         """Return ``x`` scaled, as a new array of ``dtype`` (never a view of ``x``)."""
         dtype = np.dtype(dtype)
         x = np.asarray(x)
-        out = self._unit(x, dtype)
-        if out is x or np.shares_memory(out, x):
-            out = out.copy()
-        if self.standardize:
-            out -= dtype.type(self.mean)
-            out *= dtype.type(1 / self.std)
+        # (x * unit - mean) / std as one multiply and one add
+        unit = 1 / 255 if x.dtype == np.uint8 else 1.0
+        out = np.multiply(x, dtype.type(unit / self.std), dtype=dtype)
+        if self.mean:
+            out += dtype.type(-self.mean / self.std)
         return out
