@@ -72,6 +72,7 @@ class SGD:
         scratch = _scratch(self, params, 1)
         mu = self.momentum
         for i, (p, g, (s,)) in enumerate(zip(params, grads, scratch)):
+            step_size = lr
             if self.weight_decay:
                 np.multiply(p, self.weight_decay, out=s)
                 s += g
@@ -80,13 +81,13 @@ class SGD:
                 v = self.velocity[i]
                 v *= mu
                 v += g
-                if self.nesterov:  # p -= lr * (g + mu * v)
+                if self.nesterov:  # p -= lr * g + lr * mu * v
                     np.multiply(g, lr, out=s)
                     p -= s
-                    g, lr = v, lr * mu
+                    g, step_size = v, lr * mu
                 else:
                     g = v
-            np.multiply(g, lr, out=s)
+            np.multiply(g, step_size, out=s)
             p -= s
 
 

@@ -58,7 +58,8 @@ def test_fused_epoch_equals_generic_steps(backend, dtype, sizes, name):
         np.testing.assert_array_equal(x_in, x)
         np.testing.assert_array_equal(y_in, y)
         results[path] = (p, opt, out)
-    (p_gen, opt_gen, out_gen), (p_fused, opt_fused, out_fused) = results["generic"], results["fused"]
+    p_gen, opt_gen, out_gen = results["generic"]
+    p_fused, opt_fused, out_fused = results["fused"]
     tol = TOLERANCE[dtype]
     assert out_fused[2] == out_gen[2] == -1
     assert out_fused[1] == out_gen[1]

@@ -9,18 +9,25 @@ from fastmlp import optim
 
 
 def one_layer(value=1.0):
-    return [(np.full((2, 2), value), np.full(2, value))]
+    """Two layers, so a bug that leaks state from one array to the next shows."""
+    return [(np.full((2, 2), value), np.full(2, value)),
+            (np.full((1, 2), value), np.full(1, value))]
 
 
-def grads_of(value):
-    return [(np.full((2, 2), value), np.full(2, value))]
+grads_of = one_layer
+
+
+def assert_all(params, expected):
+    """Every parameter array of every layer equals ``expected``."""
+    for layer in params:
+        for p in layer:
+            np.testing.assert_allclose(p, expected)
 
 
 def test_plain_sgd_steps_against_the_gradient():
     params = one_layer(1.0)
     optim.SGD(0.1).step(params, grads_of(2.0))
-    np.testing.assert_allclose(params[0][0], 0.8)
-    np.testing.assert_allclose(params[0][1], 0.8)
+    assert_all(params, 0.8)
 
 
 def test_momentum_and_nesterov_follow_torch_formulas():
@@ -29,19 +36,19 @@ def test_momentum_and_nesterov_follow_torch_formulas():
     sgd = optim.SGD(0.1, momentum=0.9)
     sgd.step(params, grads_of(1.0))
     sgd.step(params, grads_of(1.0))
-    np.testing.assert_allclose(params[0][0], -0.1 * (1 + 1.9))
+    assert_all(params, -0.1 * (1 + 1.9))
 
     params = one_layer(0.0)
     nesterov = optim.SGD(0.1, momentum=0.9, nesterov=True)
     nesterov.step(params, grads_of(1.0))  # step g + mu*v1 = 1.9
     nesterov.step(params, grads_of(1.0))  # step g + mu*v2 = 1 + 0.9*1.9
-    np.testing.assert_allclose(params[0][0], -0.1 * (1.9 + 1 + 0.9 * 1.9))
+    assert_all(params, -0.1 * (1.9 + 1 + 0.9 * 1.9))
 
 
 def test_weight_decay_adds_l2_gradient():
     params = one_layer(2.0)
     optim.SGD(0.1, weight_decay=0.5).step(params, grads_of(0.0))
-    np.testing.assert_allclose(params[0][0], 2.0 - 0.1 * 0.5 * 2.0)
+    assert_all(params, 2.0 - 0.1 * 0.5 * 2.0)
 
 
 def test_adam_first_step_has_size_learning_rate():
@@ -55,11 +62,11 @@ def test_adamw_decays_weights_separately_from_the_gradient():
     params = one_layer(1.0)
     optim.AdamW(0.1, weight_decay=0.5).step(params, grads_of(0.0))
     # zero gradient: only the decoupled decay acts, p *= 1 - lr * wd
-    np.testing.assert_allclose(params[0][0], 0.95)
+    assert_all(params, 0.95)
     params = one_layer(1.0)
     optim.Adam(0.1, weight_decay=0.5).step(params, grads_of(0.0))
     # coupled decay: the L2 gradient goes through Adam's normalisation, a step of lr
-    np.testing.assert_allclose(params[0][0], 0.9, rtol=1e-6)
+    assert_all(params, 0.9)
 
 
 def test_adam_matches_its_definition_over_several_steps():

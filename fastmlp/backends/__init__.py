@@ -23,8 +23,10 @@ A backend may also offer fast paths, which callers look up with ``getattr``:
 ``train_epoch(params, x, y, batch_size, optimizer, learning_rates)``
     One pass of mini-batch training, fused; same contract and result as the
     generic ``fastmlp.train.train_epoch``, or ``None`` when it cannot handle
-    ``optimizer`` (the trainer then runs the generic loop). Backends are stateless: the model owns
-the parameters, so switching backend mid-training just works.
+    ``optimizer`` (the trainer then runs the generic loop).
+
+Backends are stateless: the model owns the parameters, so switching backend
+mid-training just works.
 
 Backends are imported on first use, so ``import fastmlp`` does not pay for
 numba's start-up.

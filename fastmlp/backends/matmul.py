@@ -103,6 +103,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates):
     dtype = x.dtype
     tiny = np.finfo(dtype).tiny
     widths = _layer_widths(params)
+    batch_size = min(batch_size, x.shape[0])
     full_activations = [np.empty((batch_size, width), dtype) for width in widths]
     full_deltas = [np.empty((batch_size, width), dtype) for width in widths]
     full_masks = [np.empty((batch_size, width), dtype) for width in widths[:-1]]
