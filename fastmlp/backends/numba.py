@@ -1,0 +1,620 @@
+"""The numba backend: BLAS for the products, one compiled pass for everything else.
+
+Each layer is one GEMM (``np.dot`` inside ``@njit``, which calls SciPy's BLAS)
+followed by a single compiled sweep over its output that does all the
+element-wise work of the layer::
+
+    hidden layer   a = max(z + b, 0)
+    output layer   p = softmax(z + b), loss -log p[y], argmax p,
+                   delta = (p - onehot(y)) / n and db = sum of delta over the batch
+    backward       delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0), db[l-1] in the same sweep
+
+``train_epoch`` runs every step of an epoch (batch slice, forward, loss,
+backward, optimizer update) in one compiled call, with every buffer allocated
+once per call. Each batch is split into one chunk of rows per numba thread,
+each running single-threaded BLAS: on two cores this beats one BLAS call
+with two threads at every batch size measured (32 to 1000).
+
+All compiled kernels live in this module, because a cached kernel can keep a
+stale copy of a callee cached from another module. Kernels trust their inputs
+(no bounds checks); the Python wrappers check shapes, dtypes and labels first.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from ..optim import SGD, Adam, AdamW
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Update rules of the optimizers train_epoch runs itself, by exact type: a
+# subclass may override step(), so it goes through the generic loop.
+_SGD_RULE, _ADAM_RULE = 0, 1
+_RULES = {SGD: _SGD_RULE, Adam: _ADAM_RULE, AdamW: _ADAM_RULE}
+
+# Every kernel is cached on disk. error_model="numpy": x / 0 gives inf or nan
+# as in NumPy, without the zero check that would keep loops from vectorising.
+_JIT = {"cache": True, "error_model": "numpy"}
+
+
+@njit(**_JIT)
+def _inplace_bias_relu(z, b):
+    # z = max(z + b, 0); NaN stays NaN, as with np.maximum
+    n, k = z.shape
+    for i in range(n):
+        for j in range(k):
+            v = z[i, j] + b[j]
+            if v < 0:
+                z[i, j] = 0
+            else:
+                z[i, j] = v
+
+
+@njit(**_JIT)
+def _softmax_row(z, out):
+    # exp(z - max z) never overflows and gives the same ratios
+    top = z[0]
+    for j in range(1, z.shape[0]):
+        if z[j] > top:
+            top = z[j]
+    total = z.dtype.type(0)
+    for j in range(z.shape[0]):
+        e = np.exp(z[j] - top)
+        out[j] = e
+        total += e
+    for j in range(z.shape[0]):
+        out[j] /= total
+
+
+@njit(**_JIT)
+def _inplace_bias_softmax(z, b):
+    n, k = z.shape
+    for i in range(n):
+        for j in range(k):
+            z[i, j] += b[j]
+        _softmax_row(z[i], z[i])
+
+
+@njit(**_JIT)
+def _softmax(z, out):
+    for i in range(z.shape[0]):
+        _softmax_row(z[i], out[i])
+
+
+@njit(**_JIT)
+def _dense_relu(a, W, b, out):
+    # out = max(a @ W.T + b, 0)
+    np.dot(a, W.T, out)
+    _inplace_bias_relu(out, b)
+
+
+@njit(**_JIT)
+def _dense_softmax(a, W, b, out):
+    # out = softmax(a @ W.T + b)
+    np.dot(a, W.T, out)
+    _inplace_bias_softmax(out, b)
+
+
+@njit(**_JIT)
+def _softmax_cross_entropy(z, b, y, n_batch, tiny, delta, db):
+    """Softmax of ``z + b``, loss and hits; writes delta = (p - onehot(y)) / n_batch and db.
+
+    Returns the summed loss ``-log max(p[y], tiny)`` and the count of argmax p == y.
+    """
+    n, k = z.shape
+    db[:] = 0
+    loss = 0.0
+    correct = 0
+    for i in range(n):
+        p = delta[i]
+        for j in range(k):
+            p[j] = z[i, j] + b[j]
+        _softmax_row(p, p)
+        best = 0
+        for j in range(1, k):
+            if p[j] > p[best]:
+                best = j
+        label = y[i]
+        correct += best == label
+        # clip at tiny, keeping NaN, as np.maximum does
+        p_label = p[label]
+        if p_label < tiny:
+            p_label = tiny
+        loss -= np.log(p_label)
+        # softmax + cross-entropy: delta = (p - onehot(y)) / n
+        p[label] -= 1
+        for j in range(k):
+            p[j] /= n_batch
+            db[j] += p[j]
+    return loss, correct
+
+
+@njit(**_JIT)
+def _output_delta(p, y, delta, db):
+    # delta = (p - onehot(y)) / n, db = sum over the batch of delta
+    n, k = p.shape
+    db[:] = 0
+    for i in range(n):
+        for j in range(k):
+            delta[i, j] = p[i, j]
+        delta[i, y[i]] -= 1
+        for j in range(k):
+            delta[i, j] /= n
+            db[j] += delta[i, j]
+
+
+@njit(**_JIT)
+def _inplace_relu_backward(delta, a, db):
+    # delta *= (a > 0), the ReLU derivative from the layer's output; db = sum over the batch
+    n, k = delta.shape
+    db[:] = 0
+    for i in range(n):
+        for j in range(k):
+            if a[i, j] > 0:
+                db[j] += delta[i, j]
+            else:
+                delta[i, j] = delta[i, j] * 0  # keeps NaN * 0 = NaN, as the multiply does
+
+
+@njit(**_JIT)
+def _layer_backward(delta, a, W, dW, back, db_back):
+    # dW = delta.T @ a; back = (delta @ W) * (a > 0) with its column sums in db_back
+    np.dot(delta.T, a, dW)
+    np.dot(delta, W, back)
+    _inplace_relu_backward(back, a, db_back)
+
+
+@njit(**_JIT)
+def _weight_grad(delta, a, dW):
+    np.dot(delta.T, a, dW)
+
+
+@njit(**_JIT, fastmath={"reassoc", "contract"})
+def _predict_one(Ws, bs, x):
+    # Checked here rather than in Python, where the checks cost more than the product.
+    n_in = x.shape[0]
+    for l in range(len(Ws)):
+        if Ws[l].shape[1] != n_in or bs[l].shape[0] != Ws[l].shape[0]:
+            raise ValueError("predict_one: layer shapes do not match each other or x")
+        n_in = Ws[l].shape[0]
+    a = x
+    last = len(Ws) - 1
+    for l in range(len(Ws)):
+        W = Ws[l]
+        z = np.empty(W.shape[0], x.dtype)
+        for j in range(W.shape[0]):
+            # z = W a + b (summed in any order: reassoc lets it vectorise), ReLU if hidden
+            s = x.dtype.type(0)
+            for i in range(W.shape[1]):
+                s += W[j, i] * a[i]
+            s += bs[l][j]
+            if l < last and s < 0:
+                z[j] = 0
+            else:
+                z[j] = s
+        a = z
+    _softmax_row(a, a)
+    return a
+
+
+@njit(**_JIT)
+def _sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
+    # torch.optim.SGD: g += wd p; v = mu v + g; p -= lr (g + mu v) (Nesterov) or lr v
+    cast = p.dtype.type
+    for i in range(p.shape[0]):
+        gi = g[i]
+        step = lr
+        if weight_decay != 0:
+            gi = p[i] * weight_decay + gi
+        if momentum != 0:
+            vi = v[i] * momentum + gi
+            v[i] = vi
+            if nesterov:
+                p[i] = p[i] - cast(gi * lr)
+                step = lr * momentum
+            gi = vi
+        p[i] = p[i] - cast(gi * step)
+
+
+@njit(**_JIT)
+def _adam_update(p, g, m, v, step_size, inv_bias2, beta1, one_minus_beta1, beta2,
+                 one_minus_beta2, eps, coupled_decay, shrink):
+    # torch.optim.Adam / AdamW:
+    #   AdamW: p *= 1 - lr wd (shrink);  Adam: g += wd p (coupled_decay)
+    #   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+    #   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    cast = p.dtype.type
+    for i in range(p.shape[0]):
+        if shrink != 1:
+            p[i] = cast(p[i] * shrink)
+        gi = g[i]
+        if coupled_decay != 0:
+            gi = p[i] * coupled_decay + gi
+        mi = m[i] * beta1 + gi * one_minus_beta1
+        vi = v[i] * beta2 + gi * gi * one_minus_beta2
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - cast(mi / (np.sqrt(vi) * inv_bias2 + eps) * step_size)
+
+
+@njit(**_JIT)
+def _block(flat, offset, rows, cols):
+    # rows x cols C-contiguous view of flat[offset:]
+    return flat[offset:offset + rows * cols].reshape(rows, cols)
+
+
+@njit(**_JIT)
+def _chunk_forward_deltas(theta, layout, x, y, tiny, Z, D, db_chunks, c, r0, r1):
+    """Forward pass and deltas of rows ``r0:r1`` of the batch ``x``.
+
+    Writes chunk c's share of each bias gradient into ``db_chunks[c]`` and
+    returns the summed loss and the hits of those rows.
+    """
+    n = x.shape[0]
+    L = layout.shape[0]
+    if r0 == r1:
+        db_chunks[c] = 0
+        return 0.0, 0
+    a = x[r0:r1]
+    for l in range(L):
+        n_out, n_in, w_at, b_at, unit_at = layout[l]
+        z = _block(Z, unit_at * n, n, n_out)[r0:r1]
+        np.dot(a, _block(theta, w_at, n_out, n_in).T, z)
+        b = theta[b_at:b_at + n_out]
+        if l < L - 1:
+            _inplace_bias_relu(z, b)
+            a = z
+        else:
+            loss, hits = _softmax_cross_entropy(z, b, y[r0:r1], n, tiny,
+                                                _block(D, unit_at * n, n, n_out)[r0:r1],
+                                                db_chunks[c, unit_at:unit_at + n_out])
+    for l in range(L - 1, 0, -1):
+        # delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
+        n_out, n_in, w_at, _, unit_at = layout[l]
+        below = layout[l - 1, 4]
+        back = _block(D, below * n, n, n_in)[r0:r1]
+        np.dot(_block(D, unit_at * n, n, n_out)[r0:r1], _block(theta, w_at, n_out, n_in), back)
+        _inplace_relu_backward(back, _block(Z, below * n, n, n_in)[r0:r1],
+                               db_chunks[c, below:below + n_in])
+    return loss, hits
+
+
+@njit(**_JIT, parallel=True)
+def _forward_deltas(theta, layout, x, y, tiny, Z, D, db_chunks, losses, hits):
+    # One chunk of the batch's rows per thread, each with single-threaded GEMMs.
+    n = x.shape[0]
+    chunks = losses.shape[0]
+    rows = -(-n // chunks)
+    for c in prange(chunks):
+        r0 = min(c * rows, n)
+        loss, hit = _chunk_forward_deltas(theta, layout, x, y, tiny, Z, D, db_chunks, c, r0,
+                                          min(r0 + rows, n))
+        losses[c] = loss
+        hits[c] = hit
+
+
+@njit(**_JIT)
+def _update_slice(theta, grad, state1, state2, lo, hi, rule, hyper, lr, t):
+    """Update ``theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
+
+    ``state1, state2`` are the optimizer's state (SGD velocity; Adam m and v).
+    As in ``fastmlp.optim``, the arithmetic is in the parameters' dtype, with
+    the products by the (float64) learning rate rounded back to it.
+    """
+    cast = theta.dtype.type
+    if rule == _SGD_RULE:
+        _sgd_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], lr, cast(hyper[0]),
+                    cast(hyper[1]), hyper[2] != 0)
+    else:
+        beta1, beta2, decoupled = hyper[3], hyper[4], hyper[6] != 0
+        step_size = lr / (1 - beta1 ** float(t))
+        inv_bias2 = cast(1 / math.sqrt(1 - beta2 ** float(t)))
+        shrink = 1 - lr * hyper[1] if decoupled else 1.0
+        coupled_decay = cast(0) if decoupled else cast(hyper[1])
+        _adam_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], state2[lo:hi], step_size,
+                     inv_bias2, cast(beta1), cast(1 - beta1), cast(beta2), cast(1 - beta2),
+                     cast(hyper[5]), coupled_decay, shrink)
+
+
+@njit(**_JIT, parallel=True)
+def _gradients_and_update(theta, grad, state1, state2, layout, x, Z, D, db_chunks, scratch,
+                          rule, hyper, lr, t):
+    # Thread c owns a block of rows j0:j1 of every W and b: it computes
+    # dW[j0:j1] = delta[:, j0:j1].T @ a and db[j0:j1] (the sum of the chunks'
+    # shares), then updates those rows while their gradient is still in its cache.
+    n = x.shape[0]
+    chunks = scratch.shape[0]
+    for c in prange(chunks):
+        for l in range(layout.shape[0]):
+            n_out, n_in, w_at, b_at, unit_at = layout[l]
+            rows = -(-n_out // chunks)
+            j0 = min(c * rows, n_out)
+            j1 = min(j0 + rows, n_out)
+            if j0 == j1:
+                continue
+            delta = _block(D, unit_at * n, n, n_out)
+            delta_t = _block(scratch[c], 0, j1 - j0, n)
+            for i in range(n):
+                for j in range(j0, j1):
+                    delta_t[j - j0, i] = delta[i, j]
+            a = x if l == 0 else _block(Z, layout[l - 1, 4] * n, n, n_in)
+            np.dot(delta_t, a, _block(grad, w_at + j0 * n_in, j1 - j0, n_in))
+            for j in range(j0, j1):
+                total = db_chunks[0, unit_at + j]
+                for k in range(1, chunks):
+                    total += db_chunks[k, unit_at + j]
+                grad[b_at + j] = total
+            _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
+                          rule, hyper, lr, t)
+            _update_slice(theta, grad, state1, state2, b_at + j0, b_at + j1, rule, hyper, lr, t)
+
+
+@njit(**_JIT)
+def _train_epoch(theta, state1, state2, layout, x, y, batch_size, learning_rates, rule, hyper,
+                 t, tiny, Z, D, grad, db_chunks, scratch):
+    """All steps of one epoch; returns (loss_sum, correct, failed_step, steps_done).
+
+    Every layer's ``W`` and ``b`` live in the flat vector ``theta`` (the
+    optimizer state and the gradient ``grad`` alike), where row l of
+    ``layout`` is (n_out, n_in, offset of W, offset of b, offset of the
+    layer's units among all units). ``Z`` holds each layer's output (logits
+    for the last) and ``D`` its delta, layer by layer as ``(n, n_out)`` blocks;
+    ``db_chunks[c]`` holds chunk c's share of the bias gradients and
+    ``scratch[c]`` thread c's workspace. ``hyper`` is (momentum,
+    weight_decay, nesterov, beta1, beta2, eps, decoupled).
+    """
+    n = x.shape[0]
+    chunks = scratch.shape[0]
+    losses = np.empty(chunks)
+    hits = np.empty(chunks, np.int64)
+    loss_sum = 0.0
+    correct = 0
+    step = 0
+    for begin in range(0, n, batch_size):
+        end = min(begin + batch_size, n)
+        xb = x[begin:end]
+        _forward_deltas(theta, layout, xb, y[begin:end], tiny, Z, D, db_chunks, losses, hits)
+        mean_loss = losses.sum() / (end - begin)
+        if not np.isfinite(mean_loss):
+            return loss_sum, correct, step, step
+        loss_sum += mean_loss * (end - begin)
+        correct += hits.sum()
+        if rule == _ADAM_RULE:
+            t += 1
+        _gradients_and_update(theta, grad, state1, state2, layout, xb, Z, D, db_chunks,
+                              scratch, rule, hyper, learning_rates[step], t)
+        step += 1
+    return loss_sum, correct, -1, step
+
+
+def _float_dtype(*arrays) -> np.dtype:
+    dtype = np.result_type(*arrays)
+    return dtype if dtype in _FLOATS else np.dtype(np.float64)
+
+
+def _layers(params, dtype, n_in):
+    """Tuples of the ``W`` and of the ``b``, C-contiguous in ``dtype``, shapes checked."""
+    Ws, bs = [], []
+    for l, (W, b) in enumerate(params):
+        W = np.ascontiguousarray(W, dtype)
+        b = np.ascontiguousarray(b, dtype)
+        if W.ndim != 2 or W.shape[1] != n_in or b.shape != (W.shape[0],):
+            raise ValueError(
+                f"layer {l}: W must be (n_out, {n_in}) and b (n_out,), got {W.shape} and {b.shape}"
+            )
+        n_in = W.shape[0]
+        Ws.append(W)
+        bs.append(b)
+    if not Ws:
+        raise ValueError("params must hold at least one (W, b) layer")
+    return tuple(Ws), tuple(bs)
+
+
+def _labels(y, n_samples, n_classes):
+    y = np.ascontiguousarray(np.atleast_1d(y), dtype=np.int64)
+    if y.shape != (n_samples,):
+        raise ValueError(f"y has shape {y.shape}, expected ({n_samples},)")
+    if n_samples and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must be in [0, {n_classes})")
+    return y
+
+
+@functools.cache
+def _blas_controller():
+    # Load the BLAS that numba's np.dot calls, so the controller sees it.
+    from scipy.linalg import cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def softmax(z):
+    """Row-wise softmax of ``z``, shape ``(n_classes,)`` or ``(n_samples, n_classes)``."""
+    z = np.asarray(z)
+    dtype = z.dtype if z.dtype in _FLOATS else np.dtype(np.float64)
+    rows = np.ascontiguousarray(np.atleast_2d(z), dtype)
+    out = np.empty_like(rows)
+    if out.size:
+        _softmax(rows, out)
+    return out.reshape(z.shape)
+
+
+def forward(params, x):
+    """Forward pass. See ``fastmlp.backends`` for the contract."""
+    x = np.asarray(x)
+    dtype = _float_dtype(x, *[array for layer in params for array in layer])
+    a = np.ascontiguousarray(np.atleast_2d(x), dtype)
+    Ws, bs = _layers(params, dtype, a.shape[1])
+    cache = [a]
+    last = len(Ws) - 1
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        z = np.empty((a.shape[0], W.shape[0]), dtype)
+        if l == last:
+            _dense_softmax(a, W, b, z)
+        else:
+            _dense_relu(a, W, b, z)
+        cache.append(z)
+        a = z
+    if x.ndim == 1:
+        cache = [c[0] for c in cache]
+    return cache[-1], cache
+
+
+def backward(params, cache, y):
+    """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
+    dtype = _float_dtype(*cache, *[array for layer in params for array in layer])
+    cache = [np.ascontiguousarray(np.atleast_2d(a), dtype) for a in cache]
+    Ws, _ = _layers(params, dtype, cache[0].shape[1])
+    n, n_classes = cache[-1].shape
+    y = _labels(y, n, n_classes)
+    for l, W in enumerate(Ws):
+        if cache[l].shape != (n, W.shape[1]):
+            raise ValueError(f"cache[{l}] has shape {cache[l].shape}, expected {(n, W.shape[1])}")
+    delta = np.empty_like(cache[-1])
+    db = np.empty(n_classes, dtype)
+    _output_delta(cache[-1], y, delta, db)
+    grads = []
+    for l in range(len(Ws) - 1, -1, -1):
+        dW = np.empty_like(Ws[l])
+        if l == 0:
+            _weight_grad(delta, cache[0], dW)
+            grads.append((dW, db))
+            break
+        back = np.empty_like(cache[l])
+        db_back = np.empty(back.shape[1], dtype)
+        _layer_backward(delta, cache[l], Ws[l], dW, back, db_back)
+        grads.append((dW, db))
+        delta, db = back, db_back
+    return grads[::-1]
+
+
+def predict_one(params, x):
+    """Class probabilities of one sample, without batch machinery.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+    x : ndarray, shape (n_in,)
+
+    Returns
+    -------
+    ndarray, shape (n_out,)
+        In the dtype of ``x`` and the parameters (float32 stays float32).
+    """
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"predict_one takes one sample of shape (n_in,), got shape {x.shape}")
+    Ws, bs = zip(*params)
+    dtype = x.dtype
+    if dtype not in _FLOATS or any(a.dtype != dtype for a in Ws + bs):
+        dtype = _float_dtype(x, *Ws, *bs)
+        x = x.astype(dtype)
+        Ws, bs = _layers(params, dtype, x.shape[0])
+    return _predict_one(Ws, bs, x)
+
+
+def train_epoch(params, x, y, batch_size, optimizer, learning_rates):
+    """One pass of mini-batch training in one compiled call.
+
+    Same contract and result as ``fastmlp.train.train_epoch``: consecutive
+    batches of ``batch_size``, forward, loss, backward and the update of
+    ``optimizer``, which must be exactly ``fastmlp.optim.SGD``, ``Adam`` or
+    ``AdamW``. The parameters and the optimizer's own state arrays are updated
+    in place and ``optimizer.t`` is advanced, so fused and generic epochs can
+    be mixed.
+
+    Each batch is split into one chunk of rows per numba thread; every thread
+    runs the layers on its chunk with single-threaded BLAS, then updates its
+    share of every layer's rows.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+        Writeable arrays, all float32 or all float64.
+    x : ndarray, shape (n_samples, n_in)
+        Same dtype as the parameters.
+    y : ndarray of int, shape (n_samples,)
+    batch_size : int
+    optimizer : SGD, Adam or AdamW
+    learning_rates : array_like of float
+        ``learning_rates[k]`` is the learning rate of step ``k``.
+
+    Returns
+    -------
+    (loss_sum, correct, failed_step) or None
+        As the generic ``train_epoch``; None for another optimizer, or arrays
+        of other dtypes, which the generic loop handles.
+    """
+    rule = _RULES.get(type(optimizer))
+    flat = [array for layer in params for array in layer]
+    x = np.asarray(x)
+    if rule is None or not flat or x.dtype not in _FLOATS or not all(
+        isinstance(p, np.ndarray) and p.dtype == x.dtype and p.flags.writeable for p in flat
+    ):
+        return None
+    dtype = x.dtype
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    x = np.ascontiguousarray(x)
+    n = x.shape[0]
+    Ws, _ = _layers(params, dtype, x.shape[1])
+    y = _labels(y, n, Ws[-1].shape[0])
+    steps = -(-n // batch_size)
+    learning_rates = np.ascontiguousarray(learning_rates, np.float64)
+    if learning_rates.ndim != 1 or learning_rates.shape[0] < steps:
+        raise ValueError(f"learning_rates needs one rate for each of the {steps} steps")
+    if n == 0:
+        return 0.0, 0, -1
+
+    optimizer.init_state(params)
+    if rule == _SGD_RULE:
+        states = [optimizer.velocity] if optimizer.momentum else []
+        hyper = [optimizer.momentum, optimizer.weight_decay, optimizer.nesterov, 0, 0, 0, 0]
+    else:
+        states = [optimizer.m, optimizer.v]
+        hyper = [0, optimizer.weight_decay, 0, optimizer.beta1, optimizer.beta2, optimizer.eps,
+                 optimizer.decoupled_weight_decay]
+    for state in states:
+        if len(state) != len(flat) or not all(
+            isinstance(s, np.ndarray) and s.dtype == dtype and s.shape == p.shape
+            for s, p in zip(state, flat)
+        ):
+            return None
+
+    # Parameters and optimizer state travel as flat vectors, so the compiled
+    # epoch has one signature per dtype whatever the depth; they are copied
+    # back into the caller's arrays afterwards.
+    offsets = np.cumsum([0] + [p.size for p in flat])
+    units = np.cumsum([0] + [W.shape[0] for W in Ws])
+    layout = np.array([(W.shape[0], W.shape[1], offsets[2 * l], offsets[2 * l + 1], units[l])
+                       for l, W in enumerate(Ws)], np.int64)
+    theta = np.concatenate([p.ravel() for p in flat])
+    packed = [np.concatenate([s.ravel() for s in state]) for state in states]
+    unused = np.empty(0, dtype)
+    state1, state2 = (packed + [unused, unused])[:2]
+
+    rows = min(batch_size, n)
+    chunks = min(get_num_threads(), rows)
+    block = max(-(-W.shape[0] // chunks) for W in Ws)
+    # The chunks already use every core: BLAS gets one thread each.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        loss_sum, correct, failed_step, steps_done = _train_epoch(
+            theta, state1, state2, layout, x, y, batch_size, learning_rates, rule,
+            np.array(hyper, np.float64), optimizer.t if rule == _ADAM_RULE else 0,
+            np.finfo(dtype).tiny, np.empty(rows * units[-1], dtype),
+            np.empty(rows * units[-1], dtype), np.empty_like(theta),
+            np.empty((chunks, units[-1]), dtype), np.empty((chunks, block * rows), dtype),
+        )
+    for vector, arrays in zip([theta] + packed, [flat] + states):
+        for array, begin, end in zip(arrays, offsets[:-1], offsets[1:]):
+            array[...] = vector[begin:end].reshape(array.shape)
+    if rule == _ADAM_RULE:
+        optimizer.t += steps_done
+    return float(loss_sum), int(correct), int(failed_step)
