@@ -17,9 +17,8 @@ def check_features(x, n_features: int, name: str = "x") -> np.ndarray:
     empty batch, NaN or inf; ``TypeError`` for a non-numeric dtype.
     """
     x = np.asarray(x)
-    if x.dtype == object or not (
-        np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_
-    ) or np.issubdtype(x.dtype, np.complexfloating):
+    kind = x.dtype.kind
+    if kind not in "biuf":  # bool, signed, unsigned, float
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if x.ndim not in (1, 2):
         raise ValueError(
@@ -32,7 +31,7 @@ def check_features(x, n_features: int, name: str = "x") -> np.ndarray:
         )
     if x.ndim == 2 and x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (0 samples)")
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+    if kind == "f" and not np.isfinite(x).all():
         bad = "NaN" if np.isnan(x).any() else "inf"
         raise ValueError(f"{name} contains {bad}; inputs must be finite")
     return x

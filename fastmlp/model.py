@@ -89,14 +89,16 @@ class MLP:
         -------
         ndarray, shape (n_samples, n_classes) or (n_classes,)
         """
-        return self._proba(self._prepare(x))
-
-    def _proba(self, x):
-        # x is already scaled; one sample skips the batch machinery where the backend can.
+        x = check_features(x, self.n_features)
         backend = backends.get_backend()
         if x.ndim == 1 and hasattr(backend, "predict_one"):
-            return backend.predict_one(self.params, x)
-        return backend.forward(self.params, x)[0]
+            # one sample skips the batch machinery; the kernel applies the scaling
+            return backend.predict_one(self.params, x, *self.scaler.affine(x.dtype))
+        return backend.forward(self.params, self.scaler.transform(x, self.dtype))[0]
+
+    def _proba(self, x):
+        # x is already scaled
+        return backends.get_backend().forward(self.params, x)[0]
 
     def predict(self, x):
         """Most probable class: an int array of shape ``(n_samples,)``, or an int for one sample."""

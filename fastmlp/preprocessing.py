@@ -36,13 +36,18 @@ class InputScaler:
         self.fitted = True
         return self
 
+    def affine(self, input_dtype) -> tuple[float, float]:
+        """``(scale, offset)`` such that the scaled input is ``scale * x + offset``."""
+        # (x * unit - mean) / std
+        unit = 1 / 255 if input_dtype == np.uint8 else 1.0
+        return unit / self.std, -self.mean / self.std
+
     def transform(self, x, dtype) -> np.ndarray:
         """Return ``x`` scaled, as a new array of ``dtype`` (never a view of ``x``)."""
         dtype = np.dtype(dtype)
         x = np.asarray(x)
-        # (x * unit - mean) / std as one multiply and one add
-        unit = 1 / 255 if x.dtype == np.uint8 else 1.0
-        out = np.multiply(x, dtype.type(unit / self.std), dtype=dtype)
-        if self.mean:
-            out += dtype.type(-self.mean / self.std)
+        scale, offset = self.affine(x.dtype)
+        out = np.multiply(x, dtype.type(scale), dtype=dtype)
+        if offset:
+            out += dtype.type(offset)
         return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import optim
+from fastmlp import MLP, optim
 from fastmlp.backends import load_backend
 from fastmlp.train import train_epoch as generic_epoch
 
@@ -214,3 +214,17 @@ def test_predict_one_rejects_batches_and_mismatched_shapes():
         backend.predict_one(params, x[:2])
     with pytest.raises(ValueError, match="layer shapes do not match"):
         backend.predict_one(params, x[0, :5])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_predict_one_scales_raw_pixels_like_the_model(dtype):
+    model = MLP((784, 32, 10), dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 784), dtype=np.uint8)
+    model.scaler.fit(images)
+    scaled = model.scaler.transform(images[3], dtype)
+    probs = backend.predict_one(model.params, images[3], *model.scaler.affine(np.uint8))
+    assert probs.dtype == dtype
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(probs, matmul.forward(model.params, scaled[None])[0][0],
+                               rtol=rtol, atol=rtol * 1e-2)

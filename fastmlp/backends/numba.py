@@ -175,21 +175,25 @@ def _weight_grad(delta, a, dW):
 
 
 @njit(**_JIT, fastmath={"reassoc", "contract"})
-def _predict_one(Ws, bs, x):
+def _predict_one(Ws, bs, x, scale, offset):
     # Checked here rather than in Python, where the checks cost more than the product.
     n_in = x.shape[0]
     for l in range(len(Ws)):
         if Ws[l].shape[1] != n_in or bs[l].shape[0] != Ws[l].shape[0]:
             raise ValueError("predict_one: layer shapes do not match each other or x")
         n_in = Ws[l].shape[0]
-    a = x
+    dtype = Ws[0].dtype
+    # the model's input scaling, a = scale * x + offset, in the parameters' dtype
+    a = np.empty(x.shape[0], dtype)
+    for i in range(x.shape[0]):
+        a[i] = x[i] * scale + offset
     last = len(Ws) - 1
     for l in range(len(Ws)):
         W = Ws[l]
-        z = np.empty(W.shape[0], x.dtype)
+        z = np.empty(W.shape[0], dtype)
         for j in range(W.shape[0]):
             # z = W a + b (summed in any order: reassoc lets it vectorise), ReLU if hidden
-            s = x.dtype.type(0)
+            s = dtype.type(0)
             for i in range(W.shape[1]):
                 s += W[j, i] * a[i]
             s += bs[l][j]
@@ -493,29 +497,32 @@ def backward(params, cache, y):
     return grads[::-1]
 
 
-def predict_one(params, x):
-    """Class probabilities of one sample, without batch machinery.
+def predict_one(params, x, scale=1.0, offset=0.0):
+    """Class probabilities of one raw sample, without batch machinery.
 
     Parameters
     ----------
     params : list of (W, b)
     x : ndarray, shape (n_in,)
+        Any real dtype (``uint8`` images included); the network sees
+        ``scale * x + offset``, computed in the parameters' dtype.
+    scale, offset : float
+        The model's input scaling.
 
     Returns
     -------
     ndarray, shape (n_out,)
-        In the dtype of ``x`` and the parameters (float32 stays float32).
+        In the parameters' dtype (float32 stays float32).
     """
     x = np.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"predict_one takes one sample of shape (n_in,), got shape {x.shape}")
     Ws, bs = zip(*params)
-    dtype = x.dtype
+    dtype = Ws[0].dtype
     if dtype not in _FLOATS or any(a.dtype != dtype for a in Ws + bs):
-        dtype = _float_dtype(x, *Ws, *bs)
-        x = x.astype(dtype)
+        dtype = _float_dtype(*Ws, *bs)
         Ws, bs = _layers(params, dtype, x.shape[0])
-    return _predict_one(Ws, bs, x)
+    return _predict_one(Ws, bs, x, scale, offset)
 
 
 def train_epoch(params, x, y, batch_size, optimizer, learning_rates):
