@@ -38,8 +38,10 @@ def state_of(optimizer):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sizes", [(12, 9, 4), (12, 10, 7, 8, 5)])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_fused_epoch_equals_generic_steps(backend, dtype, sizes, name):
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_fused_epoch_equals_generic_steps(backend, dtype, sizes, name, shuffled):
     params, x, y = setup(sizes, dtype)
+    order = np.random.default_rng(1).permutation(len(x)) if shuffled else None
     batch_size = 16  # 103 samples: six full batches and one of 7
     learning_rates = np.linspace(1.0, 0.5, 7) * OPTIMIZERS[name]().learning_rate
     results = {}
@@ -51,10 +53,10 @@ def test_fused_epoch_equals_generic_steps(backend, dtype, sizes, name):
         for _ in range(2):  # two epochs: state carries over between calls
             if path == "fused":
                 out = load_backend(backend).train_epoch(p, x_in, y_in, batch_size, opt,
-                                                        learning_rates)
+                                                        learning_rates, order=order)
             else:
                 out = train_epoch(load_backend("loop"), p, x_in, y_in, batch_size, opt,
-                                  learning_rates)
+                                  learning_rates, order=order)
         np.testing.assert_array_equal(x_in, x)
         np.testing.assert_array_equal(y_in, y)
         results[path] = (p, opt, out)
@@ -96,3 +98,20 @@ def test_fused_epoch_stops_at_the_first_non_finite_loss(backend):
         for a, b in zip(layer_fused, layer_gen):
             assert np.isfinite(a).all()
             np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_order_picks_the_batches(backend):
+    # Training on x in the order of a permutation equals training on the permuted copy.
+    params, x, y = setup((12, 9, 4), np.float64)
+    order = np.random.default_rng(2).permutation(len(x))
+    lrs = np.full(7, 0.1)
+    p_order, p_copy = copy.deepcopy(params), copy.deepcopy(params)
+    out_order = load_backend(backend).train_epoch(p_order, x, y, 16, optim.SGD(0.1), lrs,
+                                                  order=order)
+    out_copy = load_backend(backend).train_epoch(p_copy, x[order], y[order], 16, optim.SGD(0.1),
+                                                 lrs)
+    assert out_order == pytest.approx(out_copy, rel=1e-12)
+    for layer_order, layer_copy in zip(p_order, p_copy):
+        for a, b in zip(layer_order, layer_copy):
+            np.testing.assert_allclose(a, b, rtol=1e-12)

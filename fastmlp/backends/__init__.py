@@ -20,7 +20,7 @@ A backend may also offer fast paths, which callers look up with ``getattr``:
 ``predict_one(params, x, scale, offset) -> probs``
     Probabilities for one raw sample ``x`` of shape ``(n_in,)``, scaled as
     ``scale * x + offset`` inside the kernel, without batch machinery.
-``train_epoch(params, x, y, batch_size, optimizer, learning_rates)``
+``train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)``
     One pass of mini-batch training, fused; same contract and result as the
     generic ``fastmlp.train.train_epoch``, or ``None`` when it cannot handle
     ``optimizer`` (the trainer then runs the generic loop).

@@ -95,7 +95,7 @@ def backward(params, cache, y):
     return _backward_into(params, cache, y, deltas, masks, grads)
 
 
-def train_epoch(params, x, y, batch_size, optimizer, learning_rates):
+def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None):
     """One epoch of mini-batch training with buffers allocated once.
 
     Same contract and result as ``fastmlp.train.train_epoch``.
@@ -104,6 +104,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates):
     tiny = np.finfo(dtype).tiny
     widths = _layer_widths(params)
     batch_size = min(batch_size, x.shape[0])
+    full_x = np.empty((batch_size, x.shape[1]), dtype)
+    full_y = np.empty(batch_size, y.dtype)
     full_activations = [np.empty((batch_size, width), dtype) for width in widths]
     full_deltas = [np.empty((batch_size, width), dtype) for width in widths]
     full_masks = [np.empty((batch_size, width), dtype) for width in widths[:-1]]
@@ -112,8 +114,13 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates):
     loss_sum = 0.0
     correct = 0
     for step, begin in enumerate(range(0, x.shape[0], batch_size)):
-        xb = x[begin:begin + batch_size]
-        yb = y[begin:begin + batch_size]
+        if order is None:
+            xb = x[begin:begin + batch_size]
+            yb = y[begin:begin + batch_size]
+        else:  # gather into reused buffers; mode='clip' skips take's slow bounds checks
+            rows = order[begin:begin + batch_size]
+            xb = np.take(x, rows, axis=0, out=full_x[:len(rows)], mode="clip")
+            yb = np.take(y, rows, out=full_y[:len(rows)], mode="clip")
         m = yb.shape[0]
         activations = [xb] + [a[:m] for a in full_activations]
         probs = _forward_into(params, xb, activations)
