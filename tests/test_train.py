@@ -17,18 +17,41 @@ def synthetic(n=300, n_features=8, n_classes=3, seed=0):
     return centers[y] + rng.standard_normal((n, n_features)), y
 
 
-@pytest.mark.parametrize("backend", ["matmul", "einsum"])
-def test_training_on_real_mnist_beats_chance_by_far(mnist, backend):
+FAST_BACKENDS = [name for name in fastmlp.available_backends() if name != "loop"]
+
+
+@pytest.fixture(scope="module")
+def mnist_runs(mnist):
+    """Each fast backend trained on the same 6000 real MNIST images with the same seed."""
     (x_train, y_train), (x_test, y_test) = mnist
-    model = MLP(seed=0)
-    with fastmlp.use_backend(backend), warnings.catch_warnings():
-        warnings.simplefilter("error")  # no overflow or other warnings in normal training
-        history = model.fit(x_train[:6000], y_train[:6000], epochs=4, batch_size=64,
-                            validation_data=(x_test, y_test), seed=0)
+    runs = {}
+    for backend in FAST_BACKENDS:
+        model = MLP(seed=0)
+        with fastmlp.use_backend(backend), warnings.catch_warnings():
+            warnings.simplefilter("error")  # no overflow or other warnings in normal training
+            history = model.fit(x_train[:6000], y_train[:6000], epochs=4, batch_size=64,
+                                validation_data=(x_test, y_test), seed=0)
+        runs[backend] = model, history
+    return runs
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_training_on_real_mnist_beats_chance_by_far(mnist, mnist_runs, backend):
+    _, (x_test, y_test) = mnist
+    model, history = mnist_runs[backend]
     assert history.val_accuracy[-1] == pytest.approx(model.score(x_test, y_test))
     assert history.val_accuracy[-1] > 0.92  # chance is 0.10
     assert history.loss[-1] < history.loss[0]
     assert history.train_accuracy[-1] > history.train_accuracy[0]
+
+
+@pytest.mark.parametrize("backend", [name for name in FAST_BACKENDS if name != "matmul"])
+def test_backends_reach_the_same_accuracy_as_matmul(mnist_runs, backend):
+    # Same seed, same batches: only rounding differs, so the test accuracy agrees within noise.
+    reference = mnist_runs["matmul"][1]
+    history = mnist_runs[backend][1]
+    assert history.val_accuracy[-1] == pytest.approx(reference.val_accuracy[-1], abs=0.005)
+    assert history.loss[-1] == pytest.approx(reference.loss[-1], rel=0.05)
 
 
 def test_reference_backend_trains_like_matmul(mnist):
