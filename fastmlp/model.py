@@ -102,8 +102,8 @@ class MLP:
 
     def predict(self, x):
         """Most probable class: an int array of shape ``(n_samples,)``, or an int for one sample."""
-        labels = self.predict_proba(x).argmax(axis=-1)
-        return int(labels) if np.ndim(labels) == 0 else labels
+        probs = self.predict_proba(x)
+        return int(probs.argmax()) if probs.ndim == 1 else probs.argmax(axis=1)
 
     def loss(self, x, y) -> float:
         """Mean cross-entropy on ``(x, y)``."""

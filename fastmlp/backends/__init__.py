@@ -50,6 +50,8 @@ _named_backends: dict[str, str] = {
 
 DEFAULT_BACKEND = "matmul"
 
+_loaded: dict[str, ModuleType] = {}
+
 _default_name: str | None = None  # process-wide, set by set_backend
 _context_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "fastmlp_backend", default=None
@@ -91,7 +93,10 @@ def load_backend(name: str) -> ModuleType:
     ImportError
         If the backend's dependencies are not installed.
     """
-    return importlib.import_module(_named_backends[_check_name(name)])
+    module = _loaded.get(name)
+    if module is None:
+        module = _loaded[name] = importlib.import_module(_named_backends[_check_name(name)])
+    return module
 
 
 def _default() -> str:

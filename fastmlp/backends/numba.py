@@ -538,10 +538,9 @@ def predict_one(params, x, scale=1.0, offset=0.0):
     if x.ndim != 1:
         raise ValueError(f"predict_one takes one sample of shape (n_in,), got shape {x.shape}")
     Ws, bs = zip(*params)
-    dtype = Ws[0].dtype
-    if dtype not in _FLOATS or any(a.dtype != dtype for a in Ws + bs):
-        dtype = _float_dtype(*Ws, *bs)
-        Ws, bs = _layers(params, dtype, x.shape[0])
+    dtypes = {a.dtype for a in Ws + bs}
+    if len(dtypes) != 1 or Ws[0].dtype not in _FLOATS:
+        Ws, bs = _layers(params, _float_dtype(*Ws, *bs), x.shape[0])
     return _predict_one(Ws, bs, x, scale, offset)
 
 
