@@ -14,14 +14,12 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
 import math
 import os
 import sys
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Sequence
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmlp._atomic import atomic_write
 from fastmlp.exceptions import ChecksumError, DataError
 
 __all__ = ["MIRRORS", "SHA256SUMS", "load_mnist", "read_idx"]
@@ -283,7 +282,8 @@ def _download(names: Sequence[str], directory: Path, mirrors: Sequence[str]) -> 
         compressed = _fetch(name, mirrors)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            _atomic_write(directory / f"{name}.gz", compressed)
+            with atomic_write(directory / f"{name}.gz") as file:
+                file.write(compressed)
         except OSError as error:
             raise DataError(
                 f"cannot write {name}.gz to the cache {directory}: {error}; "
@@ -307,18 +307,3 @@ def _fetch(name: str, mirrors: Sequence[str]) -> bytes:
         f"could not download {name}.gz from any mirror ({', '.join(mirrors) or 'none given'}); "
         f"last error: {last_error}. Set FASTMLP_DATA to a directory holding the MNIST files."
     ) from last_error
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    # Write to a temporary file beside the target, then rename: readers never see a partial file.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 
 import numpy as np
 
 from . import backends
+from ._atomic import atomic_write
 from ._validation import check_dtype, check_features, check_labels
 from .exceptions import ModelFileError
 from .functional import cross_entropy
@@ -148,17 +148,8 @@ class MLP:
         for l, (W, b) in enumerate(self.params):
             arrays[f"W{l}"] = W
             arrays[f"b{l}"] = b
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".npz.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_write(path) as file:
+            np.savez(file, **arrays)
 
     @classmethod
     def load(cls, path) -> MLP:

@@ -1,5 +1,7 @@
 """The MLP: initialisation, prediction, input scaling, saving, and errors on bad input."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,9 @@ def test_save_and_load_round_trip(tmp_path):
         np.testing.assert_array_equal(b, b2)
     np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() would create it
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
