@@ -87,6 +87,42 @@ def test_fused_epoch_equals_generic_matmul_epoch(name, shape, dtype, threads):
     assert_same_training(trained, trained_want, dtype)
 
 
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_epoch_with_wide_layers_equals_generic_epoch(dtype, threads):
+    # 784 and 70 inputs and batches of <= 50 rows take the hand-written a @ W.T;
+    # the weight gradients of the first layer are split into row blocks
+    params, x, y = setup((784, 70, 10), dtype, n=123)
+    learning_rates = np.full(3, 0.05)
+    results = {}
+    saved = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        for path in ("generic", "fused"):
+            p, opt = copy.deepcopy(params), optim.Adam(1e-2)
+            results[path] = run(path, p, opt, x, y, 50, learning_rates), (p, opt)
+    finally:
+        numba.set_num_threads(saved)
+    (out, trained), (out_want, trained_want) = results["fused"], results["generic"]
+    assert out[1:] == out_want[1:]
+    assert out[0] == pytest.approx(out_want[0], rel=TOLERANCE[dtype])
+    assert_same_training(trained, trained_want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 4, 7, 16])
+@pytest.mark.parametrize("m", [1, 4, 10])
+def test_small_matmul_t_equals_a_times_w_transposed(m, n, dtype):
+    from fastmlp.backends.numba import _small_matmul_t
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, 100)).astype(dtype)
+    W = rng.standard_normal((m, 100)).astype(dtype)
+    out = np.full((n, m), np.nan, dtype)
+    _small_matmul_t(a, W, out)
+    np.testing.assert_allclose(out, a @ W.T, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
 @pytest.mark.parametrize("name", ["nesterov-wd", "adamw"])
 def test_fused_and_generic_epochs_interleave(name):
     # fused then generic == generic twice: the state lives in the optimizer's own arrays
