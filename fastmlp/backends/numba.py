@@ -29,6 +29,7 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from .._validation import check_labels
 from ..optim import SGD, Adam, AdamW
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -520,12 +521,8 @@ def _layers(params, dtype, n_in):
 
 
 def _labels(y, n_samples, n_classes):
-    y = np.ascontiguousarray(np.atleast_1d(y), dtype=np.int64)
-    if y.shape != (n_samples,):
-        raise ValueError(f"y has shape {y.shape}, expected ({n_samples},)")
-    if n_samples and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"labels must be in [0, {n_classes})")
-    return y
+    # The kernels index with y unchecked: the shared label checks, then a contiguous int64 copy.
+    return np.ascontiguousarray(check_labels(y, n_samples, n_classes))
 
 
 def _indices(order, n):
