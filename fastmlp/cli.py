@@ -1,6 +1,8 @@
 """The ``fastmlp`` command line.
 
-``fastmlp train`` trains the network on MNIST and prints one line per epoch.
+``fastmlp train`` trains the network on MNIST and prints one line per epoch;
+``fastmlp profile`` times the phases of training steps; ``fastmlp bench``
+compares the backends with plain NumPy and PyTorch.
 Errors print one line, ``fastmlp: error: ...``, and exit with status 1 (2 for
 a bad command line); no traceback.
 """
@@ -8,6 +10,7 @@ a bad command line); no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -43,34 +46,76 @@ def _sizes(text):
     return sizes
 
 
+def _add_model_options(parser, *, optimizer_default="adamw"):
+    """Options ``train`` and ``profile`` share: backend, batch, optimizer, dtype, sizes, data."""
+    parser.add_argument("--backend", default=None,
+                        help="loop, einsum, matmul or numba (default: $FASTMLP_BACKEND or matmul)")
+    parser.add_argument("--batch-size", type=_positive_int, default=128)
+    parser.add_argument("--optimizer", default=optimizer_default, choices=list(optim.OPTIMIZERS))
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default: " + ", ".join(
+                            f"{name} {defaults['learning_rate']:g}"
+                            for name, (_, defaults) in optim.OPTIMIZERS.items()) + ")")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=_sizes, default=(128, 128),
+                        help="hidden layer sizes, comma-separated (default: 128,128)")
+    _add_data_option(parser)
+
+
+def _add_data_option(parser):
+    parser.add_argument("--data-dir", default=None,
+                        help="directory with the MNIST IDX files (default: $FASTMLP_DATA, "
+                             "else the user cache, downloading on first use)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastmlp", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
     train = commands.add_parser(
         "train", help="train the MLP on MNIST",
         description="Train an MLP on MNIST and report loss, accuracy and throughput per epoch.")
-    train.add_argument("--backend", default=None,
-                       help="loop, einsum, matmul or numba (default: $FASTMLP_BACKEND or matmul)")
+    _add_model_options(train)
     train.add_argument("--epochs", type=_positive_int, default=15)
-    train.add_argument("--batch-size", type=_positive_int, default=128)
-    train.add_argument("--optimizer", default="adamw", choices=list(optim.OPTIMIZERS))
-    train.add_argument("--lr", type=float, default=None,
-                       help="peak learning rate (default: " + ", ".join(
-                           f"{name} {defaults['learning_rate']:g}"
-                           for name, (_, defaults) in optim.OPTIMIZERS.items()) + ")")
     train.add_argument("--weight-decay", type=float, default=None,
                        help="weight decay (default: 0.05 for adamw, else 0)")
     train.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES))
-    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--hidden", type=_sizes, default=(128, 128),
-                       help="hidden layer sizes, comma-separated (default: 128,128)")
-    train.add_argument("--data-dir", default=None,
-                       help="directory with the MNIST IDX files (default: $FASTMLP_DATA, "
-                            "else the user cache, downloading on first use)")
     train.add_argument("--save", metavar="PATH", default=None,
                        help="write the trained model to PATH (.npz)")
     train.set_defaults(run=_train)
+
+    profile = commands.add_parser(
+        "profile", help="time each phase of training steps",
+        description="Train a fresh model for some steps (default: one epoch) and print where "
+                    "the time goes: data, forward, backward, update and Python overhead, as "
+                    "seconds, share, samples/s and GFLOP/s against this machine's GEMM peak.")
+    _add_model_options(profile)
+    profile.add_argument("--steps", type=_positive_int, default=None,
+                         help="gradient steps to time (default: one epoch)")
+    profile.add_argument("--all-backends", action="store_true",
+                         help="profile every available backend, side by side")
+    profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    profile.set_defaults(run=_profile)
+
+    bench = commands.add_parser(
+        "bench", help="compare backends, plain NumPy and PyTorch",
+        description="Time training epochs, the full forward pass and single-sample predict "
+                    "for every backend (and PyTorch when importable), taking turns, and "
+                    "print the ratios.")
+    bench.add_argument("--backends", type=lambda text: text.split(","), default=None,
+                       help="comma-separated (default: every backend but the slow loop)")
+    bench.add_argument("--batch-sizes", type=_sizes, default=(32, 128, 1000),
+                       help="comma-separated (default: 32,128,1000)")
+    bench.add_argument("--epochs", type=_positive_int, default=4,
+                       help="timed epochs per contender, in turns; the best counts (default: 4)")
+    bench.add_argument("--samples", type=_positive_int, default=None,
+                       help="train on the first N training images only (default: all)")
+    bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    bench.add_argument("--plot", metavar="PATH", default=None,
+                       help="also draw the results as bar charts into PATH (needs matplotlib)")
+    _add_data_option(bench)
+    bench.set_defaults(run=_bench)
     return parser
 
 
@@ -101,6 +146,54 @@ def _train(args) -> int:
     if args.save:
         model.save(args.save)
         print(f"saved model to {args.save}")
+    return 0
+
+
+def _profile(args) -> int:
+    from .profile import profile_training, side_by_side
+
+    names = backends.available_backends() if args.all_backends else [
+        args.backend or backends.get_backend_name()]
+    (x_train, y_train), _ = datasets.load_mnist(args.data_dir)
+    results = []
+    for name in names:
+        if not args.json and len(names) > 1:
+            print(f"profiling {name} ...", file=sys.stderr, flush=True)
+        results.append(profile_training(
+            name, x=x_train, y=y_train, steps=args.steps, batch_size=args.batch_size,
+            dtype=args.dtype, hidden=args.hidden, optimizer=args.optimizer,
+            learning_rate=args.lr, seed=args.seed))
+    if args.json:
+        data = [result.to_dict() for result in results]
+        print(json.dumps(data if args.all_backends else data[0], indent=2))
+    elif args.all_backends:
+        print(side_by_side(results))
+    else:
+        print(results[0])
+    return 0
+
+
+def _bench(args) -> int:
+    from .benchmark import compare, plot
+
+    if args.plot:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise ImportError("--plot needs matplotlib: pip install 'fastmlp[plot]'")
+    (x_train, y_train), _ = datasets.load_mnist(args.data_dir)
+    if args.samples:
+        x_train, y_train = x_train[:args.samples], y_train[:args.samples]
+    result = compare(x_train, y_train, backend_names=args.backends,
+                     batch_sizes=args.batch_sizes, epochs=args.epochs,
+                     with_torch=not args.no_torch,
+                     report=lambda line: print(line, file=sys.stderr, flush=True))
+    print(result)
+    if result.torch_version is None and not args.no_torch:
+        print("\n(PyTorch is not importable, so no torch column: pip install 'fastmlp[peers]')")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"\nsaved plot to {args.plot}")
     return 0
 
 

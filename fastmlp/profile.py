@@ -1,0 +1,370 @@
+"""Where the time of a training step goes: ``fastmlp profile``.
+
+:func:`profile_training` trains a fresh model for some steps with one backend
+and times each phase of every step separately:
+
+``data``
+    Gathering the batch's rows from the raw training set by the shuffled
+    order, and scaling them to the model's dtype.
+``forward``
+    The backend's ``forward`` and the cross-entropy of its output.
+``backward``
+    The backend's ``backward``: every layer's ``dW`` and ``db``.
+``update``
+    ``optimizer.step`` on all parameters.
+``overhead``
+    Everything else in the Python loop: indexing, the schedule, the timers.
+
+When the backend also has a fused ``train_epoch`` (what ``fit`` uses), the same
+batches are trained once more through it, and its time is reported beside the
+phases, since a fused epoch cannot be split into them.
+
+Achieved GFLOP/s count the matrix products only (the FLOP of
+:func:`flops_per_sample`) and are set against the machine's GEMM peak,
+measured on the spot by :func:`gemm_peak`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import backends, datasets, optim
+from ._validation import check_dtype, check_features, check_labels
+from .exceptions import TrainingDivergedError
+from .functional import cross_entropy
+from .model import MLP
+
+PHASES = ("data", "forward", "backward", "update", "overhead")
+
+
+def flops_per_sample(layer_sizes) -> dict[str, int]:
+    """Floating-point operations of the matrix products of one training sample.
+
+    A layer with ``n_in`` inputs and ``n_out`` outputs costs ``2 * n_in * n_out``
+    FLOP (one multiply and one add per weight) for each of: its forward product
+    ``a @ W.T``, its weight gradient ``delta.T @ a``, and, for every layer but
+    the first, the gradient passed to the layer below, ``delta @ W``. Biases,
+    ReLU, softmax and the update are linear in the layer widths and not counted.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        Input size, hidden sizes, number of classes.
+
+    Returns
+    -------
+    dict
+        FLOP per sample for ``'forward'``, ``'backward'`` and ``'total'``.
+
+    Examples
+    --------
+    >>> flops_per_sample((784, 128, 128, 10))
+    {'forward': 236032, 'backward': 271360, 'total': 507392}
+    """
+    weights = [n_in * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])]
+    forward = 2 * sum(weights)
+    backward = 2 * sum(weights) + 2 * sum(weights[1:])
+    return {"forward": forward, "backward": backward, "total": forward + backward}
+
+
+_peaks: dict[tuple[str, int], float] = {}
+
+
+def gemm_peak(dtype=np.float32, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of ``repeats`` square ``n x n`` ``np.matmul`` calls.
+
+    This is what the BLAS behind NumPy achieves on this machine with its
+    default threads: the practical ceiling for the products of a training step.
+    Measured once per process for each ``(dtype, n)``.
+    """
+    key = (np.dtype(dtype).name, n)
+    if key not in _peaks:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((n, n)).astype(dtype)
+        b = rng.standard_normal((n, n)).astype(dtype)
+        out = np.empty_like(a)
+        np.matmul(a, b, out=out)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - start)
+        _peaks[key] = 2 * n**3 / best / 1e9
+    return _peaks[key]
+
+
+@dataclass
+class Profile:
+    """The result of :func:`profile_training`; ``str()`` gives the printed table.
+
+    Attributes
+    ----------
+    seconds : dict
+        Seconds spent in each of :data:`PHASES`, summed over the steps.
+    total_seconds : float
+        Wall time of the instrumented steps, measured around the whole loop.
+    fused_seconds : float or None
+        Wall time of the same batches through the backend's fused
+        ``train_epoch``; None when the backend has none.
+    peak_gflops : float
+        :func:`gemm_peak` for the profile's dtype.
+    """
+
+    backend: str
+    layer_sizes: tuple[int, ...]
+    dtype: str
+    batch_size: int
+    optimizer: str
+    steps: int
+    samples: int
+    seconds: dict[str, float]
+    total_seconds: float
+    fused_seconds: float | None
+    peak_gflops: float
+    flops_per_sample: dict[str, int] = field(init=False)
+
+    def __post_init__(self):
+        self.flops_per_sample = flops_per_sample(self.layer_sizes)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.total_seconds
+
+    def share(self, phase: str) -> float:
+        """Percent of ``total_seconds`` spent in ``phase``."""
+        return 100 * self.seconds[phase] / self.total_seconds
+
+    def gflops(self, phase: str = "total") -> float | None:
+        """Achieved GFLOP/s of ``'forward'``, ``'backward'``, ``'total'`` or ``'fused'``."""
+        if phase == "fused":
+            if self.fused_seconds is None:
+                return None
+            flop, seconds = self.flops_per_sample["total"], self.fused_seconds
+        elif phase == "total":
+            flop, seconds = self.flops_per_sample["total"], self.total_seconds
+        elif phase in self.flops_per_sample:
+            flop, seconds = self.flops_per_sample[phase], self.seconds[phase]
+        else:
+            return None
+        return self.samples * flop / seconds / 1e9 if seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data, with the derived rates included."""
+        data = asdict(self)
+        data["layer_sizes"] = list(self.layer_sizes)
+        data["samples_per_second"] = self.samples_per_second
+        data["gflops"] = {phase: self.gflops(phase)
+                          for phase in ("forward", "backward", "total", "fused")}
+        data["fused_samples_per_second"] = (
+            None if self.fused_seconds is None else self.samples / self.fused_seconds)
+        return data
+
+    def header(self) -> str:
+        return (f"{'-'.join(map(str, self.layer_sizes))} {self.dtype}, batch {self.batch_size}, "
+                f"{self.optimizer}, {self.steps} steps ({self.samples:,} samples); "
+                f"{self.dtype} GEMM peak {self.peak_gflops:.0f} GFLOP/s")
+
+    def __str__(self) -> str:
+        lines = [f"backend {self.backend}: {self.header()}", "",
+                 f"{'phase':<9} {'seconds':>8} {'% total':>8} {'samples/s':>11} "
+                 f"{'GFLOP/s':>8} {'% peak':>7}"]
+        rows = [(phase, self.seconds[phase]) for phase in PHASES]
+        rows.append(("total", self.total_seconds))
+        if self.fused_seconds is not None:
+            rows.append(("fused", self.fused_seconds))
+        for phase, seconds in rows:
+            share = "" if phase == "fused" else f"{100 * seconds / self.total_seconds:7.1f}%"
+            rate = (f"{self.samples / seconds:11,.0f}" if seconds > 0 and phase != "overhead"
+                    else f"{'-':>11}")
+            gflops = self.gflops(phase)
+            if gflops is None:
+                flop_columns = f"{'-':>8} {'-':>7}"
+            else:
+                flop_columns = f"{gflops:8.1f} {100 * gflops / self.peak_gflops:6.1f}%"
+            lines.append(f"{phase:<9} {seconds:8.3f} {share:>8} {rate} {flop_columns}")
+        if self.fused_seconds is not None:
+            lines.append("")
+            lines.append("fused: the same batches through the backend's one-call train_epoch, "
+                         "which fit uses; its phases cannot be timed apart.")
+        return "\n".join(lines)
+
+
+def profile_training(backend: str | None = None, *, x=None, y=None, steps: int | None = None,
+                     batch_size: int = 128, dtype="float32", hidden=(128, 128),
+                     optimizer: str = "adamw", learning_rate: float | None = None,
+                     n_classes: int = 10, seed: int = 0, data_dir=None,
+                     peak: float | None = None) -> Profile:
+    """Train a fresh model for ``steps`` steps and time every phase of every step.
+
+    Parameters
+    ----------
+    backend : str, optional
+        A name from ``fastmlp.available_backends()``; default: the backend in effect.
+    x, y : array_like, optional
+        Raw training inputs ``(n_samples, n_features)`` and integer labels;
+        default: the MNIST training set from ``datasets.load_mnist(data_dir)``.
+    steps : int, optional
+        Gradient steps to time; default: one epoch. More steps than an epoch
+        continue with the next epoch's shuffle.
+    batch_size : int
+    dtype : float32 or float64
+    hidden : sequence of int
+        Hidden layer sizes.
+    optimizer : str
+        A name from ``fastmlp.optim.OPTIMIZERS``, at a constant learning rate.
+    learning_rate : float, optional
+        Default: the optimizer's.
+    n_classes : int
+        Labels must lie in ``[0, n_classes)``.
+    seed : int
+        Seed of the initialisation and the shuffle.
+    data_dir : path, optional
+        Passed to ``load_mnist`` when ``x`` is not given.
+    peak : float, optional
+        GEMM peak in GFLOP/s; default: measured with :func:`gemm_peak`.
+
+    Returns
+    -------
+    Profile
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.random((512, 20)), rng.integers(0, 3, 512)
+    >>> result = profile_training("matmul", x=x, y=y, hidden=(16,), n_classes=3,
+    ...                           batch_size=64, peak=100.0)
+    >>> result.steps, result.samples, sorted(result.seconds) == sorted(PHASES)
+    (8, 512, True)
+    """
+    name = backend or backends.get_backend_name()
+    module = backends.load_backend(name)
+    if x is None:
+        (x, y), _ = datasets.load_mnist(data_dir)
+    x = np.asarray(x)
+    if x.ndim == 3:  # images (n_samples, height, width)
+        x = x.reshape(len(x), -1)
+    x = check_features(x, x.shape[-1])
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
+    y = check_labels(y, len(x), n_classes)
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    steps_per_epoch = -(-len(x) // batch_size)
+    if steps is None:
+        steps = steps_per_epoch
+    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    model = MLP((x.shape[1], *hidden, n_classes), dtype=check_dtype(dtype), seed=seed)
+    model.scaler.fit(x)
+
+    rng = np.random.default_rng(seed)
+    epochs = -(-steps // steps_per_epoch)
+    batches = [order[begin:begin + batch_size]
+               for order in (rng.permutation(len(x)) for _ in range(epochs))
+               for begin in range(0, len(x), batch_size)][:steps]
+
+    opt = optim.make_optimizer(optimizer, learning_rate)
+    _phased_steps(module, model, opt, x, y, batches[:2])  # warm up: JIT, caches, buffers
+    seconds, total = _phased_steps(module, model, opt, x, y, batches)
+    fused = _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch_size)
+    return Profile(backend=name, layer_sizes=model.layer_sizes, dtype=model.dtype.name,
+                   batch_size=batch_size, optimizer=optimizer, steps=len(batches),
+                   samples=sum(len(rows) for rows in batches), seconds=seconds,
+                   total_seconds=total, fused_seconds=fused,
+                   peak_gflops=gemm_peak(model.dtype) if peak is None else peak)
+
+
+def _phased_steps(module, model, optimizer, x, y, batches):
+    """Train on ``batches`` (row indices into raw ``x``), timing each phase of each step."""
+    clock = time.perf_counter
+    spent = dict.fromkeys(PHASES, 0.0)
+    params, scaler, dtype = model.params, model.scaler, model.dtype
+    learning_rate = optimizer.learning_rate
+    start = end = clock()
+    for step, rows in enumerate(batches):
+        t0 = clock()
+        xb = scaler.transform(x[rows], dtype)
+        yb = y[rows]
+        t1 = clock()
+        probs, cache = module.forward(params, xb)
+        loss = cross_entropy(probs, yb)
+        t2 = clock()
+        grads = module.backward(params, cache, yb)
+        t3 = clock()
+        optimizer.step(params, grads, learning_rate)
+        t4 = clock()
+        if not np.isfinite(loss):
+            raise TrainingDivergedError(
+                f"training diverged: loss became non-finite at step {step + 1}; "
+                "try a lower learning rate")
+        spent["overhead"] += t0 - end
+        spent["data"] += t1 - t0
+        spent["forward"] += t2 - t1
+        spent["backward"] += t3 - t2
+        spent["update"] += t4 - t3
+        end = t4
+    total = clock() - start
+    spent["overhead"] += start + total - end
+    return spent, total
+
+
+def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch_size):
+    """Seconds of the same batches through the backend's fused ``train_epoch``, if it has one."""
+    train_epoch = getattr(module, "train_epoch", None)
+    if train_epoch is None:
+        return None
+    X = model.scaler.transform(x, model.dtype)
+    params = [(W.copy(), b.copy()) for W, b in model.params]
+    opt = optim.make_optimizer(optimizer, learning_rate)
+    opt.init_state(params)
+    steps_per_epoch = -(-len(X) // batch_size)
+    # train_epoch takes a whole epoch's order; a shorter run trains on its rows, copied first.
+    runs = []
+    for first in range(0, len(batches), steps_per_epoch):
+        rows = np.concatenate(batches[first:first + steps_per_epoch])
+        rates = np.full(-(-len(rows) // batch_size), opt.learning_rate)
+        if len(rows) == len(X):
+            runs.append((X, y, rates, rows))
+        else:
+            runs.append((X[rows], y[rows], rates, None))
+    warm = np.concatenate(batches[:2])
+    if train_epoch(params, X[warm], y[warm], batch_size, opt, runs[0][2]) is None:
+        return None  # the fused path does not take this optimizer or dtype
+    start = time.perf_counter()
+    for xs, ys, rates, order in runs:
+        train_epoch(params, xs, ys, batch_size, opt, rates, order=order)
+    return time.perf_counter() - start
+
+
+def side_by_side(profiles: list[Profile]) -> str:
+    """One table with a column per backend: seconds and share of each phase, then rates."""
+    width = 17
+    lines = [profiles[0].header(), "",
+             f"{'':<17}" + "".join(f"{p.backend:>{width}}" for p in profiles)]
+
+    def row(label, cells):
+        lines.append(f"{label:<17}" + "".join(f"{cell:>{width}}" for cell in cells))
+
+    for phase in PHASES:
+        row(f"{phase} s (%)", [f"{p.seconds[phase]:.3f} ({p.share(phase):4.1f}%)"
+                               for p in profiles])
+    row("total s", [f"{p.total_seconds:.3f}" for p in profiles])
+    row("samples/s", [f"{p.samples_per_second:,.0f}" for p in profiles])
+    row("GFLOP/s (% peak)", [_rate(p, "total") for p in profiles])
+    row("fused s", ["-" if p.fused_seconds is None else f"{p.fused_seconds:.3f}"
+                    for p in profiles])
+    row("fused samples/s", ["-" if p.fused_seconds is None
+                            else f"{p.samples / p.fused_seconds:,.0f}" for p in profiles])
+    row("fused GFLOP/s", [_rate(p, "fused") for p in profiles])
+    return "\n".join(lines)
+
+
+def _rate(profile, phase):
+    gflops = profile.gflops(phase)
+    if gflops is None:
+        return "-"
+    return f"{gflops:.1f} ({100 * gflops / profile.peak_gflops:.0f}%)"

@@ -1,0 +1,154 @@
+"""``fastmlp profile``: FLOP counts, phase attribution, and the printed and JSON reports."""
+
+import json
+import time
+import types
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import backends
+from fastmlp.cli import main
+from fastmlp.profile import PHASES, flops_per_sample, profile_training, side_by_side
+
+
+def test_flops_match_the_layer_formula():
+    # 784-128-128-10: forward a@W.T per layer, backward dW per layer and delta@W above the first.
+    products = [784 * 128, 128 * 128, 128 * 10]
+    assert flops_per_sample((784, 128, 128, 10)) == {
+        "forward": 2 * sum(products),
+        "backward": 2 * sum(products) + 2 * (128 * 128 + 128 * 10),
+        "total": 4 * sum(products) + 2 * (128 * 128 + 128 * 10),
+    }
+    # One layer: no gradient flows below it, so backward costs what forward does.
+    assert flops_per_sample((4, 3)) == {"forward": 24, "backward": 24, "total": 48}
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (600, 30), dtype=np.uint8), rng.integers(0, 10, 600)
+
+
+@pytest.fixture
+def slow_backend(monkeypatch):
+    """A backend registered as 'slow': matmul's kernels after a fixed sleep each."""
+    matmul = backends.load_backend("matmul")
+
+    def forward(params, x):
+        time.sleep(0.004)
+        return matmul.forward(params, x)
+
+    def backward(params, cache, y):
+        time.sleep(0.008)
+        return matmul.backward(params, cache, y)
+
+    module = types.SimpleNamespace(forward=forward, backward=backward, softmax=matmul.softmax)
+    monkeypatch.setitem(backends._named_backends, "slow", "unused")
+    monkeypatch.setitem(backends._loaded, "slow", module)
+    return "slow"
+
+
+def test_each_phase_gets_its_own_time(slow_backend, data):
+    x, y = data
+    result = profile_training(slow_backend, x=x, y=y, steps=10, batch_size=50, hidden=(8,),
+                              optimizer="sgd", peak=100.0)
+    assert result.steps == 10 and result.samples == 500
+    assert 10 * 0.004 <= result.seconds["forward"] < 10 * 0.004 * 1.5 + 0.02
+    assert 10 * 0.008 <= result.seconds["backward"] < 10 * 0.008 * 1.5 + 0.02
+    assert result.seconds["data"] < result.seconds["forward"]
+    assert result.seconds["update"] < result.seconds["forward"]
+    assert result.fused_seconds is None  # the slow backend has no train_epoch
+    assert sum(result.seconds.values()) == pytest.approx(result.total_seconds, rel=0.10)
+    assert result.seconds["overhead"] < 0.10 * result.total_seconds
+
+
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_phases_sum_to_the_measured_total(backend, data):
+    x, y = data
+    result = profile_training(backend, x=x, y=y, batch_size=64, hidden=(16,), peak=100.0)
+    assert result.steps == 10 and result.samples == 600  # one epoch by default
+    assert set(result.seconds) == set(PHASES)
+    assert all(seconds > 0 for seconds in result.seconds.values())
+    assert sum(result.seconds.values()) == pytest.approx(result.total_seconds, rel=0.10)
+    has_fused = hasattr(backends.load_backend(backend), "train_epoch")
+    assert (result.fused_seconds is not None) == has_fused
+    flop = flops_per_sample((30, 16, 10))
+    assert result.gflops("forward") == pytest.approx(
+        600 * flop["forward"] / result.seconds["forward"] / 1e9)
+    assert result.gflops("total") == pytest.approx(600 * flop["total"] / result.total_seconds / 1e9)
+    assert result.samples_per_second == pytest.approx(600 / result.total_seconds)
+
+
+def test_steps_beyond_an_epoch_continue_with_a_new_shuffle(data):
+    x, y = data
+    result = profile_training("numba", x=x, y=y, steps=25, batch_size=64, hidden=(16,),
+                              peak=100.0)
+    assert result.steps == 25
+    assert result.samples == 2 * 600 + 5 * 64
+    assert result.fused_seconds is not None
+
+
+def test_report_and_json_name_every_phase(data):
+    x, y = data
+    result = profile_training("matmul", x=x, y=y, steps=4, batch_size=64, hidden=(16,),
+                              dtype="float64", peak=50.0)
+    text = str(result)
+    assert text.startswith(
+        "backend matmul: 30-16-10 float64, batch 64, adamw, 4 steps (256 samples)")
+    for phase in (*PHASES, "total", "fused"):
+        assert f"\n{phase} " in text
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["seconds"].keys() == set(PHASES)
+    assert data["peak_gflops"] == 50.0
+    assert data["gflops"]["total"] == pytest.approx(result.gflops("total"))
+    table = side_by_side([result, result])
+    assert table.splitlines()[2].split() == ["matmul", "matmul"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backend": "tensorflow"}, "unknown backend 'tensorflow'"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"dtype": "float16"}, "dtype must be float32 or float64"),
+    ({"y": np.full(600, 10)}, r"label 10 out of range"),
+    ({"y": np.zeros(599, int)}, "y has 599 labels but x has 600 samples"),
+])
+def test_bad_arguments_name_the_problem(data, kwargs, message):
+    x, y = data
+    arguments = {"backend": "matmul", "x": x, "y": y, "hidden": (8,), "peak": 1.0, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        profile_training(**arguments)
+
+
+def test_nan_input_is_refused(data):
+    x, y = data
+    x = x.astype(np.float64)
+    x[3, 4] = np.nan
+    with pytest.raises(ValueError, match="x contains NaN"):
+        profile_training("matmul", x=x, y=y, peak=1.0)
+
+
+def test_cli_profile_json_on_mnist(mnist_dir, capsys):
+    status = main(["profile", "--backend", "numba", "--steps", "5", "--hidden", "16",
+                   "--data-dir", str(mnist_dir), "--json"])
+    assert status == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["backend"] == "numba"
+    assert data["steps"] == 5 and data["samples"] == 5 * 128
+    assert data["layer_sizes"] == [784, 16, 10]
+    assert data["peak_gflops"] > 1
+    assert sum(data["seconds"].values()) == pytest.approx(data["total_seconds"], rel=0.10)
+
+
+def test_cli_profile_all_backends_side_by_side(mnist_dir, capsys):
+    status = main(["profile", "--all-backends", "--steps", "3", "--hidden", "16",
+                   "--data-dir", str(mnist_dir)])
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("784-16-10 float32, batch 128, adamw, 3 steps (384 samples)")
+    assert lines[2].split() == fastmlp.available_backends()
+    labels = [line[:17].strip() for line in lines[3:]]
+    assert labels[:6] == [f"{phase} s (%)" for phase in PHASES] + ["total s"]
+    assert "fused samples/s" in labels
