@@ -1,3 +1,5 @@
+"""Fixtures shared by the tests (tests/) and the benchmarks (bench/): the real MNIST data set."""
+
 import os
 from pathlib import Path
 
