@@ -154,6 +154,8 @@ def _profile(args) -> int:
 
     names = backends.available_backends() if args.all_backends else [
         args.backend or backends.get_backend_name()]
+    for name in names:
+        backends.load_backend(name)  # an unknown name fails before the data is read
     (x_train, y_train), _ = datasets.load_mnist(args.data_dir)
     results = []
     for name in names:
@@ -181,6 +183,8 @@ def _bench(args) -> int:
 
         if importlib.util.find_spec("matplotlib") is None:
             raise ImportError("--plot needs matplotlib: pip install 'fastmlp[plot]'")
+    for name in args.backends or ():
+        backends.load_backend(name)  # an unknown name fails before the data is read
     (x_train, y_train), _ = datasets.load_mnist(args.data_dir)
     if args.samples:
         x_train, y_train = x_train[:args.samples], y_train[:args.samples]

@@ -44,6 +44,11 @@ def run_cli(*args, env=None):
     (["train", "--optimizer", "lbfgs"], "fastmlp: error: argument --optimizer: invalid choice"),
     (["train", "--hidden", "12,x"], "fastmlp: error: argument --hidden: expected comma-separated"),
     (["fly"], "fastmlp: error: argument command: invalid choice: 'fly'"),
+    (["profile", "--backend", "tensorflow"], "fastmlp: error: unknown backend 'tensorflow'"),
+    (["profile", "--steps", "0"], "fastmlp: error: argument --steps: expected a positive"),
+    (["profile", "--data-dir", "/nonexistent/mnist"], "fastmlp: error: "),
+    (["bench", "--backends", "numba,jax"], "fastmlp: error: unknown backend 'jax'"),
+    (["bench", "--batch-sizes", "128,big"], "fastmlp: error: argument --batch-sizes: expected"),
 ])
 def test_errors_print_one_line_and_exit_non_zero(args, message):
     result = run_cli(*args)
