@@ -1,0 +1,1 @@
+"""airspeed velocity (asv) benchmarks for fastmlp; configured by ``asv.conf.json`` at the root."""
