@@ -70,14 +70,15 @@ class Comparison:
                              f"{_ratio(seconds, NUMPY_BASELINE, value)} "
                              f"{_ratio(seconds, 'torch', value)}")
         if self.forward_seconds:
-            lines += ["", f"forward of all {self.samples:,} samples as one batch, seconds "
-                          f"({'vs numpy':>9} {'vs torch':>9}):"]
             forward = self.forward_seconds
-            lines += [f"  {name:<8} {value:8.3f} {_ratio(forward, NUMPY_BASELINE, value)} "
+            lines += ["", f"forward of all {self.samples:,} samples as one batch:",
+                      f"{'backend':<8} {'seconds':>8} {'vs numpy':>9} {'vs torch':>9}"]
+            lines += [f"{name:<8} {value:8.3f} {_ratio(forward, NUMPY_BASELINE, value)} "
                       f"{_ratio(forward, 'torch', value)}" for name, value in forward.items()]
         if self.predict_seconds:
-            lines += ["", "single-sample predict, microseconds per call:"]
-            lines += [f"  {name:<8} {1e6 * value:8.1f}"
+            lines += ["", "single-sample predict of one raw image:",
+                      f"{'backend':<8} {'µs/call':>8}"]
+            lines += [f"{name:<8} {1e6 * value:8.1f}"
                       for name, value in self.predict_seconds.items()]
         return "\n".join(lines)
 
