@@ -9,7 +9,7 @@ network:
 - epoch: one epoch of ``fit`` with plain SGD at batch 128 and 1000 over the
   60 000 images, without ``loop``;
 - epoch of the first 6 000 images: the same with ``loop`` included, timed once
-  (one round) for ``loop`` and three times for the others.
+  (one round) for ``loop`` and three times for the others; full epochs five times.
 
 The fast backends take the best of several rounds after a warm-up that
 compiles numba's kernels. See bench/conftest.py for the smoke mode of plain
@@ -90,7 +90,7 @@ def test_epoch(benchmark, measure, full, train_set, backend, batch_size):
     x, y = (x, y) if full else (x[:512], y[:512])
     benchmark.group = f"epoch: batch {batch_size}, {len(x):,} images"
     history = measure(_epoch(backend, x, y, batch_size), samples=len(x),
-                      flop=len(x) * FLOP["total"], rounds=3)
+                      flop=len(x) * FLOP["total"], rounds=5)
     assert np.isfinite(history.loss[-1])
 
 
