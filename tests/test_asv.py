@@ -94,7 +94,7 @@ def test_asv_quick_run_of_matmul_rows(asv, mnist_dir):
     assert machine.returncode == 0, machine.stdout + machine.stderr
     result = asv("run", "--python=same", "--quick", "--dry-run", "--show-stderr",
                  "--machine", "asv-test", "--bench", r"\('matmul'",
-                 FASTMLP_DATA=str(mnist_dir))
+                 FASTMLP_DATA=str(mnist_dir.resolve()))
     output = result.stdout + result.stderr
     # asv run exits with 2 when a benchmark fails
     assert result.returncode == 0, output

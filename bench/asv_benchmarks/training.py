@@ -25,12 +25,12 @@ they use only API that has been stable for many commits (``MLP``, ``fit``,
 raises ``ImportError``) is skipped with ``NotImplementedError``.
 
 The images come from ``fastmlp.datasets.load_mnist()``, which reads
-``$FASTMLP_DATA``; asv 0.6 passes the environment of ``asv run`` on to the
-benchmark processes. They are standardised once per process, outside every
-timed call, with the training set's mean and standard deviation, as
-``fastmlp train`` does; ``fit`` gets them already scaled
-(``MLP(..., standardize=False)``), so a timed epoch does not include
-computing the mean and standard deviation of 47 million pixels.
+``$FASTMLP_DATA``, a relative path taken from the directory of asv.conf.json;
+asv 0.6 passes the environment of ``asv run`` on to the benchmark processes.
+They are standardised once per process, outside every timed call, with the
+training set's mean and standard deviation, as ``fastmlp train`` does; ``fit``
+gets them already scaled (``MLP(..., standardize=False)``), so a timed epoch
+does not include computing the mean and standard deviation of 47 million pixels.
 
 asv calls ``setup`` again before every timed sample, so the data, the
 parameters and the numba warm-up are cached per process (``functools.cache``):
@@ -41,12 +41,14 @@ first setup of a process, never inside a timed call.
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
 import fastmlp
 from fastmlp.datasets import load_mnist
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ["loop", "einsum", "matmul", "numba"]
 BATCH_SIZES = [128, 1000]
 LAYER_SIZES = (784, 128, 128, 10)
@@ -72,11 +74,24 @@ def training_data() -> tuple[np.ndarray, np.ndarray]:
         standard deviation of all training pixels.
     y : ndarray of int64, shape (60000,)
     """
-    (images, labels), _ = load_mnist()
+    (images, labels), _ = load_mnist(data_dir())
     x = images.reshape(len(images), -1).astype(DTYPE) / DTYPE(255)
     x -= x.mean(dtype=np.float64)
     x /= x.std(dtype=np.float64)
     return x, labels.astype(np.int64)
+
+
+def data_dir() -> str | None:
+    """``$FASTMLP_DATA``, a relative path taken from the directory of asv.conf.json.
+
+    asv runs benchmarks in a directory of its own, so ``FASTMLP_DATA=../shared/data/mnist``
+    given to ``asv run`` in the repository root would otherwise point nowhere.
+    """
+    path = os.environ.get("FASTMLP_DATA")
+    if path and not os.path.isabs(path):
+        root = os.environ.get("ASV_CONF_DIR") or os.path.dirname(os.path.dirname(HERE))
+        path = os.path.join(root, path)
+    return path
 
 
 def load(name: str):
