@@ -109,6 +109,31 @@ def test_fused_epoch_with_wide_layers_equals_generic_epoch(dtype, threads):
     assert_same_training(trained, trained_want, dtype)
 
 
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_batch_forward_in_row_chunks_equals_the_reference(dtype, threads):
+    from threadpoolctl import threadpool_info
+
+    from fastmlp.backends import numba as numba_backend
+
+    n = numba_backend._CHUNKED_FORWARD_ROWS + 37  # chunks of unequal size
+    params, x, _ = setup((30, 24, 12, 10), dtype, n=n)
+    backend.forward(params, x)  # loads every thread pool involved
+    blas_threads = [pool["num_threads"] for pool in threadpool_info()]
+    saved = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        probs, cache = backend.forward(params, x)
+    finally:
+        numba.set_num_threads(saved)
+    want, want_cache = load_backend("loop").forward(params, x)
+    tol = TOLERANCE[dtype]
+    for a, b in zip(cache, want_cache):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=tol)
+    assert [pool["num_threads"] for pool in threadpool_info()] == blas_threads  # restored
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", [1, 4, 7, 16])
 @pytest.mark.parametrize("m", [1, 4, 10])
