@@ -74,3 +74,15 @@ def test_diverging_training_stops_with_one_line(mnist_dir):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("fastmlp: error: training diverged")
     assert "at epoch 1, step" in lines[0]
+
+
+def test_a_closed_pipe_ends_output_quietly(mnist_dir):
+    # `fastmlp profile --json | head -1`: the reader leaves before the JSON is written.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastmlp", "profile", "--json", "--all-backends", "--steps", "1",
+         "--hidden", "8", "--data-dir", str(mnist_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait() == 1
+    assert stderr == ""
