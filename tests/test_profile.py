@@ -55,8 +55,9 @@ def test_each_phase_gets_its_own_time(slow_backend, data):
     result = profile_training(slow_backend, x=x, y=y, steps=10, batch_size=50, hidden=(8,),
                               optimizer="sgd", peak=100.0)
     assert result.steps == 10 and result.samples == 500
-    assert 10 * 0.004 <= result.seconds["forward"] < 10 * 0.004 * 1.5 + 0.02
-    assert 10 * 0.008 <= result.seconds["backward"] < 10 * 0.008 * 1.5 + 0.02
+    # at least the sleeps; at most twice them plus a margin for the real kernels on tiny data
+    assert 10 * 0.004 <= result.seconds["forward"] < 10 * 0.004 * 2 + 0.03
+    assert 10 * 0.008 <= result.seconds["backward"] < 10 * 0.008 * 2 + 0.03
     assert result.seconds["data"] < result.seconds["forward"]
     assert result.seconds["update"] < result.seconds["forward"]
     assert result.fused_seconds is None  # the slow backend has no train_epoch

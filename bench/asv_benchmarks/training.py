@@ -134,8 +134,8 @@ def forward_cache(name: str) -> tuple:
     return load(name).forward(initial_params(), x[:BACKWARD_BATCH])[1]
 
 
-class Forward:
-    """Forward pass over all 60 000 training images as one batch."""
+class _Kernel:
+    """Settings and setup shared by the suites timing one backend function."""
 
     params = [BACKENDS]
     param_names = ["backend"]
@@ -147,25 +147,24 @@ class Forward:
         self.backend = load(backend)
         warm_kernels(backend)
         self.weights = initial_params()
+
+
+class Forward(_Kernel):
+    """Forward pass over all 60 000 training images as one batch."""
+
+    def setup(self, backend):
+        super().setup(backend)
         self.x, _ = training_data()
 
     def time_forward(self, backend):
         self.backend.forward(self.weights, self.x)
 
 
-class Backward:
+class Backward(_Kernel):
     """Backward pass (gradients of the mean cross-entropy) for 10 000 images."""
 
-    params = [BACKENDS]
-    param_names = ["backend"]
-    number = 1
-    repeat = (2, 5, 10.0)
-    timeout = TIMEOUT
-
     def setup(self, backend):
-        self.backend = load(backend)
-        warm_kernels(backend)
-        self.weights = initial_params()
+        super().setup(backend)
         self.cache = forward_cache(backend)
         self.y = training_data()[1][:BACKWARD_BATCH]
 
