@@ -17,7 +17,8 @@ and times each phase of every step separately:
 
 When the backend also has a fused ``train_epoch`` (what ``fit`` uses), the same
 batches are trained once more through it, and its time is reported beside the
-phases, since a fused epoch cannot be split into them.
+phases, since a fused epoch cannot be split into them. Like ``fit``, it gets
+the whole input scaled beforehand, so it has no data phase to pay.
 
 Achieved GFLOP/s count the matrix products only (the FLOP of
 :func:`flops_per_sample`) and are set against the machine's GEMM peak,
@@ -27,6 +28,7 @@ measured on the spot by :func:`gemm_peak`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -40,7 +42,7 @@ from .model import MLP
 PHASES = ("data", "forward", "backward", "update", "overhead")
 
 
-def flops_per_sample(layer_sizes) -> dict[str, int]:
+def flops_per_sample(layer_sizes: Sequence[int]) -> dict[str, int]:
     """Floating-point operations of the matrix products of one training sample.
 
     A layer with ``n_in`` inputs and ``n_out`` outputs costs ``2 * n_in * n_out``
@@ -131,6 +133,7 @@ class Profile:
 
     @property
     def samples_per_second(self) -> float:
+        """Samples per second of the instrumented steps, all phases included."""
         return self.samples / self.total_seconds
 
     def share(self, phase: str) -> float:
@@ -163,8 +166,10 @@ class Profile:
         return data
 
     def header(self) -> str:
+        """One line: the network, dtype, batch, optimizer, work and GEMM peak."""
         return (f"{'-'.join(map(str, self.layer_sizes))} {self.dtype}, batch {self.batch_size}, "
-                f"{self.optimizer}, {self.steps} steps ({self.samples:,} samples); "
+                f"{self.optimizer}, {self.steps} step{'s' * (self.steps != 1)} "
+                f"({self.samples:,} samples); "
                 f"{self.dtype} GEMM peak {self.peak_gflops:.0f} GFLOP/s")
 
     def __str__(self) -> str:
@@ -188,7 +193,8 @@ class Profile:
         if self.fused_seconds is not None:
             lines.append("")
             lines.append("fused: the same batches through the backend's one-call train_epoch, "
-                         "which fit uses; its phases cannot be timed apart.")
+                         "which fit uses, on inputs scaled beforehand as fit does (so without "
+                         "the data phase); its phases cannot be timed apart.")
         return "\n".join(lines)
 
 
@@ -253,6 +259,7 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
     y = check_labels(y, len(x), n_classes)
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = min(int(batch_size), len(x))  # what every batch of an epoch then holds at most
     steps_per_epoch = -(-len(x) // batch_size)
     if steps is None:
         steps = steps_per_epoch
@@ -268,9 +275,12 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
                for begin in range(0, len(x), batch_size)][:steps]
 
     opt = optim.make_optimizer(optimizer, learning_rate)
-    _phased_steps(module, model, opt, x, y, batches[:2])  # warm up: JIT, caches, buffers
-    seconds, total = _phased_steps(module, model, opt, x, y, batches)
-    fused = _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch_size)
+    # Overflow on the way to a diverging loss is reported once, as fit does.
+    with np.errstate(over="ignore", invalid="ignore"):
+        _phased_steps(module, model, opt, x, y, batches[:2], "warm-up")  # JIT, caches, buffers
+        seconds, total = _phased_steps(module, model, opt, x, y, batches, "profiled")
+        fused = _fused_seconds(module, model, optimizer, learning_rate, x, y, batches,
+                               batch_size)
     return Profile(backend=name, layer_sizes=model.layer_sizes, dtype=model.dtype.name,
                    batch_size=batch_size, optimizer=optimizer, steps=len(batches),
                    samples=sum(len(rows) for rows in batches), seconds=seconds,
@@ -278,7 +288,7 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
                    peak_gflops=gemm_peak(model.dtype) if peak is None else peak)
 
 
-def _phased_steps(module, model, optimizer, x, y, batches):
+def _phased_steps(module, model, optimizer, x, y, batches, label):
     """Train on ``batches`` (row indices into raw ``x``), timing each phase of each step."""
     clock = time.perf_counter
     spent = dict.fromkeys(PHASES, 0.0)
@@ -299,8 +309,8 @@ def _phased_steps(module, model, optimizer, x, y, batches):
         t4 = clock()
         if not np.isfinite(loss):
             raise TrainingDivergedError(
-                f"training diverged: loss became non-finite at step {step + 1}; "
-                "try a lower learning rate")
+                f"training diverged: loss became non-finite at {label} step {step + 1} of "
+                f"{len(batches)}; try a lower learning rate")
         spent["overhead"] += t0 - end
         spent["data"] += t1 - t0
         spent["forward"] += t2 - t1
@@ -332,7 +342,8 @@ def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch
         else:
             runs.append((X[rows], y[rows], rates, None))
     warm = np.concatenate(batches[:2])
-    if train_epoch(params, X[warm], y[warm], batch_size, opt, runs[0][2]) is None:
+    warm_rates = np.full(-(-len(warm) // batch_size), opt.learning_rate)
+    if train_epoch(params, X[warm], y[warm], batch_size, opt, warm_rates) is None:
         return None  # the fused path does not take this optimizer or dtype
     start = time.perf_counter()
     for xs, ys, rates, order in runs:
