@@ -13,9 +13,11 @@ a shared machine.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -252,23 +254,49 @@ class Torch:
             return _per_call(lambda: int(self.net(sample).argmax()), calls)
 
 
-def plot(result: Comparison, path) -> None:
-    """Draw ``result`` as bar charts into the image file ``path`` (format from its suffix).
+def plot_format(path) -> str:
+    """The image format ``plot`` will write to ``path``, checked before any timing.
 
-    Needs matplotlib (``pip install "fastmlp[plot]"``). Left: training
-    throughput per batch size; right: the full forward pass. The file is
-    written atomically.
+    The format comes from the file name's suffix (``png`` when it has none).
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed.
+    ValueError
+        When the directory of ``path`` does not exist or the format is unknown.
     """
     try:
-        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
-        raise ImportError(
-            "plotting needs matplotlib: pip install 'fastmlp[plot]'") from None
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+        raise ImportError("plotting needs matplotlib: pip install matplotlib "
+                          "(the 'plot' extra)") from None
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write the plot to {path}: no directory {path.parent}")
+    suffix = path.suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"cannot write the plot to {path}: unknown image format {suffix!r}; "
+                         f"use one of {', '.join(sorted(formats))}")
+    return suffix
+
+
+def plot(result: Comparison, path: str | os.PathLike) -> None:
+    """Draw ``result`` as bar charts into the image file ``path`` (format from its suffix).
+
+    Needs matplotlib (``pip install matplotlib``, the ``plot`` extra). Left:
+    training throughput per batch size; right: the full forward pass. The
+    file is written atomically.
+    """
+    image_format = plot_format(path)
+    if not result.epoch_seconds:
+        raise ValueError("nothing to plot: no batch size was timed")
+    from matplotlib.figure import Figure
 
     names = list(next(iter(result.epoch_seconds.values())))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=(3, 1.3))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2, width_ratios=(3, 1.3))
     width = 0.8 / len(names)
     positions = np.arange(len(result.epoch_seconds))
     for i, name in enumerate(names):
@@ -285,7 +313,5 @@ def plot(result: Comparison, path) -> None:
     right.set_ylabel("seconds")
     right.set_title(f"Forward of {result.samples:,} samples (lower is better)", fontsize=10)
     fig.tight_layout()
-    suffix = str(path).rsplit(".", 1)[-1] if "." in str(path) else "png"
     with atomic_write(path) as file:
-        fig.savefig(file, format=suffix, dpi=110)
-    plt.close(fig)
+        fig.savefig(file, format=image_format, dpi=110)

@@ -47,6 +47,20 @@ def _sizes(text):
     return sizes
 
 
+def _batch_sizes(text):
+    sizes = _sizes(text)
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected at least one batch size, got {text!r}")
+    return sizes
+
+
+def _names(text):
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
 def _add_model_options(parser, *, optimizer_default="adamw"):
     """Options ``train`` and ``profile`` share: backend, batch, optimizer, dtype, sizes, data."""
     parser.add_argument("--backend", default=None,
@@ -104,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time training epochs, the full forward pass and single-sample predict "
                     "for every backend (and PyTorch when importable), taking turns, and "
                     "print the ratios.")
-    bench.add_argument("--backends", type=lambda text: text.split(","), default=None,
+    bench.add_argument("--backends", type=_names, default=None,
                        help="comma-separated (default: every backend but the slow loop)")
-    bench.add_argument("--batch-sizes", type=_sizes, default=(32, 128, 1000),
+    bench.add_argument("--batch-sizes", type=_batch_sizes, default=(32, 128, 1000),
                        help="comma-separated (default: 32,128,1000)")
     bench.add_argument("--epochs", type=_positive_int, default=4,
                        help="timed epochs per contender, in turns; the best counts (default: 4)")
@@ -177,13 +191,10 @@ def _profile(args) -> int:
 
 
 def _bench(args) -> int:
-    from .benchmark import compare, plot
+    from .benchmark import compare, plot, plot_format
 
     if args.plot:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise ImportError("--plot needs matplotlib: pip install 'fastmlp[plot]'")
+        plot_format(args.plot)  # a bad path fails now, not after minutes of timing
     for name in args.backends or ():
         backends.load_backend(name)  # an unknown name fails before the data is read
     (x_train, y_train), _ = datasets.load_mnist(args.data_dir)
@@ -195,7 +206,8 @@ def _bench(args) -> int:
                      report=lambda line: print(line, file=sys.stderr, flush=True))
     print(result)
     if result.torch_version is None and not args.no_torch:
-        print("\n(PyTorch is not importable, so no torch column: pip install 'fastmlp[peers]')")
+        print("\n(PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
+              "the 'peers' extra)")
     if args.plot:
         plot(result, args.plot)
         print(f"\nsaved plot to {args.plot}")

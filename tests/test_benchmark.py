@@ -2,7 +2,8 @@
 
 import pytest
 
-from fastmlp.benchmark import Comparison
+from fastmlp import available_backends
+from fastmlp.benchmark import Comparison, plot, plot_format
 from fastmlp.cli import main
 
 
@@ -37,7 +38,7 @@ def test_cli_bench_prints_every_backend_and_draws_the_plot(mnist_dir, tmp_path, 
     assert status == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if " 100 " in line}
-    assert set(rows) == {"einsum", "matmul", "numba"}
+    assert set(rows) == set(available_backends()) - {"loop"}
     assert rows["matmul"][-2:] == ["1.00x", "-"]
     assert "forward of all 2,000 samples as one batch" in out
     assert out.rstrip().endswith(f"saved plot to {path}")
@@ -50,3 +51,37 @@ def test_cli_bench_unknown_backend_is_one_line(mnist_dir, capsys):
     assert status == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [err[0]] and err[0].startswith("fastmlp: error: unknown backend 'tensorflow'")
+
+
+@pytest.mark.parametrize("name, image_format", [
+    ("plot.png", "png"), ("plot.SVG", "svg"), ("plot", "png"), ("my.dir/plot", "png"),
+])
+def test_the_plot_format_comes_from_the_file_name(tmp_path, name, image_format):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "my.dir").mkdir()
+    assert plot_format(tmp_path / name) == image_format
+
+
+def test_plot_writes_the_format_its_suffix_names(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = Comparison((4, 3), samples=10, peak_gflops=1.0,
+                        epoch_seconds={5: {"matmul": 1.0, "numba": 0.5}},
+                        forward_seconds={"matmul": 0.1, "numba": 0.05})
+    plot(result, tmp_path / "chart.svg")
+    assert (tmp_path / "chart.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot(Comparison((4, 3), samples=10, peak_gflops=1.0), tmp_path / "empty.png")
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/nonexistent/dir/bench.png", "no directory /nonexistent/dir"),
+    ("bench.docx", "unknown image format 'docx'"),
+])
+def test_cli_bench_refuses_a_bad_plot_path_before_timing(path, message, capsys):
+    pytest.importorskip("matplotlib")
+    # --data-dir points nowhere: the path must be refused before the data is even read.
+    status = main(["bench", "--plot", path, "--data-dir", "/nonexistent/mnist"])
+    assert status == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("fastmlp: error: cannot write the plot to")
+    assert message in err[0]

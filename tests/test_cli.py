@@ -46,9 +46,11 @@ def run_cli(*args, env=None):
     (["fly"], "fastmlp: error: argument command: invalid choice: 'fly'"),
     (["profile", "--backend", "tensorflow"], "fastmlp: error: unknown backend 'tensorflow'"),
     (["profile", "--steps", "0"], "fastmlp: error: argument --steps: expected a positive"),
-    (["profile", "--data-dir", "/nonexistent/mnist"], "fastmlp: error: "),
+    (["profile", "--data-dir", "/nonexistent/mnist"], "fastmlp: error: no such file"),
     (["bench", "--backends", "numba,jax"], "fastmlp: error: unknown backend 'jax'"),
     (["bench", "--batch-sizes", "128,big"], "fastmlp: error: argument --batch-sizes: expected"),
+    (["bench", "--batch-sizes", ","], "fastmlp: error: argument --batch-sizes: expected at least"),
+    (["bench", "--backends", ","], "fastmlp: error: argument --backends: expected comma-sep"),
 ])
 def test_errors_print_one_line_and_exit_non_zero(args, message):
     result = run_cli(*args)
