@@ -134,6 +134,26 @@ def test_large_batch_forward_in_row_chunks_equals_the_reference(dtype, threads):
     assert [pool["num_threads"] for pool in threadpool_info()] == blas_threads  # restored
 
 
+
+def test_concurrent_large_forwards_restore_the_blas_thread_counts():
+    # The single-threaded BLAS limit is process-wide; callers in several Python threads
+    # share it, and the last one out restores what was there before the first came in.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    from fastmlp.backends import numba as numba_backend
+
+    params, x, _ = setup((30, 24, 10), np.float32, n=numba_backend._CHUNKED_FORWARD_ROWS * 2)
+    want = backend.forward(params, x)[0]
+    blas_threads = [pool["num_threads"] for pool in threadpool_info()]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: backend.forward(params, x)[0], range(40)))
+    for probs in results:
+        np.testing.assert_array_equal(probs, want)
+    assert [pool["num_threads"] for pool in threadpool_info()] == blas_threads
+    assert numba_backend._single_blas_users == 0
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", [1, 4, 7, 16])
 @pytest.mark.parametrize("m", [1, 4, 10])

@@ -23,9 +23,10 @@ stale copy of a callee cached from another module. Kernels trust their inputs
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from contextlib import nullcontext
+import threading
 
 import numpy as np
 from numba import get_num_threads, njit, prange
@@ -562,6 +563,34 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+_single_blas_lock = threading.Lock()
+_single_blas_users = 0
+_single_blas_limiter = None
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """BLAS on one thread while any Python thread is inside this block.
+
+    The limit is process-wide, so concurrent callers share one: the first to
+    enter sets it and the last to leave restores the BLAS thread counts.
+    (Separate ``threadpoolctl`` limits could restore each other's "1".)
+    """
+    global _single_blas_users, _single_blas_limiter
+    with _single_blas_lock:
+        if _single_blas_users == 0:
+            _single_blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+        _single_blas_users += 1
+    try:
+        yield
+    finally:
+        with _single_blas_lock:
+            _single_blas_users -= 1
+            if _single_blas_users == 0:
+                _single_blas_limiter.restore_original_limits()
+                _single_blas_limiter = None
+
+
 def softmax(z):
     """Row-wise softmax of ``z``, shape ``(n_classes,)`` or ``(n_samples, n_classes)``."""
     z = np.asarray(z)
@@ -587,7 +616,7 @@ def forward(params, x):
     # follows (fit's validation, then the next epoch) by 25 %.
     threads = get_num_threads()
     chunked = a.shape[0] >= _CHUNKED_FORWARD_ROWS and threads > 1
-    blas = _blas_controller().limit(limits=1, user_api="blas") if chunked else nullcontext()
+    blas = _single_threaded_blas() if chunked else contextlib.nullcontext()
     with blas:
         for l, (W, b) in enumerate(zip(Ws, bs)):
             z = np.empty((a.shape[0], W.shape[0]), dtype)
@@ -749,7 +778,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     chunks = min(get_num_threads(), rows)
     block = max(-(-W.shape[0] // chunks) for W in Ws)
     # The chunks already use every core: BLAS gets one thread each.
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with _single_threaded_blas():
         loss_sum, correct, failed_step, steps_done = _train_epoch(
             theta, state1, state2, layout, x, y, order, batch_size, learning_rates, rule,
             np.array(hyper, np.float64), optimizer.t if rule == _ADAM_RULE else 0,
