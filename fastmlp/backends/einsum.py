@@ -49,8 +49,8 @@ def backward(params, cache, y):
     grads = []
     for l in range(len(params) - 1, -1, -1):
         a = cache[l]
-        # dW = delta.T @ a; operands in this order, einsum returns dW C-contiguous (the other
-        # order gives a transposed view, on which the optimizer's update ran 1.8x slower)
+        # dW = delta.T @ a; with the operands in this order einsum returns dW C-contiguous,
+        # not a transposed view, which the optimizer's element-wise update walks 2x slower
         grads.append((_einsum("ni,no->oi", a, delta), np.einsum("no->o", delta)))
         if l > 0:
             delta = _einsum("no,oi->ni", delta, params[l][0])
