@@ -16,6 +16,7 @@ import contextlib
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,9 +93,10 @@ def _ratio(seconds: dict, reference: str, value: float) -> str:
     return f"{seconds[reference] / value:8.2f}x"
 
 
-def compare(x, y, *, backend_names=None, batch_sizes=(32, 128, 1000), epochs: int = 4,
-            with_torch: bool = True, layer_sizes=(784, 128, 128, 10),
-            report=None) -> Comparison:
+def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None = None,
+            batch_sizes: Sequence[int] = (32, 128, 1000), epochs: int = 4,
+            with_torch: bool = True, layer_sizes: Sequence[int] = (784, 128, 128, 10),
+            report: Callable[[str], None] | None = None) -> Comparison:
     """Time training epochs, the full forward pass and single predicts, contender by contender.
 
     Parameters

@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--steps", type=_positive_int, default=None,
                          help="gradient steps to time (default: one epoch)")
     profile.add_argument("--all-backends", action="store_true",
-                         help="profile every available backend, side by side")
+                         help="profile every available backend, side by side "
+                              "(instead of --backend)")
     profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
     profile.set_defaults(run=_profile)
 
