@@ -61,6 +61,13 @@ def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarr
     return y.astype(np.int64, copy=False)
 
 
+def check_positive_int(value, name: str) -> int:
+    """Return ``value`` if it is an integer >= 1, else raise ``ValueError`` naming ``name``."""
+    if not (isinstance(value, (int, np.integer)) and value >= 1):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def check_dtype(dtype) -> np.dtype:
     """Return ``dtype`` as float32 or float64, else raise ``ValueError``."""
     try:

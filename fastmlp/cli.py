@@ -61,12 +61,12 @@ def _names(text):
     return names
 
 
-def _add_model_options(parser, *, optimizer_default="adamw"):
+def _add_model_options(parser):
     """Options ``train`` and ``profile`` share: backend, batch, optimizer, dtype, sizes, data."""
     parser.add_argument("--backend", default=None,
                         help="loop, einsum, matmul or numba (default: $FASTMLP_BACKEND or matmul)")
     parser.add_argument("--batch-size", type=_positive_int, default=128)
-    parser.add_argument("--optimizer", default=optimizer_default, choices=list(optim.OPTIMIZERS))
+    parser.add_argument("--optimizer", default="adamw", choices=list(optim.OPTIMIZERS))
     parser.add_argument("--lr", type=float, default=None,
                         help="peak learning rate (default: " + ", ".join(
                             f"{name} {defaults['learning_rate']:g}"

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import backends, datasets, optim
-from ._validation import check_dtype, check_features, check_labels
+from ._validation import check_dtype, check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
 from .functional import cross_entropy
 from .model import MLP
@@ -257,14 +257,12 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
     y = check_labels(y, len(x), n_classes)
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     batch_size = min(int(batch_size), len(x))  # what every batch of an epoch then holds at most
     steps_per_epoch = -(-len(x) // batch_size)
     if steps is None:
         steps = steps_per_epoch
-    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_positive_int(steps, "steps")
     model = MLP((x.shape[1], *hidden, n_classes), dtype=check_dtype(dtype), seed=seed)
     model.scaler.fit(x)
 

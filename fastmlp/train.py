@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backends
-from ._validation import check_features, check_labels
+from ._validation import check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
 from .functional import cross_entropy
 from .optim import get_schedule, make_optimizer
@@ -83,10 +83,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
     y = check_labels(y, x.shape[0], model.n_classes)
-    if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
     scale_lr = get_schedule(schedule)
     if isinstance(optimizer, str):
         optimizer = make_optimizer(optimizer, learning_rate, weight_decay)

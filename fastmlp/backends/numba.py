@@ -31,7 +31,7 @@ import threading
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from .._validation import check_labels
+from .._validation import check_labels, check_positive_int
 from ..optim import SGD, Adam, AdamW
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -733,8 +733,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     dtype = x.dtype
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     x = np.ascontiguousarray(x)
     n = x.shape[0]
     Ws, _ = _layers(params, dtype, x.shape[1])
