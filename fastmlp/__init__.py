@@ -15,7 +15,13 @@ from .backends import (
     set_backend,
     use_backend,
 )
-from .exceptions import ChecksumError, DataError, ModelFileError, TrainingDivergedError
+from .exceptions import (
+    ChecksumError,
+    DataError,
+    ModelFileError,
+    PerformanceWarning,
+    TrainingDivergedError,
+)
 from .functional import backward, cross_entropy, forward, log_softmax, softmax
 from .model import MLP
 from .train import History, fit
@@ -41,5 +47,6 @@ __all__ = [
     "DataError",
     "ChecksumError",
     "ModelFileError",
+    "PerformanceWarning",
     "TrainingDivergedError",
 ]

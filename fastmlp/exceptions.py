@@ -19,3 +19,7 @@ class ModelFileError(ValueError):
 
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class PerformanceWarning(UserWarning):
+    """A slower path runs than the one asked for (for example a fused epoch falls back)."""

@@ -8,6 +8,13 @@ where ``params`` and ``grads`` are lists of ``(W, b)`` pairs. Its state
 (momentum buffers, moment estimates) is created on the first step, shaped like
 the parameters. The formulas follow ``torch.optim`` so results are comparable.
 
+A backend that runs a whole epoch in compiled code cannot call ``step``; it
+asks the optimizer to describe its update instead::
+
+    update = optimizer.fused_update(params)   # a FusedUpdate, or None
+    ...                                       # the backend runs the epoch
+    optimizer.advance(steps)                  # step counters move on
+
 A schedule maps training progress to a factor of the base learning rate::
 
     learning_rate = base_learning_rate * SCHEDULES[name](step, total_steps)
@@ -17,12 +24,45 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 
 def _flat(pairs):
     return [array for pair in pairs for array in pair]
+
+
+class FusedUpdate(NamedTuple):
+    """An optimizer's update, described for a backend that applies it in compiled code.
+
+    Attributes
+    ----------
+    rule : str
+        The update formula: ``'sgd'`` (``SGD``'s) or ``'adam'`` (``Adam``'s).
+    hyper : dict of str to float
+        Every hyper-parameter of the formula except the learning rate, by the
+        name of the optimizer's own attribute. A backend that meets a name it
+        does not implement must not run the update.
+    state : tuple of lists of ndarray
+        The state arrays the update reads and writes, one list per kind
+        (``SGD``: the velocities, if any; ``Adam``: ``m`` and ``v``), each in
+        the flat order of the parameters. The backend writes them back.
+    t : int
+        Steps taken so far (Adam's bias correction counts from it).
+    """
+
+    rule: str
+    hyper: dict[str, float]
+    state: tuple[list[np.ndarray], ...]
+    t: int
+
+
+def _overrides_step(optimizer, base) -> bool:
+    # A subclass with its own step() but the inherited fused_update() would be
+    # described by a formula it no longer follows.
+    cls = type(optimizer)
+    return cls.step is not base.step and cls.fused_update is base.fused_update
 
 
 class SGD:
@@ -89,6 +129,22 @@ class SGD:
                     g = v
             np.multiply(g, step_size, out=s)
             p -= s
+
+    def fused_update(self, params) -> FusedUpdate | None:
+        """Describe the update for a compiled epoch (creating the state), or None.
+
+        None when a subclass overrides ``step`` without describing its own update.
+        """
+        if _overrides_step(self, SGD):
+            return None
+        self.init_state(params)
+        return FusedUpdate(
+            "sgd", {"momentum": self.momentum, "nesterov": self.nesterov,
+                    "weight_decay": self.weight_decay},
+            (self.velocity,) if self.momentum else (), 0)
+
+    def advance(self, steps: int) -> None:
+        """Record ``steps`` updates made by a compiled epoch (SGD counts none)."""
 
 
 class Adam:
@@ -160,6 +216,24 @@ class Adam:
             np.divide(m, s, out=s)
             s *= step_size
             p -= s
+
+    def fused_update(self, params) -> FusedUpdate | None:
+        """Describe the update for a compiled epoch (creating the state), or None.
+
+        None when a subclass overrides ``step`` without describing its own update.
+        """
+        if _overrides_step(self, Adam):
+            return None
+        self.init_state(params)
+        return FusedUpdate(
+            "adam", {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                     "weight_decay": self.weight_decay,
+                     "decoupled_weight_decay": self.decoupled_weight_decay},
+            (self.m, self.v), self.t)
+
+    def advance(self, steps: int) -> None:
+        """Record ``steps`` updates made by a compiled epoch: the bias correction moves on."""
+        self.t += steps
 
 
 class AdamW(Adam):

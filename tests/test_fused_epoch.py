@@ -1,22 +1,31 @@
-"""Backends' fused ``train_epoch`` against the generic loop over the ``loop`` reference."""
+"""Backends' fused ``train_epoch`` against the generic per-step loop over the ``loop`` reference.
+
+Every backend with a fused epoch (``matmul``, ``numba``) must train exactly as
+``fastmlp.train.train_epoch`` does: same parameters, optimizer state, step
+count, loss sum and hits, for every optimizer ``fastmlp.optim`` ships.
+"""
 
 import copy
+import inspect
+import warnings
 
 import numpy as np
 import pytest
 
-from fastmlp import optim
+import fastmlp
+from fastmlp import PerformanceWarning, optim
 from fastmlp.backends import available_backends, load_backend
-from fastmlp.train import train_epoch
+from fastmlp.train import train_epoch as generic_epoch
 
 FUSED = [name for name in available_backends() if hasattr(load_backend(name), "train_epoch")]
 OPTIMIZERS = {
     "sgd": lambda: optim.SGD(0.1),
-    "nesterov-wd": lambda: optim.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
     "momentum": lambda: optim.SGD(0.05, momentum=0.8),
+    "nesterov-wd": lambda: optim.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
     "adam-l2": lambda: optim.Adam(1e-2, weight_decay=1e-3),
     "adamw": lambda: optim.AdamW(1e-2, weight_decay=0.1),
 }
+SIZES = {"one-hidden": (12, 9, 4), "three-hidden": (12, 10, 7, 8, 5), "wide": (784, 70, 10)}
 TOLERANCE = {np.float64: 1e-9, np.float32: 2e-4}
 
 
@@ -34,84 +43,273 @@ def state_of(optimizer):
             if getattr(optimizer, name, None) is not None]
 
 
+def run(path, params, optimizer, x, y, batch_size, learning_rates, order=None):
+    """One epoch through backend ``path``'s fused train_epoch, or 'generic' over loop."""
+    if path == "generic":
+        return generic_epoch(load_backend("loop"), params, x, y, batch_size, optimizer,
+                             learning_rates, order=order)
+    return load_backend(path).train_epoch(params, x, y, batch_size, optimizer, learning_rates,
+                                          order=order)
+
+
+def assert_same_training(got, want, dtype):
+    """Same parameters, optimizer state and step counter after two runs."""
+    (params, opt), (params_want, opt_want) = got, want
+    tol = TOLERANCE[dtype]
+    for layer, layer_want in zip(params, params_want, strict=True):
+        for a, b in zip(layer, layer_want):
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert getattr(opt, "t", None) == getattr(opt_want, "t", None)
+    for state, state_want in zip(state_of(opt), state_of(opt_want), strict=True):
+        for a, b in zip(state, state_want):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def assert_identical(params, params_want):
+    for layer, layer_want in zip(params, params_want, strict=True):
+        for a, b in zip(layer, layer_want):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("sizes", [(12, 9, 4), (12, 10, 7, 8, 5)])
+@pytest.mark.parametrize("shape", ["one-hidden", "three-hidden"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("shuffled", [False, True])
-def test_fused_epoch_equals_generic_steps(backend, dtype, sizes, name, shuffled):
-    params, x, y = setup(sizes, dtype)
+def test_fused_epoch_equals_generic_steps(backend, dtype, shape, name, shuffled):
+    params, x, y = setup(SIZES[shape], dtype)
     order = np.random.default_rng(1).permutation(len(x)) if shuffled else None
     batch_size = 16  # 103 samples: six full batches and one of 7
     learning_rates = np.linspace(1.0, 0.5, 7) * OPTIMIZERS[name]().learning_rate
     results = {}
-    for path in ("generic", "fused"):
-        p = copy.deepcopy(params)
-        opt = OPTIMIZERS[name]()
-        opt.init_state(p)
+    for path in ("generic", backend):
+        p, opt = copy.deepcopy(params), OPTIMIZERS[name]()
         x_in, y_in = x.copy(), y.copy()
         for _ in range(2):  # two epochs: state carries over between calls
-            if path == "fused":
-                out = load_backend(backend).train_epoch(p, x_in, y_in, batch_size, opt,
-                                                        learning_rates, order=order)
-            else:
-                out = train_epoch(load_backend("loop"), p, x_in, y_in, batch_size, opt,
-                                  learning_rates, order=order)
+            out = run(path, p, opt, x_in, y_in, batch_size, learning_rates, order)
         np.testing.assert_array_equal(x_in, x)
         np.testing.assert_array_equal(y_in, y)
-        results[path] = (p, opt, out)
-    p_gen, opt_gen, out_gen = results["generic"]
-    p_fused, opt_fused, out_fused = results["fused"]
-    tol = TOLERANCE[dtype]
-    assert out_fused[2] == out_gen[2] == -1
-    assert out_fused[1] == out_gen[1]
-    assert out_fused[0] == pytest.approx(out_gen[0], rel=tol)
-    for layer_fused, layer_gen in zip(p_fused, p_gen):
-        for a, b in zip(layer_fused, layer_gen):
-            assert a.dtype == dtype
-            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-    assert getattr(opt_fused, "t", None) == getattr(opt_gen, "t", None)
-    for state_fused, state_gen in zip(state_of(opt_fused), state_of(opt_gen)):
-        for a, b in zip(state_fused, state_gen):
-            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+        results[path] = out, (p, opt)
+    (out, trained), (out_want, trained_want) = results[backend], results["generic"]
+    assert out[2] == out_want[2] == -1
+    assert out[1] == out_want[1]
+    assert out[0] == pytest.approx(out_want[0], rel=TOLERANCE[dtype])
+    assert_same_training(trained, trained_want, dtype)
 
 
 @pytest.mark.parametrize("backend", FUSED)
-def test_fused_epoch_stops_at_the_first_non_finite_loss(backend):
-    params, x, y = setup((12, 9, 4), np.float64)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_epoch_with_a_wide_layer_equals_generic_steps(backend, dtype):
+    # 784 inputs, 70 units: products longer than a cache tile and widths that are
+    # not a multiple of any register block
+    params, x, y = setup(SIZES["wide"], dtype, n=123)
+    learning_rates = np.full(3, 0.01)
     results = {}
-    for path in ("generic", "fused"):
-        p = copy.deepcopy(params)
-        opt = optim.SGD(1e30)
-        lrs = np.full(7, 1e30)
+    for path in ("generic", backend):
+        p, opt = copy.deepcopy(params), optim.Adam(1e-2)
+        results[path] = run(path, p, opt, x, y, 50, learning_rates), (p, opt)
+    (out, trained), (out_want, trained_want) = results[backend], results["generic"]
+    assert out[1:] == out_want[1:]
+    assert out[0] == pytest.approx(out_want[0], rel=TOLERANCE[dtype])
+    assert_same_training(trained, trained_want, dtype)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("name", ["nesterov-wd", "adamw"])
+def test_fused_and_generic_epochs_interleave(backend, name):
+    # fused then generic == generic twice: the state lives in the optimizer's own arrays
+    params, x, y = setup(SIZES["one-hidden"], np.float64)
+    learning_rates = np.full(11, OPTIMIZERS[name]().learning_rate)
+    results = {}
+    for first in (backend, "generic"):
+        p, opt = copy.deepcopy(params), OPTIMIZERS[name]()
+        run(first, p, opt, x, y, 10, learning_rates)
+        run("generic", p, opt, x[::-1], y[::-1], 10, learning_rates)
+        results[first] = p, opt
+    assert_same_training(results[backend], results["generic"], np.float64)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("name", ["nesterov-wd", "adamw"])
+def test_divergence_stops_before_the_failing_update(backend, name):
+    # float32 weights of ~1e29 overflow the second forward pass to inf, then nan.
+    params, x, y = setup(SIZES["one-hidden"], np.float32, n=101)
+    learning_rates = np.full(11, 1e30)
+    results = {}
+    for path in ("generic", backend):
+        p, opt = copy.deepcopy(params), OPTIMIZERS[name]()
         with np.errstate(all="ignore"):  # fit silences the overflow on the way to nan
-            if path == "fused":
-                out = load_backend(backend).train_epoch(p, x, y, 16, opt, lrs)
-            else:
-                out = train_epoch(load_backend("loop"), p, x, y, 16, opt, lrs)
-        results[path] = p, out
-    (p_gen, out_gen), (p_fused, out_fused) = results["generic"], results["fused"]
-    assert out_fused[2] == out_gen[2] >= 1
-    assert out_fused[:2] == pytest.approx(out_gen[:2])
-    # Both stopped before the failing step's update: same (huge but finite) parameters.
-    for layer_fused, layer_gen in zip(p_fused, p_gen):
-        for a, b in zip(layer_fused, layer_gen):
+            results[path] = run(path, p, opt, x, y, 10, learning_rates), (p, opt)
+    (out, (p, opt)), (out_want, (p_want, _)) = results[backend], results["generic"]
+    assert out[2] == out_want[2] == 1
+    assert out[:2] == pytest.approx(out_want[:2], rel=TOLERANCE[np.float32])
+    assert getattr(opt, "t", 1) == 1  # one update; the failing step's was skipped
+    for layer, layer_want in zip(p, p_want):
+        for a, b in zip(layer, layer_want):
             assert np.isfinite(a).all()
-            np.testing.assert_allclose(a, b, rtol=1e-6)
+            np.testing.assert_allclose(a, b, rtol=TOLERANCE[np.float32])
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_batch_of_one_and_batches_smaller_than_the_thread_count(backend):
+    params, x, y = setup(SIZES["one-hidden"], np.float64, n=5)
+    for batch_size in (1, 2, 5, 64):
+        results = {}
+        for path, x_in in (("generic", x), (backend, np.asfortranarray(x))):
+            p, opt = copy.deepcopy(params), optim.Adam(1e-2)
+            results[path] = run(path, p, opt, x_in, y, batch_size, np.full(5, 1e-2)), (p, opt)
+        assert results[backend][0][1:] == results["generic"][0][1:]
+        assert results[backend][0][0] == pytest.approx(results["generic"][0][0], rel=1e-9)
+        assert_same_training(results[backend][1], results["generic"][1], np.float64)
 
 
 @pytest.mark.parametrize("backend", FUSED)
 def test_order_picks_the_batches(backend):
     # Training on x in the order of a permutation equals training on the permuted copy.
-    params, x, y = setup((12, 9, 4), np.float64)
+    params, x, y = setup(SIZES["one-hidden"], np.float64)
     order = np.random.default_rng(2).permutation(len(x))
     lrs = np.full(7, 0.1)
     p_order, p_copy = copy.deepcopy(params), copy.deepcopy(params)
-    out_order = load_backend(backend).train_epoch(p_order, x, y, 16, optim.SGD(0.1), lrs,
-                                                  order=order)
-    out_copy = load_backend(backend).train_epoch(p_copy, x[order], y[order], 16, optim.SGD(0.1),
-                                                 lrs)
+    out_order = run(backend, p_order, optim.SGD(0.1), x, y, 16, lrs, order)
+    out_copy = run(backend, p_copy, optim.SGD(0.1), x[order], y[order], 16, lrs)
     assert out_order == pytest.approx(out_copy, rel=1e-12)
     for layer_order, layer_copy in zip(p_order, p_copy):
         for a, b in zip(layer_order, layer_copy):
             np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_train_epoch_does_not_modify_x_y_or_the_rates(backend):
+    params, x, y = setup(SIZES["one-hidden"], np.float32)
+    learning_rates = np.full(11, 0.1)
+    saved = x.copy(), y.copy(), learning_rates.copy()
+    run(backend, params, optim.SGD(0.1), x, y, 10, learning_rates)
+    for array, array_saved in zip((x, y, learning_rates), saved):
+        np.testing.assert_array_equal(array, array_saved)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_every_shipped_optimizer_runs_fused(backend, name):
+    params, x, y = setup(SIZES["one-hidden"], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        out = run(backend, params, optim.make_optimizer(name), x, y, 16, np.full(7, 1e-3))
+    assert out is not None and out[2] == -1
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
+def test_fused_update_describes_every_hyper_parameter(cls):
+    # A new option of an optimizer that its fused description leaves out would be
+    # silently ignored by every fused epoch.
+    options = set(inspect.signature(cls).parameters) - {"learning_rate"}
+    params, _, _ = setup(SIZES["one-hidden"], np.float64)
+    update = cls().fused_update(params)
+    assert options <= set(update.hyper)
+    assert update.rule in ("sgd", "adam")
+    for state in update.state:
+        assert [s.shape for s in state] == [p.shape for layer in params for p in layer]
+
+
+def test_fit_with_numba_matches_fit_with_matmul():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 8))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
+    runs = {}
+    for name in ("matmul", "numba"):
+        model = fastmlp.MLP((8, 16, 3), seed=0)
+        with fastmlp.use_backend(name):
+            history = model.fit(x, y, epochs=3, batch_size=32, seed=0)
+        runs[name] = model, history
+    (model, history), (model_want, history_want) = runs["numba"], runs["matmul"]
+    np.testing.assert_allclose(history.loss, history_want.loss, rtol=1e-4)
+    assert history.train_accuracy == pytest.approx(history_want.train_accuracy, abs=1 / 300)
+    for layer, layer_want in zip(model.params, model_want.params):
+        for a, b in zip(layer, layer_want):
+            assert a.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# What only the numba backend's fused epoch does: checks, fallbacks, thread counts.
+
+numba = pytest.importorskip("numba")
+numba_backend = load_backend("numba")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name):
+    counts = sorted({1, numba.config.NUMBA_NUM_THREADS})
+    if len(counts) == 1:
+        pytest.skip("numba runs one thread here")
+    params, x, y = setup(SIZES["wide"], dtype, n=157)
+    results = []
+    saved = numba.get_num_threads()
+    try:
+        for threads in counts:
+            numba.set_num_threads(threads)
+            p, opt = copy.deepcopy(params), OPTIMIZERS[name]()
+            out = numba_backend.train_epoch(p, x, y, 40, opt, np.full(4, opt.learning_rate))
+            results.append((out, p))
+    finally:
+        numba.set_num_threads(saved)
+    (out, p), (out_want, p_want) = results
+    assert out == out_want
+    assert_identical(p, p_want)
+
+
+def test_numba_epoch_falls_back_with_a_warning_that_says_why():
+    class Plain:  # has step() only
+        learning_rate = 0.1
+
+        def step(self, params, grads, learning_rate=None):
+            raise AssertionError("train_epoch must not step an optimizer it cannot run")
+
+    class TweakedSGD(optim.SGD):  # its own step(), the inherited description
+        def step(self, params, grads, learning_rate=None):
+            super().step(params, grads, learning_rate)
+
+    class DampenedSGD(optim.SGD):  # describes an option the fused rule lacks
+        def fused_update(self, params):
+            update = super().fused_update(params)
+            return update._replace(hyper={**update.hyper, "dampening": 0.1})
+
+    params, x, y = setup(SIZES["one-hidden"], np.float32)
+    saved = copy.deepcopy(params)
+    lrs = np.full(11, 0.1)
+    for optimizer, reason in [(Plain(), "Plain does not describe its update"),
+                              (TweakedSGD(0.1), "TweakedSGD does not describe its update"),
+                              (DampenedSGD(0.1), "does not implement: dampening")]:
+        with pytest.warns(PerformanceWarning, match=reason):
+            assert numba_backend.train_epoch(params, x, y, 10, optimizer, lrs) is None
+    mixed = [(params[0][0].astype(np.float64), params[0][1])] + params[1:]
+    with pytest.warns(PerformanceWarning, match="dtypes float32, float64"):
+        assert numba_backend.train_epoch(mixed, x, y, 10, optim.SGD(0.1), lrs) is None
+    assert_identical(params, saved)
+
+
+def test_numba_epoch_computes_in_the_parameters_dtype():
+    # float64 inputs with float32 parameters: converted, not a reason to fall back
+    params, x, y = setup(SIZES["one-hidden"], np.float32)
+    p64, p32 = copy.deepcopy(params), copy.deepcopy(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        out = numba_backend.train_epoch(p64, x.astype(np.float64), y, 10, optim.SGD(0.1),
+                                        np.full(11, 0.1))
+    assert out == numba_backend.train_epoch(p32, x, y, 10, optim.SGD(0.1), np.full(11, 0.1))
+    assert_identical(p64, p32)
+
+
+def test_numba_epoch_rejects_what_it_cannot_train():
+    params, x, y = setup(SIZES["one-hidden"], np.float64)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
+        numba_backend.train_epoch(params, x, np.full_like(y, 4), 10, optim.SGD(0.1), np.ones(11))
+    with pytest.raises(ValueError, match="learning_rates needs one rate for each of the 11"):
+        numba_backend.train_epoch(params, x, y, 10, optim.SGD(0.1), np.ones(10))
+    with pytest.raises(ValueError, match="order must hold row indices"):
+        numba_backend.train_epoch(params, x, y, 10, optim.SGD(0.1), np.ones(11),
+                                  order=np.full(len(x), len(x)))
+    params[0][0].setflags(write=False)
+    with pytest.raises(ValueError, match="writeable NumPy array"):
+        numba_backend.train_epoch(params, x, y, 10, optim.SGD(0.1), np.ones(11))

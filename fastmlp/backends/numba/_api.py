@@ -1,0 +1,148 @@
+"""The numba backend's ``forward``, ``backward``, ``softmax`` and ``predict_one``."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads
+
+from ..._validation import check_labels
+from . import _kernels as k
+from ._threads import run_parallel
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Products of at least this many multiply-adds split their rows across numba's
+# threads. Only speed depends on it: every split gives the same bits.
+PARALLEL_WORK = 2_000_000
+
+
+def _float_dtype(*arrays) -> np.dtype:
+    dtype = np.result_type(*arrays)
+    return dtype if dtype in _FLOATS else np.dtype(np.float64)
+
+
+def _layers(params, dtype, n_in):
+    """Tuples of the ``W`` and of the ``b``, C-contiguous in ``dtype``, shapes checked."""
+    Ws, bs = [], []
+    for l, (W, b) in enumerate(params):
+        W = np.ascontiguousarray(W, dtype)
+        b = np.ascontiguousarray(b, dtype)
+        if W.ndim != 2 or W.shape[1] != n_in or b.shape != (W.shape[0],):
+            raise ValueError(
+                f"layer {l}: W must be (n_out, {n_in}) and b (n_out,), got {W.shape} and {b.shape}"
+            )
+        n_in = W.shape[0]
+        Ws.append(W)
+        bs.append(b)
+    if not Ws:
+        raise ValueError("params must hold at least one (W, b) layer")
+    return tuple(Ws), tuple(bs)
+
+
+def _tasks(rows, work):
+    """Row ranges to split a product of ``work`` multiply-adds into: 1 when it is small."""
+    threads = get_num_threads()
+    return min(threads, rows) if threads > 1 and work >= PARALLEL_WORK else 1
+
+
+def _gemm_nt(a, b):
+    """``a @ b.T`` of C-contiguous ``a`` and ``b``."""
+    out = np.empty((a.shape[0], b.shape[0]), a.dtype)
+    tasks = _tasks(a.shape[0], a.size * b.shape[0])
+    if tasks > 1:
+        run_parallel(k.gemm_nt_parallel, a, b, out, tasks)
+    else:
+        k.gemm_nt(a, b, out, 0, a.shape[0])
+    return out
+
+
+def softmax(z):
+    """Row-wise softmax of ``z``, shape ``(n_classes,)`` or ``(n_samples, n_classes)``."""
+    z = np.asarray(z)
+    dtype = z.dtype if z.dtype in _FLOATS else np.dtype(np.float64)
+    rows = np.ascontiguousarray(np.atleast_2d(z), dtype)
+    out = np.empty_like(rows)
+    if out.size:
+        k.softmax(rows, out)
+    return out.reshape(z.shape)
+
+
+def forward(params, x):
+    """Forward pass. See ``fastmlp.backends`` for the contract.
+
+    Every row's result is the same bits whatever the batch around it, the
+    thread that calls and the number of numba threads.
+    """
+    x = np.asarray(x)
+    dtype = _float_dtype(x, *[array for layer in params for array in layer])
+    a = np.ascontiguousarray(np.atleast_2d(x), dtype)
+    Ws, bs = _layers(params, dtype, a.shape[1])
+    cache = [a]
+    last = len(Ws) - 1
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        z = np.empty((a.shape[0], W.shape[0]), dtype)
+        tasks = _tasks(a.shape[0], a.size * W.shape[0])
+        if tasks > 1:
+            run_parallel(k.dense_parallel, a, W, b, z, l == last, tasks)
+        else:
+            k.dense(a, W, b, z, 0, a.shape[0], l == last)
+        cache.append(z)
+        a = z
+    if x.ndim == 1:
+        cache = [c[0] for c in cache]
+    return cache[-1], cache
+
+
+def backward(params, cache, y):
+    """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
+    dtype = _float_dtype(*cache, *[array for layer in params for array in layer])
+    cache = [np.ascontiguousarray(np.atleast_2d(a), dtype) for a in cache]
+    Ws, _ = _layers(params, dtype, cache[0].shape[1])
+    n, n_classes = cache[-1].shape
+    y = np.ascontiguousarray(check_labels(y, n, n_classes))
+    for l, W in enumerate(Ws):
+        if cache[l].shape != (n, W.shape[1]):
+            raise ValueError(f"cache[{l}] has shape {cache[l].shape}, expected {(n, W.shape[1])}")
+    delta = np.empty_like(cache[-1])
+    k.output_delta(cache[-1], y, delta)
+    grads = []
+    for l in range(len(Ws) - 1, -1, -1):
+        a = cache[l]
+        # dW = delta.T @ a, summed over the batch: gemm_nt wants that index contiguous
+        dW = _gemm_nt(np.ascontiguousarray(delta.T), np.ascontiguousarray(a.T))
+        db = np.empty(delta.shape[1], dtype)
+        k.column_sums(delta, db)
+        grads.append((dW, db))
+        if l > 0:
+            # delta[l-1] = (delta @ W) * (a > 0)
+            delta = _gemm_nt(delta, np.ascontiguousarray(Ws[l].T))
+            k.relu_backward_rows(delta, a, 0, n)
+    return grads[::-1]
+
+
+def predict_one(params, x, scale=1.0, offset=0.0):
+    """Class probabilities of one raw sample, without batch machinery.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+    x : ndarray, shape (n_in,)
+        Any real dtype (``uint8`` images included); the network sees
+        ``scale * x + offset``, rounded as NumPy rounds it in the parameters' dtype.
+    scale, offset : float
+        The model's input scaling.
+
+    Returns
+    -------
+    ndarray, shape (n_out,)
+        In the parameters' dtype, equal to ``forward`` of the scaled sample.
+    """
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"predict_one takes one sample of shape (n_in,), got shape {x.shape}")
+    Ws, bs = zip(*params)
+    dtypes = {a.dtype for a in Ws + bs}
+    if (len(dtypes) != 1 or Ws[0].dtype not in _FLOATS
+            or not all(a.flags.c_contiguous for a in Ws + bs)):
+        Ws, bs = _layers(params, _float_dtype(*Ws, *bs), x.shape[0])
+    return k.predict_one(Ws, bs, x, scale, offset)

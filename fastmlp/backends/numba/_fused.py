@@ -1,0 +1,193 @@
+"""The fused training epoch: the Python half (checks, packing, buffers) of the compiled one."""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from numba import get_num_threads
+
+from ..._validation import check_labels, check_positive_int
+from ...exceptions import PerformanceWarning
+from . import _kernels as k
+from ._threads import run_parallel
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+# What each update rule reads from FusedUpdate.hyper, and into which slot.
+_RULES = {
+    "sgd": (k.SGD_RULE, {"momentum": k.MOMENTUM, "nesterov": k.NESTEROV,
+                         "weight_decay": k.WEIGHT_DECAY}),
+    "adam": (k.ADAM_RULE, {"beta1": k.BETA1, "beta2": k.BETA2, "eps": k.EPS,
+                           "weight_decay": k.WEIGHT_DECAY,
+                           "decoupled_weight_decay": k.DECOUPLED}),
+}
+
+
+class EpochBuffers(NamedTuple):
+    """Work arrays of one fused epoch, allocated once per call.
+
+    ``rows`` is the batch size (at most the number of samples), ``units`` the
+    total width of all layers. Per-layer blocks of the flat arrays sit at the
+    layer's offsets in the layout table (``UNIT_AT * n`` for activations,
+    ``W_AT`` for weights), shaped for the current batch of ``n`` rows.
+    """
+
+    xb: np.ndarray      # (rows, n_in): the batch's inputs, gathered by the shuffled order
+    xt: np.ndarray      # (n_in * rows,): the same, transposed
+    yb: np.ndarray      # (rows,) int64: the batch's labels
+    z: np.ndarray       # (rows * units,): each layer's output (logits of the last)
+    zt: np.ndarray      # (rows * units,): the same, transposed
+    d: np.ndarray       # (rows * units,): each layer's delta, dLoss/dz
+    dt: np.ndarray      # (rows * units,): the same, transposed
+    wt: np.ndarray      # like theta: each W (but the first) transposed, for the backward pass
+    grad: np.ndarray    # like theta: the step's gradient
+    losses: np.ndarray  # (rows,) float64: each row's loss
+    hits: np.ndarray    # (rows,) int64: 1 where the row's prediction was right
+
+    @classmethod
+    def allocate(cls, rows, n_in, units, theta):
+        dtype = theta.dtype
+        return cls(xb=np.empty((rows, n_in), dtype), xt=np.empty(n_in * rows, dtype),
+                   yb=np.empty(rows, np.int64), z=np.empty(rows * units, dtype),
+                   zt=np.empty(rows * units, dtype), d=np.empty(rows * units, dtype),
+                   dt=np.empty(rows * units, dtype), wt=np.empty_like(theta),
+                   grad=np.empty_like(theta), losses=np.empty(rows),
+                   hits=np.empty(rows, np.int64))
+
+
+def _fallback(reason: str):
+    warnings.warn(f"numba backend: {reason}; training runs the generic per-step loop, "
+                  "2-3x slower", PerformanceWarning, stacklevel=3)
+
+
+def _describe(optimizer, params):
+    """The optimizer's update as (rule, hyper vector, state lists, t), or None with a warning."""
+    describe = getattr(optimizer, "fused_update", None)
+    update = describe(params) if describe is not None else None
+    name = type(optimizer).__name__
+    if update is None:
+        _fallback(f"optimizer {name} does not describe its update (fused_update)")
+        return None
+    if update.rule not in _RULES:
+        _fallback(f"optimizer {name} uses update rule {update.rule!r}, which the fused "
+                  f"epoch does not implement")
+        return None
+    rule, slots = _RULES[update.rule]
+    unknown = sorted(set(update.hyper) - set(slots))
+    if unknown:
+        _fallback(f"optimizer {name} has hyper-parameters the fused {update.rule} update "
+                  f"does not implement: {', '.join(unknown)}")
+        return None
+    hyper = np.zeros(k.N_HYPER)
+    for key, value in update.hyper.items():
+        hyper[slots[key]] = float(value)
+    return rule, hyper, update.state, update.t
+
+
+def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None):
+    """One pass of mini-batch training in one compiled call.
+
+    Same contract and result as ``fastmlp.train.train_epoch``: consecutive
+    batches of ``batch_size`` (rows ``order[k * batch_size:(k + 1) *
+    batch_size]`` of ``x`` when ``order`` is given), forward, loss, backward
+    and the update that ``optimizer.fused_update`` describes. The parameters
+    and the optimizer's state arrays are updated in place and
+    ``optimizer.advance`` is told the steps taken, so fused and generic epochs
+    can be mixed.
+
+    Each batch's rows are split across numba's threads for the forward and
+    backward passes, and the rows of every ``W`` for the gradients and the
+    update; the result does not depend on the number of threads.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+        Writeable arrays, all float32 or all float64: the dtype of the computation.
+    x : ndarray, shape (n_samples, n_in)
+        Converted to the parameters' dtype if it has another.
+    y : ndarray of int, shape (n_samples,)
+    batch_size : int
+    optimizer : object with ``fused_update(params)`` and ``advance(steps)``
+        Every optimizer of ``fastmlp.optim``.
+    learning_rates : array_like of float
+        ``learning_rates[k]`` is the learning rate of step ``k``.
+    order : ndarray of int, shape (n_samples,), optional
+        Default: the rows in order.
+
+    Returns
+    -------
+    (loss_sum, correct, failed_step) or None
+        As the generic ``train_epoch``; None, with a ``PerformanceWarning``
+        saying why, when the optimizer or the parameters' dtypes cannot run
+        fused (the trainer then runs the generic loop).
+    """
+    flat = [np.asarray(array) for layer in params for array in layer]
+    dtypes = {array.dtype for array in flat}
+    if not flat:
+        raise ValueError("params must hold at least one (W, b) layer")
+    if len(dtypes) != 1 or flat[0].dtype not in _FLOATS:
+        _fallback(f"parameters of dtypes {', '.join(sorted(map(str, dtypes)))} (the fused "
+                  "epoch needs all float32 or all float64)")
+        return None
+    for array, original in zip(flat, (a for layer in params for a in layer)):
+        if array is not original or not array.flags.writeable:
+            raise ValueError("train_epoch updates params in place: every W and b must be a "
+                             "writeable NumPy array")
+    dtype = flat[0].dtype
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
+    check_positive_int(batch_size, "batch_size")
+    x = np.ascontiguousarray(x, dtype)
+    n = x.shape[0]
+    Ws = [flat[2 * l] for l in range(len(flat) // 2)]
+    n_in = x.shape[1]
+    for l, (W, b) in enumerate(zip(Ws, flat[1::2])):
+        if W.ndim != 2 or W.shape[1] != n_in or b.shape != (W.shape[0],):
+            raise ValueError(f"layer {l}: W must be (n_out, {n_in}) and b (n_out,), "
+                             f"got {W.shape} and {b.shape}")
+        n_in = W.shape[0]
+    y = np.ascontiguousarray(check_labels(y, n, Ws[-1].shape[0]))
+    steps = -(-n // batch_size)
+    learning_rates = np.ascontiguousarray(learning_rates, np.float64)
+    if learning_rates.ndim != 1 or learning_rates.shape[0] < steps:
+        raise ValueError(f"learning_rates needs one rate for each of the {steps} steps")
+    order = np.arange(n) if order is None else _indices(order, n)
+    described = _describe(optimizer, params)
+    if described is None:
+        return None
+    rule, hyper, states, t = described
+    if n == 0:
+        return 0.0, 0, -1
+
+    # Parameters and optimizer state travel as flat vectors, so the compiled
+    # epoch has one signature per dtype whatever the depth; they are copied
+    # back into the caller's arrays afterwards.
+    offsets = np.cumsum([0] + [p.size for p in flat])
+    units = np.cumsum([0] + [W.shape[0] for W in Ws])
+    layout = np.array([(W.shape[0], W.shape[1], offsets[2 * l], offsets[2 * l + 1], units[l])
+                       for l, W in enumerate(Ws)], np.int64)
+    theta = np.concatenate([p.ravel() for p in flat])
+    packed = [np.concatenate([np.asarray(s, dtype).ravel() for s in state]) for state in states]
+    unused = np.empty(0, dtype)
+    state1, state2 = (packed + [unused, unused])[:2]
+    buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta)
+    loss_sum, correct, failed_step, steps_done = run_parallel(
+        k.train_epoch, theta, state1, state2, layout, x, y, order, batch_size,
+        learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers, get_num_threads())
+    for vector, arrays in zip([theta] + packed, [flat] + list(states)):
+        for array, begin, end in zip(arrays, offsets[:-1], offsets[1:]):
+            array[...] = vector[begin:end].reshape(array.shape)
+    optimizer.advance(int(steps_done))
+    return float(loss_sum), int(correct), int(failed_step)
+
+
+def _indices(order, n):
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    if order.shape != (n,):
+        raise ValueError(f"order has shape {order.shape}, expected ({n},)")
+    if n and (order.min() < 0 or order.max() >= n):
+        raise ValueError(f"order must hold row indices in [0, {n})")
+    return order
