@@ -37,6 +37,9 @@ BLOCK_A = 2
 BLOCK_B = 4
 TILE_ROWS = 48
 
+# What gemm_nt does with each sum before storing it.
+PLAIN, BIAS_RELU, RELU_MASK = range(3)
+
 # Slots of a row of the layout table of the fused epoch (one row per layer).
 N_OUT, N_IN, W_AT, B_AT, UNIT_AT = range(5)
 
@@ -47,7 +50,7 @@ N_HYPER = 7
 
 
 @njit(**_DOT)
-def gemm_nt(a, b, out, i0, i1):
+def gemm_nt_into(a, b, out, i0, i1, mode, bias, mask, out_t):
     """``out[i, j] = sum_k a[i, k] * b[j, k]`` for rows ``i0:i1`` of ``a``, every row of ``b``.
 
     ``a`` and ``b`` are C-contiguous with the same row length. Blocks of 2
@@ -55,6 +58,12 @@ def gemm_nt(a, b, out, i0, i1):
     over k. A block that runs past the last row reads a row of zeros instead,
     so every element is summed by the same code in the same order, whatever
     its position: splitting the rows differently never changes a bit.
+
+    Each sum ``s`` is then stored as ``mode`` says: ``PLAIN`` stores ``s``;
+    ``BIAS_RELU`` stores ``max(s + bias[j], 0)``; ``RELU_MASK`` stores ``s`` where
+    ``mask[i, j] > 0``, else ``0 * s``. Unless ``out_t`` is empty, the stored
+    value also goes to ``out_t[j, i]``: the transposed copy that a sum over the
+    batch wants. (Arguments a mode does not read may be empty arrays.)
     """
     K = a.shape[1]
     m = b.shape[0]
@@ -82,20 +91,33 @@ def gemm_nt(a, b, out, i0, i1):
                     s11 += x1 * v1
                     s12 += x1 * v2
                     s13 += x1 * v3
-                _store_block(out[i], j, m, s00, s01, s02, s03)
+                _store(out, i, j, m, mode, bias, mask, out_t, (s00, s01, s02, s03))
                 if i + 1 < t1:
-                    _store_block(out[i + 1], j, m, s10, s11, s12, s13)
+                    _store(out, i + 1, j, m, mode, bias, mask, out_t, (s10, s11, s12, s13))
 
 
 @njit(**_JIT)
-def _store_block(row, j, m, s0, s1, s2, s3):
-    row[j] = s0
-    if j + 1 < m:
-        row[j + 1] = s1
-    if j + 2 < m:
-        row[j + 2] = s2
-    if j + 3 < m:
-        row[j + 3] = s3
+def _store(out, i, j, m, mode, bias, mask, out_t, sums):
+    # out[i, j:j + 4] = sums, through the epilogue of gemm_nt's mode
+    for c in range(4):
+        col = j + c
+        if col < m:
+            s = sums[c]
+            if mode == BIAS_RELU:
+                s = s + bias[col]
+                s = 0 if s < 0 else s  # NaN stays NaN, as with np.maximum
+            elif mode == RELU_MASK and not mask[i, col] > 0:
+                s = s * 0  # keeps NaN * 0 = NaN, as the multiply does
+            out[i, col] = s
+            if out_t.shape[0]:
+                out_t[col, i] = s
+
+
+@njit(**_JIT)
+def gemm_nt(a, b, out, i0, i1):
+    """``out[i] = a[i] @ b.T`` for rows ``i0:i1``: ``gemm_nt_into`` in mode ``PLAIN``."""
+    none = np.empty((0, 0), a.dtype)
+    gemm_nt_into(a, b, out, i0, i1, PLAIN, np.empty(0, a.dtype), none, none)
 
 
 @njit(**_JIT, parallel=True)
@@ -105,16 +127,6 @@ def gemm_nt_parallel(a, b, out, tasks):
     size = -(-n // tasks)
     for c in prange(tasks):
         gemm_nt(a, b, out, min(c * size, n), min(c * size + size, n))
-
-
-@njit(**_JIT)
-def bias_relu_rows(z, b, i0, i1):
-    # z = max(z + b, 0); NaN stays NaN, as with np.maximum
-    for i in range(i0, i1):
-        row = z[i]
-        for j in range(row.shape[0]):
-            v = row[j] + b[j]
-            row[j] = 0 if v < 0 else v
 
 
 @njit(**_JIT)
@@ -151,11 +163,12 @@ def bias_softmax_rows(z, b, i0, i1):
 @njit(**_JIT)
 def dense(a, W, b, out, i0, i1, last):
     """Rows ``i0:i1`` of a layer: ``out = softmax(a @ W.T + b)`` if ``last``, else ReLU."""
-    gemm_nt(a, W, out, i0, i1)
     if last:
+        gemm_nt(a, W, out, i0, i1)
         bias_softmax_rows(out, b, i0, i1)
     else:
-        bias_relu_rows(out, b, i0, i1)
+        none = np.empty((0, 0), a.dtype)
+        gemm_nt_into(a, W, out, i0, i1, BIAS_RELU, b, none, none)
 
 
 @njit(**_JIT, parallel=True)
@@ -339,44 +352,47 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
     wants the summed index contiguous.
     """
     L = layout.shape[0]
-    transpose_rows(buffers.xb, _block(buffers.xt, 0, layout[0, N_IN], n), r0, r1)
     a = buffers.xb[:n]
+    none = np.empty((0, 0), theta.dtype)
     for l in range(L):
-        n_out, w_at, b_at, unit_at = (layout[l, N_OUT], layout[l, W_AT], layout[l, B_AT],
-                                      layout[l, UNIT_AT])
+        n_out, n_in, w_at, b_at, unit_at = layout[l]
         z = _block(buffers.z, unit_at * n, n, n_out)
-        gemm_nt(a, _block(theta, w_at, n_out, layout[l, N_IN]), z, r0, r1)
+        W = _block(theta, w_at, n_out, n_in)
         b = theta[b_at:b_at + n_out]
         if l < L - 1:
-            bias_relu_rows(z, b, r0, r1)
-            transpose_rows(z, _block(buffers.zt, unit_at * n, n_out, n), r0, r1)
+            # z = max(a @ W.T + b, 0), the same kernel as forward's
+            gemm_nt_into(a, W, z, r0, r1, BIAS_RELU, b, none,
+                         _block(buffers.zt, unit_at * n, n_out, n))
             a = z
         else:
+            gemm_nt(a, W, z, r0, r1)
             delta = _block(buffers.d, unit_at * n, n, n_out)
             _softmax_cross_entropy_rows(z, b, buffers.yb, n, tiny, delta, buffers.losses,
                                         buffers.hits, r0, r1)
             transpose_rows(delta, _block(buffers.dt, unit_at * n, n_out, n), r0, r1)
     for l in range(L - 1, 0, -1):
         # delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0), with W[l].T kept in buffers.wt
-        n_out, n_in, w_at, unit_at = (layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT],
-                                      layout[l, UNIT_AT])
+        n_out, n_in, w_at, _, unit_at = layout[l]
         below = layout[l - 1, UNIT_AT]
-        back = _block(buffers.d, below * n, n, n_in)
-        gemm_nt(_block(buffers.d, unit_at * n, n, n_out), _block(buffers.wt, w_at, n_in, n_out),
-                back, r0, r1)
-        relu_backward_rows(back, _block(buffers.z, below * n, n, n_in), r0, r1)
-        transpose_rows(back, _block(buffers.dt, below * n, n_in, n), r0, r1)
+        gemm_nt_into(_block(buffers.d, unit_at * n, n, n_out),
+                     _block(buffers.wt, w_at, n_in, n_out), _block(buffers.d, below * n, n, n_in),
+                     r0, r1, RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in),
+                     _block(buffers.dt, below * n, n_in, n))
 
 
 @njit(**_JIT)
-def _gather_rows(x, y, order, buffers, r0, r1):
+def _gather_rows(x, y, order, buffers, n, r0, r1):
     # rows x[order[i]] and labels y[order[i]] of the batch, element by element
-    # (a row-slice assignment ran at half the speed on shuffled rows)
+    # (a row-slice assignment ran at half the speed on shuffled rows), and
+    # the rows transposed, for the first layer's weight gradient
+    xt = _block(buffers.xt, 0, x.shape[1], n)
     for i in range(r0, r1):
         row = order[i]
         buffers.yb[i] = y[row]
         for j in range(x.shape[1]):
-            buffers.xb[i, j] = x[row, j]
+            v = x[row, j]
+            buffers.xb[i, j] = v
+            xt[j, i] = v
 
 
 @njit(**_JIT, parallel=True)
@@ -389,7 +405,7 @@ def _forward_deltas(theta, layout, x, y, order, buffers, tiny, tasks):
     for c in prange(tasks):
         r0 = min(c * size, n)
         r1 = min(r0 + size, n)
-        _gather_rows(x, y, order, buffers, r0, r1)
+        _gather_rows(x, y, order, buffers, n, r0, r1)
         _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1)
 
 
