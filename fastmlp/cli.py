@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also draw the results as bar charts into PATH (needs matplotlib)")
     _add_data_option(bench)
     bench.set_defaults(run=_bench)
+    _add_export_command(commands)
     return parser
 
 
@@ -212,6 +213,34 @@ def _bench(args) -> int:
     if args.plot:
         plot(result, args.plot)
         print(f"\nsaved plot to {args.plot}")
+    return 0
+
+
+def _add_export_command(commands):
+    export = commands.add_parser(
+        "export", help="write a saved model as ONNX",
+        description="Write a model saved by 'fastmlp train --save' as a standard ONNX graph "
+                    "(Gemm, Relu, Softmax) for any ONNX runtime. Its input 'pixels' is raw "
+                    "float32 pixel values 0..255 of shape (N, n_features), the input scaling "
+                    "folded into the first Gemm; its output 'probabilities' has shape "
+                    "(N, n_classes). Needs the onnx package (the 'onnx' extra).")
+    export.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    export.add_argument("out", metavar="OUT.onnx", help="ONNX file to write")
+    export.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="precision of the graph's weights and output (default: the "
+                             "model's; float32 for runtimes without double kernels)")
+    export.set_defaults(run=_export)
+
+
+def _export(args) -> int:
+    from .export import OPSET
+
+    model = MLP.load(args.model)
+    model.to_onnx(args.out, dtype=args.dtype)
+    dtype = args.dtype or model.dtype.name
+    print(f"wrote {args.out}: ONNX opset {OPSET}, {'-'.join(map(str, model.layer_sizes))} "
+          f"{dtype}; input 'pixels' float32 (N, {model.n_features}) raw 0..255, "
+          f"output 'probabilities' {dtype} (N, {model.n_classes})")
     return 0
 
 

@@ -151,6 +151,16 @@ class MLP:
 
         return fit(self, x, y, **kwargs)
 
+    def to_onnx(self, path, *, dtype=None) -> None:
+        """Write the network as an ONNX graph taking raw float32 pixel values.
+
+        See ``fastmlp.export.to_onnx``, which this calls; needs the ``onnx``
+        extra (``pip install "fastmlp[onnx]"``).
+        """
+        from .export import to_onnx
+
+        to_onnx(self, path, dtype=dtype)
+
     def save(self, path) -> None:
         """Write the model to ``path`` as ``.npz``, atomically.
 
