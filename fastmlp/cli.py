@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also draw the results as bar charts into PATH (needs matplotlib)")
     _add_data_option(bench)
     bench.set_defaults(run=_bench)
+    _add_predict_command(commands)
     _add_export_command(commands)
     return parser
 
@@ -214,6 +215,59 @@ def _bench(args) -> int:
         plot(result, args.plot)
         print(f"\nsaved plot to {args.plot}")
     return 0
+
+
+def _add_predict_command(commands):
+    predict = commands.add_parser(
+        "predict", help="classify pictures of digits (PNG, JPEG)",
+        description="Classify image files of single digits with a saved model. Each picture, "
+                    "grey or colour, of any size, is first made like an MNIST digit: greyscale, "
+                    "light ink on dark (a drawing on a light background, judged by the median "
+                    "of its border, is inverted), cropped to the ink, scaled to fit 20x20 and "
+                    "centred by its centre of mass in 28x28; see "
+                    "fastmlp.preprocessing.to_mnist. Prints one line per image: path, class, "
+                    "probability. Needs Pillow (the 'images' extra).")
+    predict.add_argument("model", metavar="MODEL", help="model file (.npz) of a 784-input model")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("--json", action="store_true",
+                         help="print a JSON list of {path, class, probability, probabilities}")
+    predict.set_defaults(run=_predict)
+
+
+def _predict(args) -> int:
+    from .images import FIELD, read_image, to_mnist
+
+    model = MLP.load(args.model)
+    if model.n_features != FIELD * FIELD:
+        raise ValueError(f"{args.model} takes {model.n_features} inputs; predicting on images "
+                         f"needs a model of {FIELD}x{FIELD} = {FIELD * FIELD} inputs")
+    paths, digits, failed = [], [], 0
+    for path in args.images:
+        try:
+            digits.append(to_mnist(read_image(path)).ravel())
+            paths.append(path)
+            continue
+        except OSError as exc:  # not readable as an image; the message names the file
+            message = str(exc)
+        except ValueError as exc:  # an image, but no digit in it
+            message = f"{path}: {exc}"
+        print(f"fastmlp: error: {message}", file=sys.stderr, flush=True)
+        failed += 1
+    results = []
+    if digits:
+        probabilities = model.predict_proba(np.stack(digits))
+        for path, probs in zip(paths, probabilities):
+            label = int(probs.argmax())
+            results.append({"path": path, "class": label, "probability": float(probs[label]),
+                            "probabilities": [float(p) for p in probs]})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        width = max((len(result["path"]) for result in results), default=0)
+        for result in results:
+            print(f"{result['path']:<{width}}  {result['class']}  "
+                  f"{result['probability']:.4f}")
+    return 1 if failed else 0
 
 
 def _add_export_command(commands):
