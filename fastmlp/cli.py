@@ -2,7 +2,8 @@
 
 ``fastmlp train`` trains the network on MNIST and prints one line per epoch;
 ``fastmlp profile`` times the phases of training steps; ``fastmlp bench``
-compares the backends with plain NumPy and PyTorch.
+compares the backends with plain NumPy and PyTorch; ``fastmlp evaluate``,
+``predict`` and ``export`` use a saved model.
 Errors print one line, ``fastmlp: error: ...``, and exit with status 1 (2 for
 a bad command line); no traceback.
 """
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES))
     train.add_argument("--save", metavar="PATH", default=None,
                        help="write the trained model to PATH (.npz)")
+    train.add_argument("--plot", metavar="FILE.png", default=None,
+                       help="draw the loss and the train and test accuracy per epoch into "
+                            "FILE.png (needs matplotlib: the 'plot' extra)")
     train.set_defaults(run=_train)
 
     profile = commands.add_parser(
@@ -132,12 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also draw the results as bar charts into PATH (needs matplotlib)")
     _add_data_option(bench)
     bench.set_defaults(run=_bench)
+    _add_evaluate_command(commands)
     _add_predict_command(commands)
     _add_export_command(commands)
     return parser
 
 
 def _train(args) -> int:
+    if args.plot:
+        from .plots import check_plot_path, plot_history
+
+        check_plot_path(args.plot)  # a bad path fails now, not after training
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
         (x_train, y_train), (x_test, y_test) = datasets.load_mnist(args.data_dir)
@@ -158,12 +167,15 @@ def _train(args) -> int:
               f"{args.optimizer} lr {optimizer.learning_rate:g} weight decay "
               f"{optimizer.weight_decay:g} {args.schedule}, batch {args.batch_size}, "
               f"{len(x_train):,} training images", flush=True)
-        fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-            optimizer=optimizer, schedule=args.schedule,
-            validation_data=(x_test, y_test), seed=args.seed, callback=report)
+        history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                      optimizer=optimizer, schedule=args.schedule,
+                      validation_data=(x_test, y_test), seed=args.seed, callback=report)
     if args.save:
         model.save(args.save)
         print(f"saved model to {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"saved plot to {args.plot}")
     return 0
 
 
@@ -214,6 +226,49 @@ def _bench(args) -> int:
     if args.plot:
         plot(result, args.plot)
         print(f"\nsaved plot to {args.plot}")
+    return 0
+
+
+def _add_evaluate_command(commands):
+    evaluate = commands.add_parser(
+        "evaluate", help="score a saved model on the test set",
+        description="Run a model saved by 'fastmlp train --save' over the MNIST test set and "
+                    "print its accuracy, precision, recall, F1 and support per class, and the "
+                    "confusion matrix.")
+    evaluate.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    data = evaluate.add_mutually_exclusive_group()
+    data.add_argument("--data-dir", metavar="DIR", default=None,
+                      help="directory with the MNIST IDX files (default: $FASTMLP_DATA, "
+                           "else the user cache, downloading on first use)")
+    data.add_argument("--data", metavar="FILE.npz", default=None,
+                      help="evaluate on the arrays x_test and y_test (or x and y) of an .npz "
+                           "file instead; class names from its class_names array if present")
+    evaluate.add_argument("--plot", metavar="FILE.png", default=None,
+                          help="also draw the confusion matrix and the most confident mistakes "
+                               "into FILE.png (needs matplotlib: the 'plot' extra)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    evaluate.set_defaults(run=_evaluate)
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, evaluation_data
+
+    if args.plot:
+        from .plots import check_plot_path, plot_evaluation
+
+        check_plot_path(args.plot)
+    model = MLP.load(args.model)
+    data = evaluation_data(data_dir=args.data_dir, data=args.data)
+    result = evaluate(model, data)
+    if args.json:
+        print(json.dumps({"model": args.model, **result.to_dict()}, indent=2))
+    else:
+        print(f"{args.model}: {'-'.join(map(str, model.layer_sizes))} {model.dtype.name} on "
+              f"{data.source}, {len(data.y):,} samples")
+        print(result)
+    if args.plot:
+        plot_evaluation(result, data.x, args.plot)
+        print(f"saved plot to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
