@@ -17,7 +17,7 @@ from .preprocessing import InputScaler
 
 FORMAT_VERSION = 1
 
-# Rows per batch of predict_proba: as fast as one call over MNIST's 60 000, ~50 MB at most.
+# Rows per batch of predict_proba: as fast as one call over MNIST's 60 000; ~45 MB of work.
 PREDICT_BATCH_SIZE = 10_000
 
 
@@ -92,9 +92,10 @@ class MLP:
         batch_size : int, default 10 000
             Rows scaled and run through the network at a time. Memory beyond
             ``x`` and the result stays bounded by a few copies of one batch
-            (about 50 MB for 784 float32 inputs at the default), and the
-            result is that of one call over all rows up to rounding: BLAS
-            may sum in another order for another number of rows.
+            (about 45 MB for a float32 model of 784 inputs at the default,
+            twice that in float64), and the result is that of one call over
+            all rows up to rounding: BLAS may sum in another order for another
+            number of rows.
 
         Returns
         -------
