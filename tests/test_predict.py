@@ -123,11 +123,11 @@ def test_without_pillow_the_error_names_the_extra(model_file, monkeypatch, capsy
         'fastmlp: error: reading image files needs Pillow: pip install "fastmlp[images]"\n')
 
 
-STYLES = {
-    "300x200, dark on light, PNG": dict(),
-    "300x200, dark on light, JPEG quality 30": dict(format="JPEG", quality=30),
-    "40x36, light on dark, PNG": dict(canvas=(40, 36), side=30, dark_on_light=False),
-    "120x160, blue ink on yellow paper, JPEG 75": dict(
+STYLES = {  # width x height, then how
+    "200x300, dark on light, PNG": dict(),
+    "200x300, dark on light, JPEG quality 30": dict(format="JPEG", quality=30),
+    "36x40, light on dark, PNG": dict(canvas=(40, 36), side=30, dark_on_light=False),
+    "160x120, blue ink on yellow paper, JPEG 75": dict(
         canvas=(120, 160), side=90, ink=(20, 40, 160), paper=(250, 230, 120),
         format="JPEG", quality=75),
     "200x200, grey paper with noise, PNG": dict(
