@@ -179,7 +179,7 @@ def _grey(image) -> np.ndarray:
 
 
 def _ink(grey: np.ndarray) -> np.ndarray:
-    """Ink strength in [0, 1], background exactly 0 (steps 2 of ``to_mnist``)."""
+    """Ink strength in [0, 1], background exactly 0 (step 2 of ``to_mnist``)."""
     height, width = grey.shape
     edge = max(1, round(0.02 * min(height, width)))
     border = np.concatenate([grey[:edge].ravel(), grey[-edge:].ravel(),
