@@ -2,7 +2,8 @@
 
 ``fastmlp train`` trains the network on MNIST and prints one line per epoch;
 ``fastmlp profile`` times the phases of training steps; ``fastmlp bench``
-compares the backends with plain NumPy and PyTorch.
+compares the backends with plain NumPy and PyTorch; ``fastmlp evaluate``,
+``predict`` and ``export`` use a saved model.
 Errors print one line, ``fastmlp: error: ...``, and exit with status 1 (2 for
 a bad command line); no traceback.
 """
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES))
     train.add_argument("--save", metavar="PATH", default=None,
                        help="write the trained model to PATH (.npz)")
+    train.add_argument("--plot", metavar="FILE.png", default=None,
+                       help="draw the loss and the train and test accuracy per epoch into "
+                            "FILE.png (needs matplotlib: the 'plot' extra)")
     train.set_defaults(run=_train)
 
     profile = commands.add_parser(
@@ -132,10 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also draw the results as bar charts into PATH (needs matplotlib)")
     _add_data_option(bench)
     bench.set_defaults(run=_bench)
+    _add_evaluate_command(commands)
+    _add_predict_command(commands)
+    _add_export_command(commands)
     return parser
 
 
 def _train(args) -> int:
+    if args.plot:
+        from .plots import check_plot_path, plot_history
+
+        check_plot_path(args.plot)  # a bad path fails now, not after training
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
         (x_train, y_train), (x_test, y_test) = datasets.load_mnist(args.data_dir)
@@ -156,12 +167,15 @@ def _train(args) -> int:
               f"{args.optimizer} lr {optimizer.learning_rate:g} weight decay "
               f"{optimizer.weight_decay:g} {args.schedule}, batch {args.batch_size}, "
               f"{len(x_train):,} training images", flush=True)
-        fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-            optimizer=optimizer, schedule=args.schedule,
-            validation_data=(x_test, y_test), seed=args.seed, callback=report)
+        history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                      optimizer=optimizer, schedule=args.schedule,
+                      validation_data=(x_test, y_test), seed=args.seed, callback=report)
     if args.save:
         model.save(args.save)
         print(f"saved model to {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"saved plot to {args.plot}")
     return 0
 
 
@@ -212,6 +226,130 @@ def _bench(args) -> int:
     if args.plot:
         plot(result, args.plot)
         print(f"\nsaved plot to {args.plot}")
+    return 0
+
+
+def _add_evaluate_command(commands):
+    evaluate = commands.add_parser(
+        "evaluate", help="score a saved model on the test set",
+        description="Run a model saved by 'fastmlp train --save' over the MNIST test set and "
+                    "print its accuracy, precision, recall, F1 and support per class, and the "
+                    "confusion matrix.")
+    evaluate.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    data = evaluate.add_mutually_exclusive_group()
+    data.add_argument("--data-dir", metavar="DIR", default=None,
+                      help="directory with the MNIST IDX files (default: $FASTMLP_DATA, "
+                           "else the user cache, downloading on first use)")
+    data.add_argument("--data", metavar="FILE.npz", default=None,
+                      help="evaluate on the arrays x_test and y_test (or x and y) of an .npz "
+                           "file instead; class names from its class_names array if present")
+    evaluate.add_argument("--plot", metavar="FILE.png", default=None,
+                          help="also draw the confusion matrix and the most confident mistakes "
+                               "into FILE.png (needs matplotlib: the 'plot' extra)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    evaluate.set_defaults(run=_evaluate)
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, evaluation_data
+
+    if args.plot:
+        from .plots import check_plot_path, plot_evaluation
+
+        check_plot_path(args.plot)
+    model = MLP.load(args.model)
+    data = evaluation_data(data_dir=args.data_dir, data=args.data)
+    result = evaluate(model, data)
+    if args.json:
+        print(json.dumps({"model": args.model, **result.to_dict()}, indent=2))
+    else:
+        print(f"{args.model}: {'-'.join(map(str, model.layer_sizes))} {model.dtype.name} on "
+              f"{data.source}, {len(data.y):,} samples")
+        print(result)
+    if args.plot:
+        plot_evaluation(result, data.x, args.plot)
+        print(f"saved plot to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _add_predict_command(commands):
+    predict = commands.add_parser(
+        "predict", help="classify pictures of digits (PNG, JPEG)",
+        description="Classify image files of single digits with a saved model. Each picture, "
+                    "grey or colour, of any size, is first made like an MNIST digit: greyscale, "
+                    "light ink on dark (a drawing on a light background, judged by the median "
+                    "of its border, is inverted), cropped to the ink, scaled to fit 20x20 and "
+                    "centred by its centre of mass in 28x28; see "
+                    "fastmlp.preprocessing.to_mnist. Prints one line per image: path, class, "
+                    "probability. Needs Pillow (the 'images' extra).")
+    predict.add_argument("model", metavar="MODEL", help="model file (.npz) of a 784-input model")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("--json", action="store_true",
+                         help="print a JSON list of {path, class, probability, probabilities}")
+    predict.set_defaults(run=_predict)
+
+
+def _predict(args) -> int:
+    from .images import FIELD, read_image, to_mnist
+
+    model = MLP.load(args.model)
+    if model.n_features != FIELD * FIELD:
+        raise ValueError(f"{args.model} takes {model.n_features} inputs; predicting on images "
+                         f"needs a model of {FIELD}x{FIELD} = {FIELD * FIELD} inputs")
+    paths, digits, failed = [], [], 0
+    for path in args.images:
+        try:
+            digits.append(to_mnist(read_image(path)).ravel())
+            paths.append(path)
+            continue
+        except OSError as exc:  # not readable as an image; the message names the file
+            message = str(exc)
+        except ValueError as exc:  # an image, but no digit in it
+            message = f"{path}: {exc}"
+        print(f"fastmlp: error: {message}", file=sys.stderr, flush=True)
+        failed += 1
+    results = []
+    if digits:
+        probabilities = model.predict_proba(np.stack(digits))
+        for path, probs in zip(paths, probabilities):
+            label = int(probs.argmax())
+            results.append({"path": path, "class": label, "probability": float(probs[label]),
+                            "probabilities": [float(p) for p in probs]})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        width = max((len(result["path"]) for result in results), default=0)
+        for result in results:
+            print(f"{result['path']:<{width}}  {result['class']}  "
+                  f"{result['probability']:.4f}")
+    return 1 if failed else 0
+
+
+def _add_export_command(commands):
+    export = commands.add_parser(
+        "export", help="write a saved model as ONNX",
+        description="Write a model saved by 'fastmlp train --save' as a standard ONNX graph "
+                    "(Gemm, Relu, Softmax) for any ONNX runtime. Its input 'pixels' is raw "
+                    "float32 pixel values 0..255 of shape (N, n_features), the input scaling "
+                    "folded into the first Gemm; its output 'probabilities' has shape "
+                    "(N, n_classes). Needs the onnx package (the 'onnx' extra).")
+    export.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    export.add_argument("out", metavar="OUT.onnx", help="ONNX file to write")
+    export.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="precision of the graph's weights and output (default: the "
+                             "model's; float32 for runtimes without double kernels)")
+    export.set_defaults(run=_export)
+
+
+def _export(args) -> int:
+    from .export import OPSET
+
+    model = MLP.load(args.model)
+    model.to_onnx(args.out, dtype=args.dtype)
+    dtype = args.dtype or model.dtype.name
+    print(f"wrote {args.out}: ONNX opset {OPSET}, {'-'.join(map(str, model.layer_sizes))} "
+          f"{dtype}; input 'pixels' float32 (N, {model.n_features}) raw 0..255, "
+          f"output 'probabilities' {dtype} (N, {model.n_classes})")
     return 0
 
 

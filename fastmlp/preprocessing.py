@@ -51,3 +51,5 @@ class InputScaler:
         if offset:
             out += dtype.type(offset)
         return out
+
+from .images import to_mnist as to_mnist  # noqa: E402  (re-exported: pictures to MNIST digits)

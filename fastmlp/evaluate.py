@@ -1,0 +1,204 @@
+"""Score a trained model on a test set: ``fastmlp evaluate``.
+
+``evaluation_data`` finds the test set and its class names; ``evaluate`` runs
+the model over it and returns an ``Evaluation`` whose ``str()`` is the report
+the command prints and whose ``to_dict()`` is its ``--json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import datasets
+from .metrics import ClassReport, classification_report
+
+__all__ = ["MNIST_CLASSES", "Evaluation", "EvaluationData", "evaluate", "evaluation_data"]
+
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+
+
+@dataclass
+class EvaluationData:
+    """A labelled test set.
+
+    Attributes
+    ----------
+    x : ndarray, shape (n_samples, n_features)
+        Raw inputs, as the model takes them (MNIST: ``uint8`` pixels).
+    y : ndarray of int, shape (n_samples,)
+    class_names : tuple of str
+        Name of class ``i`` at index ``i``.
+    source : str
+        Where the data came from, for the report.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+
+def evaluation_data(*, data_dir: str | os.PathLike | None = None,
+                    data: str | os.PathLike | None = None) -> EvaluationData:
+    """The test set to evaluate on, with its class names.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, optional
+        Directory of the MNIST IDX files (default: ``$FASTMLP_DATA``, else the
+        user cache, downloading on first use); its ``t10k`` split is used.
+    data : str or path-like, optional
+        An ``.npz`` file holding ``x_test`` and ``y_test`` (or ``x`` and ``y``),
+        images of any shape ``(n_samples, ...)`` flattened to rows, and
+        optionally ``class_names``. Excludes ``data_dir``.
+
+    Returns
+    -------
+    EvaluationData
+
+    Raises
+    ------
+    DataError, ValueError
+        If the files are missing or malformed.
+    """
+    if data is not None and data_dir is not None:
+        raise ValueError("give either a data directory or a data file, not both")
+    if data is not None:
+        return _from_npz(data)
+    _, (x, y) = datasets.load_mnist(data_dir)
+    where = data_dir or os.environ.get("FASTMLP_DATA") or "the cache"
+    return EvaluationData(x.reshape(len(x), -1), y, MNIST_CLASSES,
+                          f"the MNIST test set ({where})")
+
+
+def _from_npz(path) -> EvaluationData:
+    from .exceptions import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as file:
+            arrays = {key: file[key] for key in file.files}
+    except FileNotFoundError:
+        raise DataError(f"data file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read data file {path}: {exc}") from None
+    for x_key, y_key in (("x_test", "y_test"), ("x", "y")):
+        if x_key in arrays and y_key in arrays:
+            break
+    else:
+        raise DataError(f"{path} holds {', '.join(sorted(arrays)) or 'no arrays'}; "
+                        "expected x_test and y_test (or x and y)")
+    x, y = arrays[x_key], arrays[y_key]
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{path}: {x_key} of shape {x.shape} and {y_key} of shape {y.shape} "
+                        "do not make (n_samples, ...) inputs with n_samples labels")
+    if "class_names" in arrays:
+        names = tuple(str(name) for name in arrays["class_names"])
+    else:
+        names = tuple(str(label) for label in range(int(y.max()) + 1 if y.size else 0))
+    return EvaluationData(x.reshape(len(x), -1), y, names, str(path))
+
+
+@dataclass
+class Evaluation:
+    """The result of ``evaluate``.
+
+    Attributes
+    ----------
+    report : ClassReport
+        Confusion matrix and per-class precision, recall, F1 and support.
+    class_names : tuple of str
+    y_true, y_pred : ndarray of int, shape (n_samples,)
+    confidence : ndarray of float, shape (n_samples,)
+        Probability the model gave its predicted class.
+    source : str
+    """
+
+    report: ClassReport
+    class_names: tuple[str, ...]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    confidence: np.ndarray
+    source: str = ""
+
+    @property
+    def accuracy(self) -> float:
+        return self.report.accuracy
+
+    def confident_mistakes(self, count: int) -> np.ndarray:
+        """Indices of up to ``count`` wrong predictions, the most confident first."""
+        wrong = np.flatnonzero(self.y_pred != self.y_true)
+        order = np.argsort(-self.confidence[wrong], kind="stable")
+        return wrong[order[:count]]
+
+    def to_dict(self) -> dict:
+        """The numbers as plain Python types, for ``json.dumps``."""
+        report = self.report
+
+        def averages(values):
+            return dict(zip(("precision", "recall", "f1"), values))
+
+        return {
+            "data": self.source,
+            "samples": int(report.support.sum()),
+            "accuracy": self.accuracy,
+            "classes": [
+                {"class": i, "name": name, "precision": float(report.precision[i]),
+                 "recall": float(report.recall[i]), "f1": float(report.f1[i]),
+                 "support": int(report.support[i])}
+                for i, name in enumerate(self.class_names)
+            ],
+            "macro_avg": averages(report.macro()),
+            "weighted_avg": averages(report.weighted()),
+            "confusion_matrix": report.confusion.tolist(),
+        }
+
+    def __str__(self) -> str:
+        report, names = self.report, self.class_names
+        total = int(report.support.sum())
+        right = int(np.trace(report.confusion))
+        lines = [f"accuracy {100 * self.accuracy:.2f}% ({right:,} of {total:,} right)", ""]
+        width = max(12, *(len(name) for name in names))
+        lines.append(f"{'class':<{width}}  precision  recall  f1-score  support")
+        rows = [(name, report.precision[i], report.recall[i], report.f1[i], report.support[i])
+                for i, name in enumerate(names)]
+        rows += [("macro avg", *report.macro(), total), ("weighted avg", *report.weighted(), total)]
+        lines += [f"{name:<{width}}  {p:9.4f}  {r:6.4f}  {f:8.4f}  {int(n):>7,}"
+                  for name, p, r, f, n in rows]
+        lines += ["", "confusion matrix (rows: true class, columns: predicted class)"]
+        short = all(len(name) <= 5 for name in names)
+        headers = list(names) if short else [str(i) for i in range(len(names))]
+        labels = list(names) if short else [f"{i} {name}" for i, name in enumerate(names)]
+        cell = max(5, len(f"{report.confusion.max():,}") + 1, *(len(h) + 1 for h in headers))
+        label_width = max(len(label) for label in labels)
+        lines.append(" " * label_width + "".join(f"{h:>{cell}}" for h in headers))
+        for label, counts in zip(labels, report.confusion):
+            lines.append(f"{label:<{label_width}}" + "".join(f"{c:>{cell},}" for c in counts))
+        return "\n".join(lines)
+
+
+def evaluate(model, data: EvaluationData) -> Evaluation:
+    """Run ``model`` over ``data`` and score its predictions.
+
+    Parameters
+    ----------
+    model : MLP
+    data : EvaluationData
+        From ``evaluation_data``; its class names must match the model's
+        number of classes.
+
+    Returns
+    -------
+    Evaluation
+    """
+    if len(data.class_names) != model.n_classes:
+        raise ValueError(f"the model has {model.n_classes} classes but {data.source} has "
+                         f"{len(data.class_names)} ({', '.join(data.class_names)})")
+    probabilities = np.atleast_2d(model.predict_proba(data.x))
+    y_pred = probabilities.argmax(axis=1)
+    y_true = np.asarray(data.y, dtype=np.int64)
+    report = classification_report(y_true, y_pred, model.n_classes)
+    confidence = probabilities[np.arange(len(y_pred)), y_pred]
+    return Evaluation(report, data.class_names, y_true, y_pred, confidence, data.source)
