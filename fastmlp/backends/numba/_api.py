@@ -7,6 +7,7 @@ from numba import get_num_threads
 
 from ..._validation import check_labels
 from . import _kernels as k
+from ._compile_notice import compile_notice
 from ._threads import run_parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -83,9 +84,11 @@ def forward(params, x):
         z = np.empty((a.shape[0], W.shape[0]), dtype)
         tasks = _tasks(a.shape[0], a.size * W.shape[0])
         if tasks > 1:
-            run_parallel(k.dense_parallel, a, W, b, z, l == last, tasks)
+            with compile_notice(k.dense_parallel):
+                run_parallel(k.dense_parallel, a, W, b, z, l == last, tasks)
         else:
-            k.dense(a, W, b, z, 0, a.shape[0], l == last)
+            with compile_notice(k.dense):
+                k.dense(a, W, b, z, 0, a.shape[0], l == last)
         cache.append(z)
         a = z
     if x.ndim == 1:
@@ -145,4 +148,5 @@ def predict_one(params, x, scale=1.0, offset=0.0):
     if (len(dtypes) != 1 or Ws[0].dtype not in _FLOATS
             or not all(a.flags.c_contiguous for a in Ws + bs)):
         Ws, bs = _layers(params, _float_dtype(*Ws, *bs), x.shape[0])
-    return k.predict_one(Ws, bs, x, scale, offset)
+    with compile_notice(k.predict_one):
+        return k.predict_one(Ws, bs, x, scale, offset)

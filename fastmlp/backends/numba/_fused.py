@@ -11,6 +11,7 @@ from numba import get_num_threads
 from ..._validation import check_labels, check_positive_int
 from ...exceptions import PerformanceWarning
 from . import _kernels as k
+from ._compile_notice import compile_notice
 from ._threads import run_parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -174,9 +175,10 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     unused = np.empty(0, dtype)
     state1, state2 = (packed + [unused, unused])[:2]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta)
-    loss_sum, correct, failed_step, steps_done = run_parallel(
-        k.train_epoch, theta, state1, state2, layout, x, y, order, batch_size,
-        learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers, get_num_threads())
+    with compile_notice(k.train_epoch):
+        loss_sum, correct, failed_step, steps_done = run_parallel(
+            k.train_epoch, theta, state1, state2, layout, x, y, order, batch_size,
+            learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers, get_num_threads())
     for vector, arrays in zip([theta] + packed, [flat] + list(states)):
         for array, begin, end in zip(arrays, offsets[:-1], offsets[1:]):
             array[...] = vector[begin:end].reshape(array.shape)
