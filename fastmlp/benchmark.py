@@ -60,6 +60,11 @@ class Comparison:
 
     def __str__(self) -> str:
         lines = [summary(self.machine)] if self.machine else []
+        if self.machine and self.machine.get("numba_settings"):
+            numba = self.machine["numba_settings"]
+            lines.append(f"numba backend: {numba['block']} register blocks, tiles of "
+                         f"{numba['tile_rows']} rows, products of >= {numba['parallel_work']:,} "
+                         "multiply-adds split across threads (FASTMLP_NUMBA_PARALLEL_WORK)")
         lines += [f"{'-'.join(map(str, self.layer_sizes))} float32, plain SGD, "
                  f"{self.samples:,} samples per epoch ({self.epoch_gflop:.1f} GFLOP); "
                  f"float32 GEMM peak {self.peak_gflops:.0f} GFLOP/s"
@@ -154,6 +159,8 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
         result.forward_seconds["torch"] = torch.forward(x)
         result.predict_seconds["torch"] = torch.predict_one(x)
     result.machine = describe()  # after the contenders ran: every BLAS loaded, numba's layer chosen
+    if "numba" in names:
+        result.machine["numba_settings"] = backends.load_backend("numba").settings()
     return result
 
 

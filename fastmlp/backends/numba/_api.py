@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import get_num_threads
 
@@ -13,8 +15,15 @@ from ._threads import run_parallel
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Products of at least this many multiply-adds split their rows across numba's
-# threads. Only speed depends on it: every split gives the same bits.
-PARALLEL_WORK = 2_000_000
+# threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only speed depends on it:
+# every split gives the same bits.
+PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 2_000_000))
+
+
+def settings() -> dict:
+    """The backend's speed settings, for benchmarks to print."""
+    return {"parallel_work": PARALLEL_WORK, "block": f"{k.BLOCK_A}x{k.BLOCK_B}",
+            "tile_rows": k.TILE_ROWS}
 
 
 def _float_dtype(*arrays) -> np.dtype:

@@ -35,7 +35,7 @@ _DOT = {**_JIT, "fastmath": {"reassoc", "contract"}}
 # rows of a per cache tile (a tile of a stays in cache while b streams past).
 BLOCK_A = 2
 BLOCK_B = 4
-TILE_ROWS = 48
+TILE_ROWS = 128
 
 # What gemm_nt does with each sum before storing it.
 PLAIN, BIAS_RELU, RELU_MASK = range(3)
