@@ -30,8 +30,9 @@ class MLP:
     seed : int, optional
         Seed of the He (Kaiming) normal initialisation.
     standardize : bool
-        Standardise inputs with the training set's mean and standard deviation
-        (``uint8`` inputs are always mapped to ``[0, 1]`` first).
+        Standardise inputs with the mean and standard deviation of all
+        training values, whatever their dtype (see ``InputScaler``); without
+        it, inputs reach the network as they are, cast to ``dtype``.
 
     Attributes
     ----------
@@ -93,7 +94,7 @@ class MLP:
         backend = backends.get_backend()
         if x.ndim == 1 and hasattr(backend, "predict_one"):
             # one sample skips the batch machinery; the kernel applies the scaling
-            return backend.predict_one(self.params, x, *self.scaler.affine(x.dtype))
+            return backend.predict_one(self.params, x, *self.scaler.affine())
         return backend.forward(self.params, self.scaler.transform(x, self.dtype))[0]
 
     def _proba(self, x):
