@@ -138,17 +138,6 @@ def test_unreadable_model_files(tmp_path):
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ModelFileError, match="cannot read model file"):
         MLP.load(truncated)
-    arrays = dict(np.load(good))
-    np.savez(tmp_path / "future.npz", **{**arrays, "format_version": np.array(99)})
-    with pytest.raises(ModelFileError, match="format version 99"):
-        MLP.load(tmp_path / "future.npz")
-    np.savez(tmp_path / "shapes.npz", **{**arrays, "W0": np.zeros((2, 2))})
-    with pytest.raises(ModelFileError, match="layer 0 has shapes"):
-        MLP.load(tmp_path / "shapes.npz")
-    del arrays["b0"]
-    np.savez(tmp_path / "missing_b0.npz", **arrays)
-    with pytest.raises(ModelFileError, match="missing array 'b0'"):
-        MLP.load(tmp_path / "missing_b0.npz")
 
 
 @pytest.mark.parametrize("x, error, message", [
