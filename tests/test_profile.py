@@ -1,5 +1,6 @@
 """``fastmlp profile``: FLOP counts, phase attribution, and the printed and JSON reports."""
 
+import copy
 import json
 import time
 import types
@@ -9,9 +10,16 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import TrainingDivergedError, backends
+from fastmlp import MLP, TrainingDivergedError, backends, optim
 from fastmlp.cli import main
-from fastmlp.profile import PHASES, flops_per_sample, profile_training, side_by_side
+from fastmlp.profile import (
+    PHASES,
+    _phased_steps,
+    flops_per_sample,
+    profile_training,
+    side_by_side,
+)
+from fastmlp.train import train_epoch
 
 
 def test_flops_match_the_layer_formula():
@@ -116,6 +124,31 @@ def test_divergence_stops_with_one_error_and_no_warnings(data):
                            match=r"non-finite at (warm-up|profiled) step \d+ of \d+"):
             profile_training("matmul", x=x, y=y, optimizer="sgd", learning_rate=1e30,
                              hidden=(8,), peak=1.0)
+
+
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_divergence_stops_before_the_update_as_fit_does(backend, data):
+    x, y = data
+    batch_size, steps = 50, 6
+    batches = [np.arange(begin, begin + batch_size) for begin in range(0, steps * batch_size,
+                                                                        batch_size)]
+    profiled = MLP((30, 8, 10), dtype=np.float64, seed=0)
+    profiled.scaler.fit(x)
+    trained = copy.deepcopy(profiled)
+    module = backends.load_backend(backend)
+    # A learning rate of 1e200 keeps the first loss finite and overflows the weights it updates.
+    with np.errstate(over="ignore", invalid="ignore"):
+        with pytest.raises(TrainingDivergedError, match="non-finite at profiled step 2 of 6"):
+            _phased_steps(module, profiled, optim.SGD(1e200), x, y, batches, "profiled")
+        X = trained.scaler.transform(x, trained.dtype)
+        _, _, failed_step = train_epoch(module, trained.params, X[:steps * batch_size],
+                                        y[:steps * batch_size], batch_size, optim.SGD(1e200),
+                                        np.full(steps, 1e200))
+    assert failed_step == 1  # the second step, counted from 0
+    assert np.isfinite(profiled.params[0][0]).all()
+    for (W, b), (W_fit, b_fit) in zip(profiled.params, trained.params):
+        np.testing.assert_array_equal(W, W_fit)
+        np.testing.assert_array_equal(b, b_fit)
 
 
 def test_report_and_json_name_every_phase(data):
