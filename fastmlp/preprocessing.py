@@ -30,11 +30,12 @@ class InputScaler:
     78.57``). With ``standardize=False`` the scaler is the identity and only
     casts to the model's dtype.
 
-    The statistics of integer values (of any dtype, floats holding whole
-    numbers included) of magnitude up to 65536 are the correctly rounded
-    values of the exact mean and standard deviation, so they do not depend on
-    the dtype either; other values are accumulated in float64 piece by piece
-    (Chan et al.'s pairwise update), without a float64 copy of the whole input.
+    The statistics of integers of magnitude up to 65536 (in any dtype, floats
+    holding whole numbers included) are computed from exact sums: the mean is
+    correctly rounded and the standard deviation is the square root of the
+    correctly rounded variance, so they do not depend on the dtype either.
+    Other values are accumulated in float64 piece by piece (Chan et al.'s
+    pairwise update), without a float64 copy of the whole input.
 
     Parameters
     ----------
@@ -232,7 +233,7 @@ def _byte_sums(x: np.ndarray) -> tuple[int, int]:
 
 
 def _exact_moments(n: int, total: int, total_squares: int) -> tuple[float, float]:
-    """Correctly rounded mean and standard deviation from exact integer sums."""
+    """Mean and standard deviation from exact integer sums, each rounded once (then sqrt)."""
     # Python's int / int is correctly rounded, and the numerator is exact.
     variance = (n * total_squares - total * total) / (n * n)
     return total / n, math.sqrt(variance)

@@ -13,7 +13,7 @@ def pixels(shape=(50, 12), seed=0):
 
 
 def exact_moments(values):
-    """The correctly rounded mean and standard deviation of integer ``values``."""
+    """Mean and standard deviation of integer ``values``, from their exact sums."""
     values = [int(v) for v in np.ravel(values)]
     n, total, squares = len(values), sum(values), sum(v * v for v in values)
     return total / n, math.sqrt((n * squares - total * total) / (n * n))
