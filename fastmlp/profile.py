@@ -300,15 +300,15 @@ def _phased_steps(module, model, optimizer, x, y, batches, label):
         t1 = clock()
         probs, cache = module.forward(params, xb)
         loss = cross_entropy(probs, yb)
+        if not np.isfinite(loss):  # stop before updating, as fit does
+            raise TrainingDivergedError(
+                f"training diverged: loss became non-finite at {label} step {step + 1} of "
+                f"{len(batches)}; try a lower learning rate")
         t2 = clock()
         grads = module.backward(params, cache, yb)
         t3 = clock()
         optimizer.step(params, grads, learning_rate)
         t4 = clock()
-        if not np.isfinite(loss):
-            raise TrainingDivergedError(
-                f"training diverged: loss became non-finite at {label} step {step + 1} of "
-                f"{len(batches)}; try a lower learning rate")
         spent["overhead"] += t0 - end
         spent["data"] += t1 - t0
         spent["forward"] += t2 - t1
