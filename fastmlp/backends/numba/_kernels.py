@@ -381,22 +381,25 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
 
 
 @njit(**_JIT)
-def _gather_rows(x, y, order, buffers, n, r0, r1):
-    # rows x[order[i]] and labels y[order[i]] of the batch, element by element
-    # (a row-slice assignment ran at half the speed on shuffled rows), and
-    # the rows transposed, for the first layer's weight gradient
+def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
+    # rows scale * x[order[i]] + offset, rounded as InputScaler.transform rounds
+    # them (a product, then a sum), and labels y[order[i]] of the batch, element
+    # by element (a row-slice assignment ran at half the speed on shuffled
+    # rows); the rows also go, transposed, to the first layer's weight gradient
+    cast = buffers.xb.dtype.type
+    s, o = cast(scale), cast(offset)
     xt = _block(buffers.xt, 0, x.shape[1], n)
     for i in range(r0, r1):
         row = order[i]
         buffers.yb[i] = y[row]
         for j in range(x.shape[1]):
-            v = x[row, j]
+            v = cast(x[row, j]) * s + o
             buffers.xb[i, j] = v
             xt[j, i] = v
 
 
 @njit(**_JIT, parallel=True)
-def _forward_deltas(theta, layout, x, y, order, buffers, tiny, tasks):
+def _forward_deltas(theta, layout, x, y, order, scale, offset, buffers, tiny, tasks):
     # One range of the batch's rows per task: gather them, then the layers, the
     # loss and the deltas of those rows. (The gather is a function of its own:
     # written inline in this loop, numba 0.68 miscompiled it.)
@@ -405,7 +408,7 @@ def _forward_deltas(theta, layout, x, y, order, buffers, tiny, tasks):
     for c in prange(tasks):
         r0 = min(c * size, n)
         r1 = min(r0 + size, n)
-        _gather_rows(x, y, order, buffers, n, r0, r1)
+        _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset)
         _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1)
 
 
@@ -445,8 +448,8 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
 
 
 @njit(**_JIT)
-def train_epoch(theta, state1, state2, layout, x, y, order, batch_size, learning_rates, rule,
-                hyper, t, tiny, buffers, tasks):
+def train_epoch(theta, state1, state2, layout, x, y, order, scale, offset, batch_size,
+                learning_rates, rule, hyper, t, tiny, buffers, tasks):
     """All steps of one epoch; returns (loss_sum, correct, failed_step, steps_done).
 
     Every layer's ``W`` and ``b`` live in the flat vector ``theta`` (the
@@ -454,10 +457,11 @@ def train_epoch(theta, state1, state2, layout, x, y, order, batch_size, learning
     indexed by ``N_OUT, N_IN, W_AT, B_AT, UNIT_AT``: the layer's sizes, the
     offsets of its ``W`` and ``b``, and the offset of its units among all
     units. ``hyper`` is indexed by ``MOMENTUM, ..., DECOUPLED``. Batch k is
-    rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x``, gathered into
-    ``buffers`` (see ``_fused.EpochBuffers``), where they stay in cache for
-    the whole step. Each step's loss is summed row by row in batch order, so
-    neither the result nor the parameters depend on ``tasks``.
+    rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x``, scaled as
+    ``scale * x + offset`` and gathered into ``buffers`` (see
+    ``_fused.EpochBuffers``), where they stay in cache for the whole step.
+    Each step's loss is summed row by row in batch order, so neither the
+    result nor the parameters depend on ``tasks``.
     """
     n_samples = x.shape[0]
     loss_sum = 0.0
@@ -470,8 +474,8 @@ def train_epoch(theta, state1, state2, layout, x, y, order, batch_size, learning
                        0, layout[l, N_OUT])
     for begin in range(0, n_samples, batch_size):
         n = min(begin + batch_size, n_samples) - begin
-        _forward_deltas(theta, layout, x, y, order[begin:begin + n], buffers, tiny,
-                        min(tasks, n))
+        _forward_deltas(theta, layout, x, y, order[begin:begin + n], scale, offset, buffers,
+                        tiny, min(tasks, n))
         batch_loss = 0.0
         for i in range(n):
             batch_loss += buffers.losses[i]
