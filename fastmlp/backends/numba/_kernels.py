@@ -238,11 +238,21 @@ def relu_backward_rows(delta, a, i0, i1):
 
 @njit(**_JIT)
 def transpose_rows(src, dst, i0, i1):
-    # dst[:, i] = src[i] for rows i0:i1
-    for k in range(src.shape[1]):
-        column = dst[k]
-        for i in range(i0, i1):
-            column[i] = src[i, k]
+    # dst[:, i] = src[i] for rows i0:i1. Blocks of 32 rows by 4 columns: each
+    # row of dst gets 32 neighbouring values per visit, and each row of src
+    # gives 4 (a plain double loop ran at 0.8 ns per value, this at 0.5)
+    m = src.shape[1]
+    for b0 in range(i0, i1, 32):
+        b1 = min(b0 + 32, i1)
+        for k in range(0, m - m % 4, 4):
+            d0, d1, d2, d3 = dst[k], dst[k + 1], dst[k + 2], dst[k + 3]
+            for i in range(b0, b1):
+                row = src[i]
+                d0[i], d1[i], d2[i], d3[i] = row[k], row[k + 1], row[k + 2], row[k + 3]
+        for k in range(m - m % 4, m):
+            column = dst[k]
+            for i in range(b0, b1):
+                column[i] = src[i, k]
 
 
 @njit(**_JIT)
@@ -383,19 +393,16 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
 @njit(**_JIT)
 def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
     # rows scale * x[order[i]] + offset, rounded as InputScaler.transform rounds
-    # them (a product, then a sum), and labels y[order[i]] of the batch, element
-    # by element (a row-slice assignment ran at half the speed on shuffled
-    # rows); the rows also go, transposed, to the first layer's weight gradient
+    # them (a product, then a sum), and labels y[order[i]] of the batch; then
+    # the rows transposed, for the first layer's weight gradient
     cast = buffers.xb.dtype.type
     s, o = cast(scale), cast(offset)
-    xt = _block(buffers.xt, 0, x.shape[1], n)
     for i in range(r0, r1):
-        row = order[i]
-        buffers.yb[i] = y[row]
-        for j in range(x.shape[1]):
-            v = cast(x[row, j]) * s + o
-            buffers.xb[i, j] = v
-            xt[j, i] = v
+        buffers.yb[i] = y[order[i]]
+        source, row = x[order[i]], buffers.xb[i]
+        for j in range(row.shape[0]):
+            row[j] = cast(source[j]) * s + o
+    transpose_rows(buffers.xb, _block(buffers.xt, 0, x.shape[1], n), r0, r1)
 
 
 @njit(**_JIT, parallel=True)
