@@ -193,16 +193,18 @@ def test_report_and_json_name_every_phase(data):
     result = profile_training("matmul", x=x, y=y, steps=4, batch_size=64, hidden=(16,),
                               dtype="float64", peak=50.0)
     text = str(result)
-    assert text.startswith(
-        "backend matmul: 30-16-10 float64, batch 64, adamw, 4 steps (256 samples)")
+    assert text.startswith("cpu ")  # what it ran on comes first: fastmlp.machine.summary
+    assert "\nbackend matmul: 30-16-10 float64, batch 64, adamw, 4 steps (256 samples)" in text
     for phase in (*PHASES, "total", "fused"):
         assert f"\n{phase} " in text
     data = json.loads(json.dumps(result.to_dict()))
     assert data["seconds"].keys() == set(PHASES)
     assert data["peak_gflops"] == 50.0
     assert data["gflops"]["total"] == pytest.approx(result.gflops("total"))
-    table = side_by_side([result, result])
-    assert table.splitlines()[2].split() == ["matmul", "matmul"]
+    assert data["machine"]["cpu"]["model"] and "numba" in data["machine"]
+    table = side_by_side([result, result]).splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("30-16-10 float64"))
+    assert table[header + 2].split() == ["matmul", "matmul"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -246,8 +248,10 @@ def test_cli_profile_all_backends_side_by_side(mnist_dir, capsys):
                    "--data-dir", str(mnist_dir)])
     assert status == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("784-16-10 float32, batch 128, adamw, 3 steps (384 samples)")
-    assert lines[2].split() == fastmlp.available_backends()
-    labels = [line[:17].strip() for line in lines[3:]]
+    assert lines[0].startswith("cpu ")
+    header = next(i for i, line in enumerate(lines) if line.startswith("784-16-10 float32"))
+    assert lines[header].startswith("784-16-10 float32, batch 128, adamw, 3 steps (384 samples)")
+    assert lines[header + 2].split() == fastmlp.available_backends()
+    labels = [line[:17].strip() for line in lines[header + 3:]]
     assert labels[:6] == [f"{phase} s (%)" for phase in PHASES] + ["total s"]
     assert "fused samples/s" in labels
