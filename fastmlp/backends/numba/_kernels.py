@@ -441,11 +441,14 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
             else:
                 a_t = _block(buffers.zt, layout[l - 1, UNIT_AT] * n, n_in, n)
             gemm_nt(delta_t, a_t, _block(grad, w_at, n_out, n_in), j0, j1)
-            for j in range(j0, j1):
-                total = delta_t.dtype.type(0)
-                for i in range(n):
-                    total += delta_t[j, i]
-                grad[b_at + j] = total
+            # db[j] = sum of delta[:, j] in batch order, summed for all j at once
+            db = grad[b_at + j0:b_at + j1]
+            db[:] = 0
+            delta = _block(buffers.d, unit_at * n, n, n_out)
+            for i in range(n):
+                row = delta[i]
+                for j in range(j0, j1):
+                    db[j - j0] += row[j]
             _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
                           rule, hyper, lr, t)
             _update_slice(theta, grad, state1, state2, b_at + j0, b_at + j1, rule, hyper, lr, t)
