@@ -10,7 +10,7 @@ from numba import get_num_threads
 from ..._validation import check_labels
 from . import _kernels as k
 from ._compile_notice import compile_notice
-from ._threads import run_parallel
+from ._threads import split_rows
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -58,11 +58,8 @@ def _tasks(rows, work):
 def _gemm_nt(a, b):
     """``a @ b.T`` of C-contiguous ``a`` and ``b``."""
     out = np.empty((a.shape[0], b.shape[0]), a.dtype)
-    tasks = _tasks(a.shape[0], a.size * b.shape[0])
-    if tasks > 1:
-        run_parallel(k.gemm_nt_parallel, a, b, out, tasks)
-    else:
-        k.gemm_nt(a, b, out, 0, a.shape[0])
+    with compile_notice(k.gemm_nt):
+        split_rows(k.gemm_nt, a.shape[0], _tasks(a.shape[0], a.size * b.shape[0]), a, b, out)
     return out
 
 
@@ -91,13 +88,9 @@ def forward(params, x):
     last = len(Ws) - 1
     for l, (W, b) in enumerate(zip(Ws, bs)):
         z = np.empty((a.shape[0], W.shape[0]), dtype)
-        tasks = _tasks(a.shape[0], a.size * W.shape[0])
-        if tasks > 1:
-            with compile_notice(k.dense_parallel):
-                run_parallel(k.dense_parallel, a, W, b, z, l == last, tasks)
-        else:
-            with compile_notice(k.dense):
-                k.dense(a, W, b, z, 0, a.shape[0], l == last)
+        with compile_notice(k.dense):
+            split_rows(k.dense, a.shape[0], _tasks(a.shape[0], a.size * W.shape[0]),
+                       a, W, b, z, l == last)
         cache.append(z)
         a = z
     if x.ndim == 1:

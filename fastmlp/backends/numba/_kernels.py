@@ -120,15 +120,6 @@ def gemm_nt(a, b, out, i0, i1):
     gemm_nt_into(a, b, out, i0, i1, PLAIN, np.empty(0, a.dtype), none, none)
 
 
-@njit(**_JIT, parallel=True)
-def gemm_nt_parallel(a, b, out, tasks):
-    """``gemm_nt`` over all rows of ``a``, split into ``tasks`` row ranges run in parallel."""
-    n = a.shape[0]
-    size = -(-n // tasks)
-    for c in prange(tasks):
-        gemm_nt(a, b, out, min(c * size, n), min(c * size + size, n))
-
-
 @njit(**_JIT)
 def softmax_row(z, out):
     # exp(z - max z) never overflows and gives the same ratios
@@ -161,7 +152,7 @@ def bias_softmax_rows(z, b, i0, i1):
 
 
 @njit(**_JIT)
-def dense(a, W, b, out, i0, i1, last):
+def dense(a, W, b, out, last, i0, i1):
     """Rows ``i0:i1`` of a layer: ``out = softmax(a @ W.T + b)`` if ``last``, else ReLU."""
     if last:
         gemm_nt(a, W, out, i0, i1)
@@ -169,15 +160,6 @@ def dense(a, W, b, out, i0, i1, last):
     else:
         none = np.empty((0, 0), a.dtype)
         gemm_nt_into(a, W, out, i0, i1, BIAS_RELU, b, none, none)
-
-
-@njit(**_JIT, parallel=True)
-def dense_parallel(a, W, b, out, last, tasks):
-    """``dense`` over all rows, split into ``tasks`` row ranges run in parallel."""
-    n = a.shape[0]
-    size = -(-n // tasks)
-    for c in prange(tasks):
-        dense(a, W, b, out, min(c * size, n), min(c * size + size, n), last)
 
 
 @njit(**_JIT)
@@ -201,7 +183,7 @@ def predict_one(Ws, bs, x, scale, offset):
     last = len(Ws) - 1
     for l in range(len(Ws)):
         z = np.empty((1, Ws[l].shape[0]), a.dtype)
-        dense(a, Ws[l], bs[l], z, 0, 1, l == last)
+        dense(a, Ws[l], bs[l], z, l == last, 0, 1)
         a = z
     return a[0]
 

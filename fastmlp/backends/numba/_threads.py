@@ -1,16 +1,25 @@
-"""Calling parallel kernels from several Python threads at once.
+"""Running kernels on several cores, safely when several Python threads call at once.
 
-numba's ``workqueue`` threading layer (its fallback where neither OpenMP nor
-TBB is available, common on macOS and in slim containers) aborts the whole
-process when two threads enter parallel code at the same time. The ``omp``
-and ``tbb`` layers are thread-safe. Until a parallel kernel has run, numba
-has not picked a layer, so the first call also takes the lock.
+The fused epoch launches two parallel regions per step, so it uses numba's
+``prange``, whose launch is cheap. numba's ``workqueue`` threading layer (its
+fallback where neither OpenMP nor TBB is available, common on macOS and in
+slim containers) aborts the whole process when two threads enter parallel
+code at the same time, so ``run_parallel`` lets one caller in at a time
+unless the layer is thread-safe (``omp``, ``tbb``). Until a parallel kernel
+has run, numba has not picked a layer, so the first call also takes the lock.
+
+``forward`` and ``backward`` split the rows of a large product across a pool
+of Python threads instead (``split_rows``): one launch per product, and the
+kernels release the GIL, so they run in parallel with no threading layer
+involved, and numba does not compile a parallel copy of each kernel.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
@@ -30,3 +39,28 @@ def run_parallel(kernel, *args):
         with contextlib.suppress(ValueError):  # raised while no parallel region has run
             _threadsafe = numba.threading_layer() in THREADSAFE_LAYERS
     return result
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def split_rows(kernel, n, tasks, *args):
+    """``kernel(*args, r0, r1)`` over ``tasks`` ranges of rows ``0:n``, in parallel.
+
+    The calling thread runs the first range; the pool's threads run the rest.
+    """
+    global _pool
+    size = -(-n // tasks)
+    ranges = [(r0, min(r0 + size, n)) for r0 in range(0, n, size)]
+    if len(ranges) == 1:
+        kernel(*args, 0, n)
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                       thread_name_prefix="fastmlp-numba")
+    futures = [_pool.submit(kernel, *args, r0, r1) for r0, r1 in ranges[1:]]
+    kernel(*args, *ranges[0])
+    for future in futures:
+        future.result()
