@@ -172,7 +172,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                f"y has only one class ({classes[0]!r}); a classifier needs at least two classes"
+                f"y has only one class ({classes.tolist()[0]!r}); "
+                "a classifier needs at least two classes"
             )
         self._initialise(classes)
         self._train(X, y_index, self.epochs, self.schedule)
@@ -211,18 +212,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             classes = np.unique(np.asarray(classes))
             if len(classes) < 2:
                 raise ValueError(
-                    f"classes has only one class ({classes[0]!r}); "
+                    f"classes has only one class ({classes.tolist()[0]!r}); "
                     "a classifier needs at least two classes"
                 )
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
-                f"classes={np.unique(classes)!r} is not the classes_={self.classes_!r} "
-                "of the first call to partial_fit"
+                f"classes {np.unique(classes).tolist()} are not the classes "
+                f"{self.classes_.tolist()} of the first call to partial_fit"
             )
-        known = np.isin(y, self.classes_ if not first_call else classes)
+        classes = classes if first_call else self.classes_
+        known = np.isin(y, classes)
         if not known.all():
-            unknown = np.unique(y[~known])
-            raise ValueError(f"y has labels {unknown!r} that are not in classes")
+            raise ValueError(
+                f"y has labels {np.unique(y[~known]).tolist()} that are not in the "
+                f"classes {classes.tolist()}"
+            )
         if first_call:
             self._initialise(classes)
         self._train(X, np.searchsorted(self.classes_, y), 1, "constant")
