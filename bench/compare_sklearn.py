@@ -27,6 +27,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -95,31 +96,26 @@ def _contenders(args):
     return contenders
 
 
-def main(argv=None) -> dict:
-    """Run the comparison and print the table; return ``{contender: (seconds, accuracies)}``."""
-    args = _parser().parse_args(argv)
-    from sklearn.exceptions import ConvergenceWarning
+@contextlib.contextmanager
+def _numba_threads(count):
+    if "numba" not in sys.modules:
+        yield
+        return
+    import numba
 
-    from fastmlp.datasets import load_mnist
+    before = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data_dir)
-    x_train = x_train.reshape(len(x_train), -1)[:args.train_size].astype(np.float32) / 255
-    y_train = y_train[:args.train_size]
-    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 255
-    contenders = _contenders(args)
-    threads = "all cores"
-    if args.threads is not None:
-        threadpool_limits(args.threads)  # BLAS and OpenMP of every contender
-        if "numba" in sys.modules:
-            import numba
 
-            numba.set_num_threads(args.threads)
-        threads = f"{args.threads} thread" + ("s" if args.threads > 1 else "")
-    warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter reached: as asked
-
+def _run(contenders, args, train, test) -> dict:
+    """Warm every contender up, then fit and score each once per repetition, in turns."""
+    (x_train, y_train), (x_test, y_test) = train, test
     for make in contenders.values():  # compile and warm, untimed
         make(0, 1).fit(x_train[:512], y_train[:512])
-
     results = {name: ([], []) for name in contenders}
     for seed in range(args.repeats):
         for name, make in contenders.items():
@@ -132,6 +128,30 @@ def main(argv=None) -> dict:
             results[name][1].append(accuracy)
             print(f"run {seed + 1}/{args.repeats}  {name:<24} fit {seconds:6.2f} s  "
                   f"test accuracy {accuracy:.4f}", flush=True)
+    return results
+
+
+def main(argv=None) -> dict:
+    """Run the comparison and print the table; return ``{contender: (seconds, accuracies)}``."""
+    args = _parser().parse_args(argv)
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastmlp.datasets import load_mnist
+
+    (x_train, y_train), (x_test, y_test) = load_mnist(args.data_dir)
+    x_train = x_train.reshape(len(x_train), -1)[:args.train_size].astype(np.float32) / 255
+    y_train = y_train[:args.train_size]
+    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 255
+    contenders = _contenders(args)
+    threads = "all cores" if args.threads is None else (
+        f"{args.threads} thread" + ("s" if args.threads > 1 else ""))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter reached: as asked
+        if args.threads is not None:
+            stack.enter_context(threadpool_limits(args.threads))  # BLAS and OpenMP
+            stack.enter_context(_numba_threads(args.threads))
+        results = _run(contenders, args, (x_train, y_train), (x_test, y_test))
 
     reference = min(results["scikit-learn"][0])
     print(f"\nMNIST, {len(x_train):,} training images, {args.epochs} epochs of Adam at batch "

@@ -354,3 +354,23 @@ def test_mnist_digits_as_string_labels(mnist):
     clf.fit(x_train[:20_000], names[y_train[:20_000]])
     assert clf.n_features_in_ == 784
     assert clf.score(x_test, names[y_test]) > 0.94
+
+
+def test_benchmark_script_prints_the_table(mnist_dir, capsys):
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "bench" / "compare_sklearn.py"
+    spec = importlib.util.spec_from_file_location("compare_sklearn", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = script.main(["--train-size", "2000", "--repeats", "2", "--epochs", "2",
+                           "--backends", "loop,default", "--data-dir", str(mnist_dir)])
+    default = backends.get_backend_name()
+    assert list(results) == ["scikit-learn", "fastmlp loop", f"fastmlp {default} (default)"]
+    for seconds, accuracies in results.values():
+        assert len(seconds) == len(accuracies) == 2
+        assert all(s > 0 for s in seconds) and all(0.6 < a < 1 for a in accuracies)
+    out = capsys.readouterr().out
+    assert "MNIST, 2,000 training images, 2 epochs of Adam at batch 128" in out
+    assert "| estimator | fit (s) | test accuracy, mean (lowest) | speed-up |" in out
+    assert "| scikit-learn |" in out and "| 1.0x |" in out
