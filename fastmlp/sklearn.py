@@ -126,11 +126,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     ``learning_rate_init`` and ``learning_rate``. The activation is always
     ReLU and the loss cross-entropy of a softmax, also for two classes.
 
+    The defaults are tuned for MNIST's 60 000 images (470 steps an epoch). A few
+    hundred samples give a handful of steps an epoch and need a smaller batch, a
+    higher learning rate or more epochs, as in the example.
+
     Examples
     --------
     >>> from sklearn.datasets import make_blobs
     >>> X, y = make_blobs(n_samples=200, centers=3, random_state=0)
-    >>> clf = MLPClassifier(hidden_layer_sizes=(16,), epochs=20, random_state=0)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(16,), epochs=20, batch_size=32,
+    ...                     learning_rate=0.03, random_state=0)
     >>> clf.fit(X, y).score(X, y) > 0.9
     True
     """
