@@ -40,7 +40,7 @@ def measure(benchmark):
     """
 
     def run(fn, *, samples, flop, rounds):
-        benchmark.extra_info.update(samples=samples, gflop=flop / 1e9)
+        benchmark.extra_info.update(samples=samples, gflop=flop / 1e9, machine=_machine())
         result = benchmark.pedantic(fn, rounds=rounds, iterations=1)
         if benchmark.enabled:
             best = benchmark.stats.stats.min
@@ -51,11 +51,28 @@ def measure(benchmark):
     return run
 
 
+_described = {}
+
+
+def _machine():
+    """fastmlp.machine.describe(), once per session (after numba has run, for its layer)."""
+    from fastmlp.machine import describe
+
+    if not _described or "not yet chosen" in str(_described["numba"]):
+        _described.update(describe())
+    return dict(_described)
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _throughput:
         return
+    from fastmlp.machine import summary
+
     write = terminalreporter.write_line
     terminalreporter.section("throughput of the best round")
+    for line in summary(_machine()).splitlines():
+        write(line)
+    write("")
     for group in dict.fromkeys(row[0] for row in _throughput):
         write(f"{group}:")
         for _, name, samples, gflop, best in (row for row in _throughput if row[0] == group):

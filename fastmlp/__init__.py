@@ -2,7 +2,7 @@
 
 >>> import fastmlp
 >>> (x_train, y_train), (x_test, y_test) = fastmlp.datasets.load_mnist()  # doctest: +SKIP
->>> model = fastmlp.MLP((784, 128, 128, 10), seed=0)                      # doctest: +SKIP
+>>> model = fastmlp.MLP((784, 128, 128, 10), seed=0)
 >>> model.fit(x_train.reshape(-1, 784), y_train, epochs=15)               # doctest: +SKIP
 >>> model.score(x_test.reshape(-1, 784), y_test)                          # doctest: +SKIP
 """

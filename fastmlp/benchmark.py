@@ -24,6 +24,7 @@ import numpy as np
 
 from . import backends
 from ._atomic import atomic_write
+from .machine import describe, summary
 from .model import MLP
 from .profile import flops_per_sample, gemm_peak
 
@@ -48,6 +49,7 @@ class Comparison:
     samples: int
     peak_gflops: float
     torch_version: str | None = None
+    machine: dict | None = None
     epoch_seconds: dict[int, dict[str, float]] = field(default_factory=dict)
     forward_seconds: dict[str, float] = field(default_factory=dict)
     predict_seconds: dict[str, float] = field(default_factory=dict)
@@ -57,7 +59,13 @@ class Comparison:
         return self.samples * flops_per_sample(self.layer_sizes)["total"] / 1e9
 
     def __str__(self) -> str:
-        lines = [f"{'-'.join(map(str, self.layer_sizes))} float32, plain SGD, "
+        lines = [summary(self.machine)] if self.machine else []
+        if self.machine and self.machine.get("numba_settings"):
+            numba = self.machine["numba_settings"]
+            lines.append(f"numba backend: {numba['block']} register blocks, tiles of "
+                         f"{numba['tile_rows']} rows, products of >= {numba['parallel_work']:,} "
+                         "multiply-adds split across threads (FASTMLP_NUMBA_PARALLEL_WORK)")
+        lines += [f"{'-'.join(map(str, self.layer_sizes))} float32, plain SGD, "
                  f"{self.samples:,} samples per epoch ({self.epoch_gflop:.1f} GFLOP); "
                  f"float32 GEMM peak {self.peak_gflops:.0f} GFLOP/s"
                  + (f"; torch {self.torch_version}" if self.torch_version else ""), ""]
@@ -150,6 +158,9 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
     if torch is not None:
         result.forward_seconds["torch"] = torch.forward(x)
         result.predict_seconds["torch"] = torch.predict_one(x)
+    result.machine = describe()  # after the contenders ran: every BLAS loaded, numba's layer chosen
+    if "numba" in names:
+        result.machine["numba_settings"] = backends.load_backend("numba").settings()
     return result
 
 

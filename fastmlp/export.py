@@ -30,7 +30,7 @@ import numpy as np
 from ._atomic import atomic_write
 from ._validation import check_dtype
 
-__all__ = ["OPSET", "pixel_affine", "to_onnx"]
+__all__ = ["OPSET", "to_onnx"]
 
 OPSET = 17  # Softmax on one axis since 13; 17 is read by ONNX Runtime >= 1.11
 
@@ -43,15 +43,6 @@ def _onnx():
     except ImportError:
         raise ImportError(_EXTRA) from None
     return onnx
-
-
-def pixel_affine(model) -> tuple[float, float]:
-    """``(scale, offset)`` with which ``model`` maps raw pixel values 0..255 to its input.
-
-    The model's scaled input is ``scale * x + offset`` for raw pixel values
-    ``x``, whatever array type carries them.
-    """
-    return model.scaler.affine(np.uint8)
 
 
 def to_onnx(model, path: str | os.PathLike, *, dtype=None) -> None:
@@ -89,7 +80,7 @@ def to_onnx(model, path: str | os.PathLike, *, dtype=None) -> None:
 
     dtype = model.dtype if dtype is None else check_dtype(dtype)
     elem_type = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
-    scale, offset = pixel_affine(model)
+    scale, offset = model.scaler.affine()  # the scaled input is scale * x + offset
     layers = [(W.astype(np.float64), b.astype(np.float64)) for W, b in model.params]
     W, b = layers[0]
     layers[0] = (W * scale, b + offset * W.sum(axis=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Sequence
@@ -10,12 +11,28 @@ import numpy as np
 
 from . import backends
 from ._atomic import atomic_write
+from ._npz import ArrayHeader, read_array, read_headers
 from ._validation import check_dtype, check_features, check_labels, check_positive_int
 from .exceptions import ModelFileError
 from .functional import cross_entropy
 from .preprocessing import InputScaler
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 predates the input rule of InputScaler: it divided uint8 inputs by
+# 255 and took other dtypes as they were.
+
+# The arrays of a model file besides its layers' W0, b0, W1, ...: name, and the
+# kinds of dtype (numpy's dtype.kind) and the shape each must have.
+_METADATA = {
+    "format_version": ("iu", ()),
+    "layer_sizes": ("iu", None),  # 1-D
+    "dtype": ("U", ()),
+    "standardize": ("b", ()),
+    "scaler_fitted": ("b", ()),
+    "scaler_mean": ("f", ()),
+    "scaler_std": ("f", ()),
+}
+_KINDS = {"iu": "integer", "U": "string", "b": "boolean", "f": "floating-point"}
 
 # Rows per batch of predict_proba: as fast as one call over MNIST's 60 000; ~45 MB of work.
 PREDICT_BATCH_SIZE = 10_000
@@ -33,8 +50,9 @@ class MLP:
     seed : int, optional
         Seed of the He (Kaiming) normal initialisation.
     standardize : bool
-        Standardise inputs with the training set's mean and standard deviation
-        (``uint8`` inputs are always mapped to ``[0, 1]`` first).
+        Standardise inputs with the mean and standard deviation of all
+        training values, whatever their dtype (see ``InputScaler``); without
+        it, inputs reach the network as they are, cast to ``dtype``.
 
     Attributes
     ----------
@@ -114,7 +132,7 @@ class MLP:
         backend = backends.get_backend()
         if x.ndim == 1 and hasattr(backend, "predict_one"):
             # one sample skips the batch machinery; the kernel applies the scaling
-            return backend.predict_one(self.params, x, *self.scaler.affine(x.dtype))
+            return backend.predict_one(self.params, x, *self.scaler.affine())
         return backend.forward(self.params, self.scaler.transform(x, self.dtype))[0]
 
     def _proba(self, x):
@@ -176,6 +194,7 @@ class MLP:
             "layer_sizes": np.array(self.layer_sizes),
             "dtype": np.array(self.dtype.name),
             "standardize": np.array(self.scaler.standardize),
+            "scaler_fitted": np.array(self.scaler.fitted),
             "scaler_mean": np.array(self.scaler.mean),
             "scaler_std": np.array(self.scaler.std),
         }
@@ -189,46 +208,114 @@ class MLP:
     def load(cls, path) -> MLP:
         """Read a model written by ``save``.
 
+        Every claim the file makes (layer sizes, array shapes, dtype, scaler)
+        is checked against the arrays it holds before anything is allocated,
+        so a corrupt or hostile file fails fast with a message naming the
+        problem, never with a ``MemoryError``.
+
         Raises
         ------
         ModelFileError
-            If the file is missing, not an ``.npz`` written by fastmlp, of an
-            unknown format version, or its arrays are inconsistent.
+            If the file is missing, not an ``.npz`` written by fastmlp, of
+            another format version (format 1, of fastmlp before the input rule
+            of ``InputScaler``, included), or its arrays are inconsistent,
+            missing, extra or not finite.
         """
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
+            file_length = os.path.getsize(path)
+            with zipfile.ZipFile(path) as archive:
+                return cls._read(archive, read_headers(archive, file_length), path)
+        except ModelFileError:
+            raise
         except FileNotFoundError:
             raise ModelFileError(f"model file {path} does not exist") from None
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise ModelFileError(f"cannot read model file {path}: {exc}") from None
-        if "format_version" not in arrays:
+
+    @classmethod
+    def _read(cls, archive: zipfile.ZipFile, headers: dict[str, ArrayHeader], path) -> MLP:
+        """The model in ``archive``, checked against ``headers`` before any weight is read."""
+
+        def metadata(name):
+            header = headers.get(name)
+            if header is None:
+                raise ModelFileError(f"{path} is missing array {name!r}")
+            kinds, shape = _METADATA[name]
+            if header.dtype.kind not in kinds or (
+                    len(header.shape) != 1 if shape is None else header.shape != shape):
+                form = "a 1-D array" if shape is None else "a scalar"
+                raise ModelFileError(
+                    f"{path}: {name} must be {form} of {_KINDS[kinds]} type, "
+                    f"got shape {header.shape} of {header.dtype}"
+                )
+            return read_array(archive, header)
+
+        if "format_version" not in headers:
             raise ModelFileError(f"{path} is not a fastmlp model file (no format_version)")
-        version = int(arrays["format_version"])
+        version = int(metadata("format_version"))
+        if version == 1:
+            raise ModelFileError(
+                f"{path} was saved by an older fastmlp (model format 1) under the old input rule, "
+                "which divided uint8 inputs by 255 and took other dtypes as they were; it cannot "
+                "be converted without knowing the dtype it was trained on: retrain the model, or "
+                "re-save it in format 2 as the README's 'Model files' shows"
+            )
         if version != FORMAT_VERSION:
             raise ModelFileError(
                 f"{path} has model format version {version}; this fastmlp reads {FORMAT_VERSION}"
             )
-        try:
-            model = cls(arrays["layer_sizes"], dtype=str(arrays["dtype"]),
-                        standardize=bool(arrays["standardize"]))
-            model.scaler.mean = float(arrays["scaler_mean"])
-            model.scaler.std = float(arrays["scaler_std"])
-            model.scaler.fitted = True
-            for l, (W, b) in enumerate(model.params):
-                W_saved, b_saved = arrays[f"W{l}"], arrays[f"b{l}"]
-                if W_saved.shape != W.shape or b_saved.shape != b.shape:
-                    raise ModelFileError(
-                        f"{path}: layer {l} has shapes {W_saved.shape}, {b_saved.shape}; "
-                        f"layer_sizes say {W.shape}, {b.shape}"
-                    )
-                if not (np.isfinite(W_saved).all() and np.isfinite(b_saved).all()):
-                    raise ModelFileError(f"{path}: layer {l} has NaN or inf weights")
-                model.params[l] = (W_saved.astype(model.dtype), b_saved.astype(model.dtype))
-        except KeyError as exc:
-            raise ModelFileError(f"{path} is missing array {exc.args[0]!r}") from None
-        except ValueError as exc:
-            if isinstance(exc, ModelFileError):
-                raise
-            raise ModelFileError(f"{path}: {exc}") from None
+        sizes = tuple(int(n) for n in metadata("layer_sizes"))
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ModelFileError(
+                f"{path}: layer_sizes must hold an input and an output size, all >= 1, got {sizes}"
+            )
+        layers = [(f"W{l}", f"b{l}") for l in range(len(sizes) - 1)]
+        for name in [*_METADATA, *(name for layer in layers for name in layer)]:
+            if name not in headers:
+                raise ModelFileError(f"{path} is missing array {name!r}")
+        extra = sorted(set(headers) - set(_METADATA) - {name for layer in layers for name in layer})
+        if extra:
+            raise ModelFileError(
+                f"{path} holds arrays {', '.join(map(repr, extra))} that are not part of a model "
+                f"with layer_sizes {sizes} ({len(layers)} layers)"
+            )
+        dtype_name = str(metadata("dtype"))
+        if dtype_name not in ("float32", "float64"):
+            raise ModelFileError(f"{path}: dtype must be float32 or float64, got {dtype_name!r}")
+        scaler = InputScaler(bool(metadata("standardize")))
+        scaler.fitted = bool(metadata("scaler_fitted"))
+        scaler.mean, scaler.std = float(metadata("scaler_mean")), float(metadata("scaler_std"))
+        if not math.isfinite(scaler.mean):
+            raise ModelFileError(f"{path}: scaler_mean is {scaler.mean}; it must be finite")
+        if not (math.isfinite(scaler.std) and scaler.std > 0):
+            raise ModelFileError(f"{path}: scaler_std is {scaler.std}; it must be finite and > 0")
+        for l, (W_name, b_name) in enumerate(layers):
+            W, b = headers[W_name], headers[b_name]
+            want = (sizes[l + 1], sizes[l]), (sizes[l + 1],)
+            if (W.shape, b.shape) != want:
+                raise ModelFileError(
+                    f"{path}: layer {l} has shapes {W.shape}, {b.shape}; "
+                    f"layer_sizes say {want[0]}, {want[1]}"
+                )
+            if W.dtype.kind != "f" or b.dtype.kind != "f":
+                raise ModelFileError(
+                    f"{path}: layer {l} holds {W.dtype} and {b.dtype}; weights must be floats"
+                )
+        params = []
+        for l, names in enumerate(layers):
+            W, b = (read_array(archive, headers[name]) for name in names)
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise ModelFileError(f"{path}: layer {l} has NaN or inf weights")
+            params.append((W.astype(dtype_name, copy=False), b.astype(dtype_name, copy=False)))
+        return cls._from_params(params, scaler)
+
+    @classmethod
+    def _from_params(cls, params: list, scaler: InputScaler) -> MLP:
+        """A model of ``params`` (checked, all of one float dtype) and ``scaler``, without
+        random initialisation."""
+        model = cls.__new__(cls)
+        model.layer_sizes = (params[0][0].shape[1], *(W.shape[0] for W, _ in params))
+        model.dtype = params[0][0].dtype
+        model.scaler = scaler
+        model.params = params
         return model

@@ -2,21 +2,64 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 import numpy as np
+
+# Values per piece when statistics are computed piece by piece: the float64 (or
+# uint16) working copy of a piece stays in cache, and a piece of uint8 values
+# has sums of x and x**2 below 2**32 (65536 * 255**2 < 2**32).
+_PIECE = 1 << 16
+# Integers up to this magnitude have exact float64 piece sums of x and x**2
+# (at most 2**16 * 2**32 = 2**48 < 2**53, whatever the order of summation).
+_EXACT_LIMIT = 2.0**16
 
 
 class InputScaler:
-    """Scale raw inputs to the model's dtype.
+    """Standardise raw inputs with one mean and one standard deviation.
 
-    ``uint8`` images are mapped to ``[0, 1]`` by dividing by 255; other inputs
-    are taken as they are. With ``standardize=True`` the result is then shifted
-    and scaled by the mean and standard deviation of all training values (one
-    scalar each, as in the classic MNIST recipe ``(x - 0.1307) / 0.3081``).
+    A fitted scaler is a fixed function of the input *values*, whatever dtype
+    or container carries them: ``transform`` returns ``scale * x + offset``
+    with ``(scale, offset) = affine()``, so ``uint8`` images, an ``int64`` or
+    ``float64`` array and a Python list of the same pixel values give
+    bit-identical results. No dtype is special-cased (``uint8`` is not divided
+    by 255): ``fit`` learns the mean and the (population) standard deviation of
+    all training values as given, one scalar each, as in the classic MNIST
+    recipe ``(x - 0.1307) / 0.3081`` (in units of 0-255 pixels, ``(x - 33.32) /
+    78.57``). With ``standardize=False`` the scaler is the identity and only
+    casts to the model's dtype.
+
+    The statistics of integers of magnitude up to 65536 (in any dtype, floats
+    holding whole numbers included) are computed from exact sums: the mean is
+    correctly rounded and the standard deviation is the square root of the
+    correctly rounded variance, so they do not depend on the dtype either.
+    Other values are accumulated in float64 piece by piece (Chan et al.'s
+    pairwise update), without a float64 copy of the whole input.
 
     Parameters
     ----------
     standardize : bool
         Learn a mean and standard deviation in ``fit`` and apply them.
+
+    Attributes
+    ----------
+    mean, std : float
+        The training values' mean and standard deviation (0 and 1 before
+        ``fit``; ``std`` is 1 when the training values are all equal).
+    fitted : bool
+        Whether ``fit`` has run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scaler = InputScaler().fit(np.array([[0, 255], [0, 255]], dtype=np.uint8))
+    >>> scaler.mean, scaler.std
+    (127.5, 127.5)
+    >>> scaler.transform([[0, 255]], np.float32)
+    array([[-1.,  1.]], dtype=float32)
+    >>> scaler.transform(np.array([[0.0, 255.0]]), np.float32)
+    array([[-1.,  1.]], dtype=float32)
     """
 
     def __init__(self, standardize: bool = True):
@@ -26,30 +69,174 @@ class InputScaler:
         self.fitted = False
 
     def fit(self, x) -> InputScaler:
-        """Learn the mean and standard deviation of ``x`` (after uint8 → [0, 1])."""
+        """Learn the mean and standard deviation of all values of ``x``.
+
+        Parameters
+        ----------
+        x : array_like of real numbers
+            Raw training inputs, any shape and dtype.
+
+        Returns
+        -------
+        InputScaler
+            ``self``.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` does not hold real numbers.
+        ValueError
+            If ``x`` is empty, or its statistics are not finite (NaN or inf in
+            ``x``, or values whose spread overflows float64).
+        """
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+        if x.size == 0:
+            raise ValueError("cannot fit the input scaler on an empty array")
         if self.standardize:
-            x = np.asarray(x)
-            unit = x / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
-            self.mean = float(unit.mean())
-            std = float(unit.std())
+            mean, std = _moments(x)
+            if not (math.isfinite(mean) and math.isfinite(std)):
+                raise ValueError(
+                    f"the mean and standard deviation of x are {mean} and {std}; "
+                    "x must be finite and its spread must fit in float64"
+                )
+            self.mean = mean
             self.std = std if std > 0 else 1.0
         self.fitted = True
         return self
 
-    def affine(self, input_dtype) -> tuple[float, float]:
-        """``(scale, offset)`` such that the scaled input is ``scale * x + offset``."""
-        # (x * unit - mean) / std
-        unit = 1 / 255 if input_dtype == np.uint8 else 1.0
-        return unit / self.std, -self.mean / self.std
+    def affine(self) -> tuple[float, float]:
+        """``(scale, offset)`` such that the scaled input is ``scale * x + offset``.
+
+        Returns
+        -------
+        scale, offset : float
+            ``(1 / std, -mean / std)``, or ``(1.0, 0.0)`` without standardisation.
+        """
+        if not self.standardize:
+            return 1.0, 0.0
+        return 1.0 / self.std, -self.mean / self.std
 
     def transform(self, x, dtype) -> np.ndarray:
-        """Return ``x`` scaled, as a new array of ``dtype`` (never a view of ``x``)."""
+        """Return ``scale * x + offset`` as a new array of ``dtype`` (never a view of ``x``).
+
+        ``x`` is cast to ``dtype`` first, which is exact for every integer up
+        to 2**24 in float32, so any carrier of the same values gives the same
+        result.
+
+        Parameters
+        ----------
+        x : array_like of real numbers
+        dtype : float32 or float64
+
+        Returns
+        -------
+        ndarray
+            Shaped like ``x``.
+        """
         dtype = np.dtype(dtype)
-        x = np.asarray(x)
-        scale, offset = self.affine(x.dtype)
-        out = np.multiply(x, dtype.type(scale), dtype=dtype)
+        scale, offset = self.affine()
+        out = np.multiply(np.asarray(x), dtype.type(scale), dtype=dtype)
         if offset:
             out += dtype.type(offset)
         return out
+
+
+def _pieces(x: np.ndarray) -> Iterator[np.ndarray]:
+    """The values of non-empty ``x`` in C order, as 1-D arrays of at most ``_PIECE`` values.
+
+    Pieces end at the same places whatever the memory layout of ``x``, and
+    only a piece is ever copied (for a non-contiguous ``x``).
+    """
+    rows = x.reshape(-1, 1) if x.ndim < 2 else x.reshape(len(x), -1)
+    rows_per_piece = max(1, _PIECE // rows.shape[1])
+    for begin in range(0, len(rows), rows_per_piece):
+        values = rows[begin:begin + rows_per_piece].ravel()
+        for start in range(0, values.size, _PIECE):
+            yield values[start:start + _PIECE]
+
+
+def _moments(x: np.ndarray) -> tuple[float, float]:
+    """Mean and population standard deviation of all values of non-empty ``x``."""
+    if x.dtype == np.bool_:
+        x = x.view(np.uint8)
+    if x.dtype == np.uint8:
+        return _exact_moments(x.size, *_byte_sums(x))
+    whole = x.dtype.kind in "iu"
+    scratch = np.empty(_PIECE)
+    n = total = total_squares = 0  # exact sums while every piece holds small integers
+    mean = m2 = 0.0  # running mean and sum of squared deviations once one does not
+    exact = True
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, overflow: fit reports them
+        for piece in _pieces(x):
+            values = piece.astype(np.float64, copy=False)
+            if exact:
+                if _small_integers(values, whole, scratch):
+                    total += int(values.sum())
+                    total_squares += int(_sum_of_squares(values, scratch))
+                    n += values.size
+                    continue
+                exact = False
+                if n:
+                    mean = total / n
+                    m2 = (n * total_squares - total * total) / n
+            # Chan, Golub and LeVeque's update of (n, mean, m2) with the piece's own statistics
+            piece_mean = float(values.mean())
+            piece_m2 = _sum_of_squares(np.subtract(values, piece_mean, out=scratch[:values.size]),
+                                       scratch)
+            merged = n + values.size
+            delta = piece_mean - mean
+            mean += delta * values.size / merged
+            m2 += piece_m2 + delta * delta * (n * values.size / merged)
+            n = merged
+    if exact:
+        return _exact_moments(n, total, total_squares)
+    return mean, math.sqrt(m2 / n)
+
+
+def _sum_of_squares(values: np.ndarray, scratch: np.ndarray) -> float:
+    """Sum of the squares of float64 ``values``, using ``scratch`` (which may be ``values``)."""
+    # Not np.dot: a BLAS call per piece spins up BLAS threads, which crawl on a busy machine.
+    squares = np.square(values, out=scratch[:values.size])
+    return float(squares.sum())
+
+
+def _small_integers(values: np.ndarray, whole: bool, scratch: np.ndarray) -> bool:
+    """Whether float64 ``values`` are integers of magnitude at most ``_EXACT_LIMIT``.
+
+    ``whole`` says they come from an integer dtype; ``scratch`` holds at least
+    as many float64 values as ``values``.
+    """
+    if not (values.min() >= -_EXACT_LIMIT and values.max() <= _EXACT_LIMIT):  # False for NaN
+        return False
+    if whole:
+        return True
+    fractions = scratch[:values.size]
+    np.rint(values, out=fractions)
+    np.subtract(values, fractions, out=fractions)
+    return not fractions.any()
+
+
+def _byte_sums(x: np.ndarray) -> tuple[int, int]:
+    """Exact sums of the values of uint8 ``x`` and of their squares."""
+    # Integer arithmetic on pieces: three times faster than np.bincount, which
+    # converts every byte to intp, and exact (a piece's sums stay below 2**32).
+    squares = np.empty(_PIECE, np.uint16)
+    total = total_squares = 0
+    for piece in _pieces(x):
+        piece_squares = squares[:piece.size]
+        np.multiply(piece, piece, out=piece_squares, dtype=np.uint16)
+        total += int(piece.sum(dtype=np.uint32))
+        total_squares += int(piece_squares.sum(dtype=np.uint32))
+    return total, total_squares
+
+
+def _exact_moments(n: int, total: int, total_squares: int) -> tuple[float, float]:
+    """Mean and standard deviation from exact integer sums, each rounded once (then sqrt)."""
+    # Python's int / int is correctly rounded, and the numerator is exact.
+    variance = (n * total_squares - total * total) / (n * n)
+    return total / n, math.sqrt(variance)
+
 
 from .images import to_mnist as to_mnist  # noqa: E402  (re-exported: pictures to MNIST digits)

@@ -37,6 +37,7 @@ from . import backends, datasets, optim
 from ._validation import check_dtype, check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
 from .functional import cross_entropy
+from .machine import describe, summary
 from .model import MLP
 
 PHASES = ("data", "forward", "backward", "update", "overhead")
@@ -113,6 +114,8 @@ class Profile:
         ``train_epoch``; None when the backend has none.
     peak_gflops : float
         :func:`gemm_peak` for the profile's dtype.
+    machine : dict or None
+        What it ran on: :func:`fastmlp.machine.describe`.
     """
 
     backend: str
@@ -126,6 +129,7 @@ class Profile:
     total_seconds: float
     fused_seconds: float | None
     peak_gflops: float
+    machine: dict | None = None
     flops_per_sample: dict[str, int] = field(init=False)
 
     def __post_init__(self):
@@ -173,7 +177,8 @@ class Profile:
                 f"{self.dtype} GEMM peak {self.peak_gflops:.0f} GFLOP/s")
 
     def __str__(self) -> str:
-        lines = [f"backend {self.backend}: {self.header()}", "",
+        lines = [summary(self.machine), ""] if self.machine else []
+        lines += [f"backend {self.backend}: {self.header()}", "",
                  f"{'phase':<9} {'seconds':>8} {'% total':>8} {'samples/s':>11} "
                  f"{'GFLOP/s':>8} {'% peak':>7}"]
         rows = [(phase, self.seconds[phase]) for phase in PHASES]
@@ -283,7 +288,8 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
                    batch_size=batch_size, optimizer=optimizer, steps=len(batches),
                    samples=sum(len(rows) for rows in batches), seconds=seconds,
                    total_seconds=total, fused_seconds=fused,
-                   peak_gflops=gemm_peak(model.dtype) if peak is None else peak)
+                   peak_gflops=gemm_peak(model.dtype) if peak is None else peak,
+                   machine=describe())
 
 
 def _phased_steps(module, model, optimizer, x, y, batches, label):
@@ -300,15 +306,15 @@ def _phased_steps(module, model, optimizer, x, y, batches, label):
         t1 = clock()
         probs, cache = module.forward(params, xb)
         loss = cross_entropy(probs, yb)
+        if not np.isfinite(loss):  # stop before updating, as fit does
+            raise TrainingDivergedError(
+                f"training diverged: loss became non-finite at {label} step {step + 1} of "
+                f"{len(batches)}; try a lower learning rate")
         t2 = clock()
         grads = module.backward(params, cache, yb)
         t3 = clock()
         optimizer.step(params, grads, learning_rate)
         t4 = clock()
-        if not np.isfinite(loss):
-            raise TrainingDivergedError(
-                f"training diverged: loss became non-finite at {label} step {step + 1} of "
-                f"{len(batches)}; try a lower learning rate")
         spent["overhead"] += t0 - end
         spent["data"] += t1 - t0
         spent["forward"] += t2 - t1
@@ -352,7 +358,8 @@ def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch
 def side_by_side(profiles: list[Profile]) -> str:
     """One table with a column per backend: seconds and share of each phase, then rates."""
     width = 17
-    lines = [profiles[0].header(), "",
+    lines = [summary(profiles[0].machine), ""] if profiles[0].machine else []
+    lines += [profiles[0].header(), "",
              f"{'':<17}" + "".join(f"{p.backend:>{width}}" for p in profiles)]
 
     def row(label, cells):

@@ -301,6 +301,25 @@ def test_numba_epoch_computes_in_the_parameters_dtype():
     assert_identical(p64, p32)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_epoch_scales_raw_pixels_as_the_scaler_does(dtype):
+    # raw uint8 with the model's affine == the scaler's float copy, to the bit
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (90, 12), dtype=np.uint8)
+    y = rng.integers(0, 4, 90)
+    model = fastmlp.MLP((12, 9, 4), dtype=dtype, seed=0)
+    model.scaler.fit(images)
+    scale, offset = model.scaler.affine()
+    runs = []
+    for x, kwargs in ((model.scaler.transform(images, dtype), {}),
+                      (images, {"scale": scale, "offset": offset})):
+        p, opt = copy.deepcopy(model.params), optim.AdamW(1e-2)
+        out = numba_backend.train_epoch(p, x, y, 16, opt, np.full(6, 1e-2), **kwargs)
+        runs.append((out, p))
+    assert runs[0][0] == runs[1][0]
+    assert_identical(runs[0][1], runs[1][1])
+
+
 def test_numba_epoch_rejects_what_it_cannot_train():
     params, x, y = setup(SIZES["one-hidden"], np.float64)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):

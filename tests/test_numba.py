@@ -117,3 +117,22 @@ def test_one_raw_image_is_predicted_as_its_row_of_a_batch(dtype):
             one = model.predict_proba(images[i])
             assert one.dtype == dtype
             np.testing.assert_array_equal(one, batch[i])
+
+
+def test_a_long_first_call_prints_the_compile_notice_once(monkeypatch, capsys):
+    import time
+
+    from fastmlp.backends.numba import _compile_notice as notice
+
+    class Kernel:  # a dispatcher that has compiled nothing in this process yet
+        signatures = []
+
+    monkeypatch.setattr(notice, "DELAY", 0.05)
+    monkeypatch.setattr(notice, "_printed", notice.threading.Event())
+    with notice.compile_notice(Kernel()):
+        pass  # quick: nothing printed
+    assert capsys.readouterr().err == ""
+    for _ in range(2):
+        with notice.compile_notice(Kernel()):
+            time.sleep(0.3)
+    assert capsys.readouterr().err == notice.MESSAGE + "\n"

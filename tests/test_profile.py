@@ -1,5 +1,6 @@
 """``fastmlp profile``: FLOP counts, phase attribution, and the printed and JSON reports."""
 
+import copy
 import json
 import time
 import types
@@ -9,9 +10,18 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import TrainingDivergedError, backends
+import fastmlp.profile
+from fastmlp import MLP, TrainingDivergedError, backends, optim
 from fastmlp.cli import main
-from fastmlp.profile import PHASES, flops_per_sample, profile_training, side_by_side
+from fastmlp.preprocessing import InputScaler
+from fastmlp.profile import (
+    PHASES,
+    _phased_steps,
+    flops_per_sample,
+    profile_training,
+    side_by_side,
+)
+from fastmlp.train import train_epoch
 
 
 def test_flops_match_the_layer_formula():
@@ -51,24 +61,60 @@ def slow_backend(monkeypatch):
     return "slow"
 
 
-def test_each_phase_gets_its_own_time(slow_backend, data):
+@pytest.fixture
+def virtual_clock(monkeypatch):
+    """The profiler's clock replaced by one that moves only by ``advance(seconds)``."""
+    now = [0.0]
+    monkeypatch.setattr(fastmlp.profile, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def advance(seconds):
+        now[0] += seconds
+
+    return advance
+
+
+def test_each_phase_gets_its_own_time(virtual_clock, monkeypatch, data):
+    # Each phase takes a fixed virtual time (powers of two, so sums are exact) and nothing
+    # else takes any: every phase must be charged exactly its own, overhead nothing.
+    spent = {"data": 2**-10, "forward": 2**-8, "backward": 2**-7, "update": 2**-9}
+    matmul = backends.load_backend("matmul")
+
+    def forward(params, x):
+        virtual_clock(spent["forward"])
+        return matmul.forward(params, x)
+
+    def backward(params, cache, y):
+        virtual_clock(spent["backward"])
+        return matmul.backward(params, cache, y)
+
+    def wrap(method, phase):
+        def timed(*args, **kwargs):
+            virtual_clock(spent[phase])
+            return method(*args, **kwargs)
+        return timed
+
+    module = types.SimpleNamespace(forward=forward, backward=backward, softmax=matmul.softmax)
+    monkeypatch.setitem(backends._named_backends, "timed", "unused")
+    monkeypatch.setitem(backends._loaded, "timed", module)
+    monkeypatch.setattr(InputScaler, "transform", wrap(InputScaler.transform, "data"))
+    monkeypatch.setattr(optim.SGD, "step", wrap(optim.SGD.step, "update"))
+    x, y = data
+    result = profile_training("timed", x=x, y=y, steps=10, batch_size=50, hidden=(8,),
+                              optimizer="sgd", peak=100.0)
+    assert result.steps == 10 and result.samples == 500
+    assert result.seconds == {phase: 10 * spent.get(phase, 0.0) for phase in PHASES}
+    assert result.total_seconds == 10 * sum(spent.values())
+    assert result.fused_seconds is None  # the timed backend has no train_epoch
+
+
+def test_time_spent_in_a_kernel_is_counted_in_its_phase(slow_backend, data):
     x, y = data
     result = profile_training(slow_backend, x=x, y=y, steps=10, batch_size=50, hidden=(8,),
                               optimizer="sgd", peak=100.0)
-    assert result.steps == 10 and result.samples == 500
-    # at least the sleeps; at most twice them plus a margin for the real kernels on tiny data
-    assert 10 * 0.004 <= result.seconds["forward"] < 10 * 0.004 * 2 + 0.03
-    assert 10 * 0.008 <= result.seconds["backward"] < 10 * 0.008 * 2 + 0.03
-    assert result.seconds["data"] < result.seconds["forward"]
-    assert result.seconds["update"] < result.seconds["forward"]
-    assert result.fused_seconds is None  # the slow backend has no train_epoch
-    assert result.seconds["overhead"] < 0.10 * result.total_seconds
-
-
-def named_share(result):
-    """Share of the measured total that the timed phases account for (overhead is the rest)."""
-    return sum(result.seconds[phase] for phase in PHASES if phase != "overhead") / (
-        result.total_seconds)
+    # at least the sleeps (no upper bound: a busy machine can stretch any of them)
+    assert result.seconds["forward"] >= 10 * 0.004
+    assert result.seconds["backward"] >= 10 * 0.008
+    assert sum(result.seconds.values()) == pytest.approx(result.total_seconds)
 
 
 @pytest.mark.parametrize("backend", fastmlp.available_backends())
@@ -78,8 +124,7 @@ def test_timed_phases_account_for_the_measured_total(backend, data):
     assert result.steps == 10 and result.samples == 600  # one epoch by default
     assert set(result.seconds) == set(PHASES)
     assert all(seconds > 0 for seconds in result.seconds.values())
-    # Python overhead between the timers is small, so what the phases measure sums to the total.
-    assert named_share(result) == pytest.approx(1, abs=0.10)
+    # overhead is what the named phases leave of the total
     assert sum(result.seconds.values()) == pytest.approx(result.total_seconds)
     has_fused = hasattr(backends.load_backend(backend), "train_epoch")
     assert (result.fused_seconds is not None) == has_fused
@@ -118,21 +163,48 @@ def test_divergence_stops_with_one_error_and_no_warnings(data):
                              hidden=(8,), peak=1.0)
 
 
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_divergence_stops_before_the_update_as_fit_does(backend, data):
+    x, y = data
+    batch_size, steps = 50, 6
+    batches = [np.arange(begin, begin + batch_size) for begin in range(0, steps * batch_size,
+                                                                        batch_size)]
+    profiled = MLP((30, 8, 10), dtype=np.float64, seed=0)
+    profiled.scaler.fit(x)
+    trained = copy.deepcopy(profiled)
+    module = backends.load_backend(backend)
+    # A learning rate of 1e200 keeps the first loss finite and overflows the weights it updates.
+    with np.errstate(over="ignore", invalid="ignore"):
+        with pytest.raises(TrainingDivergedError, match="non-finite at profiled step 2 of 6"):
+            _phased_steps(module, profiled, optim.SGD(1e200), x, y, batches, "profiled")
+        X = trained.scaler.transform(x, trained.dtype)
+        _, _, failed_step = train_epoch(module, trained.params, X[:steps * batch_size],
+                                        y[:steps * batch_size], batch_size, optim.SGD(1e200),
+                                        np.full(steps, 1e200))
+    assert failed_step == 1  # the second step, counted from 0
+    assert np.isfinite(profiled.params[0][0]).all()
+    for (W, b), (W_fit, b_fit) in zip(profiled.params, trained.params):
+        np.testing.assert_array_equal(W, W_fit)
+        np.testing.assert_array_equal(b, b_fit)
+
+
 def test_report_and_json_name_every_phase(data):
     x, y = data
     result = profile_training("matmul", x=x, y=y, steps=4, batch_size=64, hidden=(16,),
                               dtype="float64", peak=50.0)
     text = str(result)
-    assert text.startswith(
-        "backend matmul: 30-16-10 float64, batch 64, adamw, 4 steps (256 samples)")
+    assert text.startswith("cpu ")  # what it ran on comes first: fastmlp.machine.summary
+    assert "\nbackend matmul: 30-16-10 float64, batch 64, adamw, 4 steps (256 samples)" in text
     for phase in (*PHASES, "total", "fused"):
         assert f"\n{phase} " in text
     data = json.loads(json.dumps(result.to_dict()))
     assert data["seconds"].keys() == set(PHASES)
     assert data["peak_gflops"] == 50.0
     assert data["gflops"]["total"] == pytest.approx(result.gflops("total"))
-    table = side_by_side([result, result])
-    assert table.splitlines()[2].split() == ["matmul", "matmul"]
+    assert data["machine"]["cpu"]["model"] and "numba" in data["machine"]
+    table = side_by_side([result, result]).splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("30-16-10 float64"))
+    assert table[header + 2].split() == ["matmul", "matmul"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -166,9 +238,9 @@ def test_cli_profile_json_on_mnist(mnist_dir, capsys):
     assert data["backend"] == "numba"
     assert data["steps"] == 5 and data["samples"] == 5 * 128
     assert data["layer_sizes"] == [784, 16, 10]
-    assert data["peak_gflops"] > 1
-    timed = sum(seconds for phase, seconds in data["seconds"].items() if phase != "overhead")
-    assert timed == pytest.approx(data["total_seconds"], rel=0.10)
+    assert 0 < data["peak_gflops"] < float("inf")
+    assert data["seconds"].keys() == set(PHASES)
+    assert sum(data["seconds"].values()) == pytest.approx(data["total_seconds"])
 
 
 def test_cli_profile_all_backends_side_by_side(mnist_dir, capsys):
@@ -176,8 +248,10 @@ def test_cli_profile_all_backends_side_by_side(mnist_dir, capsys):
                    "--data-dir", str(mnist_dir)])
     assert status == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("784-16-10 float32, batch 128, adamw, 3 steps (384 samples)")
-    assert lines[2].split() == fastmlp.available_backends()
-    labels = [line[:17].strip() for line in lines[3:]]
+    assert lines[0].startswith("cpu ")
+    header = next(i for i, line in enumerate(lines) if line.startswith("784-16-10 float32"))
+    assert lines[header].startswith("784-16-10 float32, batch 128, adamw, 3 steps (384 samples)")
+    assert lines[header + 2].split() == fastmlp.available_backends()
+    labels = [line[:17].strip() for line in lines[header + 3:]]
     assert labels[:6] == [f"{phase} s (%)" for phase in PHASES] + ["total s"]
     assert "fused samples/s" in labels

@@ -8,10 +8,15 @@ network in float32 with weights from ``MLP(..., seed=0)``:
 ``Backward.time_backward``
     The backend's ``backward`` for one batch of ``BACKWARD_BATCH`` (10 000)
     images, from a ``forward`` cache computed in setup.
-``Epoch.time_epoch``
+``Epoch.time_epoch``, ``Epoch.peakmem_epoch``
     One training epoch, ``model.fit(x, y, epochs=1, ...)`` with plain SGD,
     learning rate 0.01, constant schedule and shuffling seed 0, at each of
-    ``BATCH_SIZES``, on a freshly initialised model for every sample.
+    ``BATCH_SIZES``, on a freshly initialised model for every sample: its time,
+    and the peak memory of the process while it runs.
+``Accuracy.track_test_accuracy``
+    Test accuracy (%) after ``ACCURACY_RECIPE``, a fixed short run of the default
+    optimizer and schedule, so that a commit that trains worse shows in ``asv
+    compare`` as clearly as one that trains slower.
 
 The ``loop`` backend is the per-sample Python reference. Its forward (about
 1.2 s) and backward (about 0.7 s) are timed like the others, but an epoch takes
@@ -56,6 +61,8 @@ DTYPE = np.float32
 SEED = 0
 BACKWARD_BATCH = 10_000
 SGD = {"optimizer": "sgd", "learning_rate": 0.01, "schedule": "constant", "seed": SEED}
+ACCURACY_RECIPE = {"epochs": 2, "batch_size": 128, "optimizer": "adamw", "schedule": "onecycle",
+                   "seed": SEED}
 SLOW_REFERENCE = "loop"
 
 # numba compiles in the first setup of a process; that, the data and the
@@ -75,10 +82,26 @@ def training_data() -> tuple[np.ndarray, np.ndarray]:
     y : ndarray of int64, shape (60000,)
     """
     (images, labels), _ = load_mnist(data_dir())
+    return _standardised(images), labels.astype(np.int64)
+
+
+@functools.cache
+def test_data() -> tuple[np.ndarray, np.ndarray]:
+    """The 10 000 MNIST test images, standardised with the training set's statistics."""
+    (train_images, _), (images, labels) = load_mnist(data_dir())
+    return _standardised(images, like=train_images), labels.astype(np.int64)
+
+
+def _standardised(images, like=None):
+    # pixels mapped to [0, 1], then shifted and scaled by the mean and standard
+    # deviation of all pixels of `like` (default: the images themselves)
+    reference = images if like is None else like
+    unit = reference.reshape(len(reference), -1).astype(DTYPE) / DTYPE(255)
+    mean, std = unit.mean(dtype=np.float64), unit.std(dtype=np.float64)
     x = images.reshape(len(images), -1).astype(DTYPE) / DTYPE(255)
-    x -= x.mean(dtype=np.float64)
-    x /= x.std(dtype=np.float64)
-    return x, labels.astype(np.int64)
+    x -= mean
+    x /= std
+    return x
 
 
 def data_dir() -> str | None:
@@ -194,3 +217,28 @@ class Epoch:
     def time_epoch(self, backend, batch_size):
         with fastmlp.use_backend(backend):
             self.model.fit(self.x, self.y, epochs=1, batch_size=batch_size, **SGD)
+
+    def peakmem_epoch(self, backend, batch_size):
+        self.time_epoch(backend, batch_size)
+
+
+class Accuracy:
+    """Test accuracy after ``ACCURACY_RECIPE`` (``loop`` skipped: minutes per run)."""
+
+    params = [BACKENDS]
+    param_names = ["backend"]
+    unit = "%"
+    timeout = TIMEOUT
+
+    def setup(self, backend):
+        if backend == SLOW_REFERENCE:
+            raise NotImplementedError(f"{SLOW_REFERENCE!r} would take minutes for this recipe")
+        load(backend)
+
+    def track_test_accuracy(self, backend):
+        x, y = training_data()
+        x_test, y_test = test_data()
+        model = fastmlp.MLP(LAYER_SIZES, dtype=DTYPE, seed=SEED, standardize=False)
+        with fastmlp.use_backend(backend):
+            model.fit(x, y, **ACCURACY_RECIPE)
+            return round(100 * model.score(x_test, y_test), 2)

@@ -23,7 +23,9 @@ A backend may also offer fast paths, which callers look up with ``getattr``:
 ``train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)``
     One pass of mini-batch training, fused; same contract and result as the
     generic ``fastmlp.train.train_epoch``, or ``None`` when it cannot handle
-    ``optimizer`` (the trainer then runs the generic loop).
+    ``optimizer`` (the trainer then runs the generic loop). A backend whose
+    module sets ``RAW_INPUTS = True`` also takes ``scale`` and ``offset``
+    keywords and raw ``uint8`` ``x``, scaled as each batch is gathered.
 
 Backends are stateless: the model owns the parameters, so switching backend
 mid-training just works.

@@ -20,7 +20,8 @@ forward and backward passes, ``_fused`` the fused epoch, ``_threads`` the
 guard that lets several Python threads call parallel kernels safely.
 """
 
-from ._api import PARALLEL_WORK, backward, forward, predict_one, softmax
-from ._fused import train_epoch
+from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax
+from ._fused import RAW_INPUTS, train_epoch
 
-__all__ = ["forward", "backward", "softmax", "predict_one", "train_epoch", "PARALLEL_WORK"]
+__all__ = ["forward", "backward", "softmax", "predict_one", "train_epoch", "RAW_INPUTS",
+           "PARALLEL_WORK", "settings"]

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import get_num_threads
 
 from ..._validation import check_labels
 from . import _kernels as k
+from ._compile_notice import compile_notice
 from ._threads import run_parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Products of at least this many multiply-adds split their rows across numba's
-# threads. Only speed depends on it: every split gives the same bits.
-PARALLEL_WORK = 2_000_000
+# threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only speed depends on it:
+# every split gives the same bits.
+PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 2_000_000))
+
+
+def settings() -> dict:
+    """The backend's speed settings, for benchmarks to print."""
+    return {"parallel_work": PARALLEL_WORK, "block": f"{k.BLOCK_A}x{k.BLOCK_B}",
+            "tile_rows": k.TILE_ROWS}
 
 
 def _float_dtype(*arrays) -> np.dtype:
@@ -83,9 +93,11 @@ def forward(params, x):
         z = np.empty((a.shape[0], W.shape[0]), dtype)
         tasks = _tasks(a.shape[0], a.size * W.shape[0])
         if tasks > 1:
-            run_parallel(k.dense_parallel, a, W, b, z, l == last, tasks)
+            with compile_notice(k.dense_parallel):
+                run_parallel(k.dense_parallel, a, W, b, z, l == last, tasks)
         else:
-            k.dense(a, W, b, z, 0, a.shape[0], l == last)
+            with compile_notice(k.dense):
+                k.dense(a, W, b, z, 0, a.shape[0], l == last)
         cache.append(z)
         a = z
     if x.ndim == 1:
@@ -145,4 +157,5 @@ def predict_one(params, x, scale=1.0, offset=0.0):
     if (len(dtypes) != 1 or Ws[0].dtype not in _FLOATS
             or not all(a.flags.c_contiguous for a in Ws + bs)):
         Ws, bs = _layers(params, _float_dtype(*Ws, *bs), x.shape[0])
-    return k.predict_one(Ws, bs, x, scale, offset)
+    with compile_notice(k.predict_one):
+        return k.predict_one(Ws, bs, x, scale, offset)

@@ -11,6 +11,7 @@ from numba import get_num_threads
 from ..._validation import check_labels, check_positive_int
 from ...exceptions import PerformanceWarning
 from . import _kernels as k
+from ._compile_notice import compile_notice
 from ._threads import run_parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -86,7 +87,12 @@ def _describe(optimizer, params):
     return rule, hyper, update.state, update.t
 
 
-def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None):
+# fit may hand train_epoch raw inputs with their scaling (see train_epoch).
+RAW_INPUTS = True
+
+
+def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None, *,
+                scale=1.0, offset=0.0):
     """One pass of mini-batch training in one compiled call.
 
     Same contract and result as ``fastmlp.train.train_epoch``: consecutive
@@ -106,7 +112,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     params : list of (W, b)
         Writeable arrays, all float32 or all float64: the dtype of the computation.
     x : ndarray, shape (n_samples, n_in)
-        Converted to the parameters' dtype if it has another.
+        ``uint8`` (raw pixels), or converted to the parameters' dtype if it has another.
     y : ndarray of int, shape (n_samples,)
     batch_size : int
     optimizer : object with ``fused_update(params)`` and ``advance(steps)``
@@ -115,6 +121,10 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
         ``learning_rates[k]`` is the learning rate of step ``k``.
     order : ndarray of int, shape (n_samples,), optional
         Default: the rows in order.
+    scale, offset : float
+        The network sees ``scale * x + offset``, computed as each batch is
+        gathered and rounded as ``InputScaler.transform`` rounds it, so raw
+        ``uint8`` images need no scaled float copy of the whole data set.
 
     Returns
     -------
@@ -140,7 +150,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
     check_positive_int(batch_size, "batch_size")
-    x = np.ascontiguousarray(x, dtype)
+    x = np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
     n = x.shape[0]
     Ws = [flat[2 * l] for l in range(len(flat) // 2)]
     n_in = x.shape[1]
@@ -174,9 +184,11 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     unused = np.empty(0, dtype)
     state1, state2 = (packed + [unused, unused])[:2]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta)
-    loss_sum, correct, failed_step, steps_done = run_parallel(
-        k.train_epoch, theta, state1, state2, layout, x, y, order, batch_size,
-        learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers, get_num_threads())
+    with compile_notice(k.train_epoch):
+        loss_sum, correct, failed_step, steps_done = run_parallel(
+            k.train_epoch, theta, state1, state2, layout, x, y, order, float(scale),
+            float(offset), batch_size, learning_rates, rule, hyper, t, np.finfo(dtype).tiny,
+            buffers, get_num_threads())
     for vector, arrays in zip([theta] + packed, [flat] + list(states)):
         for array, begin, end in zip(arrays, offsets[:-1], offsets[1:]):
             array[...] = vector[begin:end].reshape(array.shape)

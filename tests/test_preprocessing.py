@@ -1,0 +1,140 @@
+"""The input scaler: one fixed function of the input values, whatever dtype carries them."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastmlp.preprocessing import _PIECE, InputScaler
+
+
+def pixels(shape=(50, 12), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def exact_moments(values):
+    """Mean and standard deviation of integer ``values``, from their exact sums."""
+    values = [int(v) for v in np.ravel(values)]
+    n, total, squares = len(values), sum(values), sum(v * v for v in values)
+    return total / n, math.sqrt((n * squares - total * total) / (n * n))
+
+
+def carriers(x):
+    """The values of uint8 ``x`` in every dtype, container and layout a user might hand over."""
+    return {
+        "uint8": x,
+        "int64": x.astype(np.int64),
+        "int16": x.astype(np.int16),
+        "uint16": x.astype(np.uint16),
+        "float32": x.astype(np.float32),
+        "float64": x.astype(np.float64),
+        "list": x.tolist(),
+        "fortran": np.asfortranarray(x),
+        "strided": np.repeat(x, 2, axis=-1)[..., ::2],
+        "read-only": np.frombuffer(x.tobytes(), np.uint8).reshape(x.shape),
+    }
+
+
+def test_fit_learns_the_mean_and_std_of_the_values_as_given():
+    x = pixels()
+    scaler = InputScaler().fit(x)
+    assert (scaler.mean, scaler.std) == exact_moments(x)  # no division by 255
+    assert scaler.mean == pytest.approx(x.mean(), rel=1e-15)
+    assert scaler.std == pytest.approx(x.std(), rel=1e-14)
+    assert scaler.fitted and scaler.affine() == (1 / scaler.std, -scaler.mean / scaler.std)
+
+
+@pytest.mark.parametrize("shape", [(3 * _PIECE + 5,), (3, _PIECE + 7), (700, 200), (5, 4, 3)],
+                         ids=["long-1-D", "rows-wider-than-a-piece", "many-rows", "3-D"])
+def test_statistics_are_exact_and_the_same_for_every_carrier(shape):
+    x = pixels(shape, seed=1)
+    want = exact_moments(x)
+    for name, values in carriers(x).items():
+        scaler = InputScaler().fit(values)
+        assert (scaler.mean, scaler.std) == want, name
+
+
+def test_booleans_and_negative_integers():
+    flags = np.random.default_rng(2).random((40, 9)) < 0.3
+    assert (InputScaler().fit(flags).mean, InputScaler().fit(flags).std) == exact_moments(flags)
+    signed = np.random.default_rng(3).integers(-300, 300, (40, 9))
+    want = exact_moments(signed)
+    for values in (signed, signed.astype(np.int16), signed.astype(np.float64)):
+        scaler = InputScaler().fit(values)
+        assert (scaler.mean, scaler.std) == want
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(4).standard_normal((300, 500)) * 3 + 1e6,  # naive E[x²] - E[x]² fails
+    np.random.default_rng(5).random(3 * _PIECE) * 1e-3,
+    np.concatenate([np.arange(2 * _PIECE, dtype=float), [0.5]]),  # whole numbers, then not
+    np.concatenate([np.arange(_PIECE, dtype=float), [1e9, 3.0]]),  # too large to sum exactly
+], ids=["large-mean", "small-spread", "integers-then-a-fraction", "integers-then-a-huge-one"])
+def test_statistics_of_other_values_match_numpy(values):
+    scaler = InputScaler().fit(values)
+    assert scaler.mean == pytest.approx(np.mean(values), rel=1e-13)
+    assert scaler.std == pytest.approx(np.std(values), rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_is_scale_times_x_plus_offset_for_every_carrier(dtype):
+    x = pixels()
+    scaler = InputScaler().fit(x)
+    scale, offset = scaler.affine()
+    want = dtype(scale) * x.astype(dtype) + dtype(offset)
+    for name, values in carriers(x).items():
+        got = scaler.transform(values, dtype)
+        assert got.dtype == dtype and got.shape == x.shape, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    rows = scaler.transform(x[3], dtype)  # one sample: the same values as its row in a batch
+    np.testing.assert_array_equal(rows, want[3])
+
+
+def test_uint8_images_are_standardised_as_in_the_classic_recipe():
+    # The old rule mapped uint8 to [0, 1] first; standardising cancels that factor.
+    x = pixels((200, 30))
+    unit = x / 255.0
+    scaled = InputScaler().fit(x).transform(x, np.float64)
+    np.testing.assert_allclose(scaled, (unit - unit.mean()) / unit.std(), rtol=1e-12, atol=1e-12)
+    assert scaled.mean() == pytest.approx(0, abs=1e-12) and scaled.std() == pytest.approx(1)
+
+
+def test_without_standardisation_the_scaler_only_casts():
+    x = pixels()
+    scaler = InputScaler(standardize=False).fit(x)
+    assert scaler.affine() == (1.0, 0.0) and (scaler.mean, scaler.std) == (0.0, 1.0)
+    for name, values in carriers(x).items():
+        got = scaler.transform(values, np.float32)
+        assert got.dtype == np.float32, name
+        np.testing.assert_array_equal(got, x.astype(np.float32), err_msg=name)  # 0-255 stays
+    float32 = x.astype(np.float32)
+    assert not np.shares_memory(scaler.transform(float32, np.float32), float32)
+
+
+def test_constant_inputs_are_only_shifted():
+    scaler = InputScaler().fit(np.full((4, 3), 7, np.uint8))
+    assert (scaler.mean, scaler.std) == (7.0, 1.0)
+    np.testing.assert_array_equal(scaler.transform([[7, 8, 6]], np.float64), [[0.0, 1.0, -1.0]])
+
+
+def test_transform_leaves_its_input_alone():
+    x = pixels()
+    before = x.copy()
+    InputScaler().fit(x).transform(x, np.float32)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("values, error, message", [
+    (np.zeros((0, 4), np.uint8), ValueError, "cannot fit the input scaler on an empty array"),
+    ([], ValueError, "empty array"),
+    (np.array([["a", "b"]]), TypeError, "x must hold real numbers, got dtype <U1"),
+    (np.array([1 + 2j]), TypeError, "x must hold real numbers, got dtype complex128"),
+    (np.array([1.0, np.nan]), ValueError, "mean and standard deviation of x are nan and nan"),
+    (np.array([1.0, np.inf]), ValueError, "x must be finite"),
+    (np.array([1e300, -1e300]), ValueError, "its spread must fit in float64"),
+])
+def test_fit_refuses_what_it_cannot_standardise(values, error, message):
+    scaler = InputScaler()
+    with pytest.raises(error, match=message):
+        scaler.fit(values)
+    assert not scaler.fitted and (scaler.mean, scaler.std) == (0.0, 1.0)
