@@ -1,0 +1,376 @@
+"""fastmlp.sklearn.MLPClassifier: scikit-learn's estimator checks, labels, partial_fit, errors."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_blobs
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import fastmlp
+from fastmlp import backends
+from fastmlp.optim import Adam
+from fastmlp.sklearn import MLPClassifier
+
+BACKENDS = fastmlp.available_backends()
+
+# Enough to pass check_classifiers_train (> 0.83 training accuracy on 200-300
+# samples of blobs) with a wide margin: over 30 seeds its worst accuracy was
+# 0.92, against 0.03 for epochs=5 at the default batch size and learning rate.
+FAST = dict(hidden_layer_sizes=(16,), epochs=10, batch_size=32, learning_rate=0.03)
+
+ROW_POSITION_REASON = (
+    "float32 BLAS products (matmul and einsum backends) round a row differently "
+    "depending on its position in the batch: predict_proba of a row moves by up "
+    "to ~5e-7 when the rows are reordered, and the check allows 1e-9 + 1e-7 relative. "
+    "The numba and loop backends are row-exact; float64 moves by at most ~1e-15."
+)
+
+
+def expected_failed_checks(estimator):
+    """The checks ``estimator`` is known to fail, with the reason (the README repeats them).
+
+    Only the default estimator (float32 on the default backend, matmul) fails
+    one. ``check_methods_subset_invariance`` (atol 1e-7) is exposed to the same
+    rounding but passes on its data set here.
+    """
+    backend = estimator.backend or backends.get_backend_name()
+    if np.dtype(estimator.dtype) == np.float32 and backend in ("matmul", "einsum"):
+        return {"check_methods_sample_order_invariance": ROW_POSITION_REASON}
+    return {}
+
+
+CHECKED = [MLPClassifier(backend=name, dtype="float64", **FAST) for name in BACKENDS]
+if "numba" in BACKENDS:
+    CHECKED.append(MLPClassifier(backend="numba", dtype="float32", **FAST))
+CHECKED.append(MLPClassifier())
+
+
+@parametrize_with_checks(CHECKED, expected_failed_checks=expected_failed_checks)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def blobs(n_samples=300, n_features=2, centers=3, seed=0):
+    X, y = make_blobs(n_samples=n_samples, n_features=n_features, centers=centers,
+                      random_state=seed)
+    return StandardScaler().fit_transform(X), y
+
+
+def weights(clf):
+    return [array for pair in clf.model_.params for array in pair]
+
+
+def assert_same_weights(a, b):
+    for wa, wb in zip(weights(a), weights(b), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def run_python(code):
+    # this fastmlp, wherever the interpreter would otherwise find one
+    env = {**os.environ, "PYTHONPATH": str(Path(fastmlp.__file__).parents[1])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+def test_import_fastmlp_does_not_import_scikit_learn():
+    result = run_python("import sys, fastmlp; print('sklearn' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_without_scikit_learn_the_import_error_names_the_extra():
+    result = run_python("import sys; sys.modules['sklearn'] = None; import fastmlp.sklearn")
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert 'pip install "fastmlp[sklearn]"' in result.stderr
+
+
+def test_init_stores_keywords_unchanged():
+    sizes = [64, 32]
+    clf = MLPClassifier(sizes, backend="numba", dtype=np.float64, epochs=3,
+                        learning_rate=0.01, random_state=5)
+    params = clf.get_params()
+    assert params["hidden_layer_sizes"] is sizes
+    assert params["dtype"] is np.float64
+    assert (params["backend"], params["epochs"], params["learning_rate"],
+            params["random_state"]) == ("numba", 3, 0.01, 5)
+    assert not [name for name in vars(clf) if name.endswith("_")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_string_labels_map_to_sorted_classes_and_proba_columns(backend):
+    X, y = blobs()
+    names = np.array(["dog", "ant", "cat"])[y]
+    clf = MLPClassifier(backend=backend, random_state=0, **FAST).fit(X, names)
+    np.testing.assert_array_equal(clf.classes_, ["ant", "cat", "dog"])
+    # the same fit on the class indices gives the same probabilities, column for column
+    indices = np.searchsorted(clf.classes_, names)
+    by_index = MLPClassifier(backend=backend, random_state=0, **FAST).fit(X, indices)
+    np.testing.assert_array_equal(clf.predict_proba(X), by_index.predict_proba(X))
+    probs = clf.predict_proba(X)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[probs.argmax(axis=1)])
+    assert clf.predict(X).dtype == clf.classes_.dtype
+    assert clf.score(X, names) > 0.9
+
+
+def test_any_number_of_features_and_classes():
+    X, y = blobs(n_samples=400, n_features=7, centers=5, seed=1)
+    clf = MLPClassifier(random_state=0, **FAST).fit(X, y + 10)
+    assert clf.n_features_in_ == 7
+    assert clf.model_.layer_sizes == (7, 16, 5)
+    np.testing.assert_array_equal(clf.classes_, [10, 11, 12, 13, 14])
+    assert clf.predict_proba(X).shape == (400, 5)
+    np.testing.assert_allclose(clf.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
+    assert clf.score(X, y + 10) > 0.95
+    with pytest.raises(ValueError, match="X has 6 features, but MLPClassifier is expecting 7"):
+        clf.predict(X[:, :6])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_of_the_model_and_of_predict_proba(dtype):
+    X, y = blobs()
+    clf = MLPClassifier(dtype=dtype, random_state=0, **FAST).fit(X.astype(np.int64), y)
+    assert clf.model_.dtype == dtype
+    assert clf.predict_proba(X).dtype == dtype
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got float16"):
+        MLPClassifier(dtype="float16").fit(X, y)
+
+
+def test_feature_names_in_from_a_dataframe():
+    pd = pytest.importorskip("pandas")
+    X, y = blobs(n_features=3)
+    frame = pd.DataFrame(X, columns=["height", "width", "depth"])
+    clf = MLPClassifier(random_state=0, **FAST).fit(frame, y)
+    np.testing.assert_array_equal(clf.feature_names_in_, ["height", "width", "depth"])
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        clf.predict(X)
+    with pytest.raises(ValueError, match="The feature names should match"):
+        clf.predict(frame.rename(columns={"depth": "length"}))
+
+
+def test_rejects_sparse_nan_and_a_single_class():
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    X, y = blobs()
+    with pytest.raises(TypeError, match="Sparse data was passed"):
+        MLPClassifier(**FAST).fit(scipy_sparse.csr_array(X), y)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        MLPClassifier(**FAST).fit(bad, y)
+    with pytest.raises(ValueError, match=r"y has only one class \('spam'\)"):
+        MLPClassifier(**FAST).fit(X, np.full(len(X), "spam"))
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        MLPClassifier(**FAST).fit(X, X[:, 0])
+
+
+def test_bad_hyper_parameters_fail_in_fit_with_their_name():
+    X, y = blobs()
+    for params, message in [
+        (dict(hidden_layer_sizes=(16, 0)), r"hidden_layer_sizes must be positive integers"),
+        (dict(hidden_layer_sizes=(16.5,)), r"hidden_layer_sizes must be positive integers"),
+        (dict(backend="torch"), r"unknown backend 'torch'; valid backends are 'loop'"),
+        (dict(optimizer="rmsprop"), r"unknown optimizer 'rmsprop'; choose from sgd"),
+        (dict(schedule="step"), r"unknown schedule 'step'; choose from constant"),
+        (dict(epochs=0), r"epochs must be a positive integer, got 0"),
+        (dict(batch_size=-1), r"batch_size must be a positive integer, got -1"),
+        (dict(learning_rate=-1.0), r"learning_rate must be a finite number >= 0"),
+        (dict(optimizer=Adam(), weight_decay=0.1), r"weight_decay applies to a named optimizer"),
+    ]:
+        clf = MLPClassifier(**{**FAST, **params})  # __init__ accepts anything
+        with pytest.raises(ValueError, match=message):
+            clf.fit(X, y)
+
+
+def test_an_int_hidden_layer_size_is_one_layer():
+    X, y = blobs()
+    assert MLPClassifier(16, epochs=1).fit(X, y).model_.layer_sizes == (2, 16, 3)
+    assert MLPClassifier((), epochs=1).fit(X, y).model_.layer_sizes == (2, 3)
+
+
+def test_random_state_makes_fit_reproducible():
+    X, y = blobs()
+    first = MLPClassifier(random_state=3, **FAST).fit(X, y)
+    assert_same_weights(first, MLPClassifier(random_state=3, **FAST).fit(X, y))
+    assert_same_weights(first, clone(first).fit(X, y))
+    other = MLPClassifier(random_state=4, **FAST).fit(X, y)
+    assert not np.array_equal(weights(first)[0], weights(other)[0])
+    # a RandomState instance is drawn from, so two fits with it differ, as in scikit-learn
+    rng = np.random.RandomState(0)
+    a = MLPClassifier(random_state=rng, **FAST).fit(X, y)
+    b = MLPClassifier(random_state=rng, **FAST).fit(X, y)
+    assert not np.array_equal(weights(a)[0], weights(b)[0])
+
+
+def test_fit_records_epochs_loss_and_optimizer_steps():
+    X, y = blobs()
+    clf = MLPClassifier(random_state=0, **FAST).fit(X, y)
+    steps_per_epoch = -(-len(X) // FAST["batch_size"])
+    assert clf.n_iter_ == FAST["epochs"] == len(clf.loss_curve_)
+    assert clf.loss_ == clf.loss_curve_[-1] < clf.loss_curve_[0] / 2
+    assert clf.optimizer_.t == FAST["epochs"] * steps_per_epoch
+    # a second fit starts again from a new initialisation and a new optimizer
+    clf.fit(X, y)
+    assert clf.n_iter_ == FAST["epochs"]
+    assert clf.optimizer_.t == FAST["epochs"] * steps_per_epoch
+
+
+def test_an_optimizer_object_is_copied_not_changed():
+    X, y = blobs()
+    optimizer = Adam(learning_rate=0.02)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), optimizer=optimizer, epochs=2,
+                        random_state=0).fit(X, y)
+    assert clf.optimizer is optimizer and optimizer.t == 0 and optimizer.m is None
+    assert clf.optimizer_ is not optimizer and clf.optimizer_.t == 2 * 3
+    assert clf.optimizer_.learning_rate == 0.02
+
+
+def test_partial_fit_continues_weights_and_optimizer_one_epoch_per_call():
+    X, y = blobs()
+    clf = MLPClassifier(random_state=0, **FAST)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    assert not hasattr(clf, "classes_")
+    clf.partial_fit(X[:150], y[:150], classes=[0, 1, 2])
+    steps = -(-150 // FAST["batch_size"])
+    assert (clf.n_iter_, clf.optimizer_.t) == (1, steps)
+    before = [w.copy() for w in weights(clf)]
+    clf.partial_fit(X[150:], y[150:])
+    assert (clf.n_iter_, clf.optimizer_.t, len(clf.loss_curve_)) == (2, 2 * steps, 2)
+    assert not np.array_equal(before[0], weights(clf)[0])
+    for _ in range(10):
+        clf.partial_fit(X, y)
+    assert clf.score(X, y) > 0.9
+
+
+def test_partial_fit_checks_classes_labels_and_features():
+    X, y = blobs()
+    with pytest.raises(ValueError, match=r"classes has only one class \(0\)"):
+        MLPClassifier(**FAST).partial_fit(X, y, classes=[0])
+    with pytest.raises(ValueError, match=r"y has labels \[2\] that are not in the classes \[0, 1"):
+        MLPClassifier(**FAST).partial_fit(X, y, classes=[0, 1])
+    clf = MLPClassifier(**FAST).partial_fit(X, y, classes=[0, 1, 2, 3])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2, 3])
+    assert clf.predict_proba(X).shape == (300, 4)
+    with pytest.raises(ValueError, match=r"classes \[0, 1, 2\] are not the classes \[0, 1, 2, 3\]"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"y has labels \[7\] that are not in the classes"):
+        clf.partial_fit(X, np.full(len(X), 7))
+    with pytest.raises(ValueError, match="X has 1 features, but MLPClassifier is expecting 2"):
+        clf.partial_fit(X[:, :1], y)
+
+
+def test_partial_fit_state_survives_pickle():
+    X, y = blobs()
+    straight = MLPClassifier(random_state=0, **FAST).partial_fit(X, y, classes=[0, 1, 2])
+    stored = pickle.loads(pickle.dumps(straight))
+    straight.partial_fit(X, y)
+    stored.partial_fit(X, y)
+    assert_same_weights(straight, stored)
+    np.testing.assert_array_equal(straight.predict_proba(X), stored.predict_proba(X))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_is_in_effect_for_fit_and_predict(backend, monkeypatch):
+    X, y = blobs()
+    seen = []
+    get_backend = backends.get_backend
+
+    def recording():
+        seen.append(backends.get_backend_name())
+        return get_backend()
+
+    monkeypatch.setattr(backends, "get_backend", recording)
+    clf = MLPClassifier(backend=backend, **FAST).fit(X, y)
+    clf.predict(X)
+    assert seen and set(seen) == {backend}
+    seen.clear()
+    with fastmlp.use_backend("loop"):  # backend=None: the one in effect at the call
+        clf.set_params(backend=None).predict(X)
+    assert set(seen) == {"loop"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_read_only_float32_input(backend, tmp_path):
+    X, y = blobs()
+    path = tmp_path / "x.npy"
+    np.save(path, X.astype(np.float32))
+    X_map = np.load(path, mmap_mode="r")
+    assert not X_map.flags.writeable
+    clf = MLPClassifier(backend=backend, random_state=0, **FAST).fit(X_map, y)
+    np.testing.assert_array_equal(clf.predict_proba(X_map),
+                                  clf.predict_proba(X.astype(np.float32)))
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    X, y = blobs()
+    MLPClassifier(random_state=0, **{**FAST, "epochs": 3}).fit(X, y)
+    assert capsys.readouterr().out == ""
+    MLPClassifier(random_state=0, verbose=1, **{**FAST, "epochs": 3}).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert [line.split(":")[0] for line in lines[:3]] == ["epoch 1", "epoch 2", "epoch 3"]
+    assert "loss" in lines[0] and "training accuracy" in lines[0]
+    assert lines[3].startswith("trained 3 epochs in ")
+
+
+def test_clone_and_pickle():
+    X, y = blobs()
+    clf = MLPClassifier(random_state=0, **FAST).fit(X, y)
+    fresh = clone(clf)
+    assert fresh.get_params() == clf.get_params()
+    assert not hasattr(fresh, "model_")
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(restored.classes_, clf.classes_)
+
+
+def test_pipeline_and_grid_search():
+    X, y = blobs(n_samples=300, n_features=4, centers=3, seed=2)
+    X = X * [1, 10, 100, 1000]  # features on different scales: StandardScaler's job
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("mlp", MLPClassifier(random_state=0, **FAST))])
+    grid = {"mlp__hidden_layer_sizes": [(8,), (16,)], "mlp__learning_rate": [0.01, 0.03]}
+    search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_params_["mlp__hidden_layer_sizes"] in [(8,), (16,)]
+    assert search.best_score_ > 0.9
+    assert search.score(X, y) > 0.9
+
+
+def test_mnist_digits_as_string_labels(mnist):
+    (x_train, y_train), (x_test, y_test) = mnist
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                      "eight", "nine"])
+    clf = MLPClassifier(backend="numba" if "numba" in BACKENDS else None, epochs=2,
+                        random_state=0)
+    clf.fit(x_train[:20_000], names[y_train[:20_000]])
+    assert clf.n_features_in_ == 784
+    assert clf.score(x_test, names[y_test]) > 0.94
+
+
+def test_benchmark_script_prints_the_table(mnist_dir, capsys):
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "bench" / "compare_sklearn.py"
+    spec = importlib.util.spec_from_file_location("compare_sklearn", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = script.main(["--train-size", "2000", "--repeats", "2", "--epochs", "2",
+                           "--backends", "loop,default", "--data-dir", str(mnist_dir)])
+    default = backends.get_backend_name()
+    assert list(results) == ["scikit-learn", "fastmlp loop", f"fastmlp {default} (default)"]
+    for seconds, accuracies in results.values():
+        assert len(seconds) == len(accuracies) == 2
+        assert all(s > 0 for s in seconds) and all(0.6 < a < 1 for a in accuracies)
+    out = capsys.readouterr().out
+    assert "MNIST, 2,000 training images, 2 epochs of Adam at batch 128" in out
+    assert "| estimator | fit (s) | test accuracy, mean (lowest) | speed-up |" in out
+    assert "| scikit-learn |" in out and "| 1.0x |" in out
