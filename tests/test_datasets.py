@@ -8,6 +8,8 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -614,3 +616,21 @@ def test_load_arrays_rejects_files_that_are_not_npz(tmp_path: Path) -> None:
     np.savez(objects, x_train=np.array([{}, {}], dtype=object), y_train=np.array([0, 1]))
     with pytest.raises(DataError, match="array 'x_train' cannot be read without pickle"):
         load_arrays(objects)
+
+
+@pytest.mark.parametrize("require, outcome", [("1", "1 error"), ("0", "1 skipped")])
+def test_missing_real_data_fails_when_required(require: str, outcome: str, tmp_path: Path) -> None:
+    # The fixtures of the project's conftest.py, in a pytest run of their own.
+    shutil.copy(Path(__file__).parents[1] / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_needs_data.py").write_text(
+        "def test_needs_data(fashion_mnist_dir):\n    pass\n")
+    env = dict(os.environ, FASTMLP_REQUIRE_DATA=require,
+               FASTMLP_FASHION_MNIST_DATA=str(tmp_path / "nowhere"))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfs", "-p",
+                             "no:cacheprovider", str(tmp_path)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert outcome in result.stdout and (result.returncode != 0) == (require == "1")
+    message = (f"real Fashion-MNIST not found: FASTMLP_FASHION_MNIST_DATA="
+               f"'{tmp_path / 'nowhere'}' is not a directory")
+    assert message in result.stdout
+    assert ("and FASTMLP_REQUIRE_DATA=1" in result.stdout) == (require == "1")
