@@ -255,8 +255,8 @@ def run_in_terminal(*args, columns=100):
 
 def test_a_terminal_gets_a_progress_bar(small_idx):
     out = run_in_terminal("train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden",
-                          "16", "--batch-size", "4")  # 75 steps an epoch, 15 updates of 5
-    assert re.search(r"\repoch  1/2: +7%\|.*\| 5/75 \[.*step/s, loss \d\.\d{4}, "
+                          "16", "--batch-size", "4")  # 75 steps an epoch, 10 updates of 8
+    assert re.search(r"\repoch  1/2: +11%\|.*\| 8/75 \[.*step/s, loss \d\.\d{4}, "
                      r"acc \d+\.\d\d%\]", out)
     assert "| 75/75 [" in out
     # Each bar is cleared and the epoch's plain line printed in its place.

@@ -168,7 +168,7 @@ def test_verbose_1_prints_one_plain_line_per_epoch(capsys):
 
 @pytest.mark.parametrize("backend", fastmlp.available_backends())
 def test_progress_bar_leaves_training_bit_for_bit_the_same(backend, capsys):
-    # 3001 samples at batch 32: 94 steps, the last one of 25 samples, in parts of 6 steps.
+    # 3001 samples at batch 32: 94 steps, the last one of 25 samples, in parts of 10 steps.
     x, y = synthetic(n=3001)
     runs = {}
     for verbose in (1, 2):
@@ -186,7 +186,7 @@ def test_progress_bar_leaves_training_bit_for_bit_the_same(backend, capsys):
     np.testing.assert_allclose(barred_history.loss, plain_history.loss, rtol=1e-12)
     # The bar is drawn with carriage returns and cleared; the epoch lines stay.
     assert "\r" not in plain_out
-    assert re.search(r"\repoch  1/2: +6%\|.*\| 6/94 \[.*step/s, loss \d\.\d{4}, acc \d+\.\d\d%\]",
+    assert re.search(r"\repoch  1/2: +11%\|.*\| 10/94 \[.*step/s, loss \d\.\d{4}, acc \d+\.\d\d%\]",
                      barred_out)
     assert "| 94/94 [" in barred_out
     # What stays on screen: the text after each line's last carriage return.
