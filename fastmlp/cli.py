@@ -128,6 +128,10 @@ def _load_data(args) -> _Data:
     if n_classes is None:
         labels = [train[1]] if test is None else [train[1], test[1]]
         n_classes = 1 + max(int(y.max()) for y in labels)
+        samples = sum(len(y) for y in labels)
+        if n_classes > samples:  # a stray label, not a class: it would size the output layer
+            raise ValueError(f"{source}: the largest label, {n_classes - 1:,}, makes more classes "
+                             f"than the {samples:,} samples; labels must be 0 .. n_classes - 1")
     shape = train[0].shape[1:]
     size = f"{shape[0]} features" if len(shape) == 1 else "x".join(map(str, shape))
     tested = f"{len(test[0]):,} test" if test is not None else "no test"

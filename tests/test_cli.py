@@ -222,6 +222,10 @@ def test_train_on_arrays_from_npz(with_test, tmp_path, capsys):
      "x_train contains NaN; inputs must be finite"),
     ({"x_train": np.zeros((2, 2)), "y_train": np.array([0, -2])},
      "y_train has label -2; labels must be 0 .. n_classes - 1"),
+    ({"x_train": np.zeros((2, 2)), "y_train": np.array([0, 1]), "x_test": np.zeros((1, 2)),
+      "y_test": np.array([4_000_000_000])},
+     "the largest label, 4,000,000,000, makes more classes than the 3 samples; labels must be "
+     "0 .. n_classes - 1"),
 ])
 def test_bad_npz_data_is_one_error_line(arrays, message, tmp_path):
     path = tmp_path / "mine.npz"
