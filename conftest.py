@@ -1,4 +1,9 @@
-"""Fixtures shared by the tests (tests/) and the benchmarks (bench/): the real MNIST data set."""
+"""Fixtures shared by the tests (tests/) and the benchmarks (bench/): the real data sets.
+
+Each data set's directory comes from its environment variable (``FASTMLP_DATA`` for MNIST,
+``FASTMLP_FASHION_MNIST_DATA`` for Fashion-MNIST). A test that needs a missing one is skipped,
+or fails when ``FASTMLP_REQUIRE_DATA=1`` (as in CI).
+"""
 
 import os
 from pathlib import Path
@@ -6,12 +11,12 @@ from pathlib import Path
 import pytest
 
 
-def _mnist_dir() -> Path:
-    """The real MNIST directory from FASTMLP_DATA; fails, not skips, if FASTMLP_REQUIRE_DATA=1."""
-    value = os.environ.get("FASTMLP_DATA")
+def _data_dir(variable: str, title: str) -> Path:
+    """The directory named by ``variable``; fails, not skips, if FASTMLP_REQUIRE_DATA=1."""
+    value = os.environ.get(variable)
     if value and Path(value).is_dir():
         return Path(value)
-    message = f"real MNIST not found: FASTMLP_DATA={value!r} is not a directory"
+    message = f"real {title} not found: {variable}={value!r} is not a directory"
     if os.environ.get("FASTMLP_REQUIRE_DATA") == "1":
         pytest.fail(message + " and FASTMLP_REQUIRE_DATA=1")
     pytest.skip(message)
@@ -19,7 +24,12 @@ def _mnist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    return _mnist_dir()
+    return _data_dir("FASTMLP_DATA", "MNIST")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    return _data_dir("FASTMLP_FASHION_MNIST_DATA", "Fashion-MNIST")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 """The ``fastmlp`` command line.
 
-``fastmlp train`` trains the network on MNIST and prints one line per epoch;
-``fastmlp profile`` times the phases of training steps; ``fastmlp bench``
-compares the backends with plain NumPy and PyTorch; ``fastmlp evaluate``,
-``predict`` and ``export`` use a saved model.
+``fastmlp train`` trains the network on MNIST, Fashion-MNIST, any data set in
+their IDX layout or arrays of your own, and prints one line per epoch (and a
+progress bar on a terminal); ``fastmlp profile`` times the phases of training
+steps; ``fastmlp bench`` compares the backends with plain NumPy and PyTorch;
+``fastmlp evaluate``, ``predict`` and ``export`` use a saved model.
 Errors print one line, ``fastmlp: error: ...``, and exit with status 1 (2 for
 a bad command line); no traceback.
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,13 +79,71 @@ def _add_model_options(parser):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=_sizes, default=(128, 128),
                         help="hidden layer sizes, comma-separated (default: 128,128)")
-    _add_data_option(parser)
+    _add_data_options(parser)
 
 
-def _add_data_option(parser):
-    parser.add_argument("--data-dir", default=None,
-                        help="directory with the MNIST IDX files (default: $FASTMLP_DATA, "
-                             "else the user cache, downloading on first use)")
+def _add_data_options(parser):
+    group = parser.add_argument_group(
+        "data", "A known data set by name, any directory of IDX files laid out like MNIST's, "
+                 "or arrays of your own. The network's input and output sizes follow the data.")
+    group.add_argument("--dataset", default=None, choices=list(datasets.DATASETS),
+                       help="a known data set, read from --data-dir, else from its environment "
+                            "variable (" + ", ".join(
+                                f"{name}: ${info.environment_variable}"
+                                for name, info in datasets.DATASETS.items()) +
+                            "), else from the user cache, downloading on first use; checksums "
+                            "verified (default: mnist)")
+    sources = group.add_mutually_exclusive_group()
+    sources.add_argument("--data-dir", metavar="DIR", default=None,
+                         help="directory with the four IDX files (train-images-idx3-ubyte, "
+                              "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                              "t10k-labels-idx1-ubyte, raw or .gz) of any data set in that "
+                              "layout; verified against the checksums of --dataset when given")
+    sources.add_argument("--data", metavar="FILE.npz", default=None,
+                         help="your own arrays: x_train, y_train and optionally x_test, y_test "
+                              "(samples of any shape, flattened; integer labels 0..n-1)")
+
+
+class _Data(NamedTuple):
+    """Training data for a command: inputs flattened to (n_samples, n_features)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
+    n_classes: int
+    description: str
+
+
+def _load_data(args) -> _Data:
+    """Read the data ``--dataset``, ``--data-dir`` or ``--data`` choose."""
+    if args.data is not None:
+        train, test = datasets.load_arrays(args.data)
+        source, kind, n_classes = args.data, "samples", None
+    elif args.data_dir is not None and args.dataset is None:
+        train, test = datasets.load_idx_dataset(args.data_dir)
+        source = f"IDX data set in {args.data_dir} (no checksums: --dataset verifies a known one)"
+        kind, n_classes = "images", None
+    else:
+        info = datasets.dataset_info(args.dataset or "mnist")
+        train, test = datasets.load_dataset(info.name, args.data_dir)
+        source, kind, n_classes = info.title, "images", info.n_classes
+    if n_classes is None:
+        labels = [train[1]] if test is None else [train[1], test[1]]
+        n_classes = 1 + max(int(y.max()) for y in labels)
+        samples = sum(len(y) for y in labels)
+        if n_classes > samples:  # a stray label, not a class: it would size the output layer
+            raise ValueError(f"{source}: the largest label, {n_classes - 1:,}, makes more classes "
+                             f"than the {samples:,} samples; labels must be 0 .. n_classes - 1")
+    shape = train[0].shape[1:]
+    size = f"{shape[0]} features" if len(shape) == 1 else "x".join(map(str, shape))
+    tested = f"{len(test[0]):,} test" if test is not None else "no test"
+    description = (f"{source}: {len(train[0]):,} training and {tested} {kind} of {size}, "
+                   f"{n_classes} classes")
+
+    def flatten(split):
+        x, y = split
+        return x.reshape(len(x), math.prod(shape)), y
+
+    return _Data(flatten(train), None if test is None else flatten(test), n_classes, description)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser(
-        "train", help="train the MLP on MNIST",
-        description="Train an MLP on MNIST and report loss, accuracy and throughput per epoch.")
+        "train", help="train the MLP on MNIST, Fashion-MNIST or your own data",
+        description="Train an MLP and report loss, accuracy and throughput per epoch: a "
+                    "progress bar over each epoch's steps when standard output is a terminal, "
+                    "plain lines when it is not; a final line sums up.")
     _add_model_options(train)
     train.add_argument("--epochs", type=_positive_int, default=15)
     train.add_argument("--weight-decay", type=float, default=None,
@@ -102,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="FILE.png", default=None,
                        help="draw the loss and the train and test accuracy per epoch into "
                             "FILE.png (needs matplotlib: the 'plot' extra)")
+    train.add_argument("--quiet", "-q", action="store_true",
+                       help="print only the final line")
     train.set_defaults(run=_train)
 
     profile = commands.add_parser(
@@ -130,11 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=_positive_int, default=4,
                        help="timed epochs per contender, in turns; the best counts (default: 4)")
     bench.add_argument("--samples", type=_positive_int, default=None,
-                       help="train on the first N training images only (default: all)")
+                       help="train on the first N training samples only (default: all)")
     bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     bench.add_argument("--plot", metavar="PATH", default=None,
                        help="also draw the results as bar charts into PATH (needs matplotlib)")
-    _add_data_option(bench)
+    _add_data_options(bench)
     bench.set_defaults(run=_bench)
     _add_evaluate_command(commands)
     _add_predict_command(commands)
@@ -149,33 +214,33 @@ def _train(args) -> int:
         check_plot_path(args.plot)  # a bad path fails now, not after training
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
-        (x_train, y_train), (x_test, y_test) = datasets.load_mnist(args.data_dir)
-        x_train = x_train.reshape(len(x_train), -1)
-        x_test = x_test.reshape(len(x_test), -1)
-        model = MLP((x_train.shape[1], *args.hidden, 10), dtype=np.dtype(args.dtype),
-                    seed=args.seed)
-
-        def report(epoch, history):
-            print(f"epoch {epoch:>2}/{args.epochs}  loss {history.loss[-1]:.4f}  "
-                  f"train acc {100 * history.train_accuracy[-1]:.2f}%  "
-                  f"test acc {100 * history.val_accuracy[-1]:.2f}%  "
-                  f"{history.samples_per_second[-1]:,.0f} samples/s  "
-                  f"{history.seconds[-1]:.2f} s", flush=True)
-
+        data = _load_data(args)
+        (x_train, y_train), test = data.train, data.test
+        model = MLP((x_train.shape[1], *args.hidden, data.n_classes),
+                    dtype=np.dtype(args.dtype), seed=args.seed)
         optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
-        print(f"fastmlp: {'-'.join(map(str, model.layer_sizes))} {args.dtype}, backend {name}, "
-              f"{args.optimizer} lr {optimizer.learning_rate:g} weight decay "
-              f"{optimizer.weight_decay:g} {args.schedule}, batch {args.batch_size}, "
-              f"{len(x_train):,} training images", flush=True)
+        if not args.quiet:
+            print(f"fastmlp: {data.description}")
+            print(f"fastmlp: {'-'.join(map(str, model.layer_sizes))} {args.dtype}, backend "
+                  f"{name}, {args.optimizer} lr {optimizer.learning_rate:g} weight decay "
+                  f"{optimizer.weight_decay:g} {args.schedule}, batch {args.batch_size}",
+                  flush=True)
         history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                      optimizer=optimizer, schedule=args.schedule,
-                      validation_data=(x_test, y_test), seed=args.seed, callback=report)
+                      optimizer=optimizer, schedule=args.schedule, validation_data=test,
+                      seed=args.seed, verbose=0 if args.quiet else "auto",
+                      validation_name="test")
+    tested = (f"test acc {100 * history.val_accuracy[-1]:.2f}%  " if test is not None else "")
+    print(f"final  {tested}train acc {100 * history.train_accuracy[-1]:.2f}%  "
+          f"loss {history.loss[-1]:.4f}  {len(history)} epochs, "
+          f"{sum(history.seconds):.1f} s training")
     if args.save:
         model.save(args.save)
-        print(f"saved model to {args.save}")
+        if not args.quiet:
+            print(f"saved model to {args.save}")
     if args.plot:
         plot_history(history, args.plot)
-        print(f"saved plot to {args.plot}")
+        if not args.quiet:
+            print(f"saved plot to {args.plot}")
     return 0
 
 
@@ -186,7 +251,8 @@ def _profile(args) -> int:
         args.backend or backends.get_backend_name()]
     for name in names:
         backends.load_backend(name)  # an unknown name fails before the data is read
-    (x_train, y_train), _ = datasets.load_mnist(args.data_dir)
+    data = _load_data(args)
+    x_train, y_train = data.train
     results = []
     for name in names:
         if not args.json and len(names) > 1:
@@ -194,7 +260,7 @@ def _profile(args) -> int:
         results.append(profile_training(
             name, x=x_train, y=y_train, steps=args.steps, batch_size=args.batch_size,
             dtype=args.dtype, hidden=args.hidden, optimizer=args.optimizer,
-            learning_rate=args.lr, seed=args.seed))
+            learning_rate=args.lr, n_classes=data.n_classes, seed=args.seed))
     if args.json:
         data = [result.to_dict() for result in results]
         print(json.dumps(data if args.all_backends else data[0], indent=2))
@@ -212,12 +278,14 @@ def _bench(args) -> int:
         plot_format(args.plot)  # a bad path fails now, not after minutes of timing
     for name in args.backends or ():
         backends.load_backend(name)  # an unknown name fails before the data is read
-    (x_train, y_train), _ = datasets.load_mnist(args.data_dir)
+    data = _load_data(args)
+    x_train, y_train = data.train
     if args.samples:
         x_train, y_train = x_train[:args.samples], y_train[:args.samples]
     result = compare(x_train, y_train, backend_names=args.backends,
                      batch_sizes=args.batch_sizes, epochs=args.epochs,
                      with_torch=not args.no_torch,
+                     layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
                      report=lambda line: print(line, file=sys.stderr, flush=True))
     print(result)
     if result.torch_version is None and not args.no_torch:
@@ -232,14 +300,17 @@ def _bench(args) -> int:
 def _add_evaluate_command(commands):
     evaluate = commands.add_parser(
         "evaluate", help="score a saved model on the test set",
-        description="Run a model saved by 'fastmlp train --save' over the MNIST test set and "
-                    "print its accuracy, precision, recall, F1 and support per class, and the "
-                    "confusion matrix.")
+        description="Run a model saved by 'fastmlp train --save' over a test set (MNIST's by "
+                    "default) and print its accuracy, precision, recall, F1 and support per "
+                    "class, and the confusion matrix.")
     evaluate.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    evaluate.add_argument("--dataset", default=None, choices=list(datasets.DATASETS),
+                          help="a known data set, its test split, with its class names "
+                               "(default: mnist)")
     data = evaluate.add_mutually_exclusive_group()
     data.add_argument("--data-dir", metavar="DIR", default=None,
-                      help="directory with the MNIST IDX files (default: $FASTMLP_DATA, "
-                           "else the user cache, downloading on first use)")
+                      help="directory with the IDX files (of --dataset, checksums verified; "
+                           "without it, any data set in that layout)")
     data.add_argument("--data", metavar="FILE.npz", default=None,
                       help="evaluate on the arrays x_test and y_test (or x and y) of an .npz "
                            "file instead; class names from its class_names array if present")
@@ -258,7 +329,7 @@ def _evaluate(args) -> int:
 
         check_plot_path(args.plot)
     model = MLP.load(args.model)
-    data = evaluation_data(data_dir=args.data_dir, data=args.data)
+    data = evaluation_data(dataset=args.dataset, data_dir=args.data_dir, data=args.data)
     result = evaluate(model, data)
     if args.json:
         print(json.dumps({"model": args.model, **result.to_dict()}, indent=2))
@@ -355,7 +426,10 @@ def _export(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``fastmlp`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "data", None) is not None and args.dataset is not None:
+        parser.error("argument --data: not allowed with argument --dataset")
     try:
         return args.run(args)
     except BrokenPipeError:

@@ -41,15 +41,19 @@ class EvaluationData:
     source: str
 
 
-def evaluation_data(*, data_dir: str | os.PathLike | None = None,
+def evaluation_data(*, dataset: str | None = None, data_dir: str | os.PathLike | None = None,
                     data: str | os.PathLike | None = None) -> EvaluationData:
     """The test set to evaluate on, with its class names.
 
     Parameters
     ----------
+    dataset : str, optional
+        A known data set (``fastmlp.datasets.DATASETS``; default ``'mnist'``),
+        read from ``data_dir`` if given (checksums verified), else as
+        ``fastmlp.datasets.load_dataset`` finds it; its ``t10k`` split is used.
     data_dir : str or path-like, optional
-        Directory of the MNIST IDX files (default: ``$FASTMLP_DATA``, else the
-        user cache, downloading on first use); its ``t10k`` split is used.
+        Without ``dataset``: a directory of any data set in MNIST's IDX layout
+        (no checksums), classes named by their labels.
     data : str or path-like, optional
         An ``.npz`` file holding ``x_test`` and ``y_test`` (or ``x`` and ``y``),
         images of any shape ``(n_samples, ...)`` flattened to rows, and
@@ -64,14 +68,20 @@ def evaluation_data(*, data_dir: str | os.PathLike | None = None,
     DataError, ValueError
         If the files are missing or malformed.
     """
-    if data is not None and data_dir is not None:
-        raise ValueError("give either a data directory or a data file, not both")
+    if data is not None and (data_dir is not None or dataset is not None):
+        raise ValueError("give either a data set or a data file, not both")
     if data is not None:
         return _from_npz(data)
-    _, (x, y) = datasets.load_mnist(data_dir)
-    where = data_dir or os.environ.get("FASTMLP_DATA") or "the cache"
-    return EvaluationData(x.reshape(len(x), -1), y, MNIST_CLASSES,
-                          f"the MNIST test set ({where})")
+    if dataset is None and data_dir is not None:
+        _, (x, y) = datasets.load_idx_dataset(data_dir)
+        names = tuple(str(label) for label in range(int(y.max()) + 1))
+        return EvaluationData(x.reshape(len(x), -1), y, names,
+                              f"the test set of the IDX data set in {data_dir}")
+    info = datasets.dataset_info(dataset or "mnist")
+    _, (x, y) = datasets.load_dataset(info.name, data_dir)
+    where = data_dir or os.environ.get(info.environment_variable) or "the cache"
+    return EvaluationData(x.reshape(len(x), -1), y, info.class_names,
+                          f"the {info.title} test set ({where})")
 
 
 def _from_npz(path) -> EvaluationData:

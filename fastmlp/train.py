@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from . import backends
 from ._validation import check_features, check_labels, check_positive_int
@@ -38,7 +40,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         learning_rate: float | None = None, weight_decay: float | None = None,
         schedule: str = "onecycle",
         validation_data=None, seed: int | None = 0,
-        callback: Callable[[int, History], None] | None = None) -> History:
+        callback: Callable[[int, History], None] | None = None,
+        verbose: int | str = 0, validation_name: str = "val") -> History:
     """Train ``model`` in place with mini-batch gradient descent.
 
     Parameters
@@ -68,10 +71,34 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         Seed of the per-epoch shuffling.
     callback : callable, optional
         Called as ``callback(epoch, history)`` after each epoch (1-based).
+    verbose : {0, 1, 2, 'auto'}
+        What to print to standard output: 0 nothing; 1 one line per epoch
+        (loss, training and validation accuracy, throughput, seconds); 2 the
+        same lines and, while an epoch runs, a progress bar over its steps with
+        the running loss and training accuracy, cleared when the epoch's line
+        is printed; ``'auto'`` 2 when standard output is a terminal, else 1.
+        The bar does not change the result: the epoch runs as the same batches
+        in about 10 consecutive calls, updating the bar between them. It does
+        cost time: each call's rows are first gathered from ``x`` (the
+        backends' ``train_epoch`` runs over every row it is given), some
+        20-30 ms per MNIST epoch, a tenth of a fused ``numba`` epoch.
+    validation_name : str
+        What the per-epoch lines call the validation data (``'val acc'``);
+        ``fastmlp train`` passes ``'test'``.
 
     Returns
     -------
     History
+
+    Examples
+    --------
+    >>> import numpy as np, fastmlp
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.standard_normal((256, 4)), rng.integers(0, 3, 256)
+    >>> model = fastmlp.MLP((4, 8, 3), seed=0)
+    >>> history = model.fit(x, y, epochs=2, verbose=1)  # doctest: +ELLIPSIS
+    epoch  1/2  loss ...  train acc ...%  ... samples/s  ... s
+    epoch  2/2  loss ...  train acc ...%  ... samples/s  ... s
 
     Raises
     ------
@@ -85,6 +112,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     y = check_labels(y, x.shape[0], model.n_classes)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
+    lines, bar = _VERBOSITY[_check_verbose(verbose)]
     scale_lr = get_schedule(schedule)
     if isinstance(optimizer, str):
         optimizer = make_optimizer(optimizer, learning_rate, weight_decay)
@@ -105,7 +133,6 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         X_val = model.scaler.transform(x_val, model.dtype)
 
     backend = backends.get_backend()
-    fast_epoch = getattr(backend, "train_epoch", None)
     if hasattr(optimizer, "init_state"):
         optimizer.init_state(model.params)
     n = X.shape[0]
@@ -121,12 +148,14 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         # Batches are gathered from X by this permutation inside the epoch, not by
         # a permuted copy of X: that 188 MB copy per MNIST epoch cost ~7 % of a numba epoch.
         order = rng.permutation(n)
-        args = (model.params, X, y, batch_size, optimizer, learning_rates)
+        args = (backend, model.params, X, y, batch_size, optimizer, learning_rates, order)
         # Overflow on the way to a diverging loss is reported below, once.
         with np.errstate(over="ignore", invalid="ignore"):
-            result = fast_epoch(*args, order=order) if fast_epoch is not None else None
-            if result is None:
-                result = train_epoch(backend, *args, order=order)
+            if bar:
+                with _progress_bar(steps_per_epoch, f"epoch {epoch:>2}/{epochs}") as progress:
+                    result = _epoch_in_parts(*args, progress)
+            else:
+                result = _epoch(*args)
         loss_sum, correct, failed_step = result
         if failed_step >= 0:
             raise TrainingDivergedError(
@@ -143,9 +172,89 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
             history.val_accuracy.append(float(np.mean(val_pred == y_val)))
         else:
             history.val_accuracy.append(None)
+        if lines:
+            print(_epoch_line(history, epochs, validation_name), flush=True)
         if callback is not None:
             callback(epoch, history)
     return history
+
+
+def _epoch_line(history: History, epochs: int, validation_name: str = "val") -> str:
+    """The line ``fit(verbose=1)`` prints for the last epoch of ``history``."""
+    line = (f"epoch {len(history):>2}/{epochs}  loss {history.loss[-1]:.4f}  "
+            f"train acc {100 * history.train_accuracy[-1]:.2f}%  ")
+    if history.val_accuracy[-1] is not None:
+        line += f"{validation_name} acc {100 * history.val_accuracy[-1]:.2f}%  "
+    return line + f"{history.samples_per_second[-1]:,.0f} samples/s  {history.seconds[-1]:.2f} s"
+
+
+# verbose -> (print a line per epoch, show a progress bar)
+_VERBOSITY = {0: (False, False), 1: (True, False), 2: (True, True)}
+
+# A bar splits an epoch into about this many parts: enough to watch it move, few
+# enough that the calls add nothing measurable to a fused epoch.
+PROGRESS_UPDATES_PER_EPOCH = 10
+
+
+def _check_verbose(verbose) -> int:
+    if isinstance(verbose, str) and verbose == "auto":
+        isatty = getattr(sys.stdout, "isatty", None)
+        return 2 if isatty is not None and isatty() else 1
+    if isinstance(verbose, str) or verbose not in _VERBOSITY:
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
+def _progress_bar(steps: int, description: str) -> tqdm:
+    # Redrawn at every update: there are only PROGRESS_UPDATES_PER_EPOCH of them.
+    return tqdm(total=steps, desc=description, unit="step", leave=False, file=sys.stdout,
+                dynamic_ncols=True, mininterval=0, miniters=1)
+
+
+def _epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order):
+    """One epoch in one call: the backend's fused ``train_epoch`` if it takes the optimizer."""
+    fast_epoch = getattr(backend, "train_epoch", None)
+    args = (params, x, y, batch_size, optimizer, learning_rates)
+    result = fast_epoch(*args, order=order) if fast_epoch is not None else None
+    if result is None:
+        result = train_epoch(backend, *args, order=order)
+    return result
+
+
+def _epoch_in_parts(backend, params, x, y, batch_size, optimizer, learning_rates, order,
+                    progress):
+    """The batches of one ``_epoch`` call, run as consecutive parts of whole batches.
+
+    ``progress`` (a tqdm bar) advances and shows the running loss and accuracy
+    after each part. The parameters come out bit for bit as from one call.
+    """
+    steps = len(learning_rates)
+    part_steps = -(-steps // PROGRESS_UPDATES_PER_EPOCH)
+    rows = min(part_steps * batch_size, len(order))
+    # A backend's epoch runs over every row of the x it gets, so each part's rows are
+    # gathered into these buffers first (one copy of the data per epoch).
+    x_part = np.empty((rows, x.shape[1]), x.dtype)
+    y_part = np.empty(rows, y.dtype)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for first in range(0, steps, part_steps):
+        picked = order[first * batch_size:(first + part_steps) * batch_size]
+        m = len(picked)
+        xb = np.take(x, picked, axis=0, out=x_part[:m], mode="clip")
+        yb = np.take(y, picked, out=y_part[:m], mode="clip")
+        # Gathered again per batch by an identity order, the batches reach the kernels
+        # exactly as in one call with the shuffled order.
+        part_loss, part_correct, failed_step = _epoch(
+            backend, params, xb, yb, batch_size, optimizer,
+            learning_rates[first:first + part_steps], np.arange(m))
+        loss_sum += part_loss
+        correct += part_correct
+        if failed_step >= 0:
+            return loss_sum, correct, first + failed_step
+        seen += m
+        progress.set_postfix_str(f"loss {loss_sum / seen:.4f}, acc {100 * correct / seen:.2f}%",
+                                 refresh=False)
+        progress.update(min(part_steps, steps - first))
+    return loss_sum, correct, -1
 
 
 def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None):

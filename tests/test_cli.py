@@ -1,29 +1,46 @@
-"""The fastmlp command line: training output, saving, and one-line errors."""
+"""The fastmlp command line: data sources, training output, progress, saving, one-line errors."""
 
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 
+import numpy as np
 import pytest
 
 from fastmlp import MLP
 from fastmlp.cli import main
 
+EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
+FINAL = r"final  (test acc \d+\.\d\d%  )?train acc \d+\.\d\d%  loss \d\.\d{4}  2 epochs, "
+
 
 def test_train_prints_one_line_per_epoch_and_saves(mnist_dir, tmp_path, capsys):
     path = tmp_path / "model.npz"
-    status = main(["train", "--epochs", "2", "--hidden", "32", "--data-dir", str(mnist_dir),
-                   "--backend", "matmul", "--save", str(path)])
+    status = main(["train", "--epochs", "2", "--hidden", "32", "--dataset", "mnist",
+                   "--data-dir", str(mnist_dir), "--backend", "matmul", "--save", str(path)])
     out = capsys.readouterr().out.splitlines()
     assert status == 0
-    assert out[0].startswith("fastmlp: 784-32-10 float32, backend matmul, adamw lr 0.003")
-    epochs = [line for line in out if line.startswith("epoch")]
-    assert len(epochs) == 2
-    assert epochs[1].startswith("epoch  2/2  loss ")
-    for field in ("train acc", "test acc", "samples/s", " s"):
-        assert field in epochs[1]
+    assert out[0] == ("fastmlp: MNIST: 60,000 training and 10,000 test images of 28x28, "
+                      "10 classes")
+    assert out[1] == ("fastmlp: 784-32-10 float32, backend matmul, adamw lr 0.003 weight decay "
+                      "0.05 onecycle, batch 128")
+    assert "\r" not in "".join(out)  # captured output is no terminal: plain lines, no bar
+    epochs = out[2:4]
+    for epoch, line in enumerate(epochs, 1):
+        assert re.match(EPOCH + r"[\d,]+ samples/s  \d+\.\d\d s$", line)
+        assert line.startswith(f"epoch  {epoch}/2")
     accuracy = float(epochs[1].split("test acc ")[1].split("%")[0])
     assert accuracy > 90
-    assert out[-1] == f"saved model to {path}"
+    assert re.match(FINAL + r"\d+\.\d s training$", out[4])
+    assert f"test acc {accuracy:.2f}%" in out[4]
+    assert out[5] == f"saved model to {path}"
+    assert len(out) == 6
     model = MLP.load(path)
     assert model.layer_sizes == (784, 32, 10)
     from fastmlp.datasets import load_mnist
@@ -51,6 +68,16 @@ def run_cli(*args, env=None):
     (["bench", "--batch-sizes", "128,big"], "fastmlp: error: argument --batch-sizes: expected"),
     (["bench", "--batch-sizes", ","], "fastmlp: error: argument --batch-sizes: expected at least"),
     (["bench", "--backends", ","], "fastmlp: error: argument --backends: expected comma-sep"),
+    (["train", "--dataset", "cifar"],
+     "fastmlp: error: argument --dataset: invalid choice: 'cifar'"),
+    (["train", "--data", "a.npz", "--data-dir", "b"],
+     "fastmlp: error: argument --data-dir: not allowed with argument --data"),
+    (["train", "--data", "a.npz", "--dataset", "mnist"],
+     "fastmlp: error: argument --data: not allowed with argument --dataset"),
+    (["train", "--data", "/nonexistent/mine.npz"],
+     "fastmlp: error: cannot read /nonexistent/mine.npz: No such file or directory"),
+    (["profile", "--data", "/nonexistent/mine.npz"], "fastmlp: error: cannot read"),
+    (["bench", "--data-dir", "/nonexistent/idx"], "fastmlp: error: no such file: "),
 ])
 def test_errors_print_one_line_and_exit_non_zero(args, message):
     result = run_cli(*args)
@@ -88,3 +115,174 @@ def test_a_closed_pipe_ends_output_quietly(mnist_dir):
     stderr = process.stderr.read()
     assert process.wait() == 1
     assert stderr == ""
+
+
+def write_idx(directory, arrays):
+    """Write IDX files (uint8 arrays only) named like MNIST's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+        (directory / name).write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def small_images(n, seed):
+    """8x8 images of 3 classes: class k lights rows 3k..3k+1 over noise, so a net learns it."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 60, (n, 8, 8))
+    for k in range(3):
+        images[labels == k, 3 * k:3 * k + 2, :] += 180
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+@pytest.fixture
+def small_idx(tmp_path):
+    """A non-MNIST IDX data set: 8x8 images, 3 classes, 300 training and 60 test images."""
+    (x_train, y_train), (x_test, y_test) = small_images(300, 0), small_images(60, 1)
+    directory = tmp_path / "small"
+    write_idx(directory, {"train-images-idx3-ubyte": x_train,
+                          "train-labels-idx1-ubyte": y_train,
+                          "t10k-images-idx3-ubyte": x_test,
+                          "t10k-labels-idx1-ubyte": y_test})
+    return directory
+
+
+def test_train_on_any_idx_data_set(small_idx, tmp_path, capsys):
+    path = tmp_path / "small.npz"
+    status = main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
+                   "--batch-size", "16", "--save", str(path)])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert out[0] == (f"fastmlp: IDX data set in {small_idx} (no checksums: --dataset verifies "
+                      "a known one): 300 training and 60 test images of 8x8, 3 classes")
+    assert out[1].startswith("fastmlp: 64-16-3 float32, backend ")
+    assert [re.match(EPOCH, line).group(1) for line in out[2:4]] == ["1", "2"]
+    assert float(re.search(r"test acc (\S+)%", out[4]).group(1)) > 90
+    assert MLP.load(path).layer_sizes == (64, 16, 3)
+
+
+def test_a_known_data_set_name_verifies_the_directory(mnist_dir):
+    result = run_cli("train", "--dataset", "fashion-mnist", "--data-dir", str(mnist_dir))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"fastmlp: error: {mnist_dir / 'train-images-idx3-ubyte.gz'}: SHA-256 mismatch for "
+        "train-images-idx3-ubyte: expected c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20"
+        "f83aa44d888, found ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"]
+
+
+def test_train_on_fashion_mnist_from_its_environment_variable(fashion_mnist_dir, monkeypatch,
+                                                              capsys):
+    monkeypatch.setenv("FASTMLP_FASHION_MNIST_DATA", str(fashion_mnist_dir))
+    monkeypatch.setenv("FASTMLP_DATA", "/nonexistent/mnist")  # MNIST's variable is not read
+    status = main(["train", "--dataset", "fashion-mnist", "--epochs", "1", "--hidden", "32",
+                   "--backend", "matmul", "--quiet"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0 and len(out) == 1
+    assert out[0].startswith("final  test acc ")
+    assert float(out[0].split("test acc ")[1].split("%")[0]) > 80  # chance is 10 %
+
+
+def test_quiet_prints_only_the_final_line(small_idx, tmp_path, capsys):
+    path = tmp_path / "model.npz"
+    status = main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
+                   "--batch-size", "16", "--quiet", "--save", str(path)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert re.fullmatch(FINAL + r"\d+\.\d s training\n", out)
+    assert path.exists()
+
+
+@pytest.mark.parametrize("with_test", [True, False])
+def test_train_on_arrays_from_npz(with_test, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 2, 3))
+    y = (x[:, 0, 0] > 0).astype(np.int64) + 2 * (x[:, 1, 2] > 0)  # 4 classes
+    arrays = {"x_train": x[:150], "y_train": y[:150]}
+    if with_test:
+        arrays.update(x_test=x[150:], y_test=y[150:])
+    np.savez(tmp_path / "mine.npz", **arrays)
+    status = main(["train", "--data", str(tmp_path / "mine.npz"), "--epochs", "2",
+                   "--hidden", "8", "--batch-size", "10"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    tested = "50 test" if with_test else "no test"
+    assert out[0] == (f"fastmlp: {tmp_path / 'mine.npz'}: 150 training and {tested} samples of "
+                      "2x3, 4 classes")
+    assert out[1].startswith("fastmlp: 6-8-4 float32")
+    assert len(out) == 5
+    for line in out[2:]:
+        assert ("test acc" in line) == with_test
+    assert re.match(FINAL, out[4])
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x_train": np.zeros((3, 2))}, "missing array 'y_train'; an .npz data set holds x_train, "
+                                    "y_train and optionally x_test, y_test"),
+    ({"x_train": np.array([[0.0, np.nan]]), "y_train": np.array([0])},
+     "x_train contains NaN; inputs must be finite"),
+    ({"x_train": np.zeros((2, 2)), "y_train": np.array([0, -2])},
+     "y_train has label -2; labels must be 0 .. n_classes - 1"),
+    ({"x_train": np.zeros((2, 2)), "y_train": np.array([0, 1]), "x_test": np.zeros((1, 2)),
+      "y_test": np.array([4_000_000_000])},
+     "the largest label, 4,000,000,000, makes more classes than the 3 samples; labels must be "
+     "0 .. n_classes - 1"),
+])
+def test_bad_npz_data_is_one_error_line(arrays, message, tmp_path):
+    path = tmp_path / "mine.npz"
+    np.savez(path, **arrays)
+    result = run_cli("train", "--data", str(path))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"fastmlp: error: {path}: {message}\n"
+
+
+def run_in_terminal(*args, columns=100):
+    """Run ``fastmlp`` with its output on a pseudo-terminal; return the text it wrote."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "fastmlp", *args], stdout=terminal,
+                               stderr=subprocess.PIPE)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    assert process.wait(timeout=120) == 0, process.stderr.read()
+    process.stderr.close()
+    return b"".join(chunks).decode().replace("\r\n", "\n")  # the terminal's line ends
+
+
+def test_a_terminal_gets_a_progress_bar(small_idx):
+    out = run_in_terminal("train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden",
+                          "16", "--batch-size", "4")  # 75 steps an epoch, 10 updates of 8
+    assert re.search(r"\repoch  1/2: +11%\|.*\| 8/75 \[.*step/s, loss \d\.\d{4}, "
+                     r"acc \d+\.\d\d%\]", out)
+    assert "| 75/75 [" in out
+    # Each bar is cleared and the epoch's plain line printed in its place.
+    on_screen = [line.rsplit("\r", 1)[-1] for line in out.split("\n")]
+    assert [re.match(EPOCH, line).group(1) for line in on_screen[2:4]] == ["1", "2"]
+    assert re.match(FINAL, on_screen[4])
+
+
+def test_quiet_shows_no_bar_in_a_terminal(small_idx):
+    out = run_in_terminal("train", "--data-dir", str(small_idx), "--epochs", "2", "--quiet")
+    assert re.fullmatch(FINAL + r"\d+\.\d s training\n", out)
+
+
+def test_profile_and_bench_take_any_data(small_idx, tmp_path, capsys):
+    assert main(["profile", "--data-dir", str(small_idx), "--steps", "3", "--hidden", "16",
+                 "--batch-size", "16", "--backend", "matmul", "--json"]) == 0
+    profile = json.loads(capsys.readouterr().out)
+    assert profile["layer_sizes"] == [64, 16, 3] and profile["samples"] == 48
+    x, y = small_images(120, 2)
+    np.savez(tmp_path / "mine.npz", x_train=x.reshape(120, -1)[:, :10], y_train=y)
+    assert main(["bench", "--data", str(tmp_path / "mine.npz"), "--backends", "matmul",
+                 "--batch-sizes", "32", "--epochs", "1", "--no-torch"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cpu ")  # what it ran on, then the tables
+    assert "\n10-128-128-3 float32, plain SGD, 120 samples" in out

@@ -1,18 +1,30 @@
-"""Tests for fastmlp.datasets: IDX parsing, MNIST loading, checksums and the download cache."""
+"""Tests for fastmlp.datasets: IDX parsing, data sets by name or directory, checksums, the
+download cache and .npz data sets."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastmlp import datasets
-from fastmlp.datasets import SHA256SUMS, load_mnist, read_idx
+from fastmlp.datasets import (
+    SHA256SUMS,
+    dataset_info,
+    load_arrays,
+    load_dataset,
+    load_idx_dataset,
+    load_mnist,
+    read_idx,
+)
 from fastmlp.exceptions import ChecksumError, DataError
 
 NAMES = tuple(SHA256SUMS)
@@ -33,6 +45,7 @@ _IDX_CODES = {
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unset the variables that would override the cache directory."""
     monkeypatch.delenv("FASTMLP_DATA", raising=False)
+    monkeypatch.delenv("FASTMLP_FASHION_MNIST_DATA", raising=False)
     monkeypatch.delenv("FASTMLP_CACHE", raising=False)
 
 
@@ -199,16 +212,25 @@ def test_mini_mnist_loads_without_verification(tmp_path: Path) -> None:
     [
         (
             {"train_images_idx3_ubyte": np.zeros((6, 28, 27), np.uint8)},
-            r"train-images-idx3-ubyte: expected uint8 images of shape \(n, 28, 28\), found uint8 "
-            r"\(6, 28, 27\)",
+            r"t10k-images-idx3-ubyte has images of shape \(28, 28\) but train-images-idx3-ubyte "
+            r"has \(28, 27\)",
         ),
         (
             {"t10k_images_idx3_ubyte": np.zeros((4, 28, 28), np.int32)},
-            "t10k-images-idx3-ubyte: expected uint8 images",
+            r"t10k-images-idx3-ubyte: expected uint8 images of shape \(n_images, height, width\), "
+            r"found int32 \(4, 28, 28\)",
+        ),
+        (
+            {"train_images_idx3_ubyte": np.zeros(6, np.uint8)},
+            r"train-images-idx3-ubyte: expected uint8 images .*, found uint8 \(6,\)",
         ),
         (
             {"train_labels_idx1_ubyte": np.zeros((6, 1), np.uint8)},
-            "train-labels-idx1-ubyte: expected 1-D uint8 labels",
+            r"train-labels-idx1-ubyte: expected 1-D integer labels, found uint8 \(6, 1\)",
+        ),
+        (
+            {"train_labels_idx1_ubyte": np.zeros(6, np.float32)},
+            "train-labels-idx1-ubyte: expected 1-D integer labels, found float32",
         ),
         (
             {"t10k_labels_idx1_ubyte": np.zeros(5, np.uint8)},
@@ -217,6 +239,15 @@ def test_mini_mnist_loads_without_verification(tmp_path: Path) -> None:
         (
             {"train_labels_idx1_ubyte": np.array([0, 1, 2, 10, 4, 5], np.uint8)},
             r"train-labels-idx1-ubyte: labels must be in 0\.\.9, found 10",
+        ),
+        (
+            {"t10k_labels_idx1_ubyte": np.array([1, -1, 2, 3], np.int8)},
+            r"t10k-labels-idx1-ubyte: labels must be in 0\.\.9, found -1",
+        ),
+        (
+            {"t10k_images_idx3_ubyte": np.zeros((0, 28, 28), np.uint8),
+             "t10k_labels_idx1_ubyte": np.zeros(0, np.uint8)},
+            r"t10k-images-idx3-ubyte holds no images: shape \(0, 28, 28\)",
         ),
     ],
 )
@@ -359,5 +390,247 @@ def test_cache_directory_search_order(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_in_message() == str(tmp_path / "xdg" / "fastmlp" / "mnist")
     monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "env"))
-    assert cache_in_message() == str(tmp_path / "env")
+    assert cache_in_message() == str(tmp_path / "env" / "mnist")
     assert cache_in_message(cache_dir=tmp_path / "arg") == str(tmp_path / "arg")
+
+
+FASHION_TRAIN_FIRST = [9, 0, 0, 3, 0]
+FASHION_TEST_FIRST = [9, 2, 1, 1, 6]
+
+
+def test_load_fashion_mnist_from_path(fashion_mnist_dir: Path, no_env: None) -> None:
+    (x_train, y_train), (x_test, y_test) = load_dataset("fashion-mnist", fashion_mnist_dir)
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert x_train.dtype == y_train.dtype == np.uint8
+    assert y_train[:5].tolist() == FASHION_TRAIN_FIRST
+    assert y_test[:5].tolist() == FASHION_TEST_FIRST
+    np.testing.assert_array_equal(np.bincount(y_train), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(y_test), [1000] * 10)
+    assert x_train[0].sum() == 76247
+
+
+def test_load_fashion_mnist_from_its_environment_variable(
+    fashion_mnist_dir: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each data set reads its own variable: FASTMLP_DATA stays MNIST's.
+    monkeypatch.setenv("FASTMLP_FASHION_MNIST_DATA", str(fashion_mnist_dir))
+    monkeypatch.setenv("FASTMLP_DATA", str(mnist_dir))
+    (_, y_train), _ = load_dataset("fashion-mnist", download=False)
+    assert y_train[:5].tolist() == FASHION_TRAIN_FIRST
+    (_, y_train), _ = load_dataset("mnist", download=False)
+    assert y_train[:5].tolist() == [5, 0, 4, 1, 9]
+
+
+def test_one_data_set_in_the_place_of_another_fails_its_checksums(
+    mnist_dir: Path, no_env: None
+) -> None:
+    name = "train-images-idx3-ubyte"
+    message = (f"{mnist_dir / name}.gz: SHA-256 mismatch for {name}: expected "
+               f"{dataset_info('fashion-mnist').sha256[name]}, found {SHA256SUMS[name]}")
+    with pytest.raises(ChecksumError, match=re.escape(message)):
+        load_dataset("fashion-mnist", mnist_dir)
+
+
+def test_dataset_info() -> None:
+    fashion = dataset_info("fashion-mnist")
+    assert fashion.class_names == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    assert fashion.n_classes == 10
+    assert fashion.environment_variable == "FASTMLP_FASHION_MNIST_DATA"
+    assert fashion.mirrors == ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+    assert set(fashion.sha256) == set(NAMES)
+    mnist = dataset_info("mnist")
+    assert mnist.class_names == tuple("0123456789")
+    assert mnist.sha256 == SHA256SUMS and mnist.environment_variable == "FASTMLP_DATA"
+    assert mnist.cache_subdir != fashion.cache_subdir  # same file names, so never one directory
+
+
+@pytest.mark.parametrize("call", [dataset_info, load_dataset])
+def test_unknown_data_set_lists_the_known_ones(call) -> None:
+    message = "unknown data set 'cifar-10'; known: mnist, fashion-mnist"
+    with pytest.raises(ValueError, match=message):
+        call("cifar-10")
+
+
+def test_download_fashion_mnist_into_its_own_cache_directory(
+    fashion_mnist_dir: Path, tmp_path: Path, no_env: None, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(fashion_mnist_dir, mirror)
+    monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
+    (_, y_train), _ = load_dataset("fashion-mnist", mirrors=[uri(mirror)])
+    assert y_train[:5].tolist() == FASHION_TRAIN_FIRST
+    cache = tmp_path / "cache" / "fashion-mnist"
+    assert set(os.listdir(cache)) == GZ_NAMES
+    assert capsys.readouterr().err == f"fastmlp: downloading Fashion-MNIST into {cache}\n"
+
+
+def test_failed_fashion_download_names_its_variable(tmp_path: Path, no_env: None) -> None:
+    with pytest.raises(DataError, match="Set FASTMLP_FASHION_MNIST_DATA to a directory holding "
+                                        "the Fashion-MNIST files"):
+        load_dataset("fashion-mnist", cache_dir=tmp_path / "cache", mirrors=[uri(tmp_path)])
+
+
+def write_idx_dataset(directory: Path, gz: bool = False, **arrays: np.ndarray) -> None:
+    """A small non-MNIST data set: 8x8 images, 3 classes, 9 train and 6 test images."""
+    rng = np.random.default_rng(1)
+    files = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (9, 8, 8), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.array([0, 1, 2] * 3, np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (6, 8, 8), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.array([2, 1, 0, 0, 1, 2], np.uint8),
+    }
+    files.update({key.replace("_", "-"): value for key, value in arrays.items()})
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, array in files.items():
+        data = idx_bytes(array)
+        if gz:
+            (directory / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (directory / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_idx_dataset_of_any_image_size(gz: bool, tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path, gz=gz)
+    (x_train, y_train), (x_test, y_test) = load_idx_dataset(tmp_path)
+    assert x_train.shape == (9, 8, 8) and x_test.shape == (6, 8, 8)
+    assert y_train.tolist() == [0, 1, 2] * 3 and y_test.tolist() == [2, 1, 0, 0, 1, 2]
+    load_idx_dataset(tmp_path, n_classes=3)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: labels must be in 0\.\.1, "
+                                        "found 2"):
+        load_idx_dataset(tmp_path, n_classes=2)
+
+
+def test_load_idx_dataset_verifies_the_digests_it_is_given(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path)
+    digests = {name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+               for name in NAMES}
+    load_idx_dataset(tmp_path, sha256=digests)
+    load_idx_dataset(tmp_path, sha256={"t10k-labels-idx1-ubyte": digests[NAMES[3]]})
+    wrong = dict(digests, **{"t10k-labels-idx1-ubyte": "0" * 64})
+    message = (f"{tmp_path / 't10k-labels-idx1-ubyte'}: SHA-256 mismatch for "
+               f"t10k-labels-idx1-ubyte: expected {'0' * 64}, found {digests[NAMES[3]]}")
+    with pytest.raises(ChecksumError, match=re.escape(message)):
+        load_idx_dataset(tmp_path, sha256=wrong)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"t10k_images_idx3_ubyte": np.zeros((6, 7, 8), np.uint8)},
+         r"t10k-images-idx3-ubyte has images of shape \(7, 8\) but train-images-idx3-ubyte "
+         r"has \(8, 8\)"),
+        ({"train_labels_idx1_ubyte": np.zeros(8, np.uint8)},
+         "train-labels-idx1-ubyte has 8 labels but train-images-idx3-ubyte has 9 images"),
+        ({"t10k_labels_idx1_ubyte": np.array([0, 1, 2, -3, 1, 2], np.int16)},
+         "t10k-labels-idx1-ubyte: labels must be in >= 0, found -3"),
+        ({"train_images_idx3_ubyte": np.zeros((9, 8, 8), np.float32)},
+         "train-images-idx3-ubyte: expected uint8 images"),
+    ],
+    ids=["shapes", "counts", "negative-label", "float-images"],
+)
+def test_load_idx_dataset_rejects_files_that_disagree(
+    arrays: dict, message: str, tmp_path: Path
+) -> None:
+    write_idx_dataset(tmp_path, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_idx_dataset(tmp_path)
+
+
+def test_load_idx_dataset_names_missing_files(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte").unlink()
+    message = f"no such file: train-labels-idx1-ubyte (raw or .gz) in {tmp_path}"
+    with pytest.raises(DataError, match=re.escape(message) + "$"):
+        load_idx_dataset(tmp_path)
+
+
+def test_load_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "mine.npz"
+    x = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    np.savez(path, x_train=x, y_train=np.array([0, 3, 1, 3]), x_test=x[:2],
+             y_test=np.array([1, 0], np.uint8))
+    (x_train, y_train), (x_test, y_test) = load_arrays(path)
+    np.testing.assert_array_equal(x_train, x)
+    assert y_train.tolist() == [0, 3, 1, 3] and y_test.tolist() == [1, 0]
+    assert x_test.shape == (2, 2, 3)
+    np.savez(path, x_train=x, y_train=np.array([0, 3, 1, 3]))
+    (x_train, _), test = load_arrays(path)
+    assert x_train.shape == (4, 2, 3) and test is None
+
+
+GOOD = {"x_train": np.zeros((3, 2)), "y_train": np.array([0, 1, 1])}
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x_train": GOOD["x_train"]}, "missing array 'y_train'; an .npz data set holds "
+                                       "x_train, y_train and optionally x_test, y_test"),
+        ({"X_train": GOOD["x_train"], "y_train": GOOD["y_train"]}, "unexpected array 'X_train'"),
+        (dict(GOOD, x_test=GOOD["x_train"]), "has x_test but no y_test; give both or neither"),
+        (dict(GOOD, y_test=GOOD["y_train"]), "has y_test but no x_test; give both or neither"),
+        (dict(GOOD, x_train=np.array(["a", "b", "c"])), "x_train must hold real numbers, "
+                                                        "found dtype <U1"),
+        (dict(GOOD, x_train=np.zeros(3)), r"x_train must have shape \(n_samples, \.\.\.\) with "
+                                          r"at least one sample and one feature, found \(3,\)"),
+        (dict(GOOD, x_train=np.zeros((3, 0))), r"x_train must have shape .* found \(3, 0\)"),
+        (dict(GOOD, x_train=np.array([[0, 1], [np.nan, 2], [3, 4]])),
+         "x_train contains NaN; inputs must be finite"),
+        (dict(GOOD, x_train=np.array([[0, 1], [np.inf, 2], [3, 4]])),
+         "x_train contains inf; inputs must be finite"),
+        (dict(GOOD, y_train=np.array([0.0, 1.0, 1.0])),
+         "y_train must hold integer labels, found dtype float64"),
+        (dict(GOOD, y_train=np.array([[0], [1], [1]])),
+         r"y_train must be 1-D, found shape \(3, 1\)"),
+        (dict(GOOD, y_train=np.array([0, 1])), "y_train has 2 labels but x_train has 3 samples"),
+        (dict(GOOD, y_train=np.array([0, -1, 1])),
+         "y_train has label -1; labels must be 0 .. n_classes - 1"),
+        (dict(GOOD, x_test=np.zeros((2, 3)), y_test=np.array([0, 1])),
+         r"x_test has samples of shape \(3,\) but x_train has \(2,\)"),
+        (dict(GOOD, x_test=np.zeros((2, 2)), y_test=np.array([0, 1, 1])),
+         "y_test has 3 labels but x_test has 2 samples"),
+    ],
+)
+def test_load_arrays_rejects_bad_arrays(arrays: dict, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "mine.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))}: {message}"):
+        load_arrays(path)
+
+
+def test_load_arrays_rejects_files_that_are_not_npz(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=re.escape(f"cannot read {tmp_path / 'no.npz'}: No such")):
+        load_arrays(tmp_path / "no.npz")
+    text = tmp_path / "text.npz"
+    text.write_text("x_train,y_train\n1,0\n")
+    with pytest.raises(DataError, match=re.escape(f"{text} is not an .npz file of arrays")):
+        load_arrays(text)
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros(3))
+    with pytest.raises(DataError, match="is a single .npy array, not an .npz file"):
+        load_arrays(single)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x_train=np.array([{}, {}], dtype=object), y_train=np.array([0, 1]))
+    with pytest.raises(DataError, match="array 'x_train' cannot be read without pickle"):
+        load_arrays(objects)
+
+
+@pytest.mark.parametrize("require, outcome", [("1", "1 error"), ("0", "1 skipped")])
+def test_missing_real_data_fails_when_required(require: str, outcome: str, tmp_path: Path) -> None:
+    # The fixtures of the project's conftest.py, in a pytest run of their own.
+    shutil.copy(Path(__file__).parents[1] / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_needs_data.py").write_text(
+        "def test_needs_data(fashion_mnist_dir):\n    pass\n")
+    env = dict(os.environ, FASTMLP_REQUIRE_DATA=require,
+               FASTMLP_FASHION_MNIST_DATA=str(tmp_path / "nowhere"))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfs", "-p",
+                             "no:cacheprovider", str(tmp_path)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert outcome in result.stdout and (result.returncode != 0) == (require == "1")
+    message = (f"real Fashion-MNIST not found: FASTMLP_FASHION_MNIST_DATA="
+               f"'{tmp_path / 'nowhere'}' is not a directory")
+    assert message in result.stdout
+    assert ("and FASTMLP_REQUIRE_DATA=1" in result.stdout) == (require == "1")

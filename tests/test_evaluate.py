@@ -43,7 +43,8 @@ def assert_is_a_picture(path, min_size=(600, 300)):
 
 def test_report_matches_the_models_predictions(model, model_file, mnist_dir, mnist, capsys):
     _, (x_test, y_test) = mnist
-    assert main(["evaluate", model_file, "--data-dir", str(mnist_dir)]) == 0
+    assert main(["evaluate", model_file, "--dataset", "mnist", "--data-dir",
+                 str(mnist_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     accuracy = model.score(x_test, y_test)
     assert lines[0] == (f"{model_file}: 784-32-10 float32 on the MNIST test set ({mnist_dir}), "
@@ -78,6 +79,26 @@ def test_json_holds_the_same_numbers(model, model_file, mnist, capsys):
     assert [c["name"] for c in result["classes"]] == list(MNIST_CLASSES)
     assert [c["support"] for c in result["classes"]] == np.bincount(y_test).tolist()
     assert np.trace(result["confusion_matrix"]) == round(10_000 * result["accuracy"])
+
+
+def test_any_idx_directory_or_a_known_data_set_by_name(model_file, mnist_dir, capsys):
+    # --data-dir alone: any data set in the IDX layout, classes named by their labels
+    assert main(["evaluate", model_file, "--data-dir", str(mnist_dir)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(f"on the test set of the IDX data set in {mnist_dir}, 10,000 samples")
+
+
+def test_fashion_mnist_rows_carry_its_class_names(fashion_mnist_dir, capsys, tmp_path):
+    from fastmlp.datasets import dataset_info
+
+    path = tmp_path / "fashion.npz"
+    MLP((784, 8, 10), seed=0).save(path)
+    assert main(["evaluate", str(path), "--dataset", "fashion-mnist", "--data-dir",
+                 str(fashion_mnist_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "on the Fashion-MNIST test set" in lines[0]
+    names = dataset_info("fashion-mnist").class_names
+    assert [line[:len(name)] for line, name in zip(lines[4:14], names)] == list(names)
 
 
 def test_an_npz_file_with_class_names(model, model_file, mnist, tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Training: real MNIST learns, histories are complete, divergence stops with a message."""
 
+import re
 import warnings
 
 import numpy as np
@@ -145,3 +146,74 @@ def test_bad_training_arguments(kwargs, message):
 def test_one_dimensional_training_input_is_rejected():
     with pytest.raises(ValueError, match=r"x must be 2-D \(n_samples, n_features\)"):
         MLP((8, 3)).fit(np.zeros(8), [1])
+
+
+EPOCH_LINE = (r"epoch  [12]/2  loss \d+\.\d{4}  train acc \d+\.\d\d%  (val acc \d+\.\d\d%  )?"
+              r"[\d,]+ samples/s  \d+\.\d\d s")
+
+
+def test_verbose_1_prints_one_plain_line_per_epoch(capsys):
+    x, y = synthetic()
+    MLP((8, 16, 3), seed=0).fit(x, y, epochs=2, verbose=1, validation_data=(x, y))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert re.fullmatch(EPOCH_LINE, line) and "val acc" in line
+    MLP((8, 16, 3), seed=0).fit(x, y, epochs=2, verbose="auto")  # captured: not a terminal
+    out = capsys.readouterr().out
+    assert "\r" not in out and len(out.splitlines()) == 2 and "val acc" not in out
+    MLP((8, 16, 3), seed=0).fit(x, y, epochs=2, validation_data=(x, y))
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_progress_bar_leaves_training_bit_for_bit_the_same(backend, capsys):
+    # 3001 samples at batch 32: 94 steps, the last one of 25 samples, in parts of 10 steps.
+    x, y = synthetic(n=3001)
+    runs = {}
+    for verbose in (1, 2):
+        model = MLP((8, 16, 3), seed=0)
+        with fastmlp.use_backend(backend):
+            history = model.fit(x, y, epochs=2, batch_size=32, verbose=verbose, seed=3,
+                                validation_data=(x, y), validation_name="test")
+        runs[verbose] = model, history, capsys.readouterr().out
+    (plain, plain_history, plain_out), (barred, barred_history, barred_out) = runs[1], runs[2]
+    for (W, b), (W2, b2) in zip(plain.params, barred.params):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    assert barred_history.train_accuracy == plain_history.train_accuracy
+    assert barred_history.val_accuracy == plain_history.val_accuracy
+    np.testing.assert_allclose(barred_history.loss, plain_history.loss, rtol=1e-12)
+    # The bar is drawn with carriage returns and cleared; the epoch lines stay.
+    assert "\r" not in plain_out
+    assert re.search(r"\repoch  1/2: +11%\|.*\| 10/94 \[.*step/s, loss \d\.\d{4}, acc \d+\.\d\d%\]",
+                     barred_out)
+    assert "| 94/94 [" in barred_out
+    # What stays on screen: the text after each line's last carriage return.
+    kept = [line.rsplit("\r", 1)[-1] for line in barred_out.split("\n")]
+    def untimed(lines):
+        return [re.sub(r"[\d,]+ samples/s .*", "", line) for line in lines]
+
+    assert untimed(kept) == untimed(plain_out.split("\n"))
+    assert "test acc" in kept[0]
+
+
+def test_divergence_is_reported_at_the_same_step_with_a_bar(capsys):
+    x, y = synthetic(n=3000)
+    messages = []
+    for verbose in (0, 2):
+        with pytest.raises(TrainingDivergedError) as info:
+            MLP((8, 16, 3), seed=0).fit(x, y, epochs=2, batch_size=16, optimizer="sgd",
+                                        learning_rate=1e30, schedule="constant",
+                                        verbose=verbose)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert re.search(r"at epoch 1, step \d+ of 188", messages[0])
+
+
+@pytest.mark.parametrize("verbose", [3, -1, "yes", None, 1.5])
+def test_bad_verbose(verbose):
+    x, y = synthetic(n=20)
+    with pytest.raises(ValueError, match=re.escape(
+            f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")):
+        MLP((8, 3), seed=0).fit(x, y, verbose=verbose)
