@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -128,14 +129,17 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
 
     if not model.scaler.fitted:
         model.scaler.fit(x)
-    X = model.scaler.transform(x, model.dtype)
+    backend = backends.get_backend()
+    # A backend that scales raw pixels as it gathers each batch gets them so: no
+    # scaled float copy of the whole training set (188 MB for MNIST in float32).
+    raw = x.dtype == np.uint8 and getattr(backend, "RAW_INPUTS", False)
+    inputs = _Inputs(x, y, model, raw)
     if validation_data is not None:
         X_val = model.scaler.transform(x_val, model.dtype)
 
-    backend = backends.get_backend()
     if hasattr(optimizer, "init_state"):
         optimizer.init_state(model.params)
-    n = X.shape[0]
+    n = x.shape[0]
     steps_per_epoch = -(-n // batch_size)
     total_steps = epochs * steps_per_epoch
     rng = np.random.default_rng(seed)
@@ -145,10 +149,10 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         steps = range(first, first + steps_per_epoch)
         learning_rates = np.array([base_lr * scale_lr(step, total_steps) for step in steps])
         start = time.perf_counter()
-        # Batches are gathered from X by this permutation inside the epoch, not by
-        # a permuted copy of X: that 188 MB copy per MNIST epoch cost ~7 % of a numba epoch.
+        # Batches are gathered from the inputs by this permutation inside the epoch, not
+        # by a permuted copy: that 188 MB copy per MNIST epoch cost ~7 % of a numba epoch.
         order = rng.permutation(n)
-        args = (backend, model.params, X, y, batch_size, optimizer, learning_rates, order)
+        args = (backend, model.params, inputs, batch_size, optimizer, learning_rates, order)
         # Overflow on the way to a diverging loss is reported below, once.
         with np.errstate(over="ignore", invalid="ignore"):
             if bar:
@@ -211,46 +215,63 @@ def _progress_bar(steps: int, description: str) -> tqdm:
                 dynamic_ncols=True, mininterval=0, miniters=1)
 
 
-def _epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order):
-    """One epoch in one call: the backend's fused ``train_epoch`` if it takes the optimizer."""
+class _Inputs:
+    """The training inputs as ``fit`` hands them to an epoch.
+
+    ``x`` is what a fused epoch gets, with ``scaling`` as its keywords: the raw
+    ``uint8`` rows and the model's affine for a backend that scales as it
+    gathers (``RAW_INPUTS``), else the scaled copy. ``scaled`` is that copy,
+    made on first use, for the generic loop.
+    """
+
+    def __init__(self, x, y, model, raw):
+        self.y, self._raw, self._model = y, x, model
+        if raw:
+            scale, offset = model.scaler.affine()
+            self.x, self.scaling = x, {"scale": scale, "offset": offset}
+        else:
+            self.x, self.scaling = self.scaled, {}
+
+    @functools.cached_property
+    def scaled(self) -> np.ndarray:
+        return self._model.scaler.transform(self._raw, self._model.dtype)
+
+
+def _epoch(backend, params, inputs, batch_size, optimizer, learning_rates, order):
+    """The batches ``order`` picks, in one call: the backend's fused ``train_epoch`` if it
+    takes the optimizer, else the generic loop."""
     fast_epoch = getattr(backend, "train_epoch", None)
-    args = (params, x, y, batch_size, optimizer, learning_rates)
-    result = fast_epoch(*args, order=order) if fast_epoch is not None else None
+    result = None
+    if fast_epoch is not None:
+        result = fast_epoch(params, inputs.x, inputs.y, batch_size, optimizer, learning_rates,
+                            order=order, **inputs.scaling)
     if result is None:
-        result = train_epoch(backend, *args, order=order)
+        result = train_epoch(backend, params, inputs.scaled, inputs.y, batch_size, optimizer,
+                             learning_rates, order=order)
     return result
 
 
-def _epoch_in_parts(backend, params, x, y, batch_size, optimizer, learning_rates, order,
+def _epoch_in_parts(backend, params, inputs, batch_size, optimizer, learning_rates, order,
                     progress):
     """The batches of one ``_epoch`` call, run as consecutive parts of whole batches.
 
     ``progress`` (a tqdm bar) advances and shows the running loss and accuracy
-    after each part. The parameters come out bit for bit as from one call.
+    after each part. Each part is a slice of the epoch's shuffled ``order``, so
+    the batches and the parameters come out bit for bit as from one call.
     """
     steps = len(learning_rates)
     part_steps = -(-steps // PROGRESS_UPDATES_PER_EPOCH)
-    rows = min(part_steps * batch_size, len(order))
-    # A backend's epoch runs over every row of the x it gets, so each part's rows are
-    # gathered into these buffers first (one copy of the data per epoch).
-    x_part = np.empty((rows, x.shape[1]), x.dtype)
-    y_part = np.empty(rows, y.dtype)
     loss_sum, correct, seen = 0.0, 0, 0
     for first in range(0, steps, part_steps):
         picked = order[first * batch_size:(first + part_steps) * batch_size]
-        m = len(picked)
-        xb = np.take(x, picked, axis=0, out=x_part[:m], mode="clip")
-        yb = np.take(y, picked, out=y_part[:m], mode="clip")
-        # Gathered again per batch by an identity order, the batches reach the kernels
-        # exactly as in one call with the shuffled order.
         part_loss, part_correct, failed_step = _epoch(
-            backend, params, xb, yb, batch_size, optimizer,
-            learning_rates[first:first + part_steps], np.arange(m))
+            backend, params, inputs, batch_size, optimizer,
+            learning_rates[first:first + part_steps], picked)
         loss_sum += part_loss
         correct += part_correct
         if failed_step >= 0:
             return loss_sum, correct, first + failed_step
-        seen += m
+        seen += len(picked)
         progress.set_postfix_str(f"loss {loss_sum / seen:.4f}, acc {100 * correct / seen:.2f}%",
                                  refresh=False)
         progress.update(min(part_steps, steps - first))
@@ -263,7 +284,8 @@ def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, or
     This is the generic form of a backend's optional ``train_epoch`` fast
     path: forward, loss, backward and ``optimizer.step`` per batch. Batch
     ``k`` is rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x`` and
-    ``y``, or consecutive rows when ``order`` is None.
+    ``y``, or consecutive rows when ``order`` is None. ``order`` may pick any
+    rows: a permutation of all of them for an epoch, or a part of one.
 
     Returns
     -------
@@ -277,7 +299,8 @@ def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, or
     """
     loss_sum = 0.0
     correct = 0
-    for step, begin in enumerate(range(0, x.shape[0], batch_size)):
+    n = x.shape[0] if order is None else len(order)
+    for step, begin in enumerate(range(0, n, batch_size)):
         rows = slice(begin, begin + batch_size)
         if order is not None:
             rows = order[rows]

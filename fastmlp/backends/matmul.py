@@ -103,7 +103,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     dtype = x.dtype
     tiny = np.finfo(dtype).tiny
     widths = _layer_widths(params)
-    batch_size = min(batch_size, x.shape[0])
+    batch_size = max(1, min(batch_size, x.shape[0] if order is None else len(order)))
     full_x = np.empty((batch_size, x.shape[1]), dtype)
     full_y = np.empty(batch_size, y.dtype)
     full_activations = [np.empty((batch_size, width), dtype) for width in widths]
@@ -113,7 +113,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)
     predicted = np.empty(batch_size, np.intp)
     loss_sum = 0.0
     correct = 0
-    for step, begin in enumerate(range(0, x.shape[0], batch_size)):
+    n = x.shape[0] if order is None else len(order)
+    for step, begin in enumerate(range(0, n, batch_size)):
         if order is None:
             xb = x[begin:begin + batch_size]
             yb = y[begin:begin + batch_size]

@@ -119,8 +119,9 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         Every optimizer of ``fastmlp.optim``.
     learning_rates : array_like of float
         ``learning_rates[k]`` is the learning rate of step ``k``.
-    order : ndarray of int, shape (n_samples,), optional
-        Default: the rows in order.
+    order : ndarray of int, 1-D, optional
+        The rows to train on, in the order to take them: a permutation of all
+        rows for an epoch, or a part of one. Default: every row in order.
     scale, offset : float
         The network sees ``scale * x + offset``, computed as each batch is
         gathered and rounded as ``InputScaler.transform`` rounds it, so raw
@@ -151,7 +152,6 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
     check_positive_int(batch_size, "batch_size")
     x = np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
-    n = x.shape[0]
     Ws = [flat[2 * l] for l in range(len(flat) // 2)]
     n_in = x.shape[1]
     for l, (W, b) in enumerate(zip(Ws, flat[1::2])):
@@ -159,12 +159,13 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
             raise ValueError(f"layer {l}: W must be (n_out, {n_in}) and b (n_out,), "
                              f"got {W.shape} and {b.shape}")
         n_in = W.shape[0]
-    y = np.ascontiguousarray(check_labels(y, n, Ws[-1].shape[0]))
+    y = np.ascontiguousarray(check_labels(y, x.shape[0], Ws[-1].shape[0]))
+    order = np.arange(x.shape[0]) if order is None else _indices(order, x.shape[0])
+    n = order.shape[0]
     steps = -(-n // batch_size)
     learning_rates = np.ascontiguousarray(learning_rates, np.float64)
     if learning_rates.ndim != 1 or learning_rates.shape[0] < steps:
         raise ValueError(f"learning_rates needs one rate for each of the {steps} steps")
-    order = np.arange(n) if order is None else _indices(order, n)
     described = _describe(optimizer, params)
     if described is None:
         return None
@@ -198,8 +199,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
 
 def _indices(order, n):
     order = np.ascontiguousarray(order, dtype=np.int64)
-    if order.shape != (n,):
-        raise ValueError(f"order has shape {order.shape}, expected ({n},)")
-    if n and (order.min() < 0 or order.max() >= n):
+    if order.ndim != 1:
+        raise ValueError(f"order must be 1-D, got shape {order.shape}")
+    if order.size and (order.min() < 0 or order.max() >= n):
         raise ValueError(f"order must hold row indices in [0, {n})")
     return order

@@ -449,13 +449,14 @@ def train_epoch(theta, state1, state2, layout, x, y, order, scale, offset, batch
     indexed by ``N_OUT, N_IN, W_AT, B_AT, UNIT_AT``: the layer's sizes, the
     offsets of its ``W`` and ``b``, and the offset of its units among all
     units. ``hyper`` is indexed by ``MOMENTUM, ..., DECOUPLED``. Batch k is
-    rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x``, scaled as
+    rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x`` (``order`` may
+    pick any rows, a part of an epoch's shuffle for instance), scaled as
     ``scale * x + offset`` and gathered into ``buffers`` (see
     ``_fused.EpochBuffers``), where they stay in cache for the whole step.
     Each step's loss is summed row by row in batch order, so neither the
     result nor the parameters depend on ``tasks``.
     """
-    n_samples = x.shape[0]
+    n_samples = order.shape[0]
     loss_sum = 0.0
     correct = 0
     step = 0
