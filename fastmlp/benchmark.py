@@ -63,8 +63,9 @@ class Comparison:
         if self.machine and self.machine.get("numba_settings"):
             numba = self.machine["numba_settings"]
             lines.append(f"numba backend: {numba['block']} register blocks, tiles of "
-                         f"{numba['tile_rows']} rows, products of >= {numba['parallel_work']:,} "
-                         "multiply-adds split across threads (FASTMLP_NUMBA_PARALLEL_WORK)")
+                         f"{numba['tile_bytes'] // 1024} KiB, products of >= "
+                         f"{numba['parallel_work']:,} multiply-adds split across threads "
+                         "(FASTMLP_NUMBA_PARALLEL_WORK)")
         lines += [f"{'-'.join(map(str, self.layer_sizes))} float32, plain SGD, "
                  f"{self.samples:,} samples per epoch ({self.epoch_gflop:.1f} GFLOP); "
                  f"float32 GEMM peak {self.peak_gflops:.0f} GFLOP/s"

@@ -23,7 +23,7 @@ PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 2_000_000))
 def settings() -> dict:
     """The backend's speed settings, for benchmarks to print."""
     return {"parallel_work": PARALLEL_WORK, "block": f"{k.BLOCK_A}x{k.BLOCK_B}",
-            "tile_rows": k.TILE_ROWS}
+            "tile_bytes": k.TILE_BYTES}
 
 
 def _float_dtype(*arrays) -> np.dtype:

@@ -31,11 +31,12 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 # order for every element, since every element goes through the same loop.
 _DOT = {**_JIT, "fastmath": {"reassoc", "contract"}}
 
-# Rows of a, and rows of b, that one register block of gemm_nt computes;
-# rows of a per cache tile (a tile of a stays in cache while b streams past).
+# Rows of a, and rows of b, that one register block of gemm_nt computes; bytes
+# of a per cache tile (a tile of a stays in the core's cache while b streams
+# past: a quarter of a 512 KiB L2, room for b's rows and the output beside it).
 BLOCK_A = 2
 BLOCK_B = 4
-TILE_ROWS = 128
+TILE_BYTES = 128 * 1024
 
 # What gemm_nt does with each sum before storing it.
 PLAIN, BIAS_RELU, RELU_MASK = range(3)
@@ -69,8 +70,9 @@ def gemm_nt_into(a, b, out, i0, i1, mode, bias, mask, out_t):
     m = b.shape[0]
     zero = a.dtype.type(0)
     zeros = np.zeros(K, a.dtype)
-    for t0 in range(i0, i1, TILE_ROWS):
-        t1 = min(t0 + TILE_ROWS, i1)
+    tile = max(BLOCK_A, TILE_BYTES // max(1, K * a.itemsize) // BLOCK_A * BLOCK_A)
+    for t0 in range(i0, i1, tile):
+        t1 = min(t0 + tile, i1)
         for j in range(0, m, BLOCK_B):
             b0 = b[j]
             b1 = b[j + 1] if j + 1 < m else zeros
