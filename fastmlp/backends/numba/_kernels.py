@@ -137,7 +137,8 @@ def _epilogue_rows(out, i0, i1, mode, bias, mask, out_t):
 def gemm_nt(a, b, out, i0, i1):
     """``out[i] = a[i] @ b.T`` for rows ``i0:i1``: ``gemm_nt_into`` in mode ``PLAIN``."""
     none = np.empty((0, 0), a.dtype)
-    gemm_nt_into(a, b, out, i0, i1, PLAIN, np.empty(0, a.dtype), none, none)
+    # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
+    gemm_nt_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none)
 
 
 @njit(**_JIT)
@@ -174,12 +175,10 @@ def bias_softmax_rows(z, b, i0, i1):
 @njit(**_JIT)
 def dense(a, W, b, out, last, i0, i1):
     """Rows ``i0:i1`` of a layer: ``out = softmax(a @ W.T + b)`` if ``last``, else ReLU."""
+    none = np.empty((0, 0), a.dtype)
+    gemm_nt_into(a, W, out, i0, i1, PLAIN if last else BIAS_RELU, b, none, none)
     if last:
-        gemm_nt(a, W, out, i0, i1)
         bias_softmax_rows(out, b, i0, i1)
-    else:
-        none = np.empty((0, 0), a.dtype)
-        gemm_nt_into(a, W, out, i0, i1, BIAS_RELU, b, none, none)
 
 
 @njit(**_JIT)
@@ -364,32 +363,35 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
     wants the summed index contiguous.
     """
     L = layout.shape[0]
-    a = buffers.xb[:n]
     none = np.empty((0, 0), theta.dtype)
-    for l in range(L):
-        n_out, n_in, w_at, b_at, unit_at = layout[l]
-        z = _block(buffers.z, unit_at * n, n, n_out)
-        W = _block(theta, w_at, n_out, n_in)
-        b = theta[b_at:b_at + n_out]
-        if l < L - 1:
-            # z = max(a @ W.T + b, 0), the same kernel as forward's
-            gemm_nt_into(a, W, z, r0, r1, BIAS_RELU, b, none,
-                         _block(buffers.zt, unit_at * n, n_out, n))
-            a = z
+    # One product per step, 2 L - 1 steps, through one call of gemm_nt_into:
+    # numba compiles every call site of a kernel anew, and this one is large.
+    for step in range(2 * L - 1):
+        if step < L:
+            # forward: z[l] = max(a[l] @ W[l].T + b[l], 0); logits for the last layer
+            l = step
+            n_out, n_in, w_at, b_at, unit_at = layout[l]
+            a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n,
+                                                      n_in)
+            b, out = _block(theta, w_at, n_out, n_in), _block(buffers.z, unit_at * n, n, n_out)
+            hidden = l < L - 1
+            mode, bias, mask = BIAS_RELU if hidden else PLAIN, theta[b_at:b_at + n_out], none
+            out_t = _block(buffers.zt, unit_at * n, n_out, n) if hidden else none
         else:
-            gemm_nt(a, W, z, r0, r1)
+            # backward: delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0), W[l].T kept in buffers.wt
+            l = 2 * L - 1 - step
+            n_out, n_in, w_at, _, unit_at = layout[l]
+            below = layout[l - 1, UNIT_AT]
+            a, b = _block(buffers.d, unit_at * n, n, n_out), _block(buffers.wt, w_at, n_in, n_out)
+            out = _block(buffers.d, below * n, n, n_in)
+            mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
+            out_t = _block(buffers.dt, below * n, n_in, n)
+        gemm_nt_into(a, b, out, r0, r1, mode, bias, mask, out_t)
+        if step == L - 1:
             delta = _block(buffers.d, unit_at * n, n, n_out)
-            _softmax_cross_entropy_rows(z, b, buffers.yb, n, tiny, delta, buffers.losses,
+            _softmax_cross_entropy_rows(out, bias, buffers.yb, n, tiny, delta, buffers.losses,
                                         buffers.hits, r0, r1)
             transpose_rows(delta, _block(buffers.dt, unit_at * n, n_out, n), r0, r1)
-    for l in range(L - 1, 0, -1):
-        # delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0), with W[l].T kept in buffers.wt
-        n_out, n_in, w_at, _, unit_at = layout[l]
-        below = layout[l - 1, UNIT_AT]
-        gemm_nt_into(_block(buffers.d, unit_at * n, n, n_out),
-                     _block(buffers.wt, w_at, n_in, n_out), _block(buffers.d, below * n, n, n_in),
-                     r0, r1, RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in),
-                     _block(buffers.dt, below * n, n_in, n))
 
 
 @njit(**_JIT)
