@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -167,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "FILE.png (needs matplotlib: the 'plot' extra)")
     train.add_argument("--quiet", "-q", action="store_true",
                        help="print only the final line")
+    train.add_argument("--timings", action="store_true",
+                       help="end with where the whole process's time went: start-up and "
+                            "imports, data, input scaling, the first epoch (which loads or "
+                            "compiles numba's kernels), the other epochs, scoring the test set")
     train.set_defaults(run=_train)
 
     profile = commands.add_parser(
@@ -207,17 +212,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds_since_process_start() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None where unknown."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            return float(uptime.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _train(args) -> int:
+    clock = [("start-up and imports", _seconds_since_process_start(), time.perf_counter())]
     if args.plot:
         from .plots import check_plot_path, plot_history
 
         check_plot_path(args.plot)  # a bad path fails now, not after training
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
+        clock.append(("backend import", None, time.perf_counter()))
         data = _load_data(args)
+        clock.append(("data", None, time.perf_counter()))
         (x_train, y_train), test = data.train, data.test
         model = MLP((x_train.shape[1], *args.hidden, data.n_classes),
                     dtype=np.dtype(args.dtype), seed=args.seed)
+        model.scaler.fit(x_train)
+        clock.append(("input scaling (fit)", None, time.perf_counter()))
         optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
         if not args.quiet:
             print(f"fastmlp: {data.description}")
@@ -229,6 +249,7 @@ def _train(args) -> int:
                       optimizer=optimizer, schedule=args.schedule, validation_data=test,
                       seed=args.seed, verbose=0 if args.quiet else "auto",
                       validation_name="test")
+        clock.append(("training", None, time.perf_counter()))
     tested = (f"test acc {100 * history.val_accuracy[-1]:.2f}%  " if test is not None else "")
     print(f"final  {tested}train acc {100 * history.train_accuracy[-1]:.2f}%  "
           f"loss {history.loss[-1]:.4f}  {len(history)} epochs, "
@@ -241,7 +262,30 @@ def _train(args) -> int:
         plot_history(history, args.plot)
         if not args.quiet:
             print(f"saved plot to {args.plot}")
+    if args.timings:
+        print(_timings(clock, history))
     return 0
+
+
+def _timings(clock, history) -> str:
+    """The whole process's time, phase by phase, from ``_train``'s clock readings."""
+    (_, startup, t_main), (_, _, t_backend), (_, _, t_data), (_, _, t_scaled), \
+        (_, _, t_trained) = clock
+    training = t_trained - t_scaled
+    epochs = history.seconds
+    phases = [("start-up and imports", startup), ("backend import", t_backend - t_main),
+              ("data", t_data - t_backend),
+              ("input scaling (fit)", t_scaled - t_data),
+              ("epoch 1 (incl. kernels' first call)", epochs[0]),
+              (f"epochs 2-{len(epochs)}" if len(epochs) > 1 else "later epochs", sum(epochs[1:])),
+              ("scoring and bookkeeping", training - sum(epochs))]
+    total = sum(seconds for _, seconds in phases if seconds is not None)
+    lines = ["timings (whole process):"]
+    for label, seconds in phases:
+        shown = "unknown" if seconds is None else f"{seconds:6.3f} s {100 * seconds / total:5.1f}%"
+        lines.append(f"  {label:<38} {shown}")
+    lines.append(f"  {'total':<38} {total:6.3f} s")
+    return "\n".join(lines)
 
 
 def _profile(args) -> int:

@@ -286,3 +286,20 @@ def test_profile_and_bench_take_any_data(small_idx, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("cpu ")  # what it ran on, then the tables
     assert "\n10-128-128-3 float32, plain SGD, 120 samples" in out
+
+
+def test_train_timings_split_the_whole_process(small_idx, capsys):
+    assert main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "8",
+                 "--backend", "matmul", "--quiet", "--timings"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("timings (whole process):")
+    rows = {line[:40].strip(): line[40:].split() for line in lines[start + 1:]}
+    assert list(rows) == ["start-up and imports", "backend import", "data",
+                          "input scaling (fit)", "epoch 1 (incl. kernels' first call)",
+                          "epochs 2-2", "scoring and bookkeeping", "total"]
+    seconds = {label: float(cells[0]) for label, cells in rows.items() if cells[0] != "unknown"}
+    parts = sum(value for label, value in seconds.items() if label != "total")
+    assert seconds["total"] == pytest.approx(parts, abs=0.005)
+    shares = [float(cells[2].rstrip("%")) for label, cells in rows.items()
+              if label != "total" and cells[0] != "unknown"]
+    assert sum(shares) == pytest.approx(100, abs=0.5)
