@@ -1,9 +1,10 @@
 """Every public entry point gives the main thread's answer in any thread, however many run at once.
 
 Batches are chosen below and above the sizes at which the numba backend
-splits a product across its threads (``fastmlp.backends.numba.PARALLEL_WORK``
-multiply-adds), and one sample goes through ``predict_one``. The numba
-threading layers are process-wide, so each is tested in a subprocess.
+splits a product across threads (``fastmlp.backends.numba.PARALLEL_WORK``
+multiply-adds), with that threshold as shipped and lowered so that every
+layer's product splits, and one sample goes through ``predict_one``. The
+numba threading layers are process-wide, so each is tested in a subprocess.
 """
 
 import os
@@ -20,9 +21,21 @@ from fastmlp import MLP, use_backend
 
 BACKENDS = fastmlp.available_backends()
 SIZES = (784, 128, 128, 10)
-# one raw sample (1-D), then batches of 1 to 2000 rows: with 784-128-128-10 the
-# numba backend splits the first layer from 20 rows, the second from 123, the last from 1563
+# one raw sample (1-D), then batches of 1 to 2000 rows: with 784-128-128-10 and
+# PARALLEL_WORK as shipped (32M) the numba backend splits the first layer's product
+# from 319 rows and the second's from 1954; lowered to 50 000, each layer's from 1, 4, 40
 ROWS = [None, 1, 7, 200, 2000]
+LOW_PARALLEL_WORK = 50_000
+
+
+@pytest.fixture(params=["as shipped", "lowered"])
+def parallel_work(request, monkeypatch):
+    """Run with numba's split threshold as shipped, then lowered: every split is tested."""
+    if request.param == "lowered" and "numba" in BACKENDS:
+        from fastmlp.backends.numba import _api
+
+        monkeypatch.setattr(_api, "PARALLEL_WORK", LOW_PARALLEL_WORK)
+    return request.param
 
 
 def trained_model(dtype, seed=0):
@@ -50,7 +63,7 @@ def assert_same(results, want):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_predictions_are_the_same_bits_in_any_thread(backend, dtype):
+def test_predictions_are_the_same_bits_in_any_thread(backend, dtype, parallel_work):
     model, images = trained_model(dtype)
     inputs = batches(images)
     want = predictions(backend, model, inputs)
@@ -62,7 +75,7 @@ def test_predictions_are_the_same_bits_in_any_thread(backend, dtype):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_forward_and_backward_are_the_same_bits_in_any_thread(backend):
+def test_forward_and_backward_are_the_same_bits_in_any_thread(backend, parallel_work):
     model, images = trained_model(np.float32)
     x = model.scaler.transform(images[:300], np.float32)
     y = np.arange(300) % 10
