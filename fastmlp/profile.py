@@ -358,7 +358,8 @@ def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch
 def side_by_side(profiles: list[Profile]) -> str:
     """One table with a column per backend: seconds and share of each phase, then rates."""
     width = 17
-    lines = [summary(profiles[0].machine), ""] if profiles[0].machine else []
+    # the last profile's machine: described after every backend ran (numba's layer chosen)
+    lines = [summary(profiles[-1].machine), ""] if profiles[-1].machine else []
     lines += [profiles[0].header(), "",
              f"{'':<17}" + "".join(f"{p.backend:>{width}}" for p in profiles)]
 
