@@ -22,6 +22,10 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 32_000_000))
 
 
+# backward sums a weight gradient over slices of this many rows of the batch.
+GRADIENT_ROWS = 1024
+
+
 def settings() -> dict:
     """The backend's speed settings, for benchmarks to print."""
     return {"parallel_work": PARALLEL_WORK, "block": f"{k.BLOCK_A}x{k.BLOCK_B}",
@@ -62,6 +66,14 @@ def _gemm_nt(a, b):
     out = np.empty((a.shape[0], b.shape[0]), a.dtype)
     with compile_notice(k.gemm_nt):
         split_rows(k.gemm_nt, a.shape[0], _tasks(a.shape[0], a.size * b.shape[0]), a, b, out)
+    return out
+
+
+def _transposed(a):
+    """A C-contiguous copy of ``a.T``, rows split across threads when large."""
+    out = np.empty((a.shape[1], a.shape[0]), a.dtype)
+    with compile_notice(k.transpose_rows):
+        split_rows(k.transpose_rows, a.shape[0], _tasks(a.shape[0], 64 * a.size), a, out)
     return out
 
 
@@ -115,14 +127,18 @@ def backward(params, cache, y):
     grads = []
     for l in range(len(Ws) - 1, -1, -1):
         a = cache[l]
-        # dW = delta.T @ a, summed over the batch: gemm_nt wants that index contiguous
-        dW = _gemm_nt(np.ascontiguousarray(delta.T), np.ascontiguousarray(a.T))
+        # dW = delta.T @ a, summed over the batch: gemm_nt wants that index contiguous.
+        # In slices of rows, so that the transposed operands stay in cache.
+        dW = np.zeros_like(Ws[l])
+        for r0 in range(0, n, GRADIENT_ROWS):
+            dW += _gemm_nt(_transposed(delta[r0:r0 + GRADIENT_ROWS]),
+                           _transposed(a[r0:r0 + GRADIENT_ROWS]))
         db = np.empty(delta.shape[1], dtype)
         k.column_sums(delta, db)
         grads.append((dW, db))
         if l > 0:
             # delta[l-1] = (delta @ W) * (a > 0)
-            delta = _gemm_nt(delta, np.ascontiguousarray(Ws[l].T))
+            delta = _gemm_nt(delta, _transposed(Ws[l]))
             k.relu_backward_rows(delta, a, 0, n)
     return grads[::-1]
 
