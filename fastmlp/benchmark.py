@@ -18,12 +18,10 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from . import backends
-from ._atomic import atomic_write
 from .machine import describe, summary
 from .model import MLP
 from .profile import flops_per_sample, gemm_peak
@@ -271,29 +269,14 @@ class Torch:
 def plot_format(path) -> str:
     """The image format ``plot`` will write to ``path``, checked before any timing.
 
-    The format comes from the file name's suffix (``png`` when it has none).
-
-    Raises
-    ------
-    ImportError
-        When matplotlib is not installed.
-    ValueError
-        When the directory of ``path`` does not exist or the format is unknown.
+    ``fastmlp.plots.check_plot_path``: the format comes from the file name's
+    suffix (``png`` when it has none); ``ImportError`` naming the ``plot``
+    extra without matplotlib, ``ValueError`` for a missing directory or an
+    unknown format.
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install matplotlib "
-                          "(the 'plot' extra)") from None
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"cannot write the plot to {path}: no directory {path.parent}")
-    suffix = path.suffix.lstrip(".").lower() or "png"
-    formats = FigureCanvasAgg.get_supported_filetypes()
-    if suffix not in formats:
-        raise ValueError(f"cannot write the plot to {path}: unknown image format {suffix!r}; "
-                         f"use one of {', '.join(sorted(formats))}")
-    return suffix
+    from .plots import check_plot_path
+
+    return check_plot_path(path)
 
 
 def plot(result: Comparison, path: str | os.PathLike) -> None:
@@ -327,5 +310,6 @@ def plot(result: Comparison, path: str | os.PathLike) -> None:
     right.set_ylabel("seconds")
     right.set_title(f"Forward of {result.samples:,} samples (lower is better)", fontsize=10)
     fig.tight_layout()
-    with atomic_write(path) as file:
-        fig.savefig(file, format=image_format, dpi=110)
+    from .plots import save_figure
+
+    save_figure(fig, path, image_format)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._atomic import atomic_write
 
-__all__ = ["check_plot_path", "plot_evaluation", "plot_history"]
+__all__ = ["check_plot_path", "plot_evaluation", "plot_history", "save_figure"]
 
 _EXTRA = 'plotting needs matplotlib: pip install "fastmlp[plot]"'
 
@@ -52,7 +52,8 @@ def check_plot_path(path: str | os.PathLike) -> str:
     return suffix
 
 
-def _save(fig, path, image_format):
+def save_figure(fig, path, image_format):
+    """Write matplotlib figure ``fig`` to ``path`` in ``image_format``, atomically."""
     _, FigureCanvasAgg = _agg()
     FigureCanvasAgg(fig)
     with atomic_write(path) as file:
@@ -94,7 +95,7 @@ def plot_history(history, path: str | os.PathLike) -> None:
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)
-    _save(fig, path, image_format)
+    save_figure(fig, path, image_format)
 
 
 def plot_evaluation(evaluation, x, path: str | os.PathLike, *, mistakes: int = 24) -> None:
@@ -164,4 +165,4 @@ def plot_evaluation(evaluation, x, path: str | os.PathLike, *, mistakes: int = 2
         for axes in grid:
             axes.set_axis_off()
         right.suptitle(f"the {len(shown)} most confident mistakes", fontsize=11)
-    _save(fig, path, image_format)
+    save_figure(fig, path, image_format)
