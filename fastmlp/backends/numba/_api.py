@@ -12,7 +12,7 @@ from . import _kernels as k
 from ._compile_notice import compile_notice
 from ._threads import split_rows
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Products of at least this many multiply-adds split their rows across a pool of
 # threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only speed depends on it:
@@ -34,25 +34,28 @@ def settings() -> dict:
 
 def _float_dtype(*arrays) -> np.dtype:
     dtype = np.result_type(*arrays)
-    return dtype if dtype in _FLOATS else np.dtype(np.float64)
+    return dtype if dtype in FLOATS else np.dtype(np.float64)
 
 
-def _layers(params, dtype, n_in):
-    """Tuples of the ``W`` and of the ``b``, C-contiguous in ``dtype``, shapes checked."""
-    Ws, bs = [], []
-    for l, (W, b) in enumerate(params):
-        W = np.ascontiguousarray(W, dtype)
-        b = np.ascontiguousarray(b, dtype)
+def check_layers(Ws, bs, n_in):
+    """Raise ``ValueError`` naming the first layer whose ``W`` is not ``(n_out, n_in)``
+    (``n_in`` the width below it) or whose ``b`` is not ``(n_out,)``."""
+    for l, (W, b) in enumerate(zip(Ws, bs)):
         if W.ndim != 2 or W.shape[1] != n_in or b.shape != (W.shape[0],):
             raise ValueError(
                 f"layer {l}: W must be (n_out, {n_in}) and b (n_out,), got {W.shape} and {b.shape}"
             )
         n_in = W.shape[0]
-        Ws.append(W)
-        bs.append(b)
+
+
+def _layers(params, dtype, n_in):
+    """Tuples of the ``W`` and of the ``b``, C-contiguous in ``dtype``, shapes checked."""
+    Ws = tuple(np.ascontiguousarray(W, dtype) for W, _ in params)
+    bs = tuple(np.ascontiguousarray(b, dtype) for _, b in params)
     if not Ws:
         raise ValueError("params must hold at least one (W, b) layer")
-    return tuple(Ws), tuple(bs)
+    check_layers(Ws, bs, n_in)
+    return Ws, bs
 
 
 def _tasks(rows, work):
@@ -80,7 +83,7 @@ def _transposed(a):
 def softmax(z):
     """Row-wise softmax of ``z``, shape ``(n_classes,)`` or ``(n_samples, n_classes)``."""
     z = np.asarray(z)
-    dtype = z.dtype if z.dtype in _FLOATS else np.dtype(np.float64)
+    dtype = z.dtype if z.dtype in FLOATS else np.dtype(np.float64)
     rows = np.ascontiguousarray(np.atleast_2d(z), dtype)
     out = np.empty_like(rows)
     if out.size:
@@ -165,7 +168,7 @@ def predict_one(params, x, scale=1.0, offset=0.0):
         raise ValueError(f"predict_one takes one sample of shape (n_in,), got shape {x.shape}")
     Ws, bs = zip(*params)
     dtypes = {a.dtype for a in Ws + bs}
-    if (len(dtypes) != 1 or Ws[0].dtype not in _FLOATS
+    if (len(dtypes) != 1 or Ws[0].dtype not in FLOATS
             or not all(a.flags.c_contiguous for a in Ws + bs)):
         Ws, bs = _layers(params, _float_dtype(*Ws, *bs), x.shape[0])
     with compile_notice(k.predict_one):

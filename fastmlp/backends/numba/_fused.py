@@ -11,10 +11,9 @@ from numba import get_num_threads
 from ..._validation import check_labels, check_positive_int
 from ...exceptions import PerformanceWarning
 from . import _kernels as k
+from ._api import FLOATS, check_layers
 from ._compile_notice import compile_notice
 from ._threads import run_parallel
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # What each update rule reads from FusedUpdate.hyper, and into which slot.
 _RULES = {
@@ -138,7 +137,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     dtypes = {array.dtype for array in flat}
     if not flat:
         raise ValueError("params must hold at least one (W, b) layer")
-    if len(dtypes) != 1 or flat[0].dtype not in _FLOATS:
+    if len(dtypes) != 1 or flat[0].dtype not in FLOATS:
         _fallback(f"parameters of dtypes {', '.join(sorted(map(str, dtypes)))} (the fused "
                   "epoch needs all float32 or all float64)")
         return None
@@ -152,13 +151,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
     check_positive_int(batch_size, "batch_size")
     x = np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
-    Ws = [flat[2 * l] for l in range(len(flat) // 2)]
-    n_in = x.shape[1]
-    for l, (W, b) in enumerate(zip(Ws, flat[1::2])):
-        if W.ndim != 2 or W.shape[1] != n_in or b.shape != (W.shape[0],):
-            raise ValueError(f"layer {l}: W must be (n_out, {n_in}) and b (n_out,), "
-                             f"got {W.shape} and {b.shape}")
-        n_in = W.shape[0]
+    Ws = flat[0::2]
+    check_layers(Ws, flat[1::2], x.shape[1])
     y = np.ascontiguousarray(check_labels(y, x.shape[0], Ws[-1].shape[0]))
     order = np.arange(x.shape[0]) if order is None else _indices(order, x.shape[0])
     n = order.shape[0]
