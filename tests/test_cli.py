@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fastmlp import MLP
+from fastmlp.backends.numba import _compile_notice as compile_notice
 from fastmlp.cli import main
 
 EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
@@ -114,7 +115,8 @@ def test_a_closed_pipe_ends_output_quietly(mnist_dir):
     process.stdout.close()
     stderr = process.stderr.read()
     assert process.wait() == 1
-    assert stderr == ""
+    # Nothing but, on a machine whose numba cache is cold, the one-line compile notice.
+    assert [line for line in stderr.splitlines() if line != compile_notice.MESSAGE] == []
 
 
 def write_idx(directory, arrays):
