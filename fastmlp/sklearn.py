@@ -164,7 +164,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training inputs, numeric and finite.
+            Training inputs, numeric and finite. float32, float64 and uint8
+            arrays are used as they are (uint8 pixels need no float copy with
+            the numba backend); other dtypes are converted to ``dtype``. The
+            same values give the same model whatever their dtype.
         y : array-like of shape (n_samples,)
             Class labels, of any kind; at least two classes.
 
@@ -272,10 +275,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(probs, axis=1)]
 
     def _input_dtypes(self) -> list:
-        # Float inputs of either width are taken as they are (the model casts
-        # them while scaling); anything else becomes the model's dtype.
+        # Float inputs of either width, and uint8 pixels, are taken as they are:
+        # the model's scaler is a function of the values, not of their dtype, and
+        # casts them while scaling (numba's epoch gathers uint8 rows raw, with no
+        # float copy of the data set). Anything else becomes the model's dtype.
         dtype = check_dtype(self.dtype)
-        return [dtype.type, _OTHER_FLOAT[dtype]]
+        return [dtype.type, _OTHER_FLOAT[dtype], np.uint8]
 
     def _validate_fit_data(self, X, y, *, reset: bool):
         X, y = validate_data(self, X, y, reset=reset, dtype=self._input_dtypes(),

@@ -309,6 +309,34 @@ def test_read_only_float32_input(backend, tmp_path):
                                   clf.predict_proba(X.astype(np.float32)))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_uint8_pixels_train_the_same_model_as_their_float_values(backend):
+    # uint8 input reaches the model as it is (numba's epoch gathers it raw, with
+    # no float copy); the scaler depends on the values only, so the model and its
+    # answers are the ones the same values as float32 give, bit for bit.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 240)
+    X = np.clip(rng.normal(60 + 50 * y[:, None], 40, (240, 12)), 0, 255).astype(np.uint8)
+    seen = []
+    original = MLPClassifier._train
+
+    def record(self, X, *args, **kwargs):
+        seen.append(X.dtype)
+        return original(self, X, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MLPClassifier, "_train", record)
+        from_pixels = MLPClassifier(backend=backend, random_state=0, **FAST).fit(X, y)
+    from_floats = MLPClassifier(backend=backend, random_state=0, **FAST).fit(
+        X.astype(np.float32), y)
+    assert seen == [np.uint8]
+    for a, b in zip(weights(from_pixels), weights(from_floats)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(from_pixels.predict_proba(X),
+                                  from_floats.predict_proba(X.astype(np.float32)))
+    assert from_pixels.score(X, y) > 0.9
+
+
 def test_verbose_prints_one_line_per_epoch(capsys):
     X, y = blobs()
     MLPClassifier(random_state=0, **{**FAST, "epochs": 3}).fit(X, y)
