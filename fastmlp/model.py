@@ -130,9 +130,11 @@ class MLP:
             return probs
         x = check_features(x, self.n_features)
         backend = backends.get_backend()
-        if x.ndim == 1 and hasattr(backend, "predict_one"):
-            # one sample skips the batch machinery; the kernel applies the scaling
-            return backend.predict_one(self.params, x, *self.scaler.affine())
+        if hasattr(backend, "predict_one") and (x.ndim == 1 or x.shape[0] == 1):
+            # one sample (or a batch of one, as a server gets a request) skips the
+            # batch machinery; the kernel applies the scaling, with the same bits
+            probs = backend.predict_one(self.params, x.reshape(-1), *self.scaler.affine())
+            return probs if x.ndim == 1 else probs[None]
         return backend.forward(self.params, self.scaler.transform(x, self.dtype))[0]
 
     def _proba(self, x):

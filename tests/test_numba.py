@@ -117,6 +117,7 @@ def test_one_raw_image_is_predicted_as_its_row_of_a_batch(dtype):
             one = model.predict_proba(images[i])
             assert one.dtype == dtype
             np.testing.assert_array_equal(one, batch[i])
+            np.testing.assert_array_equal(model.predict_proba(images[i:i + 1]), batch[i:i + 1])
 
 
 def test_a_long_first_call_prints_the_compile_notice_once(monkeypatch, capsys):
@@ -124,13 +125,17 @@ def test_a_long_first_call_prints_the_compile_notice_once(monkeypatch, capsys):
 
     from fastmlp.backends.numba import _compile_notice as notice
 
-    class Kernel:  # a dispatcher that has compiled nothing in this process yet
-        signatures = []
+    class Kernel:  # a dispatcher not yet called in this process
+        pass
 
     monkeypatch.setattr(notice, "DELAY", 0.05)
     monkeypatch.setattr(notice, "_printed", notice.threading.Event())
-    with notice.compile_notice(Kernel()):
+    monkeypatch.setattr(notice, "_done", set())
+    kernel = Kernel()
+    with notice.compile_notice(kernel):
         pass  # quick: nothing printed
+    with notice.compile_notice(kernel):
+        time.sleep(0.3)  # slow, but its first call has returned: compiled, never timed again
     assert capsys.readouterr().err == ""
     for _ in range(2):
         with notice.compile_notice(Kernel()):

@@ -60,8 +60,10 @@ def _layers(params, dtype, n_in):
 
 def _tasks(rows, work):
     """Row ranges to split a product of ``work`` multiply-adds into: 1 when it is small."""
-    threads = get_num_threads()
-    return min(threads, rows) if threads > 1 and work >= PARALLEL_WORK else 1
+    if work < PARALLEL_WORK:
+        return 1
+    threads = get_num_threads()  # a few microseconds: asked only for large products
+    return min(threads, rows) if threads > 1 else 1
 
 
 def _gemm_nt(a, b):
@@ -103,13 +105,13 @@ def forward(params, x):
     Ws, bs = _layers(params, dtype, a.shape[1])
     cache = [a]
     last = len(Ws) - 1
-    for l, (W, b) in enumerate(zip(Ws, bs)):
-        z = np.empty((a.shape[0], W.shape[0]), dtype)
-        with compile_notice(k.dense):
+    with compile_notice(k.dense):
+        for l, (W, b) in enumerate(zip(Ws, bs)):
+            z = np.empty((a.shape[0], W.shape[0]), dtype)
             split_rows(k.dense, a.shape[0], _tasks(a.shape[0], a.size * W.shape[0]),
                        a, W, b, z, l == last)
-        cache.append(z)
-        a = z
+            cache.append(z)
+            a = z
     if x.ndim == 1:
         cache = [c[0] for c in cache]
     return cache[-1], cache

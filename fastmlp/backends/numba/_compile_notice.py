@@ -17,6 +17,7 @@ MESSAGE = ("fastmlp: compiling the numba kernels for this machine (first run onl
            "runs load them from numba's cache) ...")
 
 _printed = threading.Event()
+_done = set()  # kernels whose first call here has returned
 
 
 def _print_once():
@@ -27,8 +28,12 @@ def _print_once():
 
 @contextlib.contextmanager
 def compile_notice(kernel):
-    """Around a call of ``kernel``: print the notice if its first call here runs long."""
-    if kernel.signatures or _printed.is_set():  # compiled or loaded in this process already
+    """Around a call of ``kernel``: print the notice if its first call here runs long.
+
+    Later calls cost a set lookup (asking numba for ``kernel.signatures`` costs
+    several microseconds, as much as a small product).
+    """
+    if kernel in _done or _printed.is_set():
         yield
         return
     timer = threading.Timer(DELAY, _print_once)
@@ -38,3 +43,4 @@ def compile_notice(kernel):
         yield
     finally:
         timer.cancel()
+    _done.add(kernel)

@@ -51,11 +51,11 @@ def split_rows(kernel, n, tasks, *args):
     The calling thread runs the first range; the pool's threads run the rest.
     """
     global _pool
-    size = -(-n // tasks)
-    ranges = [(r0, min(r0 + size, n)) for r0 in range(0, n, size)]
-    if len(ranges) == 1:
+    if tasks <= 1:
         kernel(*args, 0, n)
         return
+    size = -(-n // tasks)
+    ranges = [(r0, min(r0 + size, n)) for r0 in range(0, n, size)]
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
