@@ -77,6 +77,44 @@ def test_forward_rows_are_the_same_bits_in_any_batch_and_thread_count(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_backward_over_several_gradient_slices_is_the_same_bits_however_split(dtype,
+                                                                             monkeypatch):
+    # A batch of several GRADIENT_ROWS slices: each weight gradient sums its slices'
+    # products in batch order, whichever threads computed them and however many.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastmlp.backends.numba import _api
+
+    n = 4 * _api.GRADIENT_ROWS + 300  # 5 slices: 2 threads sum them in 3 groups
+    params, x = setup((60, 24, 16, 5), dtype, n=n)
+    y = np.arange(n) % 5
+    cache = backend.forward(params, x)[1]
+    want = [g for layer in backend.backward(params, cache, y) for g in layer]
+    reference = load_backend("matmul").backward(params, cache, y)
+    for got, expected in zip(want, [g for layer in reference for g in layer], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=TOLERANCE[dtype],
+                                   atol=TOLERANCE[dtype] * 1e-2)
+
+    def gradients():
+        return [g for layer in backend.backward(params, cache, y) for g in layer]
+
+    saved = numba.get_num_threads()
+    try:
+        for work in (_api.PARALLEL_WORK, 1):  # as shipped (no split here), then every split
+            monkeypatch.setattr(_api, "PARALLEL_WORK", work)
+            for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+                numba.set_num_threads(threads)
+                for got, expected in zip(gradients(), want, strict=True):
+                    np.testing.assert_array_equal(got, expected)
+            with ThreadPoolExecutor(3) as pool:
+                for result in pool.map(lambda _: gradients(), range(4)):
+                    for got, expected in zip(result, want, strict=True):
+                        np.testing.assert_array_equal(got, expected)
+    finally:
+        numba.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sizes", [(784, 128, 128, 10), (12, 9, 4), (12, 10, 7, 8, 5)])
 def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype):
     params, x = setup(sizes, dtype, n=3)

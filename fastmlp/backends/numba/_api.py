@@ -10,7 +10,7 @@ from numba import get_num_threads
 from ..._validation import check_labels
 from . import _kernels as k
 from ._compile_notice import compile_notice
-from ._threads import split_rows
+from ._threads import map_parallel, split_rows
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -117,6 +117,43 @@ def forward(params, x):
     return cache[-1], cache
 
 
+def _slice_gradient(delta, a, r0, r1):
+    """``delta[r0:r1].T @ a[r0:r1]`` on the calling thread."""
+    delta_t = np.empty((delta.shape[1], r1 - r0), delta.dtype)
+    a_t = np.empty((a.shape[1], r1 - r0), a.dtype)
+    k.transpose_rows(delta[r0:r1], delta_t, 0, r1 - r0)
+    k.transpose_rows(a[r0:r1], a_t, 0, r1 - r0)
+    out = np.empty((delta_t.shape[0], a_t.shape[0]), delta.dtype)
+    k.gemm_nt(delta_t, a_t, out, 0, delta_t.shape[0])
+    return out
+
+
+def _weight_gradient(delta, a):
+    """``delta.T @ a``, summed over the batch's rows in slices of ``GRADIENT_ROWS``.
+
+    gemm_nt wants the summed index contiguous, so each slice is transposed, small
+    enough to stay in cache. One slice splits its product's rows across threads;
+    several are computed a few at a time across threads (each slice on one
+    thread, so a small layer's product needs no hand-over per slice), and the
+    slices' products are added in batch order: the same bits for any number of
+    threads.
+    """
+    n = delta.shape[0]
+    dW = np.zeros((delta.shape[1], a.shape[1]), delta.dtype)
+    if n <= GRADIENT_ROWS:
+        dW += _gemm_nt(_transposed(delta), _transposed(a))
+        return dW
+    starts = list(range(0, n, GRADIENT_ROWS))
+    tasks = _tasks(len(starts), n * delta.shape[1] * a.shape[1])
+    with compile_notice(k.gemm_nt):
+        for g in range(0, len(starts), tasks):
+            for part in map_parallel(
+                    lambda r0: _slice_gradient(delta, a, r0, min(r0 + GRADIENT_ROWS, n)),
+                    starts[g:g + tasks]):
+                dW += part
+    return dW
+
+
 def backward(params, cache, y):
     """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
     dtype = _float_dtype(*cache, *[array for layer in params for array in layer])
@@ -132,12 +169,7 @@ def backward(params, cache, y):
     grads = []
     for l in range(len(Ws) - 1, -1, -1):
         a = cache[l]
-        # dW = delta.T @ a, summed over the batch: gemm_nt wants that index contiguous.
-        # In slices of rows, so that the transposed operands stay in cache.
-        dW = np.zeros_like(Ws[l])
-        for r0 in range(0, n, GRADIENT_ROWS):
-            dW += _gemm_nt(_transposed(delta[r0:r0 + GRADIENT_ROWS]),
-                           _transposed(a[r0:r0 + GRADIENT_ROWS]))
+        dW = _weight_gradient(delta, a)
         db = np.empty(delta.shape[1], dtype)
         k.column_sums(delta, db)
         grads.append((dW, db))

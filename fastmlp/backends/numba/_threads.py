@@ -45,22 +45,32 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                       thread_name_prefix="fastmlp-numba")
+    return _pool
+
+
+def map_parallel(fn, items) -> list:
+    """``[fn(item) for item in items]``: the calling thread runs the first, the pool the rest."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    futures = [_get_pool().submit(fn, item) for item in items[1:]]
+    first = fn(items[0])
+    return [first] + [future.result() for future in futures]
+
+
 def split_rows(kernel, n, tasks, *args):
     """``kernel(*args, r0, r1)`` over ``tasks`` ranges of rows ``0:n``, in parallel.
 
     The calling thread runs the first range; the pool's threads run the rest.
     """
-    global _pool
     if tasks <= 1:
         kernel(*args, 0, n)
         return
     size = -(-n // tasks)
-    ranges = [(r0, min(r0 + size, n)) for r0 in range(0, n, size)]
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
-                                       thread_name_prefix="fastmlp-numba")
-    futures = [_pool.submit(kernel, *args, r0, r1) for r0, r1 in ranges[1:]]
-    kernel(*args, *ranges[0])
-    for future in futures:
-        future.result()
+    map_parallel(lambda rows: kernel(*args, *rows),
+                 [(r0, min(r0 + size, n)) for r0 in range(0, n, size)])
