@@ -124,11 +124,7 @@ def _epilogue_rows(out, i0, i1, mode, bias, mask, out_t):
                 v = row[j] + bias[j]
                 row[j] = zero if v < 0 else v  # NaN stays NaN, as with np.maximum
     elif mode == RELU_MASK:
-        for i in range(i0, i1):
-            row, keep = out[i], mask[i]
-            for j in range(row.shape[0]):
-                if not keep[j] > 0:
-                    row[j] = row[j] * 0  # keeps NaN * 0 = NaN, as the multiply does
+        relu_backward_rows(out, mask, i0, i1)
     if out_t.shape[0]:
         transpose_rows(out, out_t, i0, i1)
 
