@@ -66,19 +66,22 @@ def _tasks(rows, work):
     return min(threads, rows) if threads > 1 else 1
 
 
-def _gemm_nt(a, b):
-    """``a @ b.T`` of C-contiguous ``a`` and ``b``."""
+def _gemm_nt(a, b, split=True):
+    """``a @ b.T`` of C-contiguous ``a`` and ``b``; rows split across threads when large,
+    unless ``split`` is False (the caller is already one of several threads)."""
     out = np.empty((a.shape[0], b.shape[0]), a.dtype)
+    tasks = _tasks(a.shape[0], a.size * b.shape[0]) if split else 1
     with compile_notice(k.gemm_nt):
-        split_rows(k.gemm_nt, a.shape[0], _tasks(a.shape[0], a.size * b.shape[0]), a, b, out)
+        split_rows(k.gemm_nt, a.shape[0], tasks, a, b, out)
     return out
 
 
-def _transposed(a):
-    """A C-contiguous copy of ``a.T``, rows split across threads when large."""
+def _transposed(a, split=True):
+    """A C-contiguous copy of ``a.T``; rows split as in ``_gemm_nt``."""
     out = np.empty((a.shape[1], a.shape[0]), a.dtype)
+    tasks = _tasks(a.shape[0], 64 * a.size) if split else 1
     with compile_notice(k.transpose_rows):
-        split_rows(k.transpose_rows, a.shape[0], _tasks(a.shape[0], 64 * a.size), a, out)
+        split_rows(k.transpose_rows, a.shape[0], tasks, a, out)
     return out
 
 
@@ -117,17 +120,6 @@ def forward(params, x):
     return cache[-1], cache
 
 
-def _slice_gradient(delta, a, r0, r1):
-    """``delta[r0:r1].T @ a[r0:r1]`` on the calling thread."""
-    delta_t = np.empty((delta.shape[1], r1 - r0), delta.dtype)
-    a_t = np.empty((a.shape[1], r1 - r0), a.dtype)
-    k.transpose_rows(delta[r0:r1], delta_t, 0, r1 - r0)
-    k.transpose_rows(a[r0:r1], a_t, 0, r1 - r0)
-    out = np.empty((delta_t.shape[0], a_t.shape[0]), delta.dtype)
-    k.gemm_nt(delta_t, a_t, out, 0, delta_t.shape[0])
-    return out
-
-
 def _weight_gradient(delta, a):
     """``delta.T @ a``, summed over the batch's rows in slices of ``GRADIENT_ROWS``.
 
@@ -143,14 +135,17 @@ def _weight_gradient(delta, a):
     if n <= GRADIENT_ROWS:
         dW += _gemm_nt(_transposed(delta), _transposed(a))
         return dW
+
+    def slice_gradient(r0):  # on the calling thread: it is one of several
+        rows = slice(r0, r0 + GRADIENT_ROWS)
+        return _gemm_nt(_transposed(delta[rows], split=False),
+                        _transposed(a[rows], split=False), split=False)
+
     starts = list(range(0, n, GRADIENT_ROWS))
     tasks = _tasks(len(starts), n * delta.shape[1] * a.shape[1])
-    with compile_notice(k.gemm_nt):
-        for g in range(0, len(starts), tasks):
-            for part in map_parallel(
-                    lambda r0: _slice_gradient(delta, a, r0, min(r0 + GRADIENT_ROWS, n)),
-                    starts[g:g + tasks]):
-                dW += part
+    for g in range(0, len(starts), tasks):
+        for part in map_parallel(slice_gradient, starts[g:g + tasks]):
+            dW += part
     return dW
 
 
