@@ -1,4 +1,4 @@
-"""fastmlp's backends against plain NumPy, PyTorch and the GEMM peak: ``fastmlp bench``.
+"""fastmlp's backends against plain NumPy, PyTorch and the machine's FMA peak: ``fastmlp bench``.
 
 Trains the network in float32 with plain SGD on MNIST and measures, per backend
 and batch size, the best epoch time of several, then the forward pass over the
@@ -24,7 +24,7 @@ import numpy as np
 from . import backends
 from .machine import describe, summary
 from .model import MLP
-from .profile import flops_per_sample, gemm_peak
+from .profile import flops_per_sample, fma_peak, gemm_peak
 
 NUMPY_BASELINE = "matmul"  # plain NumPy: one BLAS call per product
 
@@ -46,6 +46,7 @@ class Comparison:
     layer_sizes: tuple[int, ...]
     samples: int
     peak_gflops: float
+    gemm_gflops: float | None = None
     torch_version: str | None = None
     machine: dict | None = None
     epoch_seconds: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -60,13 +61,14 @@ class Comparison:
         lines = [summary(self.machine)] if self.machine else []
         if self.machine and self.machine.get("numba_settings"):
             numba = self.machine["numba_settings"]
-            lines.append(f"numba backend: {numba['block']} register blocks, tiles of "
-                         f"{numba['tile_bytes'] // 1024} KiB, products of >= "
-                         f"{numba['parallel_work']:,} multiply-adds split across threads "
-                         "(FASTMLP_NUMBA_PARALLEL_WORK)")
+            lines.append(f"numba backend: {numba['tile']} register tiles (FASTMLP_NUMBA_TILE), "
+                         f"{numba['row_tile']} rows per cache tile, k in passes of "
+                         f"{numba['k_block']}, products of >= {numba['parallel_work']:,} "
+                         "multiply-adds split across threads (FASTMLP_NUMBA_PARALLEL_WORK)")
+        gemm = "" if self.gemm_gflops is None else f", BLAS GEMM {self.gemm_gflops:.0f}"
         lines += [f"{'-'.join(map(str, self.layer_sizes))} float32, plain SGD, "
                  f"{self.samples:,} samples per epoch ({self.epoch_gflop:.1f} GFLOP); "
-                 f"float32 GEMM peak {self.peak_gflops:.0f} GFLOP/s"
+                 f"float32 FMA peak {self.peak_gflops:.0f} GFLOP/s{gemm}"
                  + (f"; torch {self.torch_version}" if self.torch_version else ""), ""]
         header = (f"{'backend':<8} {'batch':>5} {'s/epoch':>8} {'samples/s':>10} {'GFLOP/s':>8} "
                   f"{'% peak':>7} {'vs numpy':>9} {'vs torch':>9}")
@@ -134,7 +136,8 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
     if with_torch:
         with contextlib.suppress(ImportError):
             torch = Torch(layer_sizes)
-    result = Comparison(tuple(layer_sizes), len(x), gemm_peak(np.float32),
+    result = Comparison(tuple(layer_sizes), len(x), fma_peak(np.float32),
+                        gemm_gflops=gemm_peak(np.float32),
                         torch_version=torch.torch.__version__ if torch else None)
     for batch_size in batch_sizes:
         contenders = {name: _FastmlpEpoch(name, x, y, batch_size, layer_sizes)

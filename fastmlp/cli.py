@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         "profile", help="time each phase of training steps",
         description="Train a fresh model for some steps (default: one epoch) and print where "
                     "the time goes: data, forward, backward, update and Python overhead, as "
-                    "seconds, share, samples/s and GFLOP/s against this machine's GEMM peak.")
+                    "seconds, share, samples/s and GFLOP/s against this machine's FMA peak "
+                    "(and BLAS's GEMM rate).")
     _add_model_options(profile)
     profile.add_argument("--steps", type=_positive_int, default=None,
                          help="gradient steps to time (default: one epoch)")

@@ -27,35 +27,66 @@ def setup(sizes, dtype, n, seed=0):
     return params, rng.standard_normal((n, sizes[0])).astype(dtype)
 
 
+def _edges(size, step):
+    # sizes around one and two multiples of step, and 1
+    return sorted({1, step - 1, step, step + 1, 2 * step + 1} - {0})
+
+
+R = _kernels.TILE_ROWS
+COLS32 = _kernels.TILE_VECTORS * _kernels.VECTOR_BYTES // 4
+SHAPES = sorted({(n, m, K) for n in _edges(0, R) + [_kernels.ROW_TILE + 1]
+                 for m in [1, 10, COLS32 // 2 + 3, COLS32, COLS32 + 1, 2 * COLS32 + 5]
+                 for K in [1, 7, _kernels.K_BLOCK + 3]})
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n, m, K", [(1, 1, 1), (1, 10, 784), (3, 5, 7), (7, 4, 100),
-                                     (50, 9, 33), (97, 130, 128), (64, 3, 1000)])
-def test_gemm_nt_equals_a_times_b_transposed(n, m, K, dtype):
+@pytest.mark.parametrize("n, m, K", SHAPES + [(0, 5, 3), (4, 6, 0), (64, 128, 784)])
+def test_gemm_equals_a_times_b_at_every_edge_of_the_tile(n, m, K, dtype):
+    # Rows, columns and k around the tile's rows, vector columns and k passes.
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, K)).astype(dtype)
-    b = rng.standard_normal((m, K)).astype(dtype)
+    b = rng.standard_normal((K, m)).astype(dtype)
     out = np.full((n, m), np.nan, dtype)
-    _kernels.gemm_nt(a, b, out, 0, n)
-    want = a.astype(np.float64) @ b.T.astype(np.float64)
+    _kernels.gemm(a, b, out, 0, n)
+    want = a.astype(np.float64) @ b.astype(np.float64)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.sqrt(K))
 
 
-def test_gemm_nt_rows_are_the_same_bits_in_any_row_range():
-    # Each element is summed by the same code whichever block and tile it falls in.
+def test_gemm_is_one_fma_chain_per_element_in_k_order():
+    # Each element is fma(a[i, k], b[k, j], s) for k = 0, 1, ...: emulated here
+    # one k at a time in float64, where a float32 product is exact and the sum
+    # rounds once before its rounding to float32 (that double rounding can
+    # differ from one FMA in rare ties; it does not for these inputs, and a sum
+    # in another order would differ in many elements).
+    dtype = np.float32
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((13, 40)).astype(dtype)
+    b = rng.standard_normal((40, 37)).astype(dtype)
+    out = np.empty((13, 37), dtype)
+    _kernels.gemm(a, b, out, 0, 13)
+    s = np.zeros((13, 37), dtype)
+    for k in range(40):
+        s = (np.outer(a[:, k].astype(np.float64), b[k].astype(np.float64))
+             + s.astype(np.float64)).astype(dtype)
+    np.testing.assert_array_equal(out, s)
+
+
+def test_gemm_rows_are_the_same_bits_in_any_row_range():
+    # Each element is one FMA chain whichever tile, cache tile and pass it falls in.
     rng = np.random.default_rng(1)
     a = rng.standard_normal((101, 300)).astype(np.float32)
-    b = rng.standard_normal((10, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 10)).astype(np.float32)
     whole = np.empty((101, 10), np.float32)
-    _kernels.gemm_nt(a, b, whole, 0, 101)
+    _kernels.gemm(a, b, whole, 0, 101)
     for i0, i1 in [(0, 1), (1, 2), (3, 10), (47, 101), (100, 101)]:
         part = np.full((101, 10), np.nan, np.float32)
-        _kernels.gemm_nt(a, b, part, i0, i1)
+        _kernels.gemm(a, b, part, i0, i1)
         np.testing.assert_array_equal(part[i0:i1], whole[i0:i1])
         assert np.isnan(part[:i0]).all() and np.isnan(part[i1:]).all()  # nothing else written
-    for j in range(10):  # and each row of b alone: a block padded with zero rows
+    for j in range(10):  # and each column of b alone: a masked edge of one lane
         column = np.empty((101, 1), np.float32)
-        _kernels.gemm_nt(a, b[j:j + 1], column, 0, 101)
+        _kernels.gemm(a, np.ascontiguousarray(b[:, j:j + 1]), column, 0, 101)
         np.testing.assert_array_equal(column[:, 0], whole[:, j])
 
 
@@ -77,15 +108,14 @@ def test_forward_rows_are_the_same_bits_in_any_batch_and_thread_count(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_backward_over_several_gradient_slices_is_the_same_bits_however_split(dtype,
-                                                                             monkeypatch):
-    # A batch of several GRADIENT_ROWS slices: each weight gradient sums its slices'
-    # products in batch order, whichever threads computed them and however many.
+def test_backward_over_several_k_passes_is_the_same_bits_however_split(dtype, monkeypatch):
+    # A batch of several K_BLOCK passes: each weight gradient continues its FMA
+    # chains pass after pass, whichever threads compute its rows and however many.
     from concurrent.futures import ThreadPoolExecutor
 
     from fastmlp.backends.numba import _api
 
-    n = 4 * _api.GRADIENT_ROWS + 300  # 5 slices: 2 threads sum them in 3 groups
+    n = 4 * _kernels.K_BLOCK + 300
     params, x = setup((60, 24, 16, 5), dtype, n=n)
     y = np.arange(n) % 5
     cache = backend.forward(params, x)[1]

@@ -10,7 +10,7 @@ from numba import get_num_threads
 from ..._validation import check_labels
 from . import _kernels as k
 from ._compile_notice import compile_notice
-from ._threads import map_parallel, split_rows
+from ._threads import split_rows
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -22,14 +22,10 @@ FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 32_000_000))
 
 
-# backward sums a weight gradient over slices of this many rows of the batch.
-GRADIENT_ROWS = 1024
-
-
 def settings() -> dict:
     """The backend's speed settings, for benchmarks to print."""
-    return {"parallel_work": PARALLEL_WORK, "block": f"{k.BLOCK_A}x{k.BLOCK_B}",
-            "tile_bytes": k.TILE_BYTES}
+    return {"parallel_work": PARALLEL_WORK, "tile": str(k.TILE), "row_tile": k.ROW_TILE,
+            "k_block": k.K_BLOCK}
 
 
 def _float_dtype(*arrays) -> np.dtype:
@@ -66,20 +62,18 @@ def _tasks(rows, work):
     return min(threads, rows) if threads > 1 else 1
 
 
-def _gemm_nt(a, b, split=True):
-    """``a @ b.T`` of C-contiguous ``a`` and ``b``; rows split across threads when large,
-    unless ``split`` is False (the caller is already one of several threads)."""
-    out = np.empty((a.shape[0], b.shape[0]), a.dtype)
-    tasks = _tasks(a.shape[0], a.size * b.shape[0]) if split else 1
-    with compile_notice(k.gemm_nt):
-        split_rows(k.gemm_nt, a.shape[0], tasks, a, b, out)
+def _gemm(a, b):
+    """``a @ b`` of C-contiguous ``a`` and ``b``; rows split across threads when large."""
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    with compile_notice(k.gemm):
+        split_rows(k.gemm, a.shape[0], _tasks(a.shape[0], a.size * b.shape[1]), a, b, out)
     return out
 
 
-def _transposed(a, split=True):
-    """A C-contiguous copy of ``a.T``; rows split as in ``_gemm_nt``."""
+def _transposed(a):
+    """A C-contiguous copy of ``a.T``; rows split as in ``_gemm``."""
     out = np.empty((a.shape[1], a.shape[0]), a.dtype)
-    tasks = _tasks(a.shape[0], 64 * a.size) if split else 1
+    tasks = _tasks(a.shape[0], 64 * a.size)
     with compile_notice(k.transpose_rows):
         split_rows(k.transpose_rows, a.shape[0], tasks, a, out)
     return out
@@ -112,41 +106,12 @@ def forward(params, x):
         for l, (W, b) in enumerate(zip(Ws, bs)):
             z = np.empty((a.shape[0], W.shape[0]), dtype)
             split_rows(k.dense, a.shape[0], _tasks(a.shape[0], a.size * W.shape[0]),
-                       a, W, b, z, l == last)
+                       a, _transposed(W), b, z, l == last)
             cache.append(z)
             a = z
     if x.ndim == 1:
         cache = [c[0] for c in cache]
     return cache[-1], cache
-
-
-def _weight_gradient(delta, a):
-    """``delta.T @ a``, summed over the batch's rows in slices of ``GRADIENT_ROWS``.
-
-    gemm_nt wants the summed index contiguous, so each slice is transposed, small
-    enough to stay in cache. One slice splits its product's rows across threads;
-    several are computed a few at a time across threads (each slice on one
-    thread, so a small layer's product needs no hand-over per slice), and the
-    slices' products are added in batch order: the same bits for any number of
-    threads.
-    """
-    n = delta.shape[0]
-    dW = np.zeros((delta.shape[1], a.shape[1]), delta.dtype)
-    if n <= GRADIENT_ROWS:
-        dW += _gemm_nt(_transposed(delta), _transposed(a))
-        return dW
-
-    def slice_gradient(r0):  # on the calling thread: it is one of several
-        rows = slice(r0, r0 + GRADIENT_ROWS)
-        return _gemm_nt(_transposed(delta[rows], split=False),
-                        _transposed(a[rows], split=False), split=False)
-
-    starts = list(range(0, n, GRADIENT_ROWS))
-    tasks = _tasks(len(starts), n * delta.shape[1] * a.shape[1])
-    for g in range(0, len(starts), tasks):
-        for part in map_parallel(slice_gradient, starts[g:g + tasks]):
-            dW += part
-    return dW
 
 
 def backward(params, cache, y):
@@ -164,13 +129,13 @@ def backward(params, cache, y):
     grads = []
     for l in range(len(Ws) - 1, -1, -1):
         a = cache[l]
-        dW = _weight_gradient(delta, a)
+        dW = _gemm(_transposed(delta), a)  # delta.T @ a, one FMA chain over the batch
         db = np.empty(delta.shape[1], dtype)
         k.column_sums(delta, db)
         grads.append((dW, db))
         if l > 0:
             # delta[l-1] = (delta @ W) * (a > 0)
-            delta = _gemm_nt(delta, _transposed(Ws[l]))
+            delta = _gemm(delta, Ws[l])
             k.relu_backward_rows(delta, a, 0, n)
     return grads[::-1]
 

@@ -13,7 +13,7 @@ from ...exceptions import PerformanceWarning
 from . import _kernels as k
 from ._api import FLOATS, check_layers
 from ._compile_notice import compile_notice
-from ._threads import run_parallel
+from ._threads import run_workers
 
 # What each update rule reads from FusedUpdate.hyper, and into which slot.
 _RULES = {
@@ -35,13 +35,11 @@ class EpochBuffers(NamedTuple):
     """
 
     xb: np.ndarray      # (rows, n_in): the batch's inputs, gathered by the shuffled order
-    xt: np.ndarray      # (n_in * rows,): the same, transposed
     yb: np.ndarray      # (rows,) int64: the batch's labels
     z: np.ndarray       # (rows * units,): each layer's output (logits of the last)
-    zt: np.ndarray      # (rows * units,): the same, transposed
     d: np.ndarray       # (rows * units,): each layer's delta, dLoss/dz
     dt: np.ndarray      # (rows * units,): the same, transposed
-    wt: np.ndarray      # like theta: each W (but the first) transposed, for the backward pass
+    wt: np.ndarray      # like theta: each W transposed, for the forward pass
     grad: np.ndarray    # like theta: the step's gradient
     losses: np.ndarray  # (rows,) float64: each row's loss
     hits: np.ndarray    # (rows,) int64: 1 where the row's prediction was right
@@ -49,9 +47,9 @@ class EpochBuffers(NamedTuple):
     @classmethod
     def allocate(cls, rows, n_in, units, theta):
         dtype = theta.dtype
-        return cls(xb=np.empty((rows, n_in), dtype), xt=np.empty(n_in * rows, dtype),
+        return cls(xb=np.empty((rows, n_in), dtype),
                    yb=np.empty(rows, np.int64), z=np.empty(rows * units, dtype),
-                   zt=np.empty(rows * units, dtype), d=np.empty(rows * units, dtype),
+                   d=np.empty(rows * units, dtype),
                    dt=np.empty(rows * units, dtype), wt=np.empty_like(theta),
                    grad=np.empty_like(theta), losses=np.empty(rows),
                    hits=np.empty(rows, np.int64))
@@ -179,16 +177,28 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     unused = np.empty(0, dtype)
     state1, state2 = (packed + [unused, unused])[:2]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta)
-    with compile_notice(k.train_epoch):
-        loss_sum, correct, failed_step, steps_done = run_parallel(
-            k.train_epoch, theta, state1, state2, layout, x, y, order, float(scale),
-            float(offset), batch_size, learning_rates, rule, hyper, t, np.finfo(dtype).tiny,
-            buffers, get_num_threads())
+    sync = np.zeros(k.SYNC_SIZE, np.int64)
+    sync[k.FAILED_STEP] = -1
+    loss_sum = np.zeros(1)
+    workers = max(1, min(get_num_threads(), n))
+    try:
+        with compile_notice(k.train_epoch_worker):
+            run_workers(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum, theta, state1,
+                        state2, layout, x, y, order, float(scale), float(offset), batch_size,
+                        learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers)
+    finally:
+        # the steps done stand, even when interrupted between two of them
+        steps_done = int(sync[k.STEPS_DONE])
+        _unpack(theta, packed, flat, states, offsets)
+        optimizer.advance(steps_done)
+    return float(loss_sum[0]), int(sync[k.CORRECT]), int(sync[k.FAILED_STEP])
+
+
+def _unpack(theta, packed, flat, states, offsets):
+    """Copy the flat vectors back into the caller's parameter and state arrays."""
     for vector, arrays in zip([theta] + packed, [flat] + list(states)):
         for array, begin, end in zip(arrays, offsets[:-1], offsets[1:]):
             array[...] = vector[begin:end].reshape(array.shape)
-    optimizer.advance(int(steps_done))
-    return float(loss_sum), int(correct), int(failed_step)
 
 
 def _indices(order, n):

@@ -20,25 +20,35 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from . import _simd
 
 # cache: compiled code is kept on disk. nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-# A product's k-loop is summed in whatever order LLVM vectorises it: the same
-# order for every element, since every element goes through the same loop.
-_DOT = {**_JIT, "fastmath": {"reassoc", "contract"}}
+# Every product is a loop over tiles of the explicit-SIMD kernel of _simd, its
+# tile shape chosen for the compile target. Rows of a cache tile (the epilogue
+# runs on them while they are in cache) and k per pass over a panel of b (a
+# pass keeps its rows of b in the core's cache; passes continue each
+# element's FMA chain, so the bits do not depend on either number).
+TILE = _simd.TILE
+TILE_ROWS, TILE_VECTORS, VECTOR_BYTES = TILE
+ROW_TILE = 8 * TILE_ROWS
+K_BLOCK = 256
+tile_nn = _simd.make_tile_kernel(TILE)
+_fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
 
-# Rows of a, and rows of b, that one register block of gemm_nt computes; bytes
-# of a per cache tile (a tile of a stays in the core's cache while b streams
-# past; of 16 KiB to 1 GiB, 48-64 KiB ran fastest at every shape of training).
-BLOCK_A = 2
-BLOCK_B = 4
-TILE_BYTES = 64 * 1024
 
-# What gemm_nt does with each sum before storing it.
+@njit(**_JIT)
+def fma_chains(steps, x):
+    """``_simd.PEAK_CHAINS`` register-resident vector FMA chains of ``steps`` steps each,
+    in ``x``'s dtype: the core's FMA limit (see ``fastmlp.profile.fma_peak``)."""
+    return _fma_chains(steps, x)
+
+# What gemm_into does with each sum before storing it.
 PLAIN, BIAS_RELU, RELU_MASK = range(3)
 
 # Slots of a row of the layout table of the fused epoch (one row per layer).
@@ -50,72 +60,40 @@ MOMENTUM, WEIGHT_DECAY, NESTEROV, BETA1, BETA2, EPS, DECOUPLED = range(7)
 N_HYPER = 7
 
 
-@njit(**_DOT)
-def gemm_nt_into(a, b, out, i0, i1, mode, bias, mask, out_t):
-    """``out[i, j] = sum_k a[i, k] * b[j, k]`` for rows ``i0:i1`` of ``a``, every row of ``b``.
+@njit(**_JIT)
+def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t):
+    """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
-    ``a`` and ``b`` are C-contiguous with the same row length. Blocks of 2
-    rows of ``a`` by 4 rows of ``b`` keep 8 sums in registers, each vectorised
-    over k. A block that runs past the last row reads a row of zeros instead,
-    so every element is summed by the same code in the same order, whatever
-    its position: splitting the rows differently never changes a bit.
+    ``a`` is ``(n, K)``, ``b`` ``(K, m)`` and ``out`` ``(n, m)``, C-contiguous,
+    one float dtype. Each element is one FMA chain in ``k`` order (see
+    ``_simd``), so its bits do not depend on where it lies, how the rows are
+    split between calls, or the target's vector width.
 
-    Each tile of rows, still in cache, then goes through ``mode``: ``PLAIN``
-    keeps the sums ``s``; ``BIAS_RELU`` makes them ``max(s + bias[j], 0)``;
+    Each cache tile of rows then goes through ``mode``: ``PLAIN`` keeps the
+    sums ``s``; ``BIAS_RELU`` makes them ``max(s + bias[j], 0)``;
     ``RELU_MASK`` keeps ``s`` where ``mask[i, j] > 0``, else ``0 * s``. Unless
     ``out_t`` is empty, the result also goes to ``out_t[j, i]``: the transposed
     copy that a sum over the batch wants. (Arguments a mode does not read may
     be empty arrays.)
     """
     K = a.shape[1]
-    m = b.shape[0]
-    zero = a.dtype.type(0)
-    zeros = np.zeros(K, a.dtype)
-    tile = max(BLOCK_A, TILE_BYTES // max(1, K * a.itemsize) // BLOCK_A * BLOCK_A)
-    for t0 in range(i0, i1, tile):
-        t1 = min(t0 + tile, i1)
-        for j in range(0, m, BLOCK_B):
-            b0 = b[j]
-            b1 = b[j + 1] if j + 1 < m else zeros
-            b2 = b[j + 2] if j + 2 < m else zeros
-            b3 = b[j + 3] if j + 3 < m else zeros
-            for i in range(t0, t1, BLOCK_A):
-                a0 = a[i]
-                a1 = a[i + 1] if i + 1 < t1 else zeros
-                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-                for k in range(K):
-                    x0, x1 = a0[k], a1[k]
-                    v0, v1, v2, v3 = b0[k], b1[k], b2[k], b3[k]
-                    s00 += x0 * v0
-                    s01 += x0 * v1
-                    s02 += x0 * v2
-                    s03 += x0 * v3
-                    s10 += x1 * v0
-                    s11 += x1 * v1
-                    s12 += x1 * v2
-                    s13 += x1 * v3
-                _store_block(out[i], j, m, s00, s01, s02, s03)
-                if i + 1 < t1:
-                    _store_block(out[i + 1], j, m, s10, s11, s12, s13)
+    m = b.shape[1]
+    cols = TILE_VECTORS * (VECTOR_BYTES // a.itemsize)
+    for t0 in range(i0, i1, ROW_TILE):
+        t1 = min(t0 + ROW_TILE, i1)
+        for k0 in range(0, max(K, 1), K_BLOCK):  # K = 0: one pass that stores zeros
+            depth = min(K_BLOCK, K - k0)
+            for j in range(0, m, cols):
+                width = min(cols, m - j)
+                for i in range(t0, t1, TILE_ROWS):
+                    tile_nn(a, i * K + k0, K, b, k0 * m + j, m, out, i * m + j, m, depth,
+                            min(TILE_ROWS, t1 - i), width, k0 > 0)
         _epilogue_rows(out, t0, t1, mode, bias, mask, out_t)
 
 
 @njit(**_JIT)
-def _store_block(row, j, m, s0, s1, s2, s3):
-    # row[j:j + 4] = s0..s3, nothing past the last column
-    row[j] = s0
-    if j + 3 < m:
-        row[j + 1], row[j + 2], row[j + 3] = s1, s2, s3
-    else:
-        if j + 1 < m:
-            row[j + 1] = s1
-        if j + 2 < m:
-            row[j + 2] = s2
-
-
-@njit(**_JIT)
 def _epilogue_rows(out, i0, i1, mode, bias, mask, out_t):
-    # gemm_nt_into's mode on rows i0:i1 of out, then their transposed copy
+    # gemm_into's mode on rows i0:i1 of out, then their transposed copy
     zero = out.dtype.type(0)
     if mode == BIAS_RELU:
         for i in range(i0, i1):
@@ -130,11 +108,11 @@ def _epilogue_rows(out, i0, i1, mode, bias, mask, out_t):
 
 
 @njit(**_JIT)
-def gemm_nt(a, b, out, i0, i1):
-    """``out[i] = a[i] @ b.T`` for rows ``i0:i1``: ``gemm_nt_into`` in mode ``PLAIN``."""
+def gemm(a, b, out, i0, i1):
+    """``out[i] = a[i] @ b`` for rows ``i0:i1``: ``gemm_into`` in mode ``PLAIN``."""
     none = np.empty((0, 0), a.dtype)
     # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
-    gemm_nt_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none)
+    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none)
 
 
 @njit(**_JIT)
@@ -169,10 +147,13 @@ def bias_softmax_rows(z, b, i0, i1):
 
 
 @njit(**_JIT)
-def dense(a, W, b, out, last, i0, i1):
-    """Rows ``i0:i1`` of a layer: ``out = softmax(a @ W.T + b)`` if ``last``, else ReLU."""
+def dense(a, W_t, b, out, last, i0, i1):
+    """Rows ``i0:i1`` of a layer: ``out = softmax(a @ W_t + b)`` if ``last``, else ReLU.
+
+    ``W_t`` is the layer's ``W`` transposed, ``(n_in, n_out)``.
+    """
     none = np.empty((0, 0), a.dtype)
-    gemm_nt_into(a, W, out, i0, i1, PLAIN if last else BIAS_RELU, b, none, none)
+    gemm_into(a, W_t, out, i0, i1, PLAIN if last else BIAS_RELU, b, none, none)
     if last:
         bias_softmax_rows(out, b, i0, i1)
 
@@ -197,8 +178,11 @@ def predict_one(Ws, bs, x, scale, offset):
         a[0, i] = cast(x[i]) * s + o
     last = len(Ws) - 1
     for l in range(len(Ws)):
-        z = np.empty((1, Ws[l].shape[0]), a.dtype)
-        dense(a, Ws[l], bs[l], z, l == last, 0, 1)
+        W = Ws[l]
+        W_t = np.empty((W.shape[1], W.shape[0]), W.dtype)
+        transpose_rows(W, W_t, 0, W.shape[0])
+        z = np.empty((1, W.shape[0]), a.dtype)
+        dense(a, W_t, bs[l], z, l == last, 0, 1)
         a = z
     return a[0]
 
@@ -354,13 +338,12 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, tiny, delta, losses, hits, i0,
 def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
     """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows.
 
-    Each layer's output and delta also go, transposed, to ``buffers.zt`` and
-    ``buffers.dt``: the weight gradients sum over the batch, and ``gemm_nt``
-    wants the summed index contiguous.
+    Each layer's delta also goes, transposed, to ``buffers.dt``: the weight
+    gradient ``delta.T @ a`` takes it as its left factor.
     """
     L = layout.shape[0]
     none = np.empty((0, 0), theta.dtype)
-    # One product per step, 2 L - 1 steps, through one call of gemm_nt_into:
+    # One product per step, 2 L - 1 steps, through one call of gemm_into:
     # numba compiles every call site of a kernel anew, and this one is large.
     for step in range(2 * L - 1):
         if step < L:
@@ -369,20 +352,20 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
             n_out, n_in, w_at, b_at, unit_at = layout[l]
             a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n,
                                                       n_in)
-            b, out = _block(theta, w_at, n_out, n_in), _block(buffers.z, unit_at * n, n, n_out)
+            b, out = _block(buffers.wt, w_at, n_in, n_out), _block(buffers.z, unit_at * n, n, n_out)
             hidden = l < L - 1
             mode, bias, mask = BIAS_RELU if hidden else PLAIN, theta[b_at:b_at + n_out], none
-            out_t = _block(buffers.zt, unit_at * n, n_out, n) if hidden else none
+            out_t = none
         else:
-            # backward: delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0), W[l].T kept in buffers.wt
+            # backward: delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
             l = 2 * L - 1 - step
             n_out, n_in, w_at, _, unit_at = layout[l]
             below = layout[l - 1, UNIT_AT]
-            a, b = _block(buffers.d, unit_at * n, n, n_out), _block(buffers.wt, w_at, n_in, n_out)
+            a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
             out_t = _block(buffers.dt, below * n, n_in, n)
-        gemm_nt_into(a, b, out, r0, r1, mode, bias, mask, out_t)
+        gemm_into(a, b, out, r0, r1, mode, bias, mask, out_t)
         if step == L - 1:
             delta = _block(buffers.d, unit_at * n, n, n_out)
             _softmax_cross_entropy_rows(out, bias, buffers.yb, n, tiny, delta, buffers.losses,
@@ -393,8 +376,7 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
 @njit(**_JIT)
 def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
     # rows scale * x[order[i]] + offset, rounded as InputScaler.transform rounds
-    # them (a product, then a sum), and labels y[order[i]] of the batch; then
-    # the rows transposed, for the first layer's weight gradient
+    # them (a product, then a sum), and labels y[order[i]] of the batch
     cast = buffers.xb.dtype.type
     s, o = cast(scale), cast(offset)
     for i in range(r0, r1):
@@ -402,65 +384,72 @@ def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
         source, row = x[order[i]], buffers.xb[i]
         for j in range(row.shape[0]):
             row[j] = cast(source[j]) * s + o
-    transpose_rows(buffers.xb, _block(buffers.xt, 0, x.shape[1], n), r0, r1)
-
-
-@njit(**_JIT, parallel=True)
-def _forward_deltas(theta, layout, x, y, order, scale, offset, buffers, tiny, tasks):
-    # One range of the batch's rows per task: gather them, then the layers, the
-    # loss and the deltas of those rows. (The gather is a function of its own:
-    # written inline in this loop, numba 0.68 miscompiled it.)
-    n = order.shape[0]
-    size = -(-n // tasks)
-    for c in prange(tasks):
-        r0 = min(c * size, n)
-        r1 = min(r0 + size, n)
-        _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset)
-        _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1)
-
-
-@njit(**_JIT, parallel=True)
-def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper, lr, t,
-                          tasks):
-    # Task c owns a range of rows j0:j1 of every W and b: it computes their
-    # gradient, dW[j0:j1] = delta[:, j0:j1].T @ a and db[j0:j1], then updates
-    # them while the gradient is still in its cache, and refreshes their
-    # columns of W.T for the next step's backward pass.
-    grad = buffers.grad
-    for c in prange(tasks):
-        for l in range(layout.shape[0]):
-            n_out, n_in, w_at, b_at, unit_at = layout[l]
-            size = -(-n_out // tasks)
-            j0 = min(c * size, n_out)
-            j1 = min(j0 + size, n_out)
-            if j0 == j1:
-                continue
-            delta_t = _block(buffers.dt, unit_at * n, n_out, n)
-            if l == 0:
-                a_t = _block(buffers.xt, 0, n_in, n)
-            else:
-                a_t = _block(buffers.zt, layout[l - 1, UNIT_AT] * n, n_in, n)
-            gemm_nt(delta_t, a_t, _block(grad, w_at, n_out, n_in), j0, j1)
-            # db[j] = sum of delta[:, j] in batch order, summed for all j at once
-            db = grad[b_at + j0:b_at + j1]
-            db[:] = 0
-            delta = _block(buffers.d, unit_at * n, n, n_out)
-            for i in range(n):
-                row = delta[i]
-                for j in range(j0, j1):
-                    db[j - j0] += row[j]
-            _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
-                          rule, hyper, lr, t)
-            _update_slice(theta, grad, state1, state2, b_at + j0, b_at + j1, rule, hyper, lr, t)
-            if l > 0:
-                transpose_rows(_block(theta, w_at, n_out, n_in),
-                               _block(buffers.wt, w_at, n_in, n_out), j0, j1)
 
 
 @njit(**_JIT)
-def train_epoch(theta, state1, state2, layout, x, y, order, scale, offset, batch_size,
-                learning_rates, rule, hyper, t, tiny, buffers, tasks):
-    """All steps of one epoch; returns (loss_sum, correct, failed_step, steps_done).
+def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper, lr, t,
+                          c, tasks):
+    # Task c of tasks owns a range of rows j0:j1 of every W and b: it computes
+    # their gradient, dW[j0:j1] = delta[:, j0:j1].T @ a and db[j0:j1], then updates
+    # them while the gradient is still in its cache, and refreshes their
+    # columns of W.T for the next step's forward pass.
+    grad = buffers.grad
+    for l in range(layout.shape[0]):
+        n_out, n_in, w_at, b_at, unit_at = layout[l]
+        size = -(-n_out // tasks)
+        j0 = min(c * size, n_out)
+        j1 = min(j0 + size, n_out)
+        if j0 == j1:
+            continue
+        delta_t = _block(buffers.dt, unit_at * n, n_out, n)
+        below = layout[l - 1, UNIT_AT] * n if l > 0 else 0
+        a = buffers.xb[:n] if l == 0 else _block(buffers.z, below, n, n_in)
+        gemm(delta_t, a, _block(grad, w_at, n_out, n_in), j0, j1)
+        # db[j] = sum of delta[:, j] in batch order, summed for all j at once
+        db = grad[b_at + j0:b_at + j1]
+        db[:] = 0
+        delta = _block(buffers.d, unit_at * n, n, n_out)
+        for i in range(n):
+            row = delta[i]
+            for j in range(j0, j1):
+                db[j - j0] += row[j]
+        _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
+                      rule, hyper, lr, t)
+        _update_slice(theta, grad, state1, state2, b_at + j0, b_at + j1, rule, hyper, lr, t)
+        transpose_rows(_block(theta, w_at, n_out, n_in),
+                       _block(buffers.wt, w_at, n_in, n_out), j0, j1)
+
+
+# Slots of the int64 array the workers of one epoch share: the barrier's
+# arrivals and generation, the abort flag (set by Python when a worker failed
+# or the user pressed Ctrl-C) and, written by worker 0, the steps done, the
+# failed step (-1: none) and the correct predictions; SYNC_SIZE slots in all.
+ARRIVED, GENERATION, ABORT, STEPS_DONE, FAILED_STEP, CORRECT = range(6)
+SYNC_SIZE = 6
+
+
+@njit(**_JIT)
+def barrier(sync, workers):
+    """Wait until all ``workers`` have arrived; False if the epoch was aborted meanwhile."""
+    generation = _simd.atomic_load(sync, GENERATION)
+    if _simd.atomic_add(sync, ARRIVED, 1) == workers - 1:
+        _simd.atomic_store(sync, ARRIVED, 0)
+        _simd.atomic_add(sync, GENERATION, 1)
+        return True
+    spins = 0
+    while _simd.atomic_load(sync, GENERATION) == generation:
+        if _simd.atomic_load(sync, ABORT) != 0:
+            return False
+        _simd.spin_pause(spins)
+        spins += 1
+    return True
+
+
+@njit(**_JIT)
+def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, layout, x, y,
+                       order, scale, offset, batch_size, learning_rates, rule, hyper, t, tiny,
+                       buffers):
+    """Worker ``worker`` of ``workers`` threads running all steps of one epoch.
 
     Every layer's ``W`` and ``b`` live in the flat vector ``theta`` (the
     optimizer state and the gradient alike), where row l of ``layout`` is
@@ -471,33 +460,53 @@ def train_epoch(theta, state1, state2, layout, x, y, order, scale, offset, batch
     pick any rows, a part of an epoch's shuffle for instance), scaled as
     ``scale * x + offset`` and gathered into ``buffers`` (see
     ``_fused.EpochBuffers``), where they stay in cache for the whole step.
-    Each step's loss is summed row by row in batch order, so neither the
-    result nor the parameters depend on ``tasks``.
+
+    Per step, each worker gathers, runs forward and backward for its range of
+    the batch's rows, meets the others at ``barrier``, then computes the
+    gradient of its range of every layer's units and updates them, and meets
+    them again. Each step's loss is summed row by row in batch order (into
+    ``loss_sum[0]``, by worker 0), so neither the result nor the parameters
+    depend on ``workers``. Results go to ``sync`` (see ``SYNC_SIZE``).
     """
     n_samples = order.shape[0]
-    loss_sum = 0.0
-    correct = 0
-    step = 0
     L = layout.shape[0]
-    for l in range(1, L):
-        transpose_rows(_block(theta, layout[l, W_AT], layout[l, N_OUT], layout[l, N_IN]),
-                       _block(buffers.wt, layout[l, W_AT], layout[l, N_IN], layout[l, N_OUT]),
-                       0, layout[l, N_OUT])
-    for begin in range(0, n_samples, batch_size):
+    for l in range(L):
+        n_out = layout[l, N_OUT]
+        size = -(-n_out // workers)
+        j0 = min(worker * size, n_out)
+        transpose_rows(_block(theta, layout[l, W_AT], n_out, layout[l, N_IN]),
+                       _block(buffers.wt, layout[l, W_AT], layout[l, N_IN], n_out),
+                       j0, min(j0 + size, n_out))
+    if not barrier(sync, workers):
+        return
+    for step, begin in enumerate(range(0, n_samples, batch_size)):
         n = min(begin + batch_size, n_samples) - begin
-        _forward_deltas(theta, layout, x, y, order[begin:begin + n], scale, offset, buffers,
-                        tiny, min(tasks, n))
+        size = -(-n // workers)
+        r0 = min(worker * size, n)
+        r1 = min(r0 + size, n)
+        batch = order[begin:begin + n]
+        _gather_rows(x, y, batch, buffers, n, r0, r1, scale, offset)
+        _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1)
+        if not barrier(sync, workers):
+            return
         batch_loss = 0.0
         for i in range(n):
             batch_loss += buffers.losses[i]
-        if not np.isfinite(batch_loss):
-            return loss_sum, correct, step, step
-        loss_sum += batch_loss
-        for i in range(n):
-            correct += buffers.hits[i]
+        if not np.isfinite(batch_loss):  # every worker sees the same sum and stops
+            if worker == 0:
+                _simd.atomic_store(sync, FAILED_STEP, step)
+            return
+        if worker == 0:
+            loss_sum[0] += batch_loss
+            correct = 0
+            for i in range(n):
+                correct += buffers.hits[i]
+            _simd.atomic_add(sync, CORRECT, correct)
         if rule == ADAM_RULE:
             t += 1
         _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper,
-                              learning_rates[step], t, tasks)
-        step += 1
-    return loss_sum, correct, -1, step
+                              learning_rates[step], t, worker, workers)
+        if not barrier(sync, workers):
+            return
+        if worker == 0:
+            _simd.atomic_store(sync, STEPS_DONE, step + 1)

@@ -1,44 +1,61 @@
 """Running kernels on several cores, safely when several Python threads call at once.
 
-The fused epoch launches two parallel regions per step, so it uses numba's
-``prange``, whose launch is cheap. numba's ``workqueue`` threading layer (its
-fallback where neither OpenMP nor TBB is available, common on macOS and in
-slim containers) aborts the whole process when two threads enter parallel
-code at the same time, so ``run_parallel`` lets one caller in at a time
-unless the layer is thread-safe (``omp``, ``tbb``). Until a parallel kernel
-has run, numba has not picked a layer, so the first call also takes the lock.
+No kernel uses numba's threading layer (``prange``): compiling a parallel
+region compiles it and its callees again, and the ``workqueue`` layer aborts
+the process when two threads enter parallel code at once. The kernels release
+the GIL instead, and Python threads run them side by side.
 
-``forward`` and ``backward`` split the rows of a large product across a pool
-of Python threads instead (``split_rows``): one launch per product, and the
-kernels release the GIL, so they run in parallel with no threading layer
-involved, and numba does not compile a parallel copy of each kernel.
+The fused epoch meets at a barrier twice per step, so it runs on workers of
+its own (``run_workers``): one thread each, started per call, each running
+the whole epoch's compiled loop. ``forward`` and ``backward`` split the rows
+of a large product across a pool of threads (``split_rows``): one hand-over
+per product.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 
-THREADSAFE_LAYERS = ("omp", "tbb")
+def run_workers(kernel, workers, sync, abort_slot, *args):
+    """``kernel(worker, workers, sync, *args)`` for each worker, each on a new thread.
 
-_lock = threading.Lock()
-_threadsafe = False
+    Waits for all of them. If one raises, or the waiting thread is interrupted
+    (Ctrl-C), ``sync[abort_slot]`` is set: the others leave at their next
+    barrier, and the error is raised here once they all have.
+    """
+    errors = []
+    left = [workers]
+    lock = threading.Lock()
+    done = threading.Event()
 
+    def work(worker):
+        try:
+            kernel(worker, workers, sync, *args)
+        except BaseException as error:
+            errors.append(error)
+            sync[abort_slot] = 1
+        finally:
+            with lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    done.set()
 
-def run_parallel(kernel, *args):
-    """``kernel(*args)``, one caller at a time unless the threading layer is thread-safe."""
-    global _threadsafe
-    if _threadsafe:
-        return kernel(*args)
-    with _lock:
-        result = kernel(*args)
-        with contextlib.suppress(ValueError):  # raised while no parallel region has run
-            _threadsafe = numba.threading_layer() in THREADSAFE_LAYERS
-    return result
+    threads = [threading.Thread(target=work, args=(w,), name=f"fastmlp-epoch-{w}", daemon=True)
+               for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        while not done.wait(0.1):  # a timed wait: Ctrl-C reaches this thread on every OS
+            pass
+    except BaseException:
+        sync[abort_slot] = 1
+        done.wait()
+        raise
+    if errors:
+        raise errors[0]
 
 
 _pool: ThreadPoolExecutor | None = None

@@ -1,0 +1,419 @@
+"""Explicit-SIMD micro-kernels: numba intrinsics that emit llvmlite vector IR.
+
+Every matrix product of the numba backend is a loop over tiles of one
+kernel, ``tile_nn``. For a tile of ``R`` rows and ``V`` vectors of ``L``
+lanes (the tile shape, chosen for the compile target), it computes::
+
+    acc[r][c] = C[i0 + r, j0 + c L : j0 + (c + 1) L]  if accumulate, else 0
+    for k in range(K):
+        acc[r][c] = fma(A[i0 + r, k], B[k, j0 + c L : j0 + (c + 1) L], acc[r][c])
+    C[i0 + r, j0 + c L : j0 + (c + 1) L] = acc[r][c]
+
+for ``r < R`` and ``c < V``: one vector load per ``c`` and one broadcast per
+``r`` for each ``k``, and ``R * V`` accumulators that LLVM keeps in registers.
+A tile at an edge (``rows < R`` or ``cols < V L``) loads its missing rows
+from its last row and does not store them, and masks the lanes past
+``cols`` in its last vector.
+
+The invariant that matters: every element of ``C`` is one chain of fused
+multiply-adds in ``k`` order, starting from 0 (or from the ``C`` that an
+earlier call over the ``k`` before it left, which is the same chain cut in
+two). No sum runs across lanes, so the bits do not depend on ``R``, ``V``,
+``L``, the instruction set, the position of an element in its tile, or how
+the rows, columns and ``k`` are split into calls. ``llvm.fma`` is exact
+rounding by definition: a CPU without FMA computes it in software, with the
+same bits, many times slower.
+
+The helpers follow numba's own ``cgutils``: each emits one small piece of IR
+(a broadcast, a maybe-masked load or store, the FMA block of one ``k``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import NamedTuple
+
+import llvmlite.binding as ll
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+
+
+class Tile(NamedTuple):
+    """A register tile: ``rows`` of ``A`` by ``vectors`` vectors of ``vector_bytes``."""
+
+    rows: int
+    vectors: int
+    vector_bytes: int
+
+    def lanes(self, itemsize: int) -> int:
+        return self.vector_bytes // itemsize
+
+    def __str__(self):
+        return f"{self.rows}x{self.vectors}x{self.vector_bytes * 8}bit"
+
+
+# Measured on an AVX-512 Xeon, float32, shapes of a 784-128-128-10 step, one
+# core (GFLOP/s, peak 223): 6x2 126-148, 12x2 144-177, 8x3 154-181, 6x4
+# 137-175, 4x4 110-125. 6x4 and 12x2 use 24 of the 32 vector registers; 6x4
+# covers 64 columns, half a 128-unit layer, with one broadcast per 4 FMAs.
+# AVX2 has 16 registers: 6x2 (12 accumulators, 2 loads, 1 broadcast).
+# Elsewhere, 16-byte vectors (SSE, NEON) in a 6x2 tile fit 16 registers.
+TILES = {
+    "avx512": Tile(6, 4, 64),
+    "avx2": Tile(6, 2, 32),
+    "generic": Tile(6, 2, 16),
+}
+
+
+def target_features() -> tuple[str, str]:
+    """The CPU name and feature string numba compiles for (``NUMBA_CPU_NAME``/``_FEATURES``)."""
+    name = config.CPU_NAME or ll.get_host_cpu_name()
+    features = config.CPU_FEATURES
+    if features is None:
+        features = ll.get_host_cpu_features().flatten() if config.CPU_NAME is None else ""
+    return name, features
+
+
+def target_isa(name: str, features: str) -> str:
+    """``avx512``, ``avx2`` (with FMA) or ``generic``, from a CPU name and feature string."""
+    enabled = set(re.findall(r"\+([\w.-]+)", features))
+    if not features:  # a CPU name alone: what LLVM knows of it
+        if name in ("generic", "x86-64", "core2", "nehalem", "westmere", "sandybridge",
+                    "ivybridge", "btver2", "bdver1"):
+            return "generic"
+        if re.search(r"avx512|skylake-avx|icelake|cooperlake|cascadelake|tigerlake|sapphire"
+                     r"|rocketlake|znver4|znver5|graniterapids|emerald", name):
+            return "avx512"
+        if re.search(r"haswell|broadwell|skylake|znver|alderlake|raptorlake|bdver[2-4]", name):
+            return "avx2"
+        return "generic"
+    if "avx512f" in enabled:
+        return "avx512"
+    if {"avx2", "fma"} <= enabled:
+        return "avx2"
+    return "generic"
+
+
+def choose_tile() -> Tile:
+    """The tile for the compile target; ``FASTMLP_NUMBA_TILE=RxVxBITS`` (e.g. ``6x2x256``)
+    overrides it (same bits, other speed)."""
+    override = os.environ.get("FASTMLP_NUMBA_TILE")
+    if override:
+        match = re.fullmatch(r"(\d+)x(\d+)x(128|256|512)", override.strip())
+        if not match:
+            raise ValueError(f"FASTMLP_NUMBA_TILE={override!r}: expected ROWSxVECTORSxBITS with "
+                             "BITS 128, 256 or 512, e.g. 6x2x256")
+        rows, vectors, bits = map(int, match.groups())
+        if not (1 <= rows <= 16 and 1 <= vectors <= 8):
+            raise ValueError(f"FASTMLP_NUMBA_TILE={override!r}: rows must be 1-16, vectors 1-8")
+        return Tile(rows, vectors, bits // 8)
+    return TILES[target_isa(*target_features())]
+
+
+TILE = choose_tile()
+
+
+def _bytes(element) -> int:
+    return 4 if isinstance(element, ir.FloatType) else 8
+
+
+def _fma_function(module, vector_type):
+    fnty = ir.FunctionType(vector_type, [vector_type] * 3)
+    suffix = f"v{vector_type.count}{vector_type.element.intrinsic_name}"
+    return cgutils.get_or_insert_function(module, fnty, f"llvm.fma.{suffix}")
+
+
+def _broadcast(builder, scalar, vector_type):
+    """``[scalar] * lanes``: insertelement, then a shuffle of lane 0 to every lane."""
+    undef = ir.Constant(vector_type, ir.Undefined)
+    first = builder.insert_element(undef, scalar, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(_I32, vector_type.count),
+                                                            [0] * vector_type.count))
+
+
+def _lane_mask(builder, count, lanes):
+    """``<lanes x i1>``: lane ``l`` is on when ``l < count``."""
+    iota = ir.Constant(ir.VectorType(_I64, lanes), list(range(lanes)))
+    return builder.icmp_signed("<", iota, _broadcast(builder, count, ir.VectorType(_I64, lanes)))
+
+
+def _masked_intrinsic(module, kind, vector_type):
+    pointer = vector_type.as_pointer()
+    mask = ir.VectorType(ir.IntType(1), vector_type.count)
+    suffix = f"v{vector_type.count}{vector_type.element.intrinsic_name}.p0"  # LLVM: opaque pointers
+    if kind == "load":
+        fnty = ir.FunctionType(vector_type, [pointer, _I32, mask, vector_type])
+    else:
+        fnty = ir.FunctionType(ir.VoidType(), [vector_type, pointer, _I32, mask])
+    return cgutils.get_or_insert_function(module, fnty, f"llvm.masked.{kind}.{suffix}")
+
+
+def _load(builder, pointer, vector_type, mask=None):
+    """The vector at element ``pointer``; lanes off in ``mask`` read as 0 and touch no memory."""
+    address = builder.bitcast(pointer, vector_type.as_pointer())
+    if mask is None:
+        return builder.load(address, align=_bytes(vector_type.element))
+    align = ir.Constant(_I32, _bytes(vector_type.element))
+    zero = ir.Constant(vector_type, [ir.Constant(vector_type.element, 0.0)] * vector_type.count)
+    return builder.call(_masked_intrinsic(builder.module, "load", vector_type),
+                        [address, align, mask, zero])
+
+
+def _store(builder, value, pointer, mask=None):
+    """Store ``value`` at element ``pointer``, only the lanes on in ``mask``."""
+    address = builder.bitcast(pointer, value.type.as_pointer())
+    if mask is None:
+        builder.store(value, address, align=_bytes(value.type.element))
+        return
+    align = ir.Constant(_I32, _bytes(value.type.element))
+    builder.call(_masked_intrinsic(builder.module, "store", value.type),
+                 [value, address, align, mask])
+
+
+def _fma_block(builder, fma, vector_type, accumulators, a_rows, b_row, k, lanes, mask):
+    """One ``k``: load ``B[k]``'s vectors, broadcast each ``A[r, k]``, one FMA per accumulator."""
+    last = len(accumulators[0]) - 1
+    b = [_load(builder, builder.gep(b_row, [ir.Constant(_I64, c * lanes)]), vector_type,
+               mask if c == last else None) for c in range(last + 1)]
+    for a_row, row in zip(a_rows, accumulators):
+        a = _broadcast(builder, builder.load(builder.gep(a_row, [k])), vector_type)
+        for c, slot in enumerate(row):
+            builder.store(builder.call(fma, [a, b[c], builder.load(slot)]), slot)
+
+
+def _emit_tile(builder, context, element, lanes, a_rows, b_base, ldb, c_rows, K, rows, vectors,
+               mask, accumulate, accumulators):
+    """The whole tile for ``vectors`` vectors: initialise, the k-loop, store."""
+    vector_type = ir.VectorType(element, lanes)
+    fma = _fma_function(builder.module, vector_type)
+    zero = ir.Constant(vector_type, [ir.Constant(element, 0.0)] * lanes)
+    accumulators = [row[:vectors] for row in accumulators]
+    last = vectors - 1
+    with builder.if_else(accumulate) as (then, otherwise):
+        with then:
+            for c_row, row in zip(c_rows, accumulators):
+                for c, slot in enumerate(row):
+                    pointer = builder.gep(c_row, [ir.Constant(_I64, c * lanes)])
+                    builder.store(_load(builder, pointer, vector_type,
+                                        mask if c == last else None), slot)
+        with otherwise:
+            for row in accumulators:
+                for slot in row:
+                    builder.store(zero, slot)
+    with cgutils.for_range(builder, K) as loop:
+        b_row = builder.gep(b_base, [builder.mul(loop.index, ldb)])
+        _fma_block(builder, fma, vector_type, accumulators, a_rows, b_row, loop.index, lanes,
+                   mask)
+    for r, (c_row, row) in enumerate(zip(c_rows, accumulators)):
+        stored = builder.icmp_signed("<", ir.Constant(_I64, r), rows)
+        with builder.if_then(stored, likely=True):
+            for c, slot in enumerate(row):
+                pointer = builder.gep(c_row, [ir.Constant(_I64, c * lanes)])
+                _store(builder, builder.load(slot), pointer, mask if c == last else None)
+
+
+def make_tile_kernel(tile: Tile):
+    """The intrinsic ``tile_nn(A, a_at, lda, B, b_at, ldb, C, c_at, ldc, K, rows, cols,
+    accumulate)`` for ``tile``.
+
+    ``A``, ``B``, ``C`` are C-contiguous arrays of one float dtype; the tile's
+    ``A[i0, 0]`` is element ``a_at`` of ``A``'s buffer and row ``r`` starts
+    ``r * lda`` elements later (``b_at, ldb`` and ``c_at, ldc`` alike). ``rows``
+    (1 to ``tile.rows``) and ``cols`` (1 to the tile's columns) are the part of
+    the tile that exists. The caller guarantees the indices are in bounds.
+    """
+
+    @intrinsic
+    def tile_nn(typingctx, A, a_at, lda, B, b_at, ldb, C, c_at, ldc, K, rows, cols, accumulate):
+        arrays = (A, B, C)
+        if not all(isinstance(t, types.Array) for t in arrays):
+            return None
+        if len({t.dtype for t in arrays}) != 1 or A.dtype not in (types.float32, types.float64):
+            return None
+        sig = types.void(A, types.intp, types.intp, B, types.intp, types.intp, C, types.intp,
+                         types.intp, types.intp, types.intp, types.intp, types.boolean)
+
+        def codegen(context, builder, signature, args):
+            A_, a_at_, lda_, B_, b_at_, ldb_, C_, c_at_, ldc_, K_, rows_, cols_, acc_ = args
+            element = context.get_value_type(signature.args[0].dtype)
+            lanes = tile.lanes(signature.args[0].dtype.bitwidth // 8)
+            vector_type = ir.VectorType(element, lanes)
+            pointers = [context.make_array(signature.args[i])(context, builder, value).data
+                        for i, value in ((0, A_), (3, B_), (6, C_))]
+            a, b, c = pointers
+            # missing rows read the last row (never stored): same code for every row
+            last_row = builder.sub(rows_, ir.Constant(_I64, 1))
+            a_rows, c_rows = [], []
+            for r in range(tile.rows):
+                row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows_),
+                                     ir.Constant(_I64, r), last_row)
+                a_rows.append(builder.gep(a, [builder.add(a_at_, builder.mul(row, lda_))]))
+                c_rows.append(builder.gep(c, [builder.add(c_at_, builder.mul(row, ldc_))]))
+            b_base = builder.gep(b, [b_at_])
+            accumulators = [[cgutils.alloca_once(builder, vector_type) for _ in range(tile.vectors)]
+                            for _ in range(tile.rows)]
+            full = builder.icmp_signed("==", cols_, ir.Constant(_I64, tile.vectors * lanes))
+            with builder.if_else(full, likely=True) as (whole, edge):
+                with whole:
+                    _emit_tile(builder, context, element, lanes, a_rows, b_base, ldb_, c_rows, K_,
+                               rows_, tile.vectors, None, acc_, accumulators)
+                with edge:
+                    # ceil(cols / lanes) vectors, the last one masked
+                    vectors = builder.sdiv(builder.add(cols_, ir.Constant(_I64, lanes - 1)),
+                                           ir.Constant(_I64, lanes))
+                    before = builder.sub(vectors, ir.Constant(_I64, 1))
+                    tail = builder.sub(cols_, builder.mul(before, ir.Constant(_I64, lanes)))
+                    mask = _lane_mask(builder, tail, lanes)
+                    done = builder.append_basic_block("tile.edge.done")
+                    switch = builder.switch(vectors, done)
+                    for count in range(1, tile.vectors + 1):
+                        block = builder.append_basic_block(f"tile.edge.{count}")
+                        switch.add_case(ir.Constant(_I64, count), block)
+                        builder.position_at_end(block)
+                        _emit_tile(builder, context, element, lanes, a_rows, b_base, ldb_,
+                                   c_rows, K_, rows_, count, mask, acc_, accumulators)
+                        builder.branch(done)
+                    builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile_nn
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (``llvm.fma``), for float32 or float64 scalars."""
+    if not (a == b == c and a in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        element = context.get_value_type(signature.args[0])
+        fnty = ir.FunctionType(element, [element] * 3)
+        function = cgutils.get_or_insert_function(builder.module, fnty,
+                                                  f"llvm.fma.{element.intrinsic_name}")
+        return builder.call(function, args)
+
+    return a(a, b, c), codegen
+
+
+PEAK_CHAINS = 12
+
+
+def make_peak_kernel(vector_bytes: int):
+    """``fma_chains(n, x)``: ``PEAK_CHAINS`` independent vector FMA chains of ``n`` steps.
+
+    Each step is one ``acc = fma(acc, x, x)`` per chain, all in registers, in
+    ``x``'s dtype (float32 or float64): the machine's FMA limit,
+    ``2 * lanes * PEAK_CHAINS * n`` flops per call. Returns a lane of the sum,
+    so that nothing is optimised away.
+    """
+
+    @intrinsic
+    def fma_chains(typingctx, n, x):
+        if not (isinstance(n, types.Integer) and x in (types.float32, types.float64)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            steps, value = args
+            element = context.get_value_type(signature.args[1])
+            lanes = vector_bytes // _bytes(element)
+            vector_type = ir.VectorType(element, lanes)
+            function = _fma_function(builder.module, vector_type)
+            x_vector = _broadcast(builder, value, vector_type)
+            chains = []
+            for i in range(PEAK_CHAINS):
+                slot = cgutils.alloca_once(builder, vector_type)
+                offset = ir.Constant(vector_type, [ir.Constant(element, float(i))] * lanes)
+                builder.store(builder.fadd(x_vector, offset), slot)
+                chains.append(slot)
+            with cgutils.for_range(builder, steps):
+                for slot in chains:
+                    builder.store(builder.call(function, [builder.load(slot), x_vector, x_vector]),
+                                  slot)
+            total = builder.load(chains[0])
+            for slot in chains[1:]:
+                total = builder.fadd(total, builder.load(slot))
+            return builder.extract_element(total, ir.Constant(_I32, 0))
+
+        return x(types.intp, x), codegen
+
+    return fma_chains
+
+
+# Atomics for the barrier at which the fused epoch's worker threads meet.
+
+
+def _element_pointer(context, builder, array_type, array, index):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+@intrinsic
+def atomic_add(typingctx, array, index, value):
+    """``array[index] += value`` as one sequentially consistent step; the old value."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.atomic_rmw("add", pointer, args[2], "seq_cst")
+
+    return types.int64(array, types.intp, types.int64), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, array, index):
+    """``array[index]``, read atomically (sequentially consistent)."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.load_atomic(pointer, "seq_cst", 8)
+
+    return types.int64(array, types.intp), codegen
+
+
+@intrinsic
+def atomic_store(typingctx, array, index, value):
+    """``array[index] = value``, written atomically (sequentially consistent)."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store_atomic(args[2], pointer, "seq_cst", 8)
+        return context.get_dummy_value()
+
+    return types.void(array, types.intp, types.int64), codegen
+
+
+@intrinsic
+def spin_pause(typingctx, spins):
+    """A waiting thread's pause: the CPU's ``pause`` hint, and from ``spins`` >= 1000 on,
+    ``sched_yield`` too, so that a waiter on a busy machine gives up its core."""
+    if not isinstance(spins, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        module = builder.module
+        if ll.get_process_triple().startswith(("x86_64", "i386", "i686")):
+            pause = cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), []),
+                                                   "llvm.x86.sse2.pause")
+            builder.call(pause, [])
+        if os.name == "posix":
+            long_wait = builder.icmp_signed(">=", args[0], ir.Constant(args[0].type, 1000))
+            with builder.if_then(long_wait):
+                sched_yield = cgutils.get_or_insert_function(
+                    module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+                builder.call(sched_yield, [])
+        return context.get_dummy_value()
+
+    return types.void(spins), codegen
