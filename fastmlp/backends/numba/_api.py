@@ -28,6 +28,13 @@ def settings() -> dict:
             "k_block": k.K_BLOCK}
 
 
+def kernel_array(a, dtype) -> np.ndarray:
+    """``a`` as the one kind of array each kernel is compiled for: C-contiguous and
+    writeable, in ``dtype``. (numba compiles a kernel again for every other
+    layout, dtype or read-only flag; a copy of an input is cheaper.)"""
+    return np.require(a, dtype, ["C", "W"])
+
+
 def _float_dtype(*arrays) -> np.dtype:
     dtype = np.result_type(*arrays)
     return dtype if dtype in FLOATS else np.dtype(np.float64)
@@ -46,8 +53,8 @@ def check_layers(Ws, bs, n_in):
 
 def _layers(params, dtype, n_in):
     """Tuples of the ``W`` and of the ``b``, C-contiguous in ``dtype``, shapes checked."""
-    Ws = tuple(np.ascontiguousarray(W, dtype) for W, _ in params)
-    bs = tuple(np.ascontiguousarray(b, dtype) for _, b in params)
+    Ws = tuple(kernel_array(W, dtype) for W, _ in params)
+    bs = tuple(kernel_array(b, dtype) for _, b in params)
     if not Ws:
         raise ValueError("params must hold at least one (W, b) layer")
     check_layers(Ws, bs, n_in)
@@ -83,7 +90,7 @@ def softmax(z):
     """Row-wise softmax of ``z``, shape ``(n_classes,)`` or ``(n_samples, n_classes)``."""
     z = np.asarray(z)
     dtype = z.dtype if z.dtype in FLOATS else np.dtype(np.float64)
-    rows = np.ascontiguousarray(np.atleast_2d(z), dtype)
+    rows = kernel_array(np.atleast_2d(z), dtype)
     out = np.empty_like(rows)
     if out.size:
         k.softmax(rows, out)
@@ -98,7 +105,7 @@ def forward(params, x):
     """
     x = np.asarray(x)
     dtype = _float_dtype(x, *[array for layer in params for array in layer])
-    a = np.ascontiguousarray(np.atleast_2d(x), dtype)
+    a = kernel_array(np.atleast_2d(x), dtype)
     Ws, bs = _layers(params, dtype, a.shape[1])
     cache = [a]
     last = len(Ws) - 1
@@ -117,10 +124,10 @@ def forward(params, x):
 def backward(params, cache, y):
     """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
     dtype = _float_dtype(*cache, *[array for layer in params for array in layer])
-    cache = [np.ascontiguousarray(np.atleast_2d(a), dtype) for a in cache]
+    cache = [kernel_array(np.atleast_2d(a), dtype) for a in cache]
     Ws, _ = _layers(params, dtype, cache[0].shape[1])
     n, n_classes = cache[-1].shape
-    y = np.ascontiguousarray(check_labels(y, n, n_classes))
+    y = kernel_array(check_labels(y, n, n_classes), np.int64)
     for l, W in enumerate(Ws):
         if cache[l].shape != (n, W.shape[1]):
             raise ValueError(f"cache[{l}] has shape {cache[l].shape}, expected {(n, W.shape[1])}")
@@ -163,7 +170,10 @@ def predict_one(params, x, scale=1.0, offset=0.0):
     Ws, bs = zip(*params)
     dtypes = {a.dtype for a in Ws + bs}
     if (len(dtypes) != 1 or Ws[0].dtype not in FLOATS
-            or not all(a.flags.c_contiguous for a in Ws + bs)):
+            or not all(a.flags.c_contiguous and a.flags.writeable for a in Ws + bs)):
         Ws, bs = _layers(params, _float_dtype(*Ws, *bs), x.shape[0])
+    # x in the parameters' dtype: the kernel's cast of each value, done here, so
+    # that inputs of every dtype and layout share one compiled kernel
+    x = kernel_array(x, Ws[0].dtype)
     with compile_notice(k.predict_one):
-        return k.predict_one(Ws, bs, x, scale, offset)
+        return k.predict_one(Ws, bs, x, float(scale), float(offset))

@@ -176,32 +176,28 @@ def _store(builder, value, pointer, mask=None):
                  [value, address, align, mask])
 
 
-def _fma_block(builder, fma, vector_type, accumulators, a_rows, b_row, k, lanes, mask):
+def _fma_block(builder, fma, vector_type, accumulators, a_rows, b_row, k, lanes, masks):
     """One ``k``: load ``B[k]``'s vectors, broadcast each ``A[r, k]``, one FMA per accumulator."""
-    last = len(accumulators[0]) - 1
-    b = [_load(builder, builder.gep(b_row, [ir.Constant(_I64, c * lanes)]), vector_type,
-               mask if c == last else None) for c in range(last + 1)]
+    b = [_load(builder, builder.gep(b_row, [ir.Constant(_I64, c * lanes)]), vector_type, mask)
+         for c, mask in enumerate(masks)]
     for a_row, row in zip(a_rows, accumulators):
         a = _broadcast(builder, builder.load(builder.gep(a_row, [k])), vector_type)
         for c, slot in enumerate(row):
             builder.store(builder.call(fma, [a, b[c], builder.load(slot)]), slot)
 
 
-def _emit_tile(builder, context, element, lanes, a_rows, b_base, ldb, c_rows, K, rows, vectors,
-               mask, accumulate, accumulators):
-    """The whole tile for ``vectors`` vectors: initialise, the k-loop, store."""
+def _emit_tile(builder, element, lanes, a_rows, b_base, ldb, c_rows, K, rows, masks, accumulate,
+               accumulators):
+    """The whole tile: initialise, the k-loop, store; ``masks[c]`` (or None) for vector c."""
     vector_type = ir.VectorType(element, lanes)
     fma = _fma_function(builder.module, vector_type)
     zero = ir.Constant(vector_type, [ir.Constant(element, 0.0)] * lanes)
-    accumulators = [row[:vectors] for row in accumulators]
-    last = vectors - 1
     with builder.if_else(accumulate) as (then, otherwise):
         with then:
             for c_row, row in zip(c_rows, accumulators):
                 for c, slot in enumerate(row):
                     pointer = builder.gep(c_row, [ir.Constant(_I64, c * lanes)])
-                    builder.store(_load(builder, pointer, vector_type,
-                                        mask if c == last else None), slot)
+                    builder.store(_load(builder, pointer, vector_type, masks[c]), slot)
         with otherwise:
             for row in accumulators:
                 for slot in row:
@@ -209,13 +205,13 @@ def _emit_tile(builder, context, element, lanes, a_rows, b_base, ldb, c_rows, K,
     with cgutils.for_range(builder, K) as loop:
         b_row = builder.gep(b_base, [builder.mul(loop.index, ldb)])
         _fma_block(builder, fma, vector_type, accumulators, a_rows, b_row, loop.index, lanes,
-                   mask)
+                   masks)
     for r, (c_row, row) in enumerate(zip(c_rows, accumulators)):
         stored = builder.icmp_signed("<", ir.Constant(_I64, r), rows)
         with builder.if_then(stored, likely=True):
             for c, slot in enumerate(row):
                 pointer = builder.gep(c_row, [ir.Constant(_I64, c * lanes)])
-                _store(builder, builder.load(slot), pointer, mask if c == last else None)
+                _store(builder, builder.load(slot), pointer, masks[c])
 
 
 def make_tile_kernel(tile: Tile):
@@ -261,25 +257,14 @@ def make_tile_kernel(tile: Tile):
             full = builder.icmp_signed("==", cols_, ir.Constant(_I64, tile.vectors * lanes))
             with builder.if_else(full, likely=True) as (whole, edge):
                 with whole:
-                    _emit_tile(builder, context, element, lanes, a_rows, b_base, ldb_, c_rows, K_,
-                               rows_, tile.vectors, None, acc_, accumulators)
+                    _emit_tile(builder, element, lanes, a_rows, b_base, ldb_, c_rows, K_, rows_,
+                               [None] * tile.vectors, acc_, accumulators)
                 with edge:
-                    # ceil(cols / lanes) vectors, the last one masked
-                    vectors = builder.sdiv(builder.add(cols_, ir.Constant(_I64, lanes - 1)),
-                                           ir.Constant(_I64, lanes))
-                    before = builder.sub(vectors, ir.Constant(_I64, 1))
-                    tail = builder.sub(cols_, builder.mul(before, ir.Constant(_I64, lanes)))
-                    mask = _lane_mask(builder, tail, lanes)
-                    done = builder.append_basic_block("tile.edge.done")
-                    switch = builder.switch(vectors, done)
-                    for count in range(1, tile.vectors + 1):
-                        block = builder.append_basic_block(f"tile.edge.{count}")
-                        switch.add_case(ir.Constant(_I64, count), block)
-                        builder.position_at_end(block)
-                        _emit_tile(builder, context, element, lanes, a_rows, b_base, ldb_,
-                                   c_rows, K_, rows_, count, mask, acc_, accumulators)
-                        builder.branch(done)
-                    builder.position_at_end(done)
+                    # lane l of vector c is on while c * lanes + l < cols
+                    masks = [_lane_mask(builder, builder.sub(cols_, ir.Constant(_I64, c * lanes)),
+                                        lanes) for c in range(tile.vectors)]
+                    _emit_tile(builder, element, lanes, a_rows, b_base, ldb_, c_rows, K_, rows_,
+                               masks, acc_, accumulators)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -1,0 +1,248 @@
+"""The numba backend's explicit-SIMD kernels: the same bits on every target and tile,
+one compiled signature per parameter dtype, and worker threads that never hang.
+
+``test_numba.py`` checks the product kernel against NumPy at every edge of the
+tile on this machine's target; these tests compile it for other targets and
+tiles in subprocesses (each with a cache of its own) and compare the bits.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmlp import optim
+from fastmlp.backends import load_backend
+
+numba = pytest.importorskip("numba")
+backend = load_backend("numba")
+from fastmlp.backends.numba import _api, _kernels, _simd  # noqa: E402
+
+# Trains a small network for one epoch (SGD, then Adam) through the fused
+# epoch, runs forward, backward and predict_one, and prints a digest of every
+# result, and the tile it compiled for.
+SCRIPT = textwrap.dedent("""
+    import hashlib
+    import numpy as np
+    from fastmlp import optim
+    from fastmlp.backends import load_backend
+    from fastmlp.backends.numba import _kernels
+    nb = load_backend("numba")
+    rng = np.random.default_rng(0)
+    sizes = (37, 29, 70, 10)
+    params = [((rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(np.float32),
+               (0.1 * rng.standard_normal(o)).astype(np.float32))
+              for i, o in zip(sizes, sizes[1:])]
+    x = rng.integers(0, 256, (203, 37)).astype(np.uint8)
+    y = rng.integers(0, 10, 203)
+    digest = hashlib.sha256()
+    for opt in (optim.SGD(0.05, momentum=0.9), optim.Adam(1e-2)):
+        out = nb.train_epoch(params, x, y, 50, opt, np.full(5, opt.learning_rate),
+                             scale=1 / 255, offset=-0.5)
+        digest.update(repr(out).encode())
+    scaled = (x * np.float32(1 / 255) + np.float32(-0.5)).astype(np.float32)
+    probs, cache = nb.forward(params, scaled)
+    arrays = [p for layer in params for p in layer] + [probs]
+    arrays += [g for layer in nb.backward(params, cache, y) for g in layer]
+    arrays.append(nb.predict_one(params, x[7], 1 / 255, -0.5))
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a).tobytes())
+    print(_kernels.TILE, digest.hexdigest())
+""")
+
+TARGETS = {
+    "native": {},
+    "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma"},
+    "tile 1x1x128": {"FASTMLP_NUMBA_TILE": "1x1x128"},
+    "tile 5x3x256": {"FASTMLP_NUMBA_TILE": "5x3x256"},
+}
+
+
+def _run(environment, cache):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "FASTMLP_NUMBA_TILE")}
+    env.update(environment, NUMBA_CACHE_DIR=str(cache))
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_every_target_and_tile_gives_the_same_bits(tmp_path):
+    # Weights after SGD and Adam epochs, forward, backward and predict_one,
+    # compiled for AVX-512 (this machine, where it has it), AVX2 + FMA and two
+    # forced tile shapes (one lane; an odd 5x3): each element is one FMA chain
+    # in k order whatever the vector width and tile.
+    results = {name: _run(env, tmp_path / name.replace(" ", "-"))
+               for name, env in TARGETS.items()}
+    assert results["haswell"][0] == "6x2x256bit"
+    assert results["tile 1x1x128"][0] == "1x1x128bit"
+    assert results["tile 5x3x256"][0] == "5x3x256bit"
+    digests = {name: digest for name, (_, digest) in results.items()}
+    assert len(set(digests.values())) == 1, digests
+
+
+@pytest.mark.parametrize("name, features, isa", [
+    ("skylake-avx512", "", "avx512"), ("znver4", "", "avx512"), ("haswell", "", "avx2"),
+    ("znver2", "", "avx2"), ("sandybridge", "", "generic"), ("generic", "", "generic"),
+    ("cortex-a72", "", "generic"), ("x", "+avx2,+fma,+avx512f", "avx512"),
+    ("x", "+avx2,+fma,-avx512f", "avx2"), ("x", "+avx2,-fma", "generic"),
+])
+def test_the_tile_follows_the_target(name, features, isa):
+    assert _simd.target_isa(name, features) == isa
+
+
+@pytest.mark.parametrize("value", ["6x2", "0x2x256", "6x9x256", "6x2x1024", "big"])
+def test_a_bad_tile_override_names_the_variable(value, monkeypatch):
+    monkeypatch.setenv("FASTMLP_NUMBA_TILE", value)
+    with pytest.raises(ValueError, match="FASTMLP_NUMBA_TILE"):
+        _simd.choose_tile()
+
+
+def _signatures():
+    return {name: set(map(str, kernel.signatures)) for name in dir(_kernels)
+            if isinstance(kernel := getattr(_kernels, name), numba.core.registry.CPUDispatcher)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inputs_of_any_kind_compile_no_new_kernel(dtype):
+    # After one call of each entry point, inputs of other dtypes, layouts and
+    # read-only flags are brought to the same kind of array before the kernels.
+    # (Inputs whose dtype NumPy promotes with the parameters' to float64, int64
+    # say, compute in float64 as every backend does: that compiles float64 once.)
+    rng = np.random.default_rng(0)
+    params = [((0.1 * rng.standard_normal((o, i))).astype(dtype), np.zeros(o, dtype))
+              for i, o in zip((20, 16, 4), (16, 4))]
+    x = rng.random((9, 20)).astype(dtype)
+    y = np.arange(9) % 4
+    probs, cache = backend.forward(params, x)
+    backend.backward(params, cache, y)
+    backend.predict_one(params, x[0])
+    backend.softmax(probs)
+    before = _signatures()
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    frozen = [(W.copy(), b.copy()) for W, b in params]
+    for W, b in frozen:
+        W.flags.writeable = b.flags.writeable = False
+    kinds = [x.astype(np.int16), (255 * x).astype(np.uint8), x.astype(np.float16),
+             np.asfortranarray(x), readonly, x[::1, ::1], np.repeat(x, 2, axis=1)[:, ::2]]
+    for kind in kinds:
+        np.testing.assert_array_equal(backend.forward(params, kind)[0],
+                                      backend.forward(params, np.array(kind, dtype))[0])
+        backend.predict_one(params, kind[0].astype(np.int64), 1.0, 0.0)
+        backend.predict_one(params, kind[0], 1.0, 0.0)
+        backend.predict_one(frozen, kind[0])
+        backend.forward(frozen, kind)
+        backend.backward(params, [np.asfortranarray(c) for c in cache], y.astype(np.int32))
+        backend.softmax(np.asfortranarray(probs))
+    assert _signatures() == before
+
+
+def test_a_failing_worker_stops_the_others(monkeypatch):
+    # Worker 1 raises before its first barrier; worker 0, waiting there, must
+    # leave when the epoch is aborted, and the error reach the caller.
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    real = _kernels.train_epoch_worker
+
+    def flaky(worker, *args):
+        if worker == 1:
+            time.sleep(0.2)
+            raise RuntimeError("worker 1 failed")
+        return real(worker, *args)
+
+    rng = np.random.default_rng(0)
+    params = [((0.1 * rng.standard_normal((o, i))).astype(np.float32), np.zeros(o, np.float32))
+              for i, o in zip((20, 16), (16, 4))]
+    x, y = rng.random((64, 20)).astype(np.float32), np.arange(64) % 4
+    backend.train_epoch(params, x, y, 32, optim.SGD(0.1), np.full(2, 0.1))  # compiled first
+    monkeypatch.setattr(_kernels, "train_epoch_worker", flaky)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(backend.train_epoch, params, x, y, 32, optim.SGD(0.1),
+                                 np.full(2, 0.1))
+            with pytest.raises(RuntimeError, match="worker 1 failed"):
+                future.result(timeout=60)
+    finally:
+        numba.set_num_threads(saved)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+def test_ctrl_c_during_fit_stops_the_workers(tmp_path):
+    # Many long epochs on the fused path; SIGINT while they run must end the
+    # process promptly with fastmlp's one-line message, not hang on a barrier.
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import fastmlp
+        from fastmlp.cli import main
+        rng = np.random.default_rng(0)
+        np.savez(sys.argv[1], x_train=rng.integers(0, 256, (20000, 784)).astype(np.uint8),
+                 y_train=rng.integers(0, 10, 20000))
+        print("ready", flush=True)
+        sys.exit(main(["train", "--backend", "numba", "--data", sys.argv[1], "--epochs", "500",
+                       "--batch-size", "32"]))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "d.npz")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(8)  # compiled or loaded, and training
+    assert process.poll() is None, process.communicate()
+    started = time.perf_counter()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert time.perf_counter() - started < 10
+    assert process.returncode == 130, stderr
+    assert "fastmlp: interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_fma_chains_count_what_they_compute():
+    # The peak kernel's sum is the 12 chains' values: checks it ran all steps.
+    x = np.float32(0.5)
+    got = _kernels.fma_chains(3, x)
+    want = np.float32(0)
+    for i in range(_simd.PEAK_CHAINS):
+        acc = np.float32(x + i)
+        for _ in range(3):
+            acc = np.float32(acc * x + x)
+        want = np.float32(want + acc)
+    assert got == want
+
+
+def test_stale_cache_is_dropped_when_the_generator_changes(tmp_path):
+    # A cached kernel whose inlined _simd code changed must not be loaded.
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "_kernels.gemm-1.py311.nbi").write_bytes(b"stale")
+    (folder / "_kernels.simd-stamp").write_text("another generator")
+
+    class Kernel:
+        class _cache:
+            _cache_path = str(folder)
+
+    _kernels._drop_stale_cache(Kernel)
+    assert not (folder / "_kernels.gemm-1.py311.nbi").exists()
+    stamp = (folder / "_kernels.simd-stamp").read_text()
+    assert stamp == hashlib.sha256(Path(_simd.__file__).read_bytes()
+                                   + str(_kernels.TILE).encode()).hexdigest()
+    (folder / "_kernels.gemm-1.py311.nbi").write_bytes(b"fresh")
+    _kernels._drop_stale_cache(Kernel)  # same stamp: kept
+    assert (folder / "_kernels.gemm-1.py311.nbi").exists()
+
+
+def test_kernel_array_is_c_contiguous_writeable_and_of_the_dtype():
+    a = np.asfortranarray(np.ones((3, 4), np.int64))
+    a.flags.writeable = False
+    b = _api.kernel_array(a, np.float32)
+    assert b.dtype == np.float32 and b.flags.c_contiguous and b.flags.writeable
