@@ -1,8 +1,9 @@
-"""The numba backend: compiled, register-blocked products with every element-wise step fused.
+"""The numba backend: explicit-SIMD products with every element-wise step fused.
 
-Each layer is one matrix product written in ``_kernels.gemm_nt`` (no BLAS),
-followed by a single compiled sweep over its output that does all the
-element-wise work of the layer::
+Each layer is one matrix product, ``_kernels.gemm_into``: a loop over tiles of
+the micro-kernel that ``_simd`` generates as LLVM vector IR (no BLAS),
+followed by a compiled sweep over each cache tile of its output that does all
+the element-wise work of the layer::
 
     hidden layer   a = max(z + b, 0)
     output layer   p = softmax(z + b), loss -log p[y], argmax p,
@@ -10,14 +11,16 @@ element-wise work of the layer::
     backward       delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
 
 ``train_epoch`` runs every step of an epoch (batch gather, forward, loss,
-backward, optimizer update) in one compiled call. Large batches split their
-rows across numba's threads; each element of every product is summed in the
-same order wherever it lies, so results are the same bits whichever thread
-calls, however many call at once and however many numba threads there are.
+backward, optimizer update) in one compiled loop on each of its worker
+threads, which split every batch's rows and every layer's units between them
+and meet at a barrier. Each element of every product is one FMA chain in a
+fixed order wherever it lies, so results are the same bits whichever thread
+calls, however many call at once, however many threads there are and
+whatever the vector width.
 
-The modules: ``_kernels`` holds every compiled function, ``_api`` the
-forward and backward passes, ``_fused`` the fused epoch, ``_threads`` the
-guard that lets several Python threads call parallel kernels safely.
+The modules: ``_simd`` generates the micro-kernels and atomics, ``_kernels``
+holds every compiled function, ``_api`` the forward and backward passes,
+``_fused`` the fused epoch, ``_threads`` the worker threads and thread pool.
 """
 
 from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax

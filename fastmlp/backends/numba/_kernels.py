@@ -4,12 +4,13 @@ They live in one module because numba's on-disk cache keys a kernel on its own
 module: a cached kernel calling a kernel of another module can keep a stale
 compiled copy of it after that module changes.
 
-The matrix products are written here, not delegated to BLAS. BLAS chooses how
-to split a product by its thread count, which is process-wide state, and the
-split changes the rounding; a kernel here gives every element the same
-arithmetic wherever it lies, whichever thread runs it and however many run at
-once, and it runs on one core so that the callers can split rows across
-numba's threads themselves.
+The matrix products are loops over the micro-kernel of ``_simd``, not BLAS.
+BLAS chooses how to split a product by its thread count, which is process-wide
+state, and the split changes the rounding; a kernel here gives every element
+the same arithmetic (one FMA chain in k order) wherever it lies, whichever
+thread runs it and however many run at once, and it runs on one core so that
+the callers split rows across threads themselves. (``_drop_stale_cache``, at
+the end, keeps numba's cache honest about the ``_simd`` code inlined here.)
 
 Kernels trust their inputs (no bounds checks): the Python wrappers check
 shapes, dtypes and labels first. Every kernel releases the GIL.
@@ -48,6 +49,9 @@ TILE_ROWS, TILE_VECTORS, VECTOR_BYTES = TILE
 ROW_TILE = 8 * TILE_ROWS
 K_BLOCK = 256
 tile_nn = _simd.make_tile_kernel(TILE)
+# For one sample: a tile of one vector and as many rows as TILE has accumulators.
+COLUMN_TILE_ROWS = min(TILE_ROWS * TILE_VECTORS, 24)
+column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_BYTES))
 _fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
 
 
@@ -172,8 +176,12 @@ def predict_one(Ws, bs, x, scale, offset):
     """Probabilities of one raw sample ``x``, scaled first as ``scale * x + offset``.
 
     The scaling rounds as NumPy's does in the parameters' dtype (a product,
-    then a sum, no fused multiply-add), and the layers are ``dense`` on a batch
-    of one row, so the result equals ``forward`` of the scaled row exactly.
+    then a sum, no fused multiply-add). Each layer is the product turned
+    around, ``z.T = W @ a.T``, with ``W``'s rows as the tile's rows and ``a``
+    as a column of one lane: the same FMA chain per element as ``forward``'s
+    ``a @ W.T`` (``fma(W[j, k], a[k], s) == fma(a[k], W[j, k], s)``), with no
+    transposed copy of ``W``; then ``dense``'s epilogue. So the result equals
+    ``forward`` of the scaled row exactly.
     """
     n_in = x.shape[0]
     for l in range(len(Ws)):
@@ -186,12 +194,18 @@ def predict_one(Ws, bs, x, scale, offset):
     for i in range(x.shape[0]):
         a[0, i] = cast(x[i]) * s + o
     last = len(Ws) - 1
+    none = np.empty((0, 0), a.dtype)
     for l in range(len(Ws)):
         W = Ws[l]
-        W_t = np.empty((W.shape[1], W.shape[0]), W.dtype)
-        transpose_rows(W, W_t, 0, W.shape[0])
-        z = np.empty((1, W.shape[0]), a.dtype)
-        dense(a, W_t, bs[l], z, l == last, 0, 1)
+        n_out, K = W.shape
+        z = np.empty((1, n_out), a.dtype)
+        for j in range(0, n_out, COLUMN_TILE_ROWS):
+            column_tile_nn(W, j * K, K, a, 0, 1, z, j, 1, K, min(COLUMN_TILE_ROWS, n_out - j), 1,
+                           False)
+        if l == last:
+            bias_softmax_rows(z, bs[l], 0, 1)
+        else:
+            _epilogue_rows(z, 0, 1, BIAS_RELU, bs[l], none, none)
         a = z
     return a[0]
 
