@@ -38,6 +38,7 @@ import llvmlite.binding as ll
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 _I32 = ir.IntType(32)
@@ -72,11 +73,14 @@ TILES = {
 
 
 def target_features() -> tuple[str, str]:
-    """The CPU name and feature string numba compiles for (``NUMBA_CPU_NAME``/``_FEATURES``)."""
+    """The CPU name and feature string numba compiles for, by numba's own rule
+    (``CPUCodegen._get_host_cpu_name``/``_features``): ``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES`` where set, else the host's. (A name alone keeps the
+    host's features, as numba does: emulating Haswell needs both variables.)"""
     name = config.CPU_NAME or ll.get_host_cpu_name()
     features = config.CPU_FEATURES
     if features is None:
-        features = ll.get_host_cpu_features().flatten() if config.CPU_NAME is None else ""
+        features = get_host_cpu_features()
     return name, features
 
 
@@ -272,22 +276,6 @@ def make_tile_kernel(tile: Tile):
     return tile_nn
 
 
-@intrinsic
-def fma(typingctx, a, b, c):
-    """``a * b + c`` rounded once (``llvm.fma``), for float32 or float64 scalars."""
-    if not (a == b == c and a in (types.float32, types.float64)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        element = context.get_value_type(signature.args[0])
-        fnty = ir.FunctionType(element, [element] * 3)
-        function = cgutils.get_or_insert_function(builder.module, fnty,
-                                                  f"llvm.fma.{element.intrinsic_name}")
-        return builder.call(function, args)
-
-    return a(a, b, c), codegen
-
-
 PEAK_CHAINS = 12
 
 
@@ -335,6 +323,10 @@ def make_peak_kernel(vector_bytes: int):
 # Atomics for the barrier at which the fused epoch's worker threads meet.
 
 
+def _int64_array(array) -> bool:
+    return isinstance(array, types.Array) and array.dtype == types.int64
+
+
 def _element_pointer(context, builder, array_type, array, index):
     data = context.make_array(array_type)(context, builder, array).data
     return builder.gep(data, [index])
@@ -343,7 +335,7 @@ def _element_pointer(context, builder, array_type, array, index):
 @intrinsic
 def atomic_add(typingctx, array, index, value):
     """``array[index] += value`` as one sequentially consistent step; the old value."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+    if not _int64_array(array):
         return None
 
     def codegen(context, builder, signature, args):
@@ -356,7 +348,7 @@ def atomic_add(typingctx, array, index, value):
 @intrinsic
 def atomic_load(typingctx, array, index):
     """``array[index]``, read atomically (sequentially consistent)."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+    if not _int64_array(array):
         return None
 
     def codegen(context, builder, signature, args):
@@ -369,7 +361,7 @@ def atomic_load(typingctx, array, index):
 @intrinsic
 def atomic_store(typingctx, array, index, value):
     """``array[index] = value``, written atomically (sequentially consistent)."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+    if not _int64_array(array):
         return None
 
     def codegen(context, builder, signature, args):
