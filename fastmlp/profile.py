@@ -17,8 +17,11 @@ and times each phase of every step separately:
 
 When the backend also has a fused ``train_epoch`` (what ``fit`` uses), the same
 batches are trained once more through it, and its time is reported beside the
-phases, since a fused epoch cannot be split into them. Like ``fit``, it gets
-the whole input scaled beforehand, so it has no data phase to pay.
+phases. Like ``fit``, it gets the whole input scaled beforehand. The numba
+backend's fused epoch also counts the CPU cycles of its own parts on every
+worker thread (products, fused epilogues, update, waiting at the barrier; see
+``fastmlp.backends.numba.PARTS``), and the profile shows them as
+``fused_parts``.
 
 Achieved GFLOP/s count the matrix products only (the FLOP of
 :func:`flops_per_sample`) and are set against the machine's FMA peak,
@@ -149,6 +152,9 @@ class Profile:
         :func:`fma_peak` for the profile's dtype: the machine's limit.
     gemm_gflops : float or None
         :func:`gemm_peak`: what BLAS reaches on a large square product.
+    fused_parts : dict or None
+        Seconds of each part of the fused epoch, for a backend that times them
+        (numba: its ``PARTS``, the mean of its worker threads); else None.
     machine : dict or None
         What it ran on: :func:`fastmlp.machine.describe`.
     """
@@ -165,6 +171,7 @@ class Profile:
     fused_seconds: float | None
     peak_gflops: float
     gemm_gflops: float | None = None
+    fused_parts: dict[str, float] | None = None
     machine: dict | None = None
     flops_per_sample: dict[str, int] = field(init=False)
 
@@ -181,13 +188,16 @@ class Profile:
         return 100 * self.seconds[phase] / self.total_seconds
 
     def gflops(self, phase: str = "total") -> float | None:
-        """Achieved GFLOP/s of ``'forward'``, ``'backward'``, ``'total'`` or ``'fused'``."""
+        """Achieved GFLOP/s of ``'forward'``, ``'backward'``, ``'total'``, ``'fused'``, or
+        ``'products'`` (the fused epoch's products alone, when its parts were timed)."""
         if phase == "fused":
             if self.fused_seconds is None:
                 return None
             flop, seconds = self.flops_per_sample["total"], self.fused_seconds
         elif phase == "total":
             flop, seconds = self.flops_per_sample["total"], self.total_seconds
+        elif phase == "products" and self.fused_parts:
+            flop, seconds = self.flops_per_sample["total"], self.fused_parts["products"]
         elif phase in self.flops_per_sample:
             flop, seconds = self.flops_per_sample[phase], self.seconds[phase]
         else:
@@ -236,7 +246,17 @@ class Profile:
             lines.append("")
             lines.append("fused: the same batches through the backend's one-call train_epoch, "
                          "which fit uses, on inputs scaled beforehand as fit does (so without "
-                         "the data phase); its phases cannot be timed apart.")
+                         "the data phase).")
+        if self.fused_parts:
+            lines += ["", "the fused epoch's parts (CPU cycles counted on each worker thread, "
+                      "their mean):"]
+            for part, seconds in self.fused_parts.items():
+                share = 100 * seconds / self.fused_seconds
+                rate = ""
+                if part == "products":
+                    gflops = self.gflops("products")
+                    rate = f"  {gflops:.1f} GFLOP/s, {100 * gflops / self.peak_gflops:.1f}% peak"
+                lines.append(f"  {part:<10} {seconds:8.3f} s {share:6.1f}%{rate}")
         return "\n".join(lines)
 
 
@@ -320,12 +340,12 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
     with np.errstate(over="ignore", invalid="ignore"):
         _phased_steps(module, model, opt, x, y, batches[:2], "warm-up")  # JIT, caches, buffers
         seconds, total = _phased_steps(module, model, opt, x, y, batches, "profiled")
-        fused = _fused_seconds(module, model, optimizer, learning_rate, x, y, batches,
-                               batch_size)
+        fused, parts = _fused_seconds(module, model, optimizer, learning_rate, x, y, batches,
+                                      batch_size)
     return Profile(backend=name, layer_sizes=model.layer_sizes, dtype=model.dtype.name,
                    batch_size=batch_size, optimizer=optimizer, steps=len(batches),
                    samples=sum(len(rows) for rows in batches), seconds=seconds,
-                   total_seconds=total, fused_seconds=fused,
+                   total_seconds=total, fused_seconds=fused, fused_parts=parts,
                    peak_gflops=fma_peak(model.dtype) if peak is None else peak,
                    gemm_gflops=gemm_peak(model.dtype) if peak is None else None,
                    machine=describe())
@@ -366,10 +386,12 @@ def _phased_steps(module, model, optimizer, x, y, batches, label):
 
 
 def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch_size):
-    """Seconds of the same batches through the backend's fused ``train_epoch``, if it has one."""
+    """Seconds of the same batches through the backend's fused ``train_epoch``, and of its
+    parts if it times them; ``(None, None)`` if it has none."""
     train_epoch = getattr(module, "train_epoch", None)
     if train_epoch is None:
-        return None
+        return None, None
+    timed = hasattr(module, "PARTS")
     X = model.scaler.transform(x, model.dtype)
     params = [(W.copy(), b.copy()) for W, b in model.params]
     opt = optim.make_optimizer(optimizer, learning_rate)
@@ -386,12 +408,18 @@ def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch
             runs.append((X[rows], y[rows], rates, None))
     warm = np.concatenate(batches[:2])
     warm_rates = np.full(-(-len(warm) // batch_size), opt.learning_rate)
-    if train_epoch(params, X[warm], y[warm], batch_size, opt, warm_rates) is None:
-        return None  # the fused path does not take this optimizer or dtype
-    start = time.perf_counter()
+    extra = {"parts": {}} if timed else {}
+    if train_epoch(params, X[warm], y[warm], batch_size, opt, warm_rates, **extra) is None:
+        return None, None  # the fused path does not take this optimizer or dtype
+    seconds, parts = 0.0, dict.fromkeys(module.PARTS, 0.0) if timed else None
     for xs, ys, rates, order in runs:
-        train_epoch(params, xs, ys, batch_size, opt, rates, order=order)
-    return time.perf_counter() - start
+        extra = {"parts": {}} if timed else {}
+        start = time.perf_counter()
+        train_epoch(params, xs, ys, batch_size, opt, rates, order=order, **extra)
+        seconds += time.perf_counter() - start
+        for part, spent in extra.get("parts", {}).items():
+            parts[part] += spent
+    return seconds, parts
 
 
 def side_by_side(profiles: list[Profile]) -> str:
@@ -416,6 +444,11 @@ def side_by_side(profiles: list[Profile]) -> str:
     row("fused samples/s", ["-" if p.fused_seconds is None
                             else f"{p.samples / p.fused_seconds:,.0f}" for p in profiles])
     row("fused GFLOP/s", [_rate(p, "fused") for p in profiles])
+    parts = next((p.fused_parts for p in profiles if p.fused_parts), None)
+    for part in parts or ():
+        row(f"  {part} s (%)", [f"{p.fused_parts[part]:.3f} "
+                                f"({100 * p.fused_parts[part] / p.fused_seconds:4.1f}%)"
+                                if p.fused_parts else "-" for p in profiles])
     return "\n".join(lines)
 
 

@@ -332,3 +332,38 @@ def test_numba_epoch_rejects_what_it_cannot_train():
     params[0][0].setflags(write=False)
     with pytest.raises(ValueError, match="writeable NumPy array"):
         numba_backend.train_epoch(params, x, y, 10, optim.SGD(0.1), np.ones(11))
+
+
+def test_numba_epoch_times_its_parts_without_changing_the_result():
+    numba_backend = load_backend("numba")
+    params, x, y = setup(SIZES["wide"], np.float32, n=301)
+    timed_params = copy.deepcopy(params)
+    rates = np.full(10, 0.05)
+    plain = numba_backend.train_epoch(params, x, y, 32, optim.SGD(0.05, momentum=0.9), rates)
+    parts = {}
+    timed = numba_backend.train_epoch(timed_params, x, y, 32, optim.SGD(0.05, momentum=0.9),
+                                      rates, parts=parts)
+    assert timed == plain
+    for (W, b), (W_timed, b_timed) in zip(params, timed_params):
+        assert np.array_equal(W, W_timed) and np.array_equal(b, b_timed)
+    assert tuple(parts) == numba_backend.PARTS
+    assert all(seconds >= 0 for seconds in parts.values())
+    assert parts["products"] > 0 and parts["update"] > 0 and parts["gather"] > 0
+    # the parts are taken from the workers' clocks: together they are the epoch's wall time
+    assert sum(parts.values()) < 2.0
+
+
+def test_numba_epoch_parts_come_from_the_workers_clocks():
+    from fastmlp.backends.numba import _fused, _kernels
+
+    clocks = np.zeros((2, _kernels.N_PARTS), np.int64)
+    rate = _fused.cycle_rate()
+    clocks[:, _kernels.PRODUCTS] = [int(0.2 * rate), int(0.4 * rate)]
+    clocks[:, _kernels.WAIT] = [int(0.2 * rate), 0]
+    clocks[:, _kernels.TOTAL] = [int(0.5 * rate), int(0.5 * rate)]
+    parts = _fused.epoch_parts(clocks, wall=0.6)
+    assert parts["products"] == pytest.approx(0.3)
+    assert parts["wait"] == pytest.approx(0.1)
+    assert parts["other"] == pytest.approx(0.1)
+    assert parts["launch"] == pytest.approx(0.1)
+    assert sum(parts.values()) == pytest.approx(0.6)

@@ -142,6 +142,11 @@ def test_steps_beyond_an_epoch_continue_with_a_new_shuffle(data):
     assert result.steps == 25
     assert result.samples == 2 * 600 + 5 * 64
     assert result.fused_seconds is not None
+    # numba's fused epoch times its parts, within its wall time (which adds the packing)
+    assert tuple(result.fused_parts) == backends.load_backend("numba").PARTS
+    assert 0 < sum(result.fused_parts.values()) <= result.fused_seconds
+    assert result.gflops("products") > result.gflops("fused")
+    assert "products" in str(result) and "wait" in str(result)
 
 
 @pytest.mark.parametrize("backend", ["matmul", "numba"])

@@ -24,7 +24,7 @@ holds every compiled function, ``_api`` the forward and backward passes,
 """
 
 from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax
-from ._fused import RAW_INPUTS, train_epoch
+from ._fused import PARTS, RAW_INPUTS, train_epoch
 
 __all__ = ["forward", "backward", "softmax", "predict_one", "train_epoch", "RAW_INPUTS",
-           "PARALLEL_WORK", "settings"]
+           "PARALLEL_WORK", "PARTS", "settings"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import NamedTuple
 
@@ -89,7 +90,7 @@ RAW_INPUTS = True
 
 
 def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None, *,
-                scale=1.0, offset=0.0):
+                scale=1.0, offset=0.0, parts=None):
     """One pass of mini-batch training in one compiled call.
 
     Same contract and result as ``fastmlp.train.train_epoch``: consecutive
@@ -123,6 +124,9 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         The network sees ``scale * x + offset``, computed as each batch is
         gathered and rounded as ``InputScaler.transform`` rounds it, so raw
         ``uint8`` images need no scaled float copy of the whole data set.
+    parts : dict, optional
+        If given, filled with the seconds the epoch spent in each of
+        :data:`PARTS`, averaged over the worker threads (see :func:`epoch_parts`).
 
     Returns
     -------
@@ -181,17 +185,64 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(1)
     workers = max(1, min(get_num_threads(), n))
+    clocks = np.zeros((workers, k.N_PARTS), np.int64)
     try:
         with compile_notice(k.train_epoch_worker):
+            start = time.perf_counter()
             run_workers(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum, theta, state1,
                         state2, layout, x, y, order, float(scale), float(offset), batch_size,
-                        learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers)
+                        learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers, clocks)
+            wall = time.perf_counter() - start
+        if parts is not None:
+            parts.update(epoch_parts(clocks, wall))
     finally:
         # the steps done stand, even when interrupted between two of them
         steps_done = int(sync[k.STEPS_DONE])
         _unpack(theta, packed, flat, states, offsets)
         optimizer.advance(steps_done)
     return float(loss_sum[0]), int(sync[k.CORRECT]), int(sync[k.FAILED_STEP])
+
+
+# The parts of a fused epoch, as ``train_epoch(parts=...)`` reports them.
+PARTS = ("gather", "products", "epilogues", "update", "wait", "other", "launch")
+_COUNTED = {"gather": k.GATHER, "products": k.PRODUCTS, "epilogues": k.EPILOGUES,
+            "update": k.UPDATE, "wait": k.WAIT}
+
+
+def epoch_parts(clocks, wall):
+    """Seconds of each of :data:`PARTS` from the workers' cycle counts.
+
+    ``clocks`` is ``(workers, N_PARTS)``, ``wall`` the epoch's wall time. A part
+    is the workers' mean: ``gather`` the batch gather and scaling, ``products``
+    the micro-kernels' tile loops, ``epilogues`` what is fused after them
+    (bias + ReLU, ReLU mask, transposed copies, softmax + loss, bias
+    gradients), ``update`` the optimizer step and the refresh of ``W.T``,
+    ``wait`` the barriers, ``other`` the rest of the worker's loop, and
+    ``launch`` the wall time outside the workers' loops (starting and joining
+    the threads, taken as the slowest worker's).
+    """
+    seconds_per_cycle = 1 / cycle_rate()
+    mean = clocks.mean(axis=0) * seconds_per_cycle
+    parts = {name: float(mean[slot]) for name, slot in _COUNTED.items()}
+    parts["other"] = float(mean[k.TOTAL]) - sum(parts.values())
+    parts["launch"] = max(0.0, wall - float(clocks[:, k.TOTAL].max()) * seconds_per_cycle)
+    return parts
+
+
+_cycle_rate: list[float] = []
+
+
+def cycle_rate() -> float:
+    """Cycles of ``_simd.cycle_counter`` per second, measured once per process (50 ms)."""
+    if not _cycle_rate:
+        c0, t0 = k.cycles(), time.perf_counter()
+        time.sleep(0.05)
+        c1, t1 = k.cycles(), time.perf_counter()
+        if c1 <= c0:
+            raise RuntimeError("this CPU has no cycle counter numba can read: the fused "
+                               "epoch's parts cannot be timed")
+        _cycle_rate.append((c1 - c0) / (t1 - t0))
+    return _cycle_rate[0]
 
 
 def _unpack(theta, packed, flat, states, offsets):

@@ -61,11 +61,25 @@ def fma_chains(steps, x):
     in ``x``'s dtype: the core's FMA limit (see ``fastmlp.profile.fma_peak``)."""
     return _fma_chains(steps, x)
 
+@njit(**_JIT)
+def cycles():
+    """The cycle counter that the fused epoch's ``clocks`` count."""
+    return _simd.cycle_counter()
+
+
 # What gemm_into does with each sum before storing it.
 PLAIN, BIAS_RELU, RELU_MASK = range(3)
 
 # Slots of a row of the layout table of the fused epoch (one row per layer).
 N_OUT, N_IN, W_AT, B_AT, UNIT_AT = range(5)
+
+# The parts of a fused epoch whose cycles each worker counts (its row of the
+# ``clocks`` array): the batch gather, the products' tile loops, their fused
+# epilogues (bias + ReLU, ReLU mask, transposed copies, softmax + loss, bias
+# gradients), the optimizer update with the W.T refresh, waiting at the
+# barrier, and the worker's whole epoch.
+GATHER, PRODUCTS, EPILOGUES, UPDATE, WAIT, TOTAL = range(6)
+N_PARTS = 6
 
 # Update rules of the fused epoch, and the slots of its hyper-parameter vector.
 SGD_RULE, ADAM_RULE = 0, 1
@@ -74,7 +88,7 @@ N_HYPER = 7
 
 
 @njit(**_JIT)
-def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t):
+def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks):
     """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
     ``a`` is ``(n, K)``, ``b`` ``(K, m)`` and ``out`` ``(n, m)``, C-contiguous,
@@ -87,13 +101,17 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t):
     ``RELU_MASK`` keeps ``s`` where ``mask[i, j] > 0``, else ``0 * s``. Unless
     ``out_t`` is empty, the result also goes to ``out_t[j, i]``: the transposed
     copy that a sum over the batch wants. (Arguments a mode does not read may
-    be empty arrays.)
+    be empty arrays.) Unless ``clocks`` is empty, the cycles of the tile loops
+    and of the epilogues are added to ``clocks[PRODUCTS]`` and
+    ``clocks[EPILOGUES]``.
     """
+    timed = clocks.shape[0] > 0
     K = a.shape[1]
     m = b.shape[1]
     cols = TILE_VECTORS * (VECTOR_BYTES // a.itemsize)
     for t0 in range(i0, i1, ROW_TILE):
         t1 = min(t0 + ROW_TILE, i1)
+        start = _simd.cycle_counter() if timed else 0
         for k0 in range(0, max(K, 1), K_BLOCK):  # K = 0: one pass that stores zeros
             depth = min(K_BLOCK, K - k0)
             for j in range(0, m, cols):
@@ -101,7 +119,12 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t):
                 for i in range(t0, t1, TILE_ROWS):
                     tile_nn(a, i * K + k0, K, b, k0 * m + j, m, out, i * m + j, m, depth,
                             min(TILE_ROWS, t1 - i), width, k0 > 0)
+        middle = _simd.cycle_counter() if timed else 0
         _epilogue_rows(out, t0, t1, mode, bias, mask, out_t)
+        if timed:
+            end = _simd.cycle_counter()
+            clocks[PRODUCTS] += middle - start
+            clocks[EPILOGUES] += end - middle
 
 
 @njit(**_JIT)
@@ -125,7 +148,8 @@ def gemm(a, b, out, i0, i1):
     """``out[i] = a[i] @ b`` for rows ``i0:i1``: ``gemm_into`` in mode ``PLAIN``."""
     none = np.empty((0, 0), a.dtype)
     # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
-    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none)
+    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none,
+              np.empty(0, np.int64))
 
 
 @njit(**_JIT)
@@ -166,7 +190,8 @@ def dense(a, W_t, b, out, last, i0, i1):
     ``W_t`` is the layer's ``W`` transposed, ``(n_in, n_out)``.
     """
     none = np.empty((0, 0), a.dtype)
-    gemm_into(a, W_t, out, i0, i1, PLAIN if last else BIAS_RELU, b, none, none)
+    gemm_into(a, W_t, out, i0, i1, PLAIN if last else BIAS_RELU, b, none, none,
+              np.empty(0, np.int64))
     if last:
         bias_softmax_rows(out, b, i0, i1)
 
@@ -358,7 +383,7 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, tiny, delta, losses, hits, i0,
 
 
 @njit(**_JIT, inline="always")
-def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
+def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
     """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows.
 
     Each layer's delta also goes, transposed, to ``buffers.dt``: the weight
@@ -388,12 +413,14 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1):
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
             out_t = _block(buffers.dt, below * n, n_in, n)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, out_t)
+        gemm_into(a, b, out, r0, r1, mode, bias, mask, out_t, clocks)
         if step == L - 1:
+            start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
             _softmax_cross_entropy_rows(out, bias, buffers.yb, n, tiny, delta, buffers.losses,
                                         buffers.hits, r0, r1)
             transpose_rows(delta, _block(buffers.dt, unit_at * n, n_out, n), r0, r1)
+            clocks[EPILOGUES] += _simd.cycle_counter() - start
 
 
 @njit(**_JIT, inline="always")
@@ -411,7 +438,7 @@ def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
 
 @njit(**_JIT, inline="always")
 def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper, lr, t,
-                          c, tasks):
+                          c, tasks, clocks):
     # Task c of tasks owns a range of rows j0:j1 of every W and b: it computes
     # their gradient, dW[j0:j1] = delta[:, j0:j1].T @ a and db[j0:j1], then updates
     # them while the gradient is still in its cache, and refreshes their
@@ -427,7 +454,10 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
         delta_t = _block(buffers.dt, unit_at * n, n_out, n)
         below = layout[l - 1, UNIT_AT] * n if l > 0 else 0
         a = buffers.xb[:n] if l == 0 else _block(buffers.z, below, n, n_in)
-        gemm(delta_t, a, _block(grad, w_at, n_out, n_in), j0, j1)
+        none = np.empty((0, 0), theta.dtype)
+        gemm_into(delta_t, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN), theta[:0], none,
+                  none, clocks)
+        start = _simd.cycle_counter()
         # db[j] = sum of delta[:, j] in batch order, summed for all j at once
         db = grad[b_at + j0:b_at + j1]
         db[:] = 0
@@ -436,11 +466,14 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
             row = delta[i]
             for j in range(j0, j1):
                 db[j - j0] += row[j]
+        middle = _simd.cycle_counter()
         _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
                       rule, hyper, lr, t)
         _update_slice(theta, grad, state1, state2, b_at + j0, b_at + j1, rule, hyper, lr, t)
         transpose_rows(_block(theta, w_at, n_out, n_in),
                        _block(buffers.wt, w_at, n_in, n_out), j0, j1)
+        clocks[EPILOGUES] += middle - start
+        clocks[UPDATE] += _simd.cycle_counter() - middle
 
 
 # Slots of the int64 array the workers of one epoch share: the barrier's
@@ -468,10 +501,19 @@ def barrier(sync, workers):
     return True
 
 
+@njit(**_JIT, inline="always")
+def _timed_barrier(sync, workers, clocks):
+    # barrier, its wait counted in clocks[WAIT]
+    start = _simd.cycle_counter()
+    passed = barrier(sync, workers)
+    clocks[WAIT] += _simd.cycle_counter() - start
+    return passed
+
+
 @njit(**_JIT)
 def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, layout, x, y,
                        order, scale, offset, batch_size, learning_rates, rule, hyper, t, tiny,
-                       buffers):
+                       buffers, clocks):
     """Worker ``worker`` of ``workers`` threads running all steps of one epoch.
 
     Every layer's ``W`` and ``b`` live in the flat vector ``theta`` (the
@@ -489,8 +531,11 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
     gradient of its range of every layer's units and updates them, and meets
     them again. Each step's loss is summed row by row in batch order (into
     ``loss_sum[0]``, by worker 0), so neither the result nor the parameters
-    depend on ``workers``. Results go to ``sync`` (see ``SYNC_SIZE``).
+    depend on ``workers``. Results go to ``sync`` (see ``SYNC_SIZE``), and
+    the cycles of each part of the work to ``clocks[worker]`` (see ``N_PARTS``).
     """
+    began = _simd.cycle_counter()
+    clocks = clocks[worker]
     n_samples = order.shape[0]
     L = layout.shape[0]
     for l in range(L):
@@ -500,7 +545,7 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
         transpose_rows(_block(theta, layout[l, W_AT], n_out, layout[l, N_IN]),
                        _block(buffers.wt, layout[l, W_AT], layout[l, N_IN], n_out),
                        j0, min(j0 + size, n_out))
-    if not barrier(sync, workers):
+    if not _timed_barrier(sync, workers, clocks):
         return
     for step, begin in enumerate(range(0, n_samples, batch_size)):
         n = min(begin + batch_size, n_samples) - begin
@@ -508,9 +553,11 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
         r0 = min(worker * size, n)
         r1 = min(r0 + size, n)
         batch = order[begin:begin + n]
+        start = _simd.cycle_counter()
         _gather_rows(x, y, batch, buffers, n, r0, r1, scale, offset)
-        _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1)
-        if not barrier(sync, workers):
+        clocks[GATHER] += _simd.cycle_counter() - start
+        _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks)
+        if not _timed_barrier(sync, workers, clocks):
             return
         batch_loss = 0.0
         for i in range(n):
@@ -528,11 +575,12 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
         if rule == ADAM_RULE:
             t += 1
         _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper,
-                              learning_rates[step], t, worker, workers)
-        if not barrier(sync, workers):
+                              learning_rates[step], t, worker, workers, clocks)
+        if not _timed_barrier(sync, workers, clocks):
             return
         if worker == 0:
             _simd.atomic_store(sync, STEPS_DONE, step + 1)
+    clocks[TOTAL] += _simd.cycle_counter() - began
 
 
 def _drop_stale_cache(kernel):

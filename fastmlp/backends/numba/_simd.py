@@ -394,3 +394,17 @@ def spin_pause(typingctx, spins):
         return context.get_dummy_value()
 
     return types.void(spins), codegen
+
+
+@intrinsic
+def cycle_counter(typingctx):
+    """The CPU's cycle counter (``llvm.readcyclecounter``: the TSC on x86-64, which
+    runs at a constant rate), for timing the parts of a compiled loop; 0 where the
+    target has none."""
+
+    def codegen(context, builder, signature, args):
+        read = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I64, []),
+                                              "llvm.readcyclecounter")
+        return builder.call(read, [])
+
+    return types.int64(), codegen
