@@ -455,8 +455,8 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
         below = layout[l - 1, UNIT_AT] * n if l > 0 else 0
         a = buffers.xb[:n] if l == 0 else _block(buffers.z, below, n, n_in)
         none = np.empty((0, 0), theta.dtype)
-        gemm_into(delta_t, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN), theta[:0], none,
-                  none, clocks)
+        gemm_into(delta_t, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
+                  theta[:0], none, none, clocks)
         start = _simd.cycle_counter()
         # db[j] = sum of delta[:, j] in batch order, summed for all j at once
         db = grad[b_at + j0:b_at + j1]
