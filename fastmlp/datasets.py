@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -246,7 +247,11 @@ def load_idx_dataset(
         or gzipped with a ``.gz`` suffix; a raw file wins over a ``.gz`` beside it.
     sha256 : mapping of str to str, optional
         Expected SHA-256 of each file's uncompressed bytes, by file name without ``.gz``.
-        Files it names are verified; by default none are.
+        Files it names are verified; by default none are. A verified ``.gz`` file is
+        also kept decompressed in the user cache (see `unpacked_cache_dir`), so later
+        loads skip the decompression while the ``.gz`` file is unchanged (same path,
+        size and modification time); the copy is verified against the digest on
+        every load, like the file it stands for.
     n_classes : int, optional
         Labels must lie in ``0 .. n_classes - 1``. By default any label >= 0 is accepted
         (the class count is then ``1 + `` the largest label of either split).
@@ -281,10 +286,8 @@ def load_idx_dataset(
     arrays = {}
     for name in IDX_FILES:
         path = _locate(directory, name)
-        data = _read_file(path)
-        if sha256 is not None and name in sha256:
-            _verify(data, sha256[name], name, str(path))
-        arrays[name] = _parse_idx(data, str(path))
+        expected = sha256.get(name) if sha256 is not None else None
+        arrays[name] = _parse_idx(_read_verified(path, name, expected), str(path))
     splits = [(arrays[images], arrays[labels]) for images, labels in _SPLITS]
     _check_splits(splits, n_classes)
     return splits[0], splits[1]
@@ -540,6 +543,52 @@ def _read_file(path: Path) -> bytes:
     return data
 
 
+def unpacked_cache_dir() -> Path | None:
+    """Where verified ``.gz`` files are kept decompressed, named by their SHA-256 and
+    their source file.
+
+    ``$FASTMLP_CACHE/unpacked``, else ``$XDG_CACHE_HOME/fastmlp/unpacked``, else
+    ``~/.cache/fastmlp/unpacked``; None (no copies kept) when the environment
+    variable ``FASTMLP_UNPACKED_CACHE`` is ``0``. Gunzipping MNIST's training
+    images takes about 0.2 s; reading and verifying the copy about 0.06 s.
+    """
+    if os.environ.get("FASTMLP_UNPACKED_CACHE") == "0":
+        return None
+    return _cache_root() / "unpacked"
+
+
+def _read_verified(path: Path, name: str, expected: str | None) -> bytes:
+    """The uncompressed bytes of ``path``, checked against ``expected`` when it is given;
+    through the unpacked cache for a gzipped file with a digest."""
+    folder = unpacked_cache_dir() if expected is not None and path.suffix == ".gz" else None
+    copy = None
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            # a changed or replaced .gz file misses the copy and is read (and verified) anew
+            stat = path.stat()
+            source = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+            copy = folder / f"{expected}-{hashlib.sha256(source).hexdigest()[:16]}.idx"
+    if copy is not None:
+        try:
+            data = copy.read_bytes()
+        except OSError:
+            data = None
+        if data is not None and hashlib.sha256(data).hexdigest() == expected:
+            return data
+    data = _read_file(path)
+    if expected is not None:
+        _verify(data, expected, name, str(path))
+    if copy is not None:
+        # best effort: an unwritable cache only costs the next load the decompression
+        with contextlib.suppress(OSError):
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            for stale in copy.parent.glob(f"{expected}-*.idx"):
+                stale.unlink()
+            with atomic_write(copy) as file:
+                file.write(data)
+    return data
+
+
 def _verify(data: bytes, expected: str, name: str, where: str) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
@@ -595,11 +644,16 @@ def _check_splits(splits: list[Split], n_classes: int | None) -> None:
 def _cache_dir(info: DatasetInfo, cache_dir: str | os.PathLike[str] | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
+    return _cache_root() / info.cache_subdir
+
+
+def _cache_root() -> Path:
+    # $FASTMLP_CACHE, else $XDG_CACHE_HOME/fastmlp, else ~/.cache/fastmlp
     if os.environ.get("FASTMLP_CACHE"):
-        return Path(os.environ["FASTMLP_CACHE"]).expanduser() / info.cache_subdir
+        return Path(os.environ["FASTMLP_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "fastmlp" / info.cache_subdir
+    return base / "fastmlp"
 
 
 def _download(info: DatasetInfo, names: Sequence[str], directory: Path,

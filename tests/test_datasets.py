@@ -634,3 +634,84 @@ def test_missing_real_data_fails_when_required(require: str, outcome: str, tmp_p
                f"'{tmp_path / 'nowhere'}' is not a directory")
     assert message in result.stdout
     assert ("and FASTMLP_REQUIRE_DATA=1" in result.stdout) == (require == "1")
+
+
+def gzipped_mini_mnist(directory: Path) -> dict[str, str]:
+    """A tiny MNIST-shaped data set of .gz files; the digests of their uncompressed bytes."""
+    write_mini_mnist(directory)
+    digests = {}
+    for name in NAMES:
+        raw = (directory / name).read_bytes()
+        digests[name] = hashlib.sha256(raw).hexdigest()
+        (directory / f"{name}.gz").write_bytes(gzip.compress(raw))
+        (directory / name).unlink()
+    return digests
+
+
+def test_verified_gz_files_are_kept_unpacked_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FASTMLP_UNPACKED_CACHE", raising=False)
+    digests = gzipped_mini_mnist(tmp_path / "data")
+    first = load_idx_dataset(tmp_path / "data", sha256=digests)
+    copies = sorted((tmp_path / "cache" / "unpacked").glob("*.idx"))
+    assert datasets.unpacked_cache_dir() == tmp_path / "cache" / "unpacked"
+    assert sorted(path.name.split("-")[0] for path in copies) == sorted(digests.values())
+    for path in copies:  # each copy holds the uncompressed bytes of its digest
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name.split("-")[0]
+
+    def no_gunzip(data, name):
+        raise AssertionError(f"{name} was decompressed again")
+
+    monkeypatch.setattr(datasets, "_gunzip", no_gunzip)
+    again = load_idx_dataset(tmp_path / "data", sha256=digests)
+    for (x, y), (x_again, y_again) in zip(first, again):
+        np.testing.assert_array_equal(x, x_again)
+        np.testing.assert_array_equal(y, y_again)
+        assert x_again.flags.writeable
+
+
+def test_a_corrupt_unpacked_copy_is_replaced_from_the_gz_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
+    digests = gzipped_mini_mnist(tmp_path / "data")
+    want = load_idx_dataset(tmp_path / "data", sha256=digests)
+    name = "train-images-idx3-ubyte"
+    (copy,) = (tmp_path / "cache" / "unpacked").glob(f"{digests[name]}-*.idx")
+    damaged = bytearray(copy.read_bytes())
+    damaged[-1] ^= 1
+    copy.write_bytes(bytes(damaged))
+    got = load_idx_dataset(tmp_path / "data", sha256=digests)
+    np.testing.assert_array_equal(got[0][0], want[0][0])
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == digests[name]
+
+
+def test_a_changed_gz_file_is_verified_again_not_served_from_its_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
+    digests = gzipped_mini_mnist(tmp_path / "data")
+    load_idx_dataset(tmp_path / "data", sha256=digests)
+    name = "t10k-labels-idx1-ubyte"
+    source = tmp_path / "data" / f"{name}.gz"
+    source.write_bytes(gzip.compress(idx_bytes(np.array([1, 2, 3, 4], np.uint8))))
+    os.utime(source, ns=(1, 1))  # another modification time than the copy was made from
+    with pytest.raises(ChecksumError, match=f"SHA-256 mismatch for {name}"):
+        load_idx_dataset(tmp_path / "data", sha256=digests)
+
+
+def test_the_unpacked_cache_can_be_turned_off_and_may_be_unwritable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digests = gzipped_mini_mnist(tmp_path / "data")
+    monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FASTMLP_UNPACKED_CACHE", "0")
+    assert datasets.unpacked_cache_dir() is None
+    load_idx_dataset(tmp_path / "data", sha256=digests)
+    assert not (tmp_path / "cache").exists()
+    monkeypatch.delenv("FASTMLP_UNPACKED_CACHE")
+    (tmp_path / "cache").write_text("a file where the cache directory should be")
+    (x_train, _), _ = load_idx_dataset(tmp_path / "data", sha256=digests)
+    assert x_train.shape == (6, 28, 28)
