@@ -24,7 +24,7 @@ from fastmlp.backends import load_backend
 
 numba = pytest.importorskip("numba")
 backend = load_backend("numba")
-from fastmlp.backends.numba import _api, _kernels, _simd  # noqa: E402
+from fastmlp.backends.numba import _api, _elementary, _kernels, _simd  # noqa: E402
 
 # Trains a small network for one epoch (SGD, then Adam) through the fused
 # epoch, runs forward, backward and predict_one, and prints a digest of every
@@ -221,7 +221,7 @@ def test_fma_chains_count_what_they_compute():
 
 
 def test_stale_cache_is_dropped_when_the_generator_changes(tmp_path):
-    # A cached kernel whose inlined _simd code changed must not be loaded.
+    # A cached kernel whose inlined _simd or _elementary code changed must not be loaded.
     folder = tmp_path / "cache"
     folder.mkdir()
     (folder / "_kernels.gemm-1.py311.nbi").write_bytes(b"stale")
@@ -234,8 +234,8 @@ def test_stale_cache_is_dropped_when_the_generator_changes(tmp_path):
     _kernels._drop_stale_cache(Kernel)
     assert not (folder / "_kernels.gemm-1.py311.nbi").exists()
     stamp = (folder / "_kernels.simd-stamp").read_text()
-    assert stamp == hashlib.sha256(Path(_simd.__file__).read_bytes()
-                                   + str(_kernels.TILE).encode()).hexdigest()
+    sources = Path(_simd.__file__).read_bytes() + Path(_elementary.__file__).read_bytes()
+    assert stamp == hashlib.sha256(sources + str(_kernels.TILE).encode()).hexdigest()
     (folder / "_kernels.gemm-1.py311.nbi").write_bytes(b"fresh")
     _kernels._drop_stale_cache(Kernel)  # same stamp: kept
     assert (folder / "_kernels.gemm-1.py311.nbi").exists()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from . import _simd
+from . import _elementary, _simd
 
 # Helpers of the fused epoch are inlined into it (inline="always": numba IR,
 # not LLVM): each compiled function links and generates machine code for all
@@ -154,16 +154,18 @@ def gemm(a, b, out, i0, i1):
 
 @njit(**_JIT)
 def softmax_row(z, out):
-    # exp(z - max z) never overflows and gives the same ratios
+    # exp(z - max z) never overflows and gives the same ratios; our own exp
+    # (_elementary), not the C library's, so the bits are the same everywhere
     top = z[0]
     for j in range(1, z.shape[0]):
         if z[j] > top:
             top = z[j]
+    for j in range(z.shape[0]):
+        out[j] = z[j] - top
+    _elementary.inplace_exp(out)
     total = z.dtype.type(0)
     for j in range(z.shape[0]):
-        e = np.exp(z[j] - top)
-        out[j] = e
-        total += e
+        total += out[j]
     for j in range(z.shape[0]):
         out[j] /= total
 
@@ -376,7 +378,7 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, tiny, delta, losses, hits, i0,
         p_label = p[label]
         if p_label < tiny:
             p_label = tiny
-        losses[i] = -np.log(p_label)
+        losses[i] = -_elementary.log(p_label)  # in float64, with our own log
         p[label] -= 1
         for j in range(k):
             p[j] /= n_batch
@@ -584,13 +586,15 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
 
 
 def _drop_stale_cache(kernel):
-    """Empty this module's numba cache if ``_simd`` or the tile changed since it was written.
+    """Empty this module's numba cache if ``_simd``, ``_elementary`` or the tile changed
+    since it was written.
 
     numba checks a cached kernel against its own source file only, and the
-    micro-kernels are inlined from ``_simd``: without this, an edit of
-    ``_simd.py`` or another ``FASTMLP_NUMBA_TILE`` would load stale code.
+    micro-kernels and the exp and log are inlined from those modules: without
+    this, an edit of them or another ``FASTMLP_NUMBA_TILE`` would load stale code.
     """
-    stamp = hashlib.sha256(Path(_simd.__file__).read_bytes() + str(TILE).encode()).hexdigest()
+    sources = b"".join(Path(module.__file__).read_bytes() for module in (_simd, _elementary))
+    stamp = hashlib.sha256(sources + str(TILE).encode()).hexdigest()
     with contextlib.suppress(AttributeError, OSError):
         folder = Path(kernel._cache._cache_path)
         marker = folder / "_kernels.simd-stamp"

@@ -1,0 +1,184 @@
+"""``exp`` and ``log`` of our own, so that a kernel's bits do not depend on the C library.
+
+numba lowers ``np.exp`` and ``np.log`` to the C library's functions (or to a
+vector maths library, where one is installed), and those differ in the last
+bit between libraries, their versions and the CPU variants they pick at run
+time. These are written in IEEE operations only (``+ - * /``, ``fma``,
+conversions and bit casts), each exactly rounded by definition, so they give
+the same bits on every machine:
+
+``inplace_exp(v)``
+    ``v[j] = exp(v[j])`` for a float32 or float64 array. With ``n = rint(x /
+    ln 2)`` and ``r = x - n ln 2`` (``ln 2`` in two parts, each product taken
+    by ``fma``), ``|r| <= ln 2 / 2`` and ``exp(x) = 2**n exp(r)``, where
+    ``exp(r)`` is its Taylor polynomial to ``r**7`` (float32) or ``r**13``
+    (float64) in Horner form, one ``fma`` per term: the truncation error is
+    below a hundredth of an ulp. ``2**n`` is applied as two exact powers of
+    two, so results in the subnormal range round once, as multiplication
+    rounds. Beyond the range: ``inf`` and ``0``; NaN stays NaN.
+``log(x)``
+    ``log(x)`` of a float64, by fdlibm's ``e_log.c`` (Sun Microsystems, 1993;
+    error below 1 ulp): ``x = 2**k (1 + f)`` with ``1 + f`` in ``[sqrt(2)/2,
+    sqrt(2))``, ``s = f / (2 + f)``, and ``log(1 + f) = f - s (f - R(s**2))``
+    with ``R`` a minimax polynomial of degree 7.
+
+The tests check both against NumPy's (long double) values over their ranges.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "inline": "always"}
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (``llvm.fma``), for three floats of one type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        kind = args[0].type
+        function = builder.module.declare_intrinsic("llvm.fma", [kind],
+                                                    ir.FunctionType(kind, [kind] * 3))
+        return builder.call(function, args)
+
+    return a(a, b, c), codegen
+
+
+_AS_INT = {types.float32: types.int32, types.float64: types.int64}
+_AS_FLOAT = {value: key for key, value in _AS_INT.items()}
+
+
+@intrinsic
+def as_int(typingctx, x):
+    """The bits of a float32 (float64) as an int32 (int64)."""
+    if x not in _AS_INT:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+
+    return _AS_INT[x](x), codegen
+
+
+@intrinsic
+def as_float(typingctx, i):
+    """An int32's (int64's) bits as a float32 (float64)."""
+    if i not in _AS_FLOAT:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+
+    return _AS_FLOAT[i](i), codegen
+
+
+@intrinsic
+def rint(typingctx, x):
+    """``x`` rounded to the nearest integer, ties to even (``llvm.rint``: exact)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        kind = args[0].type
+        function = builder.module.declare_intrinsic("llvm.rint", [kind],
+                                                    ir.FunctionType(kind, [kind]))
+        return builder.call(function, args)
+
+    return x(x), codegen
+
+
+LOG2E = 1.4426950408889634
+# ln 2 = LN2_HI + LN2_LO to 2**-110
+LN2_HI, LN2_LO = 0.6931471805599453, 2.3190468138462996e-17
+# 1 / k! for k = 0 .. 13
+INVERSE_FACTORIALS = np.array([1 / math.factorial(k) for k in range(14)])
+
+
+@njit(**_JIT)
+def _power_of_two(n, itemsize):
+    # 2**n for n in the normal exponent range of the 4- or 8-byte float
+    if itemsize == 4:
+        return as_float(np.int32((n + 127) << 23))
+    return as_float(np.int64((n + 1023) << 52))
+
+
+@njit(**_JIT)
+def inplace_exp(v):
+    """``v[j] = exp(v[j])`` for a 1-D float32 or float64 array (see the module's docstring)."""
+    cast = v.dtype.type
+    single = v.itemsize == 4
+    degree = 7 if single else 13
+    # |x| beyond this gives inf or 0 (bias + mantissa bits + 3, times ln 2)
+    limit = cast(153 * LN2_HI if single else 1078 * LN2_HI)
+    log2e, hi = cast(LOG2E), cast(LN2_HI)
+    lo = cast((LN2_HI - float(hi)) + LN2_LO)
+    for j in range(v.shape[0]):
+        x = v[j]
+        if x != x:
+            continue
+        if x > limit:
+            x = limit
+        elif x < -limit:
+            x = -limit
+        n = rint(x * log2e)
+        r = fma(-n, lo, fma(-n, hi, x))
+        p = cast(INVERSE_FACTORIALS[degree])
+        for k in range(degree - 1, -1, -1):
+            p = fma(p, r, cast(INVERSE_FACTORIALS[k]))
+        half = int(n) >> 1
+        v[j] = p * _power_of_two(half, v.itemsize) * _power_of_two(int(n) - half, v.itemsize)
+
+
+# fdlibm e_log.c
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_TWO54 = 1.80143985094819840000e16
+_LG1, _LG2, _LG3 = 6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01
+_LG4, _LG5, _LG6 = 2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+
+
+@njit(**_JIT)
+def log(x):
+    """``log(x)`` of a float64 (see the module's docstring): NaN below 0, ``-inf`` at 0."""
+    x = np.float64(x)
+    if not x > 0:
+        return x - x if x != x else (-np.inf if x == 0 else np.nan)
+    if x == np.inf:
+        return x
+    k = 0
+    if x < 2.2250738585072014e-308:  # subnormal: scale into the normal range
+        x *= _TWO54
+        k = -54
+    bits = as_int(x)
+    k += int(bits >> 52) - 1023
+    mantissa = bits & 0x000FFFFFFFFFFFFF
+    hx = int(mantissa >> 32)  # the mantissa's top 20 bits, fdlibm's hx
+    # 1 + f in [sqrt(2)/2, sqrt(2)): the exponent of 1, or of 1/2 above sqrt(2)
+    i = (hx + 0x95F64) & 0x100000
+    m = as_float(np.int64(mantissa | ((i ^ 0x3FF00000) << 32)))
+    k += i >> 20
+    f = m - 1.0
+    dk = float(k)
+    if (0x000FFFFF & (2 + hx)) < 3:  # -2**-20 <= f < 2**-20
+        if f == 0:
+            return dk * _LN2_HI + dk * _LN2_LO
+        R = f * f * (0.5 - 0.33333333333333333 * f)
+        return dk * _LN2_HI - ((R - dk * _LN2_LO) - f)
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    R = t2 + t1
+    if ((hx - 0x6147A) | (0x6B851 - hx)) > 0:
+        hfsq = 0.5 * f * f
+        return dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f)
+    return dk * _LN2_HI - ((s * (f - R) - dk * _LN2_LO) - f)
