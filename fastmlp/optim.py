@@ -191,8 +191,8 @@ class Adam:
         params, grads = _flat(params), _flat(grads)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        step_size = lr / (1 - b1**self.t)
-        bias2 = math.sqrt(1 - b2**self.t)
+        step_size = lr / (1 - integer_power(b1, self.t))
+        bias2 = math.sqrt(1 - integer_power(b2, self.t))
         scratch = _scratch(self, params, 2)
         for p, g, m, v, (s, t) in zip(params, grads, self.m, self.v, scratch):
             if self.weight_decay:
@@ -252,6 +252,25 @@ def _scratch(optimizer, params, count):
         scratch = [tuple(np.empty_like(p) for _ in range(count)) for p in params]
         optimizer._scratch_arrays = scratch
     return scratch
+
+
+def integer_power(base: float, n: int) -> float:
+    """``base ** n`` for an integer ``n >= 0`` by repeated squaring, in float64.
+
+    Only IEEE multiplications, so the same bits everywhere (``**`` calls the C
+    library's ``pow``, whose last bit depends on its version); the numba
+    backend's fused Adam computes its bias corrections with the same steps.
+
+    >>> integer_power(0.5, 10) == 2.0 ** -10, integer_power(0.999, 0)
+    (True, 1.0)
+    """
+    result, square = 1.0, float(base)
+    while n > 0:
+        if n & 1:
+            result *= square
+        square *= square
+        n >>= 1
+    return result
 
 
 def _check_hyper(**values):

@@ -100,3 +100,19 @@ def test_softmax_of_the_kernels_matches_numpy():
         e = np.exp(z.astype(np.float64) - z.max(axis=1, keepdims=True))
         np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=rtol * 10,
                                    atol=np.finfo(dtype).tiny)
+
+
+def test_adams_bias_correction_power_has_the_same_bits_in_python_and_in_the_kernels():
+    from fastmlp.optim import integer_power
+
+    @njit
+    def kernel_power(base, n):
+        return _kernels._integer_power(base, n)
+
+    rng = np.random.default_rng(3)
+    for base in [0.9, 0.999, 0.5, 1.0, 0.0, *rng.uniform(0.8, 1, 20)]:
+        for n in [0, 1, 2, 3, 7, 100, 469, 4690, 12345, 2**20 + 3]:
+            got = integer_power(base, n)
+            assert got == kernel_power(base, n)
+            # each squaring doubles the relative error: about n ulps at most
+            assert got == pytest.approx(float(base) ** n, rel=(n + 1) * 2.3e-16, abs=1e-300)

@@ -333,6 +333,18 @@ def _adam_update(p, g, m, v, step_size, inv_bias2, beta1, one_minus_beta1, beta2
 
 
 @njit(**_JIT, inline="always")
+def _integer_power(base, n):
+    # base ** n by repeated squaring, step for step as fastmlp.optim.integer_power
+    result, square = 1.0, float(base)
+    while n > 0:
+        if n & 1:
+            result *= square
+        square *= square
+        n >>= 1
+    return result
+
+
+@njit(**_JIT, inline="always")
 def _update_slice(theta, grad, state1, state2, lo, hi, rule, hyper, lr, t):
     """Update ``theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
 
@@ -346,8 +358,8 @@ def _update_slice(theta, grad, state1, state2, lo, hi, rule, hyper, lr, t):
                     cast(hyper[WEIGHT_DECAY]), hyper[NESTEROV] != 0)
     else:
         beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
-        step_size = lr / (1 - beta1 ** float(t))
-        inv_bias2 = cast(1 / math.sqrt(1 - beta2 ** float(t)))
+        step_size = lr / (1 - _integer_power(beta1, t))
+        inv_bias2 = cast(1 / math.sqrt(1 - _integer_power(beta2, t)))
         shrink = 1 - lr * hyper[WEIGHT_DECAY] if decoupled else 1.0
         coupled_decay = cast(0) if decoupled else cast(hyper[WEIGHT_DECAY])
         _adam_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], state2[lo:hi], step_size,
