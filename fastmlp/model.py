@@ -11,6 +11,7 @@ import numpy as np
 
 from . import backends
 from ._atomic import atomic_write
+from ._flat import flat_params
 from ._npz import ArrayHeader, read_array, read_headers
 from ._validation import check_dtype, check_features, check_labels, check_positive_int
 from .exceptions import ModelFileError
@@ -57,7 +58,9 @@ class MLP:
     Attributes
     ----------
     params : list of (W, b)
-        ``W`` of shape ``(n_out, n_in)``, ``b`` of shape ``(n_out,)``.
+        ``W`` of shape ``(n_out, n_in)``, ``b`` of shape ``(n_out,)``: views, in
+        order, into one flat vector, which a fused epoch updates in place
+        (assigning other arrays works too; training copies them into one vector).
     scaler : InputScaler
         Applied to every input before the network.
 
@@ -81,11 +84,16 @@ class MLP:
         self.scaler = InputScaler(standardize)
         rng = np.random.default_rng(seed)
         # He initialisation keeps the variance of ReLU activations constant across layers.
-        self.params = [
+        self.params = flat_params([
             ((rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)).astype(self.dtype),
              np.zeros(n_out, self.dtype))
             for n_in, n_out in zip(sizes[:-1], sizes[1:])
-        ]
+        ])
+
+    def __setstate__(self, state):
+        # a copy or an unpickled model gets its parameters back as views of one vector
+        self.__dict__.update(state)
+        self.params = flat_params(self.params)
 
     @property
     def n_features(self) -> int:
@@ -319,5 +327,5 @@ class MLP:
         model.layer_sizes = (params[0][0].shape[1], *(W.shape[0] for W, _ in params))
         model.dtype = params[0][0].dtype
         model.scaler = scaler
-        model.params = params
+        model.params = flat_params(params)
         return model

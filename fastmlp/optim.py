@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._flat import flat_zeros_like
+
 
 def _flat(pairs):
     return [array for pair in pairs for array in pair]
@@ -102,7 +104,7 @@ class SGD:
     def init_state(self, params) -> None:
         """Create the velocity buffers (one per parameter array, flat order) if needed."""
         if self.momentum and self.velocity is None:
-            self.velocity = [np.zeros_like(p) for p in _flat(params)]
+            self.velocity = flat_zeros_like(_flat(params))
 
     def step(self, params, grads, learning_rate=None):
         """Update ``params`` in place from ``grads``; allocates nothing after the first step."""
@@ -181,8 +183,8 @@ class Adam:
     def init_state(self, params) -> None:
         """Create the moment buffers (one per parameter array, flat order) if needed."""
         if self.m is None:
-            self.m = [np.zeros_like(p) for p in _flat(params)]
-            self.v = [np.zeros_like(p) for p in _flat(params)]
+            self.m = flat_zeros_like(_flat(params))
+            self.v = flat_zeros_like(_flat(params))
 
     def step(self, params, grads, learning_rate=None):
         """Update ``params`` in place from ``grads``."""

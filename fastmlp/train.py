@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import backends
+from ._flat import flat_params
 from ._validation import check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
 from .functional import cross_entropy
@@ -136,6 +137,9 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     if validation_data is not None:
         X_val = model.scaler.transform(x_val, model.dtype)
 
+    # the parameters as views of one vector (a copy only if they were not), so a
+    # fused epoch updates them in place
+    model.params = flat_params(model.params)
     if hasattr(optimizer, "init_state"):
         optimizer.init_state(model.params)
     n = x.shape[0]

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads
 
+from ..._flat import base_vector
 from ..._validation import check_labels, check_positive_int
 from ...exceptions import PerformanceWarning
 from . import _kernels as k
@@ -170,16 +171,18 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         return 0.0, 0, -1
 
     # Parameters and optimizer state travel as flat vectors, so the compiled
-    # epoch has one signature per dtype whatever the depth; they are copied
-    # back into the caller's arrays afterwards.
+    # epoch has one signature per dtype whatever the depth. Those of a model
+    # and of fastmlp's optimizers already are views of one vector each (see
+    # fastmlp._flat), updated in place; other arrays are packed into a vector
+    # and copied back afterwards.
     offsets = np.cumsum([0] + [p.size for p in flat])
     units = np.cumsum([0] + [W.shape[0] for W in Ws])
     layout = np.array([(W.shape[0], W.shape[1], offsets[2 * l], offsets[2 * l + 1], units[l])
                        for l, W in enumerate(Ws)], np.int64)
-    theta = np.concatenate([p.ravel() for p in flat])
-    packed = [np.concatenate([np.asarray(s, dtype).ravel() for s in state]) for state in states]
+    groups = [flat, *(list(state) for state in states)]
+    vectors = [_vector(arrays, dtype) for arrays in groups]
     unused = np.empty(0, dtype)
-    state1, state2 = (packed + [unused, unused])[:2]
+    theta, state1, state2 = (vectors + [unused, unused])[:3]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta)
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
@@ -198,7 +201,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     finally:
         # the steps done stand, even when interrupted between two of them
         steps_done = int(sync[k.STEPS_DONE])
-        _unpack(theta, packed, flat, states, offsets)
+        _unpack(vectors, groups)
         optimizer.advance(steps_done)
     return float(loss_sum[0]), int(sync[k.CORRECT]), int(sync[k.FAILED_STEP])
 
@@ -245,11 +248,23 @@ def cycle_rate() -> float:
     return _cycle_rate[0]
 
 
-def _unpack(theta, packed, flat, states, offsets):
-    """Copy the flat vectors back into the caller's parameter and state arrays."""
-    for vector, arrays in zip([theta] + packed, [flat] + list(states)):
-        for array, begin, end in zip(arrays, offsets[:-1], offsets[1:]):
-            array[...] = vector[begin:end].reshape(array.shape)
+def _vector(arrays, dtype):
+    """The vector that ``arrays`` are views of, or a packed copy of them."""
+    vector = base_vector(arrays)
+    if vector is not None and vector.dtype == dtype and vector.flags.writeable:
+        return vector
+    return np.concatenate([np.asarray(array, dtype).ravel() for array in arrays])
+
+
+def _unpack(vectors, groups):
+    """Copy packed vectors back into the caller's parameter and state arrays."""
+    for vector, arrays in zip(vectors, groups):
+        if base_vector(arrays) is vector:
+            continue  # updated in place
+        at = 0
+        for array in arrays:
+            array[...] = vector[at:at + array.size].reshape(array.shape)
+            at += array.size
 
 
 def _indices(order, n):
