@@ -15,7 +15,7 @@ import pytest
 
 from fastmlp import MLP
 from fastmlp.backends.numba import _compile_notice as compile_notice
-from fastmlp.cli import main
+from fastmlp.cli import COMMANDS, build_parser, main
 
 EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
 FINAL = r"final  (test acc \d+\.\d\d%  )?train acc \d+\.\d\d%  loss \d\.\d{4}  2 epochs, "
@@ -75,6 +75,12 @@ def run_cli(*args, env=None):
      "fastmlp: error: argument --data-dir: not allowed with argument --data"),
     (["train", "--data", "a.npz", "--dataset", "mnist"],
      "fastmlp: error: argument --data: not allowed with argument --dataset"),
+    (["train", "--dataset", "mnist", "--data", "a.npz"],
+     "fastmlp: error: argument --data: not allowed with argument --dataset"),
+    (["evaluate", "m.npz", "--data", "a.npz", "--dataset", "mnist"],
+     "fastmlp: error: argument --data: not allowed with argument --dataset"),
+    (["bench", "--data-dir", "d", "--data", "a.npz"],
+     "fastmlp: error: argument --data: not allowed with argument --data-dir"),
     (["train", "--data", "/nonexistent/mine.npz"],
      "fastmlp: error: cannot read /nonexistent/mine.npz: No such file or directory"),
     (["profile", "--data", "/nonexistent/mine.npz"], "fastmlp: error: cannot read"),
@@ -88,6 +94,29 @@ def test_errors_print_one_line_and_exit_non_zero(args, message):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(message)
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.name)
+def test_help_documents_every_option(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command.name, "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # as one line, unwrapped
+    assert " ".join(command.description.split()) in help_text
+    assert "examples: " + " ".join(command.examples.split()) in help_text
+    parser = build_parser()
+    subparser = parser._subparsers._group_actions[0].choices[command.name]
+    for action in subparser._actions:
+        assert action.help, f"fastmlp {command.name} {action.option_strings or action.dest}"
+
+
+def test_every_example_parses():
+    parser = build_parser()
+    for command in COMMANDS:
+        for line in command.examples.splitlines():
+            words = line.split()
+            assert words[:2] == ["fastmlp", command.name]
+            assert parser.parse_args(words[1:]).run is command.run
 
 
 def test_missing_data_directory_is_named(tmp_path):
