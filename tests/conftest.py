@@ -65,3 +65,39 @@ def model_file(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "mnist.npz"
     model.save(path)
     return str(path)
+
+
+def _write_idx(directory, arrays):
+    """Write IDX files (uint8 arrays only) named like MNIST's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+        (directory / name).write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _small_images(n, seed):
+    """8x8 images of 3 classes: class k lights rows 3k..3k+1 over noise, so a net learns it."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 60, (n, 8, 8))
+    for k in range(3):
+        images[labels == k, 3 * k:3 * k + 2, :] += 180
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def small_images():
+    """``small_images(n, seed)``: ``n`` uint8 8x8 images of 3 easy classes and their labels."""
+    return _small_images
+
+
+@pytest.fixture
+def small_idx(tmp_path):
+    """A non-MNIST IDX data set: 8x8 images, 3 classes, 300 training and 60 test images."""
+    (x_train, y_train), (x_test, y_test) = _small_images(300, 0), _small_images(60, 1)
+    directory = tmp_path / "small"
+    _write_idx(directory, {"train-images-idx3-ubyte": x_train,
+                           "train-labels-idx1-ubyte": y_train,
+                           "t10k-images-idx3-ubyte": x_test,
+                           "t10k-labels-idx1-ubyte": y_test})
+    return directory

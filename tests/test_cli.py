@@ -148,36 +148,6 @@ def test_a_closed_pipe_ends_output_quietly(mnist_dir):
     assert [line for line in stderr.splitlines() if line != compile_notice.MESSAGE] == []
 
 
-def write_idx(directory, arrays):
-    """Write IDX files (uint8 arrays only) named like MNIST's."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-        (directory / name).write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def small_images(n, seed):
-    """8x8 images of 3 classes: class k lights rows 3k..3k+1 over noise, so a net learns it."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3
-    images = rng.integers(0, 60, (n, 8, 8))
-    for k in range(3):
-        images[labels == k, 3 * k:3 * k + 2, :] += 180
-    return images.astype(np.uint8), labels.astype(np.uint8)
-
-
-@pytest.fixture
-def small_idx(tmp_path):
-    """A non-MNIST IDX data set: 8x8 images, 3 classes, 300 training and 60 test images."""
-    (x_train, y_train), (x_test, y_test) = small_images(300, 0), small_images(60, 1)
-    directory = tmp_path / "small"
-    write_idx(directory, {"train-images-idx3-ubyte": x_train,
-                          "train-labels-idx1-ubyte": y_train,
-                          "t10k-images-idx3-ubyte": x_test,
-                          "t10k-labels-idx1-ubyte": y_test})
-    return directory
-
-
 def test_train_on_any_idx_data_set(small_idx, tmp_path, capsys):
     path = tmp_path / "small.npz"
     status = main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
@@ -305,7 +275,7 @@ def test_quiet_shows_no_bar_in_a_terminal(small_idx):
     assert re.fullmatch(FINAL + r"\d+\.\d s training\n", out)
 
 
-def test_profile_and_bench_take_any_data(small_idx, tmp_path, capsys):
+def test_profile_and_bench_take_any_data(small_idx, small_images, tmp_path, capsys):
     assert main(["profile", "--data-dir", str(small_idx), "--steps", "3", "--hidden", "16",
                  "--batch-size", "16", "--backend", "matmul", "--json"]) == 0
     profile = json.loads(capsys.readouterr().out)
