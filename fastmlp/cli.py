@@ -5,8 +5,9 @@ function running it, and one `_Command` entry in `COMMANDS` that names them
 with the summary and description its ``--help`` shows. Option sets more than
 one command takes (training, data) are declared once, in one function each.
 
-Errors print one line, ``fastmlp: error: ...``, and exit with status 1 (2 for
-a bad command line); no traceback.
+Every file a command writes is declared with `_add_output` and checked before
+the command starts. Errors print one line, ``fastmlp: error: ...``, and exit
+with status 1 (2 for a bad command line, 130 on Ctrl-C); no traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backends, datasets, optim
+from ._atomic import unwritable
 from .model import MLP
 from .train import fit
 
@@ -85,6 +87,43 @@ def _names(text):
     if not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
     return names
+
+
+def _add_output(container, *name_or_flags, check: Callable[[str], object], **kwargs):
+    """Add an argument naming a file the command writes; ``main`` checks it before the command.
+
+    ``check(path)`` raises, in words naming ``path``, if the file could not be
+    written there (`_writable`, or a check of its own such as the plot's); it
+    runs before any data, model or training, so a bad path costs nothing.
+    """
+    action = container.add_argument(*name_or_flags, **kwargs)
+    container.set_defaults(outputs={**(container.get_default("outputs") or {}),
+                                    action.dest: check})
+    return action
+
+
+def _writable(what: str) -> Callable[[str], None]:
+    """The check of an output path for ``what`` ("the model"): see `fastmlp._atomic.unwritable`."""
+    def check(path):
+        problem = unwritable(path)
+        if problem:
+            raise ValueError(f"cannot write {what} to {path}: {problem}")
+    return check
+
+
+def _plot_path(path):
+    """The check of a ``--plot`` path: matplotlib installed, a known image format, writable."""
+    from .plots import check_plot_path
+
+    check_plot_path(path)
+
+
+def _onnx_path(path):
+    """The check of ``export``'s output: the onnx package installed, the file writable."""
+    from .export import _onnx
+
+    _writable("the ONNX graph")(path)
+    _onnx()
 
 
 def _add_training_options(parser, *, training_run: bool):
@@ -229,11 +268,11 @@ def _train_options(parser):
     _add_training_options(parser, training_run=True)
     _add_data_options(parser, "train")
     output = parser.add_argument_group("output")
-    output.add_argument("--save", metavar="PATH", default=None,
-                        help="write the trained model to PATH (.npz)")
-    output.add_argument("--plot", metavar="FILE.png", default=None,
-                        help="draw the loss and the train and test accuracy per epoch into "
-                             "FILE.png (needs matplotlib: the 'plot' extra)")
+    _add_output(output, "--save", metavar="PATH", default=None, check=_writable("the model"),
+                help="write the trained model to PATH (.npz)")
+    _add_output(output, "--plot", metavar="FILE.png", default=None, check=_plot_path,
+                help="draw the loss and the train and test accuracy per epoch into FILE.png "
+                     "(needs matplotlib: the 'plot' extra)")
     output.add_argument("--quiet", "-q", action="store_true",
                         help="print only the final line")
     output.add_argument("--timings", action="store_true",
@@ -254,10 +293,6 @@ def _seconds_since_process_start() -> float | None:
 
 def _train(args) -> int:
     clock = [("start-up and imports", _seconds_since_process_start(), time.perf_counter())]
-    if args.plot:
-        from .plots import check_plot_path, plot_history
-
-        check_plot_path(args.plot)  # a bad path fails now, not after training
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
         clock.append(("backend import", None, time.perf_counter()))
@@ -289,6 +324,8 @@ def _train(args) -> int:
         if not args.quiet:
             print(f"saved model to {args.save}")
     if args.plot:
+        from .plots import plot_history
+
         plot_history(history, args.plot)
         if not args.quiet:
             print(f"saved plot to {args.plot}")
@@ -366,16 +403,14 @@ def _bench_options(parser):
     parser.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                         help="train on the first N training samples only (default: all)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    parser.add_argument("--plot", metavar="PATH", default=None,
-                        help="also draw the results as bar charts into PATH (needs matplotlib)")
+    _add_output(parser, "--plot", metavar="PATH", default=None, check=_plot_path,
+                help="also draw the results as bar charts into PATH (needs matplotlib)")
     _add_data_options(parser, "train")
 
 
 def _bench(args) -> int:
-    from .benchmark import compare, plot, plot_format
+    from .benchmark import compare, plot
 
-    if args.plot:
-        plot_format(args.plot)  # a bad path fails now, not after minutes of timing
     for name in args.backends or ():
         backends.load_backend(name)  # an unknown name fails before the data is read
     data = _load_data(args)
@@ -401,19 +436,15 @@ def _evaluate_options(parser):
     parser.add_argument("model", metavar="MODEL", help="model file (.npz)")
     _add_data_options(parser, "test")
     output = parser.add_argument_group("output")
-    output.add_argument("--plot", metavar="FILE.png", default=None,
-                        help="also draw the confusion matrix and the most confident mistakes "
-                             "into FILE.png (needs matplotlib: the 'plot' extra)")
+    _add_output(output, "--plot", metavar="FILE.png", default=None, check=_plot_path,
+                help="also draw the confusion matrix and the most confident mistakes into "
+                     "FILE.png (needs matplotlib: the 'plot' extra)")
     output.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def _evaluate(args) -> int:
     from .evaluate import evaluate, evaluation_data
 
-    if args.plot:
-        from .plots import check_plot_path, plot_evaluation
-
-        check_plot_path(args.plot)
     model = MLP.load(args.model)
     data = evaluation_data(dataset=args.dataset, data_dir=args.data_dir, data=args.data)
     result = evaluate(model, data)
@@ -424,6 +455,8 @@ def _evaluate(args) -> int:
               f"{data.source}, {len(data.y):,} samples")
         print(result)
     if args.plot:
+        from .plots import plot_evaluation
+
         plot_evaluation(result, data.x, args.plot)
         print(f"saved plot to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -474,7 +507,7 @@ def _predict(args) -> int:
 
 def _export_options(parser):
     parser.add_argument("model", metavar="MODEL", help="model file (.npz)")
-    parser.add_argument("out", metavar="OUT.onnx", help="ONNX file to write")
+    _add_output(parser, "out", metavar="OUT.onnx", check=_onnx_path, help="ONNX file to write")
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
                         help="precision of the graph's weights and output (default: the "
                              "model's; float32 for runtimes without double kernels)")
@@ -576,6 +609,9 @@ def main(argv=None) -> int:
     """Entry point of the ``fastmlp`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        for dest, check in getattr(args, "outputs", {}).items():
+            if getattr(args, dest) is not None:
+                check(getattr(args, dest))  # before any work: a bad path costs nothing
         return args.run(args)
     except BrokenPipeError:
         # The reader went away (`fastmlp profile --json | head`): stop quietly, as `cat` does.
