@@ -22,6 +22,16 @@ def _data_dir(variable: str, title: str) -> Path:
     pytest.skip(message)
 
 
+def pytest_ignore_collect(collection_path: Path) -> bool | None:
+    """Leave conftest.py files out of --doctest-modules: they hold fixtures, not doctests.
+
+    Collected as modules, tests/conftest.py and bench/conftest.py would both be
+    imported by the name 'conftest', and the second would fail as a mismatch.
+    None, not False, for every other file: the hook takes the first answer.
+    """
+    return True if collection_path.name == "conftest.py" else None
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     return _data_dir("FASTMLP_DATA", "MNIST")

@@ -1,12 +1,13 @@
 """The ``fastmlp`` command line.
 
-``fastmlp train`` trains the network on MNIST, Fashion-MNIST, any data set in
-their IDX layout or arrays of your own, and prints one line per epoch (and a
-progress bar on a terminal); ``fastmlp profile`` times the phases of training
-steps; ``fastmlp bench`` compares the backends with plain NumPy and PyTorch;
-``fastmlp evaluate``, ``predict`` and ``export`` use a saved model.
-Errors print one line, ``fastmlp: error: ...``, and exit with status 1 (2 for
-a bad command line); no traceback.
+Every subcommand is built the same way: a function adding its options, a
+function running it, and one `_Command` entry in `COMMANDS` that names them
+with the summary and description its ``--help`` shows. Option sets more than
+one command takes (training, data) are declared once, in one function each.
+
+Every file a command writes is declared with `_add_output` and checked before
+the command starts. Errors print one line, ``fastmlp: error: ...``, and exit
+with status 1 (2 for a bad command line, 130 on Ctrl-C); no traceback.
 """
 
 from __future__ import annotations
@@ -17,16 +18,38 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from . import backends, datasets, optim
+from ._atomic import unwritable
 from .model import MLP
 from .train import fit
 
+_DESCRIPTION = """\
+Train, profile and benchmark a multilayer perceptron on MNIST, Fashion-MNIST, \
+any data set in their IDX layout or arrays of your own; score, apply and \
+export the models it saves.
+
+Errors print one line, 'fastmlp: error: ...', and exit with status 1 (2 for a \
+bad command line, 130 when interrupted)."""
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps a description or epilog paragraph by paragraph; indented lines stay as written."""
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = text.split("\n\n")
+        fill = super()._fill_text
+        return "\n\n".join(p if p.startswith("  ") else fill(p, width, indent) for p in paragraphs)
+
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=_HelpFormatter, **kwargs)
+
     def error(self, message):
         self.exit(2, f"fastmlp: error: {message} (see 'fastmlp --help')\n")
 
@@ -66,34 +89,129 @@ def _names(text):
     return names
 
 
-def _add_model_options(parser):
-    """Options ``train`` and ``profile`` share: backend, batch, optimizer, dtype, sizes, data."""
-    parser.add_argument("--backend", default=None,
-                        help="loop, einsum, matmul or numba (default: $FASTMLP_BACKEND or matmul)")
-    parser.add_argument("--batch-size", type=_positive_int, default=128)
-    parser.add_argument("--optimizer", default="adamw", choices=list(optim.OPTIMIZERS))
-    parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate (default: " + ", ".join(
-                            f"{name} {defaults['learning_rate']:g}"
-                            for name, (_, defaults) in optim.OPTIMIZERS.items()) + ")")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden", type=_sizes, default=(128, 128),
-                        help="hidden layer sizes, comma-separated (default: 128,128)")
-    _add_data_options(parser)
+def _add_output(container, *name_or_flags, check: Callable[[str], object], **kwargs):
+    """Add an argument naming a file the command writes; ``main`` checks it before the command.
+
+    ``check(path)`` raises, in words naming ``path``, if the file could not be
+    written there (`_writable`, or a check of its own such as the plot's); it
+    runs before any data, model or training, so a bad path costs nothing.
+    """
+    action = container.add_argument(*name_or_flags, **kwargs)
+    container.set_defaults(outputs={**(container.get_default("outputs") or {}),
+                                    action.dest: check})
+    return action
 
 
-def _add_data_options(parser):
-    group = parser.add_argument_group(
-        "data", "A known data set by name, any directory of IDX files laid out like MNIST's, "
-                 "or arrays of your own. The network's input and output sizes follow the data.")
+def _writable(what: str) -> Callable[[str], None]:
+    """The check of an output path for ``what`` ("the model"): see `fastmlp._atomic.unwritable`."""
+    def check(path):
+        problem = unwritable(path)
+        if problem:
+            raise ValueError(f"cannot write {what} to {path}: {problem}")
+    return check
+
+
+def _plot_path(path):
+    """The check of a ``--plot`` path: matplotlib installed, a known image format, writable."""
+    from .plots import check_plot_path
+
+    check_plot_path(path)
+
+
+def _onnx_path(path):
+    """The check of ``export``'s output: the onnx package installed, the file writable."""
+    from .export import _onnx
+
+    _writable("the ONNX graph")(path)
+    _onnx()
+
+
+def _add_training_options(parser, *, training_run: bool):
+    """The network and how it is trained: options of ``train`` and ``profile``.
+
+    ``training_run``: the command trains to the end (``train``), so it also
+    takes epochs, weight decay and the learning-rate schedule.
+    """
+    model = parser.add_argument_group("model")
+    model.add_argument("--hidden", type=_sizes, default=(128, 128), metavar="SIZES",
+                       help="hidden layer sizes, comma-separated (default: 128,128); the input "
+                            "and output sizes follow the data")
+    model.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                       help="precision of the parameters and the arithmetic (default: float32)")
+    model.add_argument("--seed", type=int, default=0,
+                       help="seed of the initial weights and the shuffling (default: 0)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--backend", default=None,
+                          help="loop, einsum, matmul or numba (default: $FASTMLP_BACKEND or "
+                               "matmul)")
+    if training_run:
+        training.add_argument("--epochs", type=_positive_int, default=15,
+                              help="passes over the training data (default: 15)")
+    training.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",
+                          help="samples per gradient step (default: 128)")
+    training.add_argument("--optimizer", default="adamw", choices=list(optim.OPTIMIZERS),
+                          help="the update rule (default: adamw)")
+    training.add_argument("--lr", type=float, default=None,
+                          help="peak learning rate (default: " + ", ".join(
+                              f"{name} {defaults['learning_rate']:g}"
+                              for name, (_, defaults) in optim.OPTIMIZERS.items()) + ")")
+    if training_run:
+        training.add_argument("--weight-decay", type=float, default=None,
+                              help="weight decay (default: 0.05 for adamw, else 0)")
+        training.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES),
+                              help="how the learning rate moves over training: constant, "
+                                   "cosine decay, or one cycle up and down (default: onecycle)")
+
+
+class _NotBothDataAndDataset(argparse.Action):
+    """``store`` for ``--data`` and ``--dataset``, refusing the second of them in either order.
+
+    ``--data`` (arrays of your own) goes with neither ``--dataset`` nor
+    ``--data-dir``, which go together. A mutually exclusive group holds
+    ``--data-dir`` and ``--data``; as an option belongs to one such group only,
+    this action keeps ``--data`` and ``--dataset`` apart, naming them in the
+    same words whichever came first.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        other = "dataset" if self.dest == "data" else "data"
+        if getattr(namespace, other, None) is not None:
+            raise argparse.ArgumentError(
+                None, "argument --data: not allowed with argument --dataset")
+        setattr(namespace, self.dest, values)
+
+
+_DATA_HELP = {
+    # split: (the group's text, what --dataset gives the command, --data's help)
+    "train": ("Training data: a known data set by name, any directory of IDX files laid out "
+              "like MNIST's, or arrays of your own. The network's input and output sizes "
+              "follow the data.",
+              "a known data set,",
+              "your own arrays: x_train, y_train and optionally x_test, y_test (samples of any "
+              "shape, flattened; integer labels 0..n-1)"),
+    "test": ("The test set to score on: a known data set's, any directory of IDX files laid "
+             "out like MNIST's, or arrays of your own.",
+             "a known data set's test split, with its class names,",
+             "evaluate on the arrays x_test and y_test (or x and y) of an .npz file instead; "
+             "class names from its class_names array if present"),
+}
+
+
+def _add_data_options(parser, split: str):
+    """``--dataset``, ``--data-dir`` and ``--data``, for a command reading ``split``.
+
+    ``split`` is ``"train"`` (training and test data: train, profile, bench) or
+    ``"test"`` (the test set: evaluate). ``--data`` excludes the other two.
+    """
+    about, dataset, arrays = _DATA_HELP[split]
+    variables = ", ".join(f"{name}: ${info.environment_variable}"
+                          for name, info in datasets.DATASETS.items())
+    group = parser.add_argument_group("data", about)
     group.add_argument("--dataset", default=None, choices=list(datasets.DATASETS),
-                       help="a known data set, read from --data-dir, else from its environment "
-                            "variable (" + ", ".join(
-                                f"{name}: ${info.environment_variable}"
-                                for name, info in datasets.DATASETS.items()) +
-                            "), else from the user cache, downloading on first use; checksums "
-                            "verified (default: mnist)")
+                       action=_NotBothDataAndDataset,
+                       help=f"{dataset} read from --data-dir, else from its environment "
+                            f"variable ({variables}), else from the user cache, downloading on "
+                            "first use; checksums verified (default: mnist)")
     sources = group.add_mutually_exclusive_group()
     sources.add_argument("--data-dir", metavar="DIR", default=None,
                          help="directory with the four IDX files (train-images-idx3-ubyte, "
@@ -101,8 +219,7 @@ def _add_data_options(parser):
                               "t10k-labels-idx1-ubyte, raw or .gz) of any data set in that "
                               "layout; verified against the checksums of --dataset when given")
     sources.add_argument("--data", metavar="FILE.npz", default=None,
-                         help="your own arrays: x_train, y_train and optionally x_test, y_test "
-                              "(samples of any shape, flattened; integer labels 0..n-1)")
+                         action=_NotBothDataAndDataset, help=arrays)
 
 
 class _Data(NamedTuple):
@@ -147,70 +264,21 @@ def _load_data(args) -> _Data:
     return _Data(flatten(train), None if test is None else flatten(test), n_classes, description)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastmlp", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    train = commands.add_parser(
-        "train", help="train the MLP on MNIST, Fashion-MNIST or your own data",
-        description="Train an MLP and report loss, accuracy and throughput per epoch: a "
-                    "progress bar over each epoch's steps when standard output is a terminal, "
-                    "plain lines when it is not; a final line sums up.")
-    _add_model_options(train)
-    train.add_argument("--epochs", type=_positive_int, default=15)
-    train.add_argument("--weight-decay", type=float, default=None,
-                       help="weight decay (default: 0.05 for adamw, else 0)")
-    train.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES))
-    train.add_argument("--save", metavar="PATH", default=None,
-                       help="write the trained model to PATH (.npz)")
-    train.add_argument("--plot", metavar="FILE.png", default=None,
-                       help="draw the loss and the train and test accuracy per epoch into "
-                            "FILE.png (needs matplotlib: the 'plot' extra)")
-    train.add_argument("--quiet", "-q", action="store_true",
-                       help="print only the final line")
-    train.add_argument("--timings", action="store_true",
-                       help="end with where the whole process's time went: start-up and "
-                            "imports, data, input scaling, the first epoch (which loads or "
-                            "compiles numba's kernels), the other epochs, scoring the test set")
-    train.set_defaults(run=_train)
-
-    profile = commands.add_parser(
-        "profile", help="time each phase of training steps",
-        description="Train a fresh model for some steps (default: one epoch) and print where "
-                    "the time goes: data, forward, backward, update and Python overhead, as "
-                    "seconds, share, samples/s and GFLOP/s against this machine's FMA peak "
-                    "(and BLAS's GEMM rate).")
-    _add_model_options(profile)
-    profile.add_argument("--steps", type=_positive_int, default=None,
-                         help="gradient steps to time (default: one epoch)")
-    profile.add_argument("--all-backends", action="store_true",
-                         help="profile every available backend, side by side "
-                              "(instead of --backend)")
-    profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    profile.set_defaults(run=_profile)
-
-    bench = commands.add_parser(
-        "bench", help="compare backends, plain NumPy and PyTorch",
-        description="Time training epochs, the full forward pass and single-sample predict "
-                    "for every backend (and PyTorch when importable), taking turns, and "
-                    "print the ratios.")
-    bench.add_argument("--backends", type=_names, default=None,
-                       help="comma-separated (default: every backend but the slow loop)")
-    bench.add_argument("--batch-sizes", type=_batch_sizes, default=(32, 128, 1000),
-                       help="comma-separated (default: 32,128,1000)")
-    bench.add_argument("--epochs", type=_positive_int, default=4,
-                       help="timed epochs per contender, in turns; the best counts (default: 4)")
-    bench.add_argument("--samples", type=_positive_int, default=None,
-                       help="train on the first N training samples only (default: all)")
-    bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    bench.add_argument("--plot", metavar="PATH", default=None,
-                       help="also draw the results as bar charts into PATH (needs matplotlib)")
-    _add_data_options(bench)
-    bench.set_defaults(run=_bench)
-    _add_evaluate_command(commands)
-    _add_predict_command(commands)
-    _add_export_command(commands)
-    return parser
+def _train_options(parser):
+    _add_training_options(parser, training_run=True)
+    _add_data_options(parser, "train")
+    output = parser.add_argument_group("output")
+    _add_output(output, "--save", metavar="PATH", default=None, check=_writable("the model"),
+                help="write the trained model to PATH (.npz)")
+    _add_output(output, "--plot", metavar="FILE.png", default=None, check=_plot_path,
+                help="draw the loss and the train and test accuracy per epoch into FILE.png "
+                     "(needs matplotlib: the 'plot' extra)")
+    output.add_argument("--quiet", "-q", action="store_true",
+                        help="print only the final line")
+    output.add_argument("--timings", action="store_true",
+                        help="end with where the whole process's time went: start-up and "
+                             "imports, data, input scaling, the first epoch (which loads or "
+                             "compiles numba's kernels), the other epochs, scoring the test set")
 
 
 def _seconds_since_process_start() -> float | None:
@@ -225,10 +293,6 @@ def _seconds_since_process_start() -> float | None:
 
 def _train(args) -> int:
     clock = [("start-up and imports", _seconds_since_process_start(), time.perf_counter())]
-    if args.plot:
-        from .plots import check_plot_path, plot_history
-
-        check_plot_path(args.plot)  # a bad path fails now, not after training
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
         clock.append(("backend import", None, time.perf_counter()))
@@ -260,6 +324,8 @@ def _train(args) -> int:
         if not args.quiet:
             print(f"saved model to {args.save}")
     if args.plot:
+        from .plots import plot_history
+
         plot_history(history, args.plot)
         if not args.quiet:
             print(f"saved plot to {args.plot}")
@@ -289,6 +355,17 @@ def _timings(clock, history) -> str:
     return "\n".join(lines)
 
 
+def _profile_options(parser):
+    _add_training_options(parser, training_run=False)
+    _add_data_options(parser, "train")
+    run = parser.add_argument_group("profiling")
+    run.add_argument("--steps", type=_positive_int, default=None,
+                     help="gradient steps to time (default: one epoch)")
+    run.add_argument("--all-backends", action="store_true",
+                     help="profile every available backend, side by side (instead of --backend)")
+    run.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 def _profile(args) -> int:
     from .profile import profile_training, side_by_side
 
@@ -316,11 +393,24 @@ def _profile(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from .benchmark import compare, plot, plot_format
+def _bench_options(parser):
+    parser.add_argument("--backends", type=_names, default=None,
+                        help="comma-separated (default: every backend but the slow loop)")
+    parser.add_argument("--batch-sizes", type=_batch_sizes, default=(32, 128, 1000),
+                        metavar="SIZES", help="comma-separated (default: 32,128,1000)")
+    parser.add_argument("--epochs", type=_positive_int, default=4,
+                        help="timed epochs per contender, in turns; the best counts (default: 4)")
+    parser.add_argument("--samples", type=_positive_int, default=None, metavar="N",
+                        help="train on the first N training samples only (default: all)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    _add_output(parser, "--plot", metavar="PATH", default=None, check=_plot_path,
+                help="also draw the results as bar charts into PATH (needs matplotlib)")
+    _add_data_options(parser, "train")
 
-    if args.plot:
-        plot_format(args.plot)  # a bad path fails now, not after minutes of timing
+
+def _bench(args) -> int:
+    from .benchmark import compare, plot
+
     for name in args.backends or ():
         backends.load_backend(name)  # an unknown name fails before the data is read
     data = _load_data(args)
@@ -342,37 +432,19 @@ def _bench(args) -> int:
     return 0
 
 
-def _add_evaluate_command(commands):
-    evaluate = commands.add_parser(
-        "evaluate", help="score a saved model on the test set",
-        description="Run a model saved by 'fastmlp train --save' over a test set (MNIST's by "
-                    "default) and print its accuracy, precision, recall, F1 and support per "
-                    "class, and the confusion matrix.")
-    evaluate.add_argument("model", metavar="MODEL", help="model file (.npz)")
-    evaluate.add_argument("--dataset", default=None, choices=list(datasets.DATASETS),
-                          help="a known data set, its test split, with its class names "
-                               "(default: mnist)")
-    data = evaluate.add_mutually_exclusive_group()
-    data.add_argument("--data-dir", metavar="DIR", default=None,
-                      help="directory with the IDX files (of --dataset, checksums verified; "
-                           "without it, any data set in that layout)")
-    data.add_argument("--data", metavar="FILE.npz", default=None,
-                      help="evaluate on the arrays x_test and y_test (or x and y) of an .npz "
-                           "file instead; class names from its class_names array if present")
-    evaluate.add_argument("--plot", metavar="FILE.png", default=None,
-                          help="also draw the confusion matrix and the most confident mistakes "
-                               "into FILE.png (needs matplotlib: the 'plot' extra)")
-    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    evaluate.set_defaults(run=_evaluate)
+def _evaluate_options(parser):
+    parser.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    _add_data_options(parser, "test")
+    output = parser.add_argument_group("output")
+    _add_output(output, "--plot", metavar="FILE.png", default=None, check=_plot_path,
+                help="also draw the confusion matrix and the most confident mistakes into "
+                     "FILE.png (needs matplotlib: the 'plot' extra)")
+    output.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def _evaluate(args) -> int:
     from .evaluate import evaluate, evaluation_data
 
-    if args.plot:
-        from .plots import check_plot_path, plot_evaluation
-
-        check_plot_path(args.plot)
     model = MLP.load(args.model)
     data = evaluation_data(dataset=args.dataset, data_dir=args.data_dir, data=args.data)
     result = evaluate(model, data)
@@ -383,26 +455,18 @@ def _evaluate(args) -> int:
               f"{data.source}, {len(data.y):,} samples")
         print(result)
     if args.plot:
+        from .plots import plot_evaluation
+
         plot_evaluation(result, data.x, args.plot)
         print(f"saved plot to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
-def _add_predict_command(commands):
-    predict = commands.add_parser(
-        "predict", help="classify pictures of digits (PNG, JPEG)",
-        description="Classify image files of single digits with a saved model. Each picture, "
-                    "grey or colour, of any size, is first made like an MNIST digit: greyscale, "
-                    "light ink on dark (a drawing on a light background, judged by the median "
-                    "of its border, is inverted), cropped to the ink, scaled to fit 20x20 and "
-                    "centred by its centre of mass in 28x28; see "
-                    "fastmlp.preprocessing.to_mnist. Prints one line per image: path, class, "
-                    "probability. Needs Pillow (the 'images' extra).")
-    predict.add_argument("model", metavar="MODEL", help="model file (.npz) of a 784-input model")
-    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
-    predict.add_argument("--json", action="store_true",
-                         help="print a JSON list of {path, class, probability, probabilities}")
-    predict.set_defaults(run=_predict)
+def _predict_options(parser):
+    parser.add_argument("model", metavar="MODEL", help="model file (.npz) of a 784-input model")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {path, class, probability, probabilities}")
 
 
 def _predict(args) -> int:
@@ -441,20 +505,12 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
-def _add_export_command(commands):
-    export = commands.add_parser(
-        "export", help="write a saved model as ONNX",
-        description="Write a model saved by 'fastmlp train --save' as a standard ONNX graph "
-                    "(Gemm, Relu, Softmax) for any ONNX runtime. Its input 'pixels' is raw "
-                    "float32 pixel values 0..255 of shape (N, n_features), the input scaling "
-                    "folded into the first Gemm; its output 'probabilities' has shape "
-                    "(N, n_classes). Needs the onnx package (the 'onnx' extra).")
-    export.add_argument("model", metavar="MODEL", help="model file (.npz)")
-    export.add_argument("out", metavar="OUT.onnx", help="ONNX file to write")
-    export.add_argument("--dtype", choices=["float32", "float64"], default=None,
+def _export_options(parser):
+    parser.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    _add_output(parser, "out", metavar="OUT.onnx", check=_onnx_path, help="ONNX file to write")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
                         help="precision of the graph's weights and output (default: the "
                              "model's; float32 for runtimes without double kernels)")
-    export.set_defaults(run=_export)
 
 
 def _export(args) -> int:
@@ -469,13 +525,93 @@ def _export(args) -> int:
     return 0
 
 
+class _Command(NamedTuple):
+    """A subcommand: what ``fastmlp --help`` and its own ``--help`` say, and its two functions."""
+
+    name: str
+    summary: str  # the line in ``fastmlp --help``
+    description: str  # the text its ``--help`` opens with
+    examples: str  # command lines its ``--help`` ends with, one a line
+    add_options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]  # returns the exit status
+
+
+COMMANDS = (
+    _Command(
+        "train", "train the MLP on MNIST, Fashion-MNIST or your own data",
+        "Train an MLP and report loss, accuracy and throughput per epoch: a progress bar over "
+        "each epoch's steps when standard output is a terminal, plain lines when it is not; a "
+        "final line sums up.",
+        "fastmlp train --epochs 5 --save mnist.npz\n"
+        "fastmlp train --dataset fashion-mnist --backend numba --plot curves.png\n"
+        "fastmlp train --data mine.npz --hidden 64 --quiet",
+        _train_options, _train),
+    _Command(
+        "profile", "time each phase of training steps",
+        "Train a fresh model for some steps (default: one epoch) and print where the time "
+        "goes: data, forward, backward, update and Python overhead, as seconds, share, "
+        "samples/s and GFLOP/s against this machine's FMA peak (and BLAS's GEMM rate).",
+        "fastmlp profile --backend numba --steps 200\n"
+        "fastmlp profile --all-backends --json",
+        _profile_options, _profile),
+    _Command(
+        "bench", "compare backends, plain NumPy and PyTorch",
+        "Time training epochs, the full forward pass and single-sample predict for every "
+        "backend (and PyTorch when importable), taking turns, and print the ratios.",
+        "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png",
+        _bench_options, _bench),
+    _Command(
+        "evaluate", "score a saved model on the test set",
+        "Run a model saved by 'fastmlp train --save' over a test set (MNIST's by default) and "
+        "print its accuracy, precision, recall, F1 and support per class, and the confusion "
+        "matrix.",
+        "fastmlp evaluate mnist.npz --plot evaluation.png\n"
+        "fastmlp evaluate fashion.npz --dataset fashion-mnist --json",
+        _evaluate_options, _evaluate),
+    _Command(
+        "predict", "classify pictures of digits (PNG, JPEG)",
+        "Classify image files of single digits with a saved model. Each picture, grey or "
+        "colour, of any size, is first made like an MNIST digit: greyscale, light ink on dark "
+        "(a drawing on a light background, judged by the median of its border, is inverted), "
+        "cropped to the ink, scaled to fit 20x20 and centred by its centre of mass in 28x28; "
+        "see fastmlp.preprocessing.to_mnist. Prints one line per image: path, class, "
+        "probability. Needs Pillow (the 'images' extra).",
+        "fastmlp predict mnist.npz seven.png scan.jpg",
+        _predict_options, _predict),
+    _Command(
+        "export", "write a saved model as ONNX",
+        "Write a model saved by 'fastmlp train --save' as a standard ONNX graph (Gemm, Relu, "
+        "Softmax) for any ONNX runtime. Its input 'pixels' is raw float32 pixel values 0..255 "
+        "of shape (N, n_features), the input scaling folded into the first Gemm; its output "
+        "'probabilities' has shape (N, n_classes). Needs the onnx package (the 'onnx' extra).",
+        "fastmlp export mnist.npz mnist.onnx --dtype float32",
+        _export_options, _export),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fastmlp`` parser: one subparser per entry of `COMMANDS`, in that order."""
+    parser = _Parser(prog="fastmlp", description=_DESCRIPTION,
+                     epilog="Run 'fastmlp COMMAND --help' for what a command does and takes.")
+    commands = parser.add_subparsers(title="commands", dest="command", required=True,
+                                     parser_class=_Parser)
+    for command in COMMANDS:
+        examples = "\n".join(f"  {line}" for line in command.examples.splitlines())
+        subparser = commands.add_parser(command.name, help=command.summary,
+                                        description=command.description,
+                                        epilog=f"examples:\n\n{examples}")
+        command.add_options(subparser)
+        subparser.set_defaults(run=command.run)
+    return parser
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastmlp`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "data", None) is not None and args.dataset is not None:
-        parser.error("argument --data: not allowed with argument --dataset")
+    args = build_parser().parse_args(argv)
     try:
+        for dest, check in getattr(args, "outputs", {}).items():
+            if getattr(args, dest) is not None:
+                check(getattr(args, dest))  # before any work: a bad path costs nothing
         return args.run(args)
     except BrokenPipeError:
         # The reader went away (`fastmlp profile --json | head`): stop quietly, as `cat` does.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write
+from ._atomic import atomic_write, unwritable
 
 __all__ = ["check_plot_path", "plot_evaluation", "plot_history", "save_figure"]
 
@@ -38,17 +38,18 @@ def check_plot_path(path: str | os.PathLike) -> str:
     ImportError
         When matplotlib is not installed; the message names the ``plot`` extra.
     ValueError
-        When the directory of ``path`` does not exist or the format is unknown.
+        When the format is unknown or the file could not be written (see
+        ``fastmlp._atomic.unwritable``); the message names ``path`` as given.
     """
     _, FigureCanvasAgg = _agg()
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"cannot write the plot to {path}: no directory {path.parent}")
-    suffix = path.suffix.lstrip(".").lower() or "png"
+    suffix = Path(path).suffix.lstrip(".").lower() or "png"
     formats = FigureCanvasAgg.get_supported_filetypes()
     if suffix not in formats:
-        raise ValueError(f"cannot write the plot to {path}: unknown image format {suffix!r}; "
-                         f"use one of {', '.join(sorted(formats))}")
+        raise ValueError(f"cannot write the plot to {os.fspath(path)}: unknown image format "
+                         f"{suffix!r}; use one of {', '.join(sorted(formats))}")
+    problem = unwritable(path)
+    if problem:
+        raise ValueError(f"cannot write the plot to {os.fspath(path)}: {problem}")
     return suffix
 
 

@@ -19,22 +19,6 @@ SHAPES = {
 }
 
 
-def make_params(sizes, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    return [
-        ((rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)).astype(dtype),
-         (0.1 * rng.standard_normal(n_out)).astype(dtype))
-        for n_in, n_out in zip(sizes[:-1], sizes[1:])
-    ]
-
-
-def make_batch(sizes, n, dtype, seed=1):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, sizes[0])).astype(dtype)
-    y = rng.integers(0, sizes[-1], n)
-    return x, y
-
-
 def assert_close(actual, desired, dtype, err_msg=""):
     rtol, atol = TOLERANCE[dtype]
     scale = float(np.abs(desired).max(initial=0.0))
@@ -54,10 +38,11 @@ def assert_tree_close(actual, expected, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("n", [1, 7, 256])
-def test_forward_and_backward_agree_with_loop(backend, dtype, shape, n):
+def test_forward_and_backward_agree_with_loop(backend, dtype, shape, n, random_params,
+                                              random_batch):
     sizes = SHAPES[shape]
-    params = make_params(sizes, dtype)
-    x, y = make_batch(sizes, n, dtype)
+    params = random_params(sizes, dtype)
+    x, y = random_batch(sizes, n, dtype)
     reference = load_backend("loop")
     module = load_backend(backend)
 
@@ -76,10 +61,10 @@ def test_forward_and_backward_agree_with_loop(backend, dtype, shape, n):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_single_sample_input(backend, dtype):
+def test_single_sample_input(backend, dtype, random_params, random_batch):
     sizes = SHAPES["two-hidden"]
-    params = make_params(sizes, dtype)
-    x, y = make_batch(sizes, 3, dtype)
+    params = random_params(sizes, dtype)
+    x, y = random_batch(sizes, 3, dtype)
     module = load_backend(backend)
     batch_probs, batch_cache = load_backend("loop").forward(params, x[:1])
 
@@ -117,11 +102,11 @@ def test_softmax_of_huge_logits_is_finite(backend, dtype):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_forward_with_huge_logits_gives_finite_probabilities(backend):
+def test_forward_with_huge_logits_gives_finite_probabilities(backend, random_batch):
     sizes = (16, 8, 4)
     rng = np.random.default_rng(0)
     params = [(rng.uniform(-1, 1, (o, i)) * 500, np.zeros(o)) for i, o in zip(sizes, sizes[1:])]
-    x, _ = make_batch(sizes, 5, np.float64)
+    x, _ = random_batch(sizes, 5, np.float64)
     with np.errstate(over="raise", invalid="raise"):
         probs, _ = load_backend(backend).forward(params, x)
     assert np.isfinite(probs).all()
@@ -129,10 +114,10 @@ def test_forward_with_huge_logits_gives_finite_probabilities(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_kernels_do_not_modify_their_inputs(backend):
+def test_kernels_do_not_modify_their_inputs(backend, random_params, random_batch):
     sizes = SHAPES["two-hidden"]
-    params = make_params(sizes, np.float64)
-    x, y = make_batch(sizes, 9, np.float64)
+    params = random_params(sizes, np.float64)
+    x, y = random_batch(sizes, 9, np.float64)
     z = x[:, :10].copy()
     saved = [(W.copy(), b.copy()) for W, b in params], x.copy(), y.copy(), z.copy()
     module = load_backend(backend)
@@ -152,12 +137,13 @@ def test_kernels_do_not_modify_their_inputs(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_gradients_are_c_contiguous_and_shaped_like_params(backend, shape):
+def test_gradients_are_c_contiguous_and_shaped_like_params(backend, shape, random_params,
+                                                           random_batch):
     # The optimizer's in-place update runs element-wise over dW and takes about twice as
     # long on a transposed view.
     sizes = SHAPES[shape]
-    params = make_params(sizes, np.float32)
-    x, y = make_batch(sizes, 7, np.float32)
+    params = random_params(sizes, np.float32)
+    x, y = random_batch(sizes, 7, np.float32)
     module = load_backend(backend)
     _, cache = module.forward(params, x)
     for (dW, db), (W, b) in zip(module.backward(params, cache, y), params):
@@ -172,10 +158,10 @@ def loss_of(params, x, y):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_gradients_match_finite_differences(backend):
+def test_gradients_match_finite_differences(backend, random_params, random_batch):
     sizes = (6, 5, 4, 3)
-    params = make_params(sizes, np.float64, seed=4)
-    x, y = make_batch(sizes, 8, np.float64, seed=5)
+    params = random_params(sizes, np.float64, seed=4)
+    x, y = random_batch(sizes, 8, np.float64, seed=5)
     _, cache = load_backend(backend).forward(params, x)
     grads = load_backend(backend).backward(params, cache, y)
     eps = 1e-5

@@ -15,7 +15,7 @@ import pytest
 
 from fastmlp import MLP
 from fastmlp.backends.numba import _compile_notice as compile_notice
-from fastmlp.cli import main
+from fastmlp.cli import COMMANDS, build_parser, main
 
 EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
 FINAL = r"final  (test acc \d+\.\d\d%  )?train acc \d+\.\d\d%  loss \d\.\d{4}  2 epochs, "
@@ -75,6 +75,12 @@ def run_cli(*args, env=None):
      "fastmlp: error: argument --data-dir: not allowed with argument --data"),
     (["train", "--data", "a.npz", "--dataset", "mnist"],
      "fastmlp: error: argument --data: not allowed with argument --dataset"),
+    (["train", "--dataset", "mnist", "--data", "a.npz"],
+     "fastmlp: error: argument --data: not allowed with argument --dataset"),
+    (["evaluate", "m.npz", "--data", "a.npz", "--dataset", "mnist"],
+     "fastmlp: error: argument --data: not allowed with argument --dataset"),
+    (["bench", "--data-dir", "d", "--data", "a.npz"],
+     "fastmlp: error: argument --data: not allowed with argument --data-dir"),
     (["train", "--data", "/nonexistent/mine.npz"],
      "fastmlp: error: cannot read /nonexistent/mine.npz: No such file or directory"),
     (["profile", "--data", "/nonexistent/mine.npz"], "fastmlp: error: cannot read"),
@@ -88,6 +94,29 @@ def test_errors_print_one_line_and_exit_non_zero(args, message):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(message)
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.name)
+def test_help_documents_every_option(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command.name, "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # as one line, unwrapped
+    assert " ".join(command.description.split()) in help_text
+    assert "examples: " + " ".join(command.examples.split()) in help_text
+    parser = build_parser()
+    subparser = parser._subparsers._group_actions[0].choices[command.name]
+    for action in subparser._actions:
+        assert action.help, f"fastmlp {command.name} {action.option_strings or action.dest}"
+
+
+def test_every_example_parses():
+    parser = build_parser()
+    for command in COMMANDS:
+        for line in command.examples.splitlines():
+            words = line.split()
+            assert words[:2] == ["fastmlp", command.name]
+            assert parser.parse_args(words[1:]).run is command.run
 
 
 def test_missing_data_directory_is_named(tmp_path):
@@ -117,36 +146,6 @@ def test_a_closed_pipe_ends_output_quietly(mnist_dir):
     assert process.wait() == 1
     # Nothing but, on a machine whose numba cache is cold, the one-line compile notice.
     assert [line for line in stderr.splitlines() if line != compile_notice.MESSAGE] == []
-
-
-def write_idx(directory, arrays):
-    """Write IDX files (uint8 arrays only) named like MNIST's."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-        (directory / name).write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def small_images(n, seed):
-    """8x8 images of 3 classes: class k lights rows 3k..3k+1 over noise, so a net learns it."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3
-    images = rng.integers(0, 60, (n, 8, 8))
-    for k in range(3):
-        images[labels == k, 3 * k:3 * k + 2, :] += 180
-    return images.astype(np.uint8), labels.astype(np.uint8)
-
-
-@pytest.fixture
-def small_idx(tmp_path):
-    """A non-MNIST IDX data set: 8x8 images, 3 classes, 300 training and 60 test images."""
-    (x_train, y_train), (x_test, y_test) = small_images(300, 0), small_images(60, 1)
-    directory = tmp_path / "small"
-    write_idx(directory, {"train-images-idx3-ubyte": x_train,
-                          "train-labels-idx1-ubyte": y_train,
-                          "t10k-images-idx3-ubyte": x_test,
-                          "t10k-labels-idx1-ubyte": y_test})
-    return directory
 
 
 def test_train_on_any_idx_data_set(small_idx, tmp_path, capsys):
@@ -276,7 +275,7 @@ def test_quiet_shows_no_bar_in_a_terminal(small_idx):
     assert re.fullmatch(FINAL + r"\d+\.\d s training\n", out)
 
 
-def test_profile_and_bench_take_any_data(small_idx, tmp_path, capsys):
+def test_profile_and_bench_take_any_data(small_idx, small_images, tmp_path, capsys):
     assert main(["profile", "--data-dir", str(small_idx), "--steps", "3", "--hidden", "16",
                  "--batch-size", "16", "--backend", "matmul", "--json"]) == 0
     profile = json.loads(capsys.readouterr().out)

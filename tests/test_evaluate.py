@@ -20,13 +20,6 @@ def model(mnist):
     return model
 
 
-@pytest.fixture(scope="module")
-def model_file(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "mnist.npz"
-    model.save(path)
-    return str(path)
-
-
 def assert_is_a_picture(path, min_size=(600, 300)):
     """A PNG of at least ``min_size`` pixels with many colours: not blank, not one flat fill."""
     from PIL import Image

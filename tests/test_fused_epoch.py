@@ -27,15 +27,7 @@ OPTIMIZERS = {
 }
 SIZES = {"one-hidden": (12, 9, 4), "three-hidden": (12, 10, 7, 8, 5), "wide": (784, 70, 10)}
 TOLERANCE = {np.float64: 1e-9, np.float32: 2e-4}
-
-
-def setup(sizes, dtype, n=103, seed=0):
-    rng = np.random.default_rng(seed)
-    params = [((rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(dtype),
-               (0.1 * rng.standard_normal(o)).astype(dtype)) for i, o in zip(sizes, sizes[1:])]
-    x = rng.standard_normal((n, sizes[0])).astype(dtype)
-    y = rng.integers(0, sizes[-1], n).astype(np.int64)
-    return params, x, y
+SAMPLES = 103  # of random_problem, unless a test needs another number
 
 
 def state_of(optimizer):
@@ -77,8 +69,8 @@ def assert_identical(params, params_want):
 @pytest.mark.parametrize("shape", ["one-hidden", "three-hidden"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("shuffled", [False, True])
-def test_fused_epoch_equals_generic_steps(backend, dtype, shape, name, shuffled):
-    params, x, y = setup(SIZES[shape], dtype)
+def test_fused_epoch_equals_generic_steps(backend, dtype, shape, name, shuffled, random_problem):
+    params, x, y = random_problem(SIZES[shape], SAMPLES, dtype)
     order = np.random.default_rng(1).permutation(len(x)) if shuffled else None
     batch_size = 16  # 103 samples: six full batches and one of 7
     learning_rates = np.linspace(1.0, 0.5, 7) * OPTIMIZERS[name]().learning_rate
@@ -100,10 +92,10 @@ def test_fused_epoch_equals_generic_steps(backend, dtype, shape, name, shuffled)
 
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fused_epoch_with_a_wide_layer_equals_generic_steps(backend, dtype):
+def test_fused_epoch_with_a_wide_layer_equals_generic_steps(backend, dtype, random_problem):
     # 784 inputs, 70 units: products longer than a cache tile and widths that are
     # not a multiple of any register block
-    params, x, y = setup(SIZES["wide"], dtype, n=123)
+    params, x, y = random_problem(SIZES["wide"], 123, dtype)
     learning_rates = np.full(3, 0.01)
     results = {}
     for path in ("generic", backend):
@@ -117,9 +109,9 @@ def test_fused_epoch_with_a_wide_layer_equals_generic_steps(backend, dtype):
 
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("name", ["nesterov-wd", "adamw"])
-def test_fused_and_generic_epochs_interleave(backend, name):
+def test_fused_and_generic_epochs_interleave(backend, name, random_problem):
     # fused then generic == generic twice: the state lives in the optimizer's own arrays
-    params, x, y = setup(SIZES["one-hidden"], np.float64)
+    params, x, y = random_problem(SIZES["one-hidden"], SAMPLES, np.float64)
     learning_rates = np.full(11, OPTIMIZERS[name]().learning_rate)
     results = {}
     for first in (backend, "generic"):
@@ -132,9 +124,9 @@ def test_fused_and_generic_epochs_interleave(backend, name):
 
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("name", ["nesterov-wd", "adamw"])
-def test_divergence_stops_before_the_failing_update(backend, name):
+def test_divergence_stops_before_the_failing_update(backend, name, random_problem):
     # float32 weights of ~1e29 overflow the second forward pass to inf, then nan.
-    params, x, y = setup(SIZES["one-hidden"], np.float32, n=101)
+    params, x, y = random_problem(SIZES["one-hidden"], 101, np.float32)
     learning_rates = np.full(11, 1e30)
     results = {}
     for path in ("generic", backend):
@@ -152,8 +144,8 @@ def test_divergence_stops_before_the_failing_update(backend, name):
 
 
 @pytest.mark.parametrize("backend", FUSED)
-def test_batch_of_one_and_batches_smaller_than_the_thread_count(backend):
-    params, x, y = setup(SIZES["one-hidden"], np.float64, n=5)
+def test_batch_of_one_and_batches_smaller_than_the_thread_count(backend, random_problem):
+    params, x, y = random_problem(SIZES["one-hidden"], 5, np.float64)
     for batch_size in (1, 2, 5, 64):
         results = {}
         for path, x_in in (("generic", x), (backend, np.asfortranarray(x))):
@@ -165,9 +157,9 @@ def test_batch_of_one_and_batches_smaller_than_the_thread_count(backend):
 
 
 @pytest.mark.parametrize("backend", FUSED)
-def test_order_picks_the_batches(backend):
+def test_order_picks_the_batches(backend, random_problem):
     # Training on x in the order of a permutation equals training on the permuted copy.
-    params, x, y = setup(SIZES["one-hidden"], np.float64)
+    params, x, y = random_problem(SIZES["one-hidden"], SAMPLES, np.float64)
     order = np.random.default_rng(2).permutation(len(x))
     lrs = np.full(7, 0.1)
     p_order, p_copy = copy.deepcopy(params), copy.deepcopy(params)
@@ -180,8 +172,8 @@ def test_order_picks_the_batches(backend):
 
 
 @pytest.mark.parametrize("backend", FUSED)
-def test_train_epoch_does_not_modify_x_y_or_the_rates(backend):
-    params, x, y = setup(SIZES["one-hidden"], np.float32)
+def test_train_epoch_does_not_modify_x_y_or_the_rates(backend, random_problem):
+    params, x, y = random_problem(SIZES["one-hidden"], SAMPLES, np.float32)
     learning_rates = np.full(11, 0.1)
     saved = x.copy(), y.copy(), learning_rates.copy()
     run(backend, params, optim.SGD(0.1), x, y, 10, learning_rates)
@@ -191,8 +183,8 @@ def test_train_epoch_does_not_modify_x_y_or_the_rates(backend):
 
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
-def test_every_shipped_optimizer_runs_fused(backend, name):
-    params, x, y = setup(SIZES["one-hidden"], np.float32)
+def test_every_shipped_optimizer_runs_fused(backend, name, random_problem):
+    params, x, y = random_problem(SIZES["one-hidden"], SAMPLES, np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PerformanceWarning)
         out = run(backend, params, optim.make_optimizer(name), x, y, 16, np.full(7, 1e-3))
@@ -200,11 +192,11 @@ def test_every_shipped_optimizer_runs_fused(backend, name):
 
 
 @pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
-def test_fused_update_describes_every_hyper_parameter(cls):
+def test_fused_update_describes_every_hyper_parameter(cls, random_problem):
     # A new option of an optimizer that its fused description leaves out would be
     # silently ignored by every fused epoch.
     options = set(inspect.signature(cls).parameters) - {"learning_rate"}
-    params, _, _ = setup(SIZES["one-hidden"], np.float64)
+    params, _, _ = random_problem(SIZES["one-hidden"], SAMPLES, np.float64)
     update = cls().fused_update(params)
     assert options <= set(update.hyper)
     assert update.rule in ("sgd", "adam")
@@ -239,11 +231,11 @@ numba_backend = load_backend("numba")
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
-def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name):
+def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name, random_problem):
     counts = sorted({1, numba.config.NUMBA_NUM_THREADS})
     if len(counts) == 1:
         pytest.skip("numba runs one thread here")
-    params, x, y = setup(SIZES["wide"], dtype, n=157)
+    params, x, y = random_problem(SIZES["wide"], 157, dtype)
     results = []
     saved = numba.get_num_threads()
     try:
@@ -259,7 +251,7 @@ def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name):
     assert_identical(p, p_want)
 
 
-def test_numba_epoch_falls_back_with_a_warning_that_says_why():
+def test_numba_epoch_falls_back_with_a_warning_that_says_why(random_problem):
     class Plain:  # has step() only
         learning_rate = 0.1
 
@@ -275,7 +267,7 @@ def test_numba_epoch_falls_back_with_a_warning_that_says_why():
             update = super().fused_update(params)
             return update._replace(hyper={**update.hyper, "dampening": 0.1})
 
-    params, x, y = setup(SIZES["one-hidden"], np.float32)
+    params, x, y = random_problem(SIZES["one-hidden"], SAMPLES, np.float32)
     saved = copy.deepcopy(params)
     lrs = np.full(11, 0.1)
     for optimizer, reason in [(Plain(), "Plain does not describe its update"),
@@ -289,9 +281,9 @@ def test_numba_epoch_falls_back_with_a_warning_that_says_why():
     assert_identical(params, saved)
 
 
-def test_numba_epoch_computes_in_the_parameters_dtype():
+def test_numba_epoch_computes_in_the_parameters_dtype(random_problem):
     # float64 inputs with float32 parameters: converted, not a reason to fall back
-    params, x, y = setup(SIZES["one-hidden"], np.float32)
+    params, x, y = random_problem(SIZES["one-hidden"], SAMPLES, np.float32)
     p64, p32 = copy.deepcopy(params), copy.deepcopy(params)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PerformanceWarning)
@@ -320,8 +312,8 @@ def test_numba_epoch_scales_raw_pixels_as_the_scaler_does(dtype):
     assert_identical(runs[0][1], runs[1][1])
 
 
-def test_numba_epoch_rejects_what_it_cannot_train():
-    params, x, y = setup(SIZES["one-hidden"], np.float64)
+def test_numba_epoch_rejects_what_it_cannot_train(random_problem):
+    params, x, y = random_problem(SIZES["one-hidden"], SAMPLES, np.float64)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
         numba_backend.train_epoch(params, x, np.full_like(y, 4), 10, optim.SGD(0.1), np.ones(11))
     with pytest.raises(ValueError, match="learning_rates needs one rate for each of the 11"):
@@ -334,9 +326,9 @@ def test_numba_epoch_rejects_what_it_cannot_train():
         numba_backend.train_epoch(params, x, y, 10, optim.SGD(0.1), np.ones(11))
 
 
-def test_numba_epoch_times_its_parts_without_changing_the_result():
+def test_numba_epoch_times_its_parts_without_changing_the_result(random_problem):
     numba_backend = load_backend("numba")
-    params, x, y = setup(SIZES["wide"], np.float32, n=301)
+    params, x, y = random_problem(SIZES["wide"], 301, np.float32)
     timed_params = copy.deepcopy(params)
     rates = np.full(10, 0.05)
     plain = numba_backend.train_epoch(params, x, y, 32, optim.SGD(0.05, momentum=0.9), rates)

@@ -20,13 +20,6 @@ from fastmlp.backends.numba import _kernels  # noqa: E402  (after the importorsk
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
 
-def setup(sizes, dtype, n, seed=0):
-    rng = np.random.default_rng(seed)
-    params = [((rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(dtype),
-               (0.1 * rng.standard_normal(o)).astype(dtype)) for i, o in zip(sizes, sizes[1:])]
-    return params, rng.standard_normal((n, sizes[0])).astype(dtype)
-
-
 def _edges(size, step):
     # sizes around one and two multiples of step, and 1
     return sorted({1, step - 1, step, step + 1, 2 * step + 1} - {0})
@@ -91,9 +84,9 @@ def test_gemm_rows_are_the_same_bits_in_any_row_range():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_forward_rows_are_the_same_bits_in_any_batch_and_thread_count(dtype):
+def test_forward_rows_are_the_same_bits_in_any_batch_and_thread_count(dtype, random_problem):
     # Batches below and above the size at which products split across threads.
-    params, x = setup((784, 128, 128, 10), dtype, n=3000)
+    params, x, _ = random_problem((784, 128, 128, 10), 3000, dtype)
     whole = backend.forward(params, x)[0]
     saved = numba.get_num_threads()
     try:
@@ -108,7 +101,8 @@ def test_forward_rows_are_the_same_bits_in_any_batch_and_thread_count(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_backward_over_several_k_passes_is_the_same_bits_however_split(dtype, monkeypatch):
+def test_backward_over_several_k_passes_is_the_same_bits_however_split(dtype, monkeypatch,
+                                                                       random_problem):
     # A batch of several K_BLOCK passes: each weight gradient continues its FMA
     # chains pass after pass, whichever threads compute its rows and however many.
     from concurrent.futures import ThreadPoolExecutor
@@ -116,7 +110,7 @@ def test_backward_over_several_k_passes_is_the_same_bits_however_split(dtype, mo
     from fastmlp.backends.numba import _api
 
     n = 4 * _kernels.K_BLOCK + 300
-    params, x = setup((60, 24, 16, 5), dtype, n=n)
+    params, x, _ = random_problem((60, 24, 16, 5), n, dtype)
     y = np.arange(n) % 5
     cache = backend.forward(params, x)[1]
     want = [g for layer in backend.backward(params, cache, y) for g in layer]
@@ -146,8 +140,8 @@ def test_backward_over_several_k_passes_is_the_same_bits_however_split(dtype, mo
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sizes", [(784, 128, 128, 10), (12, 9, 4), (12, 10, 7, 8, 5)])
-def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype):
-    params, x = setup(sizes, dtype, n=3)
+def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype, random_problem):
+    params, x, _ = random_problem(sizes, 3, dtype)
     saved = copy.deepcopy(params), x.copy()
     for sample in (x[0], np.repeat(x[1], 2)[::2]):  # contiguous and strided
         probs = backend.predict_one(params, sample)
@@ -161,8 +155,8 @@ def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype):
             np.testing.assert_array_equal(a, b)
 
 
-def test_predict_one_rejects_batches_and_mismatched_shapes():
-    params, x = setup((12, 9, 4), np.float64, n=3)
+def test_predict_one_rejects_batches_and_mismatched_shapes(random_problem):
+    params, x, _ = random_problem((12, 9, 4), 3, np.float64)
     with pytest.raises(ValueError, match="one sample of shape"):
         backend.predict_one(params, x[:2])
     with pytest.raises(ValueError, match="layer shapes do not match"):

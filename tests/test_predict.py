@@ -22,13 +22,6 @@ def model(mnist):
     return model
 
 
-@pytest.fixture(scope="module")
-def model_file(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "mnist.npz"
-    model.save(path)
-    return str(path)
-
-
 def digit_files(mnist, directory, count=6):
     """PNG and JPEG pictures of the first test digits, in varied styles; and their labels."""
     _, (x_test, y_test) = mnist

@@ -89,26 +89,15 @@ def problems(draw):
     }
 
 
-def make_problem(sizes, n_samples, one_sample, dtype, seed):
-    """C-ordered params (He-initialised, random biases), inputs and labels."""
-    rng = np.random.default_rng(seed)
-    params = [((rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)).astype(dtype),
-               (0.1 * rng.standard_normal(n_out)).astype(dtype))
-              for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-    x = rng.standard_normal((n_samples, sizes[0])).astype(dtype)
-    y = rng.integers(0, sizes[-1], n_samples)
-    if one_sample:
-        x, y = x[0], y[0]
-    return params, x, y
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @PROPERTY_SETTINGS
 @given(problem=problems())
-def test_every_layout_gives_the_reference_result_and_stays_unmodified(backend, problem):
+def test_every_layout_gives_the_reference_result_and_stays_unmodified(backend, problem,
+                                                                        random_problem):
     dtype = problem["dtype"]
-    params, x, y = make_problem(problem["sizes"], problem["n_samples"], problem["one_sample"],
-                                dtype, problem["seed"])
+    params, x, y = random_problem(problem["sizes"], problem["n_samples"], dtype, problem["seed"])
+    if problem["one_sample"]:
+        x, y = x[0], y[0]
     with fastmlp.use_backend("loop"):
         want_probs, want_cache = fastmlp.forward(params, x)
         want_grads = fastmlp.backward(params, want_cache, y)
