@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "_data" / "bench.json")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     (x_train, y_train), _ = load_mnist()
     x_train = x_train.reshape(len(x_train), -1)
     result = compare(x_train, y_train,
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "FASTMLP_DATA=../shared/data/mnist python docs/record_bench.py",
         "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "fastmlp_commit": commit or None,
+        # Other work on the machine slows some rows: the 1-minute load average says how busy it was.
+        "load_average_before": round(load_before[0], 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
         "printed": str(result),
         "result": result.to_dict(),
     }
