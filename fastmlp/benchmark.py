@@ -17,7 +17,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -56,6 +56,31 @@ class Comparison:
     @property
     def epoch_gflop(self) -> float:
         return self.samples * flops_per_sample(self.layer_sizes)["total"] / 1e9
+
+    def to_dict(self) -> dict:
+        """Every field as JSON-ready values (batch sizes become string keys).
+
+        Examples
+        --------
+        >>> result = Comparison((4, 3), samples=10, peak_gflops=1.0,
+        ...                     epoch_seconds={32: {"matmul": 0.5}})
+        >>> Comparison.from_dict(result.to_dict()) == result
+        True
+        """
+        data = asdict(self)
+        data["layer_sizes"] = list(self.layer_sizes)
+        data["epoch_seconds"] = {str(batch): seconds
+                                 for batch, seconds in self.epoch_seconds.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Comparison:
+        """The inverse of :meth:`to_dict`, e.g. for a run saved as JSON."""
+        data = dict(data)
+        data["layer_sizes"] = tuple(data["layer_sizes"])
+        data["epoch_seconds"] = {int(batch): seconds
+                                 for batch, seconds in data.get("epoch_seconds", {}).items()}
+        return cls(**data)
 
     def __str__(self) -> str:
         lines = [summary(self.machine)] if self.machine else []

@@ -268,7 +268,7 @@ class MLP:
                 f"{path} was saved by an older fastmlp (model format 1) under the old input rule, "
                 "which divided uint8 inputs by 255 and took other dtypes as they were; it cannot "
                 "be converted without knowing the dtype it was trained on: retrain the model, or "
-                "re-save it in format 2 as the README's 'Model files' shows"
+                "re-save it in format 2 as docs/user_guide/model_files.md shows"
             )
         if version != FORMAT_VERSION:
             raise ModelFileError(

@@ -98,7 +98,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         The class labels, sorted; column ``k`` of ``predict_proba`` is ``classes_[k]``.
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen in ``fit``, when ``X`` had string column names.
     model_ : fastmlp.MLP
         The trained network, layer sizes ``(n_features_in_, *hidden_layer_sizes,
