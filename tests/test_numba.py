@@ -84,6 +84,26 @@ def test_gemm_rows_are_the_same_bits_in_any_row_range():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, K, m", [(1, 1, 1), (7, 3, 17), (64, 128, 784), (13, 300, 10),
+                                     (128, 129, 64), (5, 0, 9)])
+def test_gemm_of_a_transposed_operand_read_in_place_gives_the_same_bits(dtype, n, K, m):
+    # a_transposed: a is stored (K, n) and the product is a.T @ b, read with its
+    # strides swapped; each element is the same FMA chain as from a copy of a.T.
+    rng = np.random.default_rng(n + K + m)
+    stored = rng.standard_normal((K, n)).astype(dtype)
+    b = rng.standard_normal((K, m)).astype(dtype)
+    want = np.empty((n, m), dtype)
+    _kernels.gemm(np.ascontiguousarray(stored.T), b, want, 0, n)
+    none = np.empty((0, 0), dtype)
+    for i0, i1 in [(0, n), (n // 2, n)]:
+        got = np.full((n, m), np.nan, dtype)
+        _kernels.gemm_into(stored, b, got, i0, i1, np.int64(_kernels.PLAIN), np.empty(0, dtype),
+                           none, none, np.empty(0, np.int64), True)
+        np.testing.assert_array_equal(got[i0:i1], want[i0:i1])
+        assert np.isnan(got[:i0]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_forward_rows_are_the_same_bits_in_any_batch_and_thread_count(dtype, random_problem):
     # Batches below and above the size at which products split across threads.
     params, x, _ = random_problem((784, 128, 128, 10), 3000, dtype)

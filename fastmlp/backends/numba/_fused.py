@@ -40,19 +40,20 @@ class EpochBuffers(NamedTuple):
     yb: np.ndarray      # (rows,) int64: the batch's labels
     z: np.ndarray       # (rows * units,): each layer's output (logits of the last)
     d: np.ndarray       # (rows * units,): each layer's delta, dLoss/dz
-    dt: np.ndarray      # (rows * units,): the same, transposed
-    wt: np.ndarray      # like theta: each W transposed, for the forward pass
-    grad: np.ndarray    # like theta: the step's gradient
+    wt: np.ndarray      # like theta: each W transposed (the first layer's working copy)
+    s1t: np.ndarray     # like state1 (or empty): the first layer's block transposed
+    s2t: np.ndarray     # like state2 (or empty): the same
+    grad: np.ndarray    # like theta: the step's gradient (the first layer's as dW.T)
     losses: np.ndarray  # (rows,) float64: each row's loss
     hits: np.ndarray    # (rows,) int64: 1 where the row's prediction was right
 
     @classmethod
-    def allocate(cls, rows, n_in, units, theta):
+    def allocate(cls, rows, n_in, units, theta, state1, state2):
         dtype = theta.dtype
         return cls(xb=np.empty((rows, n_in), dtype),
                    yb=np.empty(rows, np.int64), z=np.empty(rows * units, dtype),
-                   d=np.empty(rows * units, dtype),
-                   dt=np.empty(rows * units, dtype), wt=np.empty_like(theta),
+                   d=np.empty(rows * units, dtype), wt=np.empty_like(theta),
+                   s1t=np.empty_like(state1), s2t=np.empty_like(state2),
                    grad=np.empty_like(theta), losses=np.empty(rows),
                    hits=np.empty(rows, np.int64))
 
@@ -183,7 +184,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     vectors = [_vector(arrays, dtype) for arrays in groups]
     unused = np.empty(0, dtype)
     theta, state1, state2 = (vectors + [unused, unused])[:3]
-    buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta)
+    buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
+                                    state1, state2)
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(1)
@@ -201,6 +203,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     finally:
         # the steps done stand, even when interrupted between two of them
         steps_done = int(sync[k.STEPS_DONE])
+        if steps_done:
+            _first_layer_back(layout[0], buffers, theta, state1, state2)
         _unpack(vectors, groups)
         optimizer.advance(steps_done)
     return float(loss_sum[0]), int(sync[k.CORRECT]), int(sync[k.FAILED_STEP])
@@ -246,6 +250,17 @@ def cycle_rate() -> float:
                                "epoch's parts cannot be timed")
         _cycle_rate.append((c1 - c0) / (t1 - t0))
     return _cycle_rate[0]
+
+
+def _first_layer_back(row, buffers, theta, state1, state2):
+    """Copy the first layer's W and optimizer state, which the epoch updated transposed
+    in ``buffers``, back to their vectors."""
+    n_out, n_in, w_at = row[k.N_OUT], row[k.N_IN], row[k.W_AT]
+    for vector, transposed in ((theta, buffers.wt), (state1, buffers.s1t),
+                               (state2, buffers.s2t)):
+        if vector.shape[0]:
+            block = vector[w_at:w_at + n_out * n_in].reshape(n_out, n_in)
+            block[...] = transposed[w_at:w_at + n_out * n_in].reshape(n_in, n_out).T
 
 
 def _vector(arrays, dtype):

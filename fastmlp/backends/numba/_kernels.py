@@ -88,11 +88,14 @@ N_HYPER = 7
 
 
 @njit(**_JIT)
-def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks):
+def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks, a_transposed):
     """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
-    ``a`` is ``(n, K)``, ``b`` ``(K, m)`` and ``out`` ``(n, m)``, C-contiguous,
-    one float dtype. Each element is one FMA chain in ``k`` order (see
+    ``a`` is ``(n, K)``, or ``(K, n)`` holding it transposed if
+    ``a_transposed`` (the tile broadcasts ``a``'s elements one at a time, so
+    the product ``a.T @ b`` needs no transposed copy), ``b`` ``(K, m)`` and
+    ``out`` ``(n, m)``, C-contiguous, one float dtype. Each element is one FMA
+    chain in ``k`` order (see
     ``_simd``), so its bits do not depend on where it lies, how the rows are
     split between calls, or the target's vector width.
 
@@ -106,8 +109,10 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks):
     ``clocks[EPILOGUES]``.
     """
     timed = clocks.shape[0] > 0
-    K = a.shape[1]
+    K = b.shape[0]
     m = b.shape[1]
+    # a[i, k] is element i * lda + k * a_step of a
+    lda, a_step = (1, a.shape[1]) if a_transposed else (a.shape[1], 1)
     cols = TILE_VECTORS * (VECTOR_BYTES // a.itemsize)
     for t0 in range(i0, i1, ROW_TILE):
         t1 = min(t0 + ROW_TILE, i1)
@@ -117,8 +122,8 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks):
             for j in range(0, m, cols):
                 width = min(cols, m - j)
                 for i in range(t0, t1, TILE_ROWS):
-                    tile_nn(a, i * K + k0, K, b, k0 * m + j, m, out, i * m + j, m, depth,
-                            min(TILE_ROWS, t1 - i), width, k0 > 0)
+                    tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, k0 * m + j, m, out,
+                            i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)
         middle = _simd.cycle_counter() if timed else 0
         _epilogue_rows(out, t0, t1, mode, bias, mask, out_t)
         if timed:
@@ -149,7 +154,7 @@ def gemm(a, b, out, i0, i1):
     none = np.empty((0, 0), a.dtype)
     # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
     gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none,
-              np.empty(0, np.int64))
+              np.empty(0, np.int64), False)
 
 
 @njit(**_JIT)
@@ -193,7 +198,7 @@ def dense(a, W_t, b, out, last, i0, i1):
     """
     none = np.empty((0, 0), a.dtype)
     gemm_into(a, W_t, out, i0, i1, PLAIN if last else BIAS_RELU, b, none, none,
-              np.empty(0, np.int64))
+              np.empty(0, np.int64), False)
     if last:
         bias_softmax_rows(out, b, i0, i1)
 
@@ -227,8 +232,8 @@ def predict_one(Ws, bs, x, scale, offset):
         n_out, K = W.shape
         z = np.empty((1, n_out), a.dtype)
         for j in range(0, n_out, COLUMN_TILE_ROWS):
-            column_tile_nn(W, j * K, K, a, 0, 1, z, j, 1, K, min(COLUMN_TILE_ROWS, n_out - j), 1,
-                           False)
+            column_tile_nn(W, j * K, K, 1, a, 0, 1, z, j, 1, K, min(COLUMN_TILE_ROWS, n_out - j),
+                           1, False)
         if l == last:
             bias_softmax_rows(z, bs[l], 0, 1)
         else:
@@ -398,11 +403,7 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, tiny, delta, losses, hits, i0,
 
 @njit(**_JIT, inline="always")
 def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
-    """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows.
-
-    Each layer's delta also goes, transposed, to ``buffers.dt``: the weight
-    gradient ``delta.T @ a`` takes it as its left factor.
-    """
+    """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows."""
     L = layout.shape[0]
     none = np.empty((0, 0), theta.dtype)
     # One product per step, 2 L - 1 steps, through one call of gemm_into:
@@ -417,7 +418,6 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
             b, out = _block(buffers.wt, w_at, n_in, n_out), _block(buffers.z, unit_at * n, n, n_out)
             hidden = l < L - 1
             mode, bias, mask = BIAS_RELU if hidden else PLAIN, theta[b_at:b_at + n_out], none
-            out_t = none
         else:
             # backward: delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
             l = 2 * L - 1 - step
@@ -426,14 +426,12 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
             a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
-            out_t = _block(buffers.dt, below * n, n_in, n)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, out_t, clocks)
+        gemm_into(a, b, out, r0, r1, mode, bias, mask, none, clocks, False)
         if step == L - 1:
             start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
             _softmax_cross_entropy_rows(out, bias, buffers.yb, n, tiny, delta, buffers.losses,
                                         buffers.hits, r0, r1)
-            transpose_rows(delta, _block(buffers.dt, unit_at * n, n_out, n), r0, r1)
             clocks[EPILOGUES] += _simd.cycle_counter() - start
 
 
@@ -453,39 +451,58 @@ def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
 @njit(**_JIT, inline="always")
 def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper, lr, t,
                           c, tasks, clocks):
-    # Task c of tasks owns a range of rows j0:j1 of every W and b: it computes
-    # their gradient, dW[j0:j1] = delta[:, j0:j1].T @ a and db[j0:j1], then updates
-    # them while the gradient is still in its cache, and refreshes their
-    # columns of W.T for the next step's forward pass.
+    """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
+
+    The first layer's weights are kept as ``W.T`` during the epoch, in
+    ``buffers.wt`` (its optimizer state in ``buffers.s1t, s2t``): no product
+    needs its ``W``, so ``dW.T = a.T @ delta`` and the update act on ``W.T``
+    directly, rows ``r0:r1`` (inputs) of it per task. Every later layer keeps
+    ``W`` in ``theta`` (``delta @ W`` needs it): the task computes rows
+    ``j0:j1`` (units) of ``dW = delta.T @ a``, updates them while they are in
+    its cache, and refreshes their columns of ``W.T`` for the next forward
+    pass. Each task also sums and applies ``db[j0:j1]``. (``delta.T`` and
+    ``a.T`` are read in place: see ``gemm_into``.)
+    """
     grad = buffers.grad
+    none = np.empty((0, 0), theta.dtype)
     for l in range(layout.shape[0]):
         n_out, n_in, w_at, b_at, unit_at = layout[l]
+        delta = _block(buffers.d, unit_at * n, n, n_out)
+        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n, n_in)
         size = -(-n_out // tasks)
         j0 = min(c * size, n_out)
         j1 = min(j0 + size, n_out)
+        if l == 0:
+            size = -(-n_in // tasks)
+            r0 = min(c * size, n_in)
+            r1 = min(r0 + size, n_in)
+            gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1, np.int64(PLAIN),
+                      theta[:0], none, none, clocks, True)
+            start = _simd.cycle_counter()
+            _update_slice(buffers.wt, grad, buffers.s1t, buffers.s2t, w_at + r0 * n_out,
+                          w_at + r1 * n_out, rule, hyper, lr, t)
+            clocks[UPDATE] += _simd.cycle_counter() - start
+        elif j0 < j1:
+            gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
+                      theta[:0], none, none, clocks, True)
+            start = _simd.cycle_counter()
+            _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
+                          rule, hyper, lr, t)
+            transpose_rows(_block(theta, w_at, n_out, n_in),
+                           _block(buffers.wt, w_at, n_in, n_out), j0, j1)
+            clocks[UPDATE] += _simd.cycle_counter() - start
         if j0 == j1:
             continue
-        delta_t = _block(buffers.dt, unit_at * n, n_out, n)
-        below = layout[l - 1, UNIT_AT] * n if l > 0 else 0
-        a = buffers.xb[:n] if l == 0 else _block(buffers.z, below, n, n_in)
-        none = np.empty((0, 0), theta.dtype)
-        gemm_into(delta_t, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
-                  theta[:0], none, none, clocks)
         start = _simd.cycle_counter()
         # db[j] = sum of delta[:, j] in batch order, summed for all j at once
         db = grad[b_at + j0:b_at + j1]
         db[:] = 0
-        delta = _block(buffers.d, unit_at * n, n, n_out)
         for i in range(n):
             row = delta[i]
             for j in range(j0, j1):
                 db[j - j0] += row[j]
         middle = _simd.cycle_counter()
-        _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
-                      rule, hyper, lr, t)
         _update_slice(theta, grad, state1, state2, b_at + j0, b_at + j1, rule, hyper, lr, t)
-        transpose_rows(_block(theta, w_at, n_out, n_in),
-                       _block(buffers.wt, w_at, n_in, n_out), j0, j1)
         clocks[EPILOGUES] += middle - start
         clocks[UPDATE] += _simd.cycle_counter() - middle
 
@@ -541,24 +558,31 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
     ``_fused.EpochBuffers``), where they stay in cache for the whole step.
 
     Per step, each worker gathers, runs forward and backward for its range of
-    the batch's rows, meets the others at ``barrier``, then computes the
-    gradient of its range of every layer's units and updates them, and meets
-    them again. Each step's loss is summed row by row in batch order (into
-    ``loss_sum[0]``, by worker 0), so neither the result nor the parameters
-    depend on ``workers``. Results go to ``sync`` (see ``SYNC_SIZE``), and
-    the cycles of each part of the work to ``clocks[worker]`` (see ``N_PARTS``).
+    the batch's rows, meets the others at ``barrier``, then computes and
+    applies its share of the gradient (``_gradients_and_update``), and meets
+    them again. The first layer's ``W`` and optimizer state stay transposed in
+    ``buffers`` for the whole epoch; the caller copies them back. Each step's
+    loss is summed row by row in batch order (into ``loss_sum[0]``, by worker
+    0), so neither the result nor the parameters depend on ``workers``.
+    Results go to ``sync`` (see ``SYNC_SIZE``), and the cycles of each part of
+    the work to ``clocks[worker]`` (see ``N_PARTS``).
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
     n_samples = order.shape[0]
     L = layout.shape[0]
     for l in range(L):
-        n_out = layout[l, N_OUT]
+        n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
         size = -(-n_out // workers)
         j0 = min(worker * size, n_out)
-        transpose_rows(_block(theta, layout[l, W_AT], n_out, layout[l, N_IN]),
-                       _block(buffers.wt, layout[l, W_AT], layout[l, N_IN], n_out),
-                       j0, min(j0 + size, n_out))
+        j1 = min(j0 + size, n_out)
+        transpose_rows(_block(theta, w_at, n_out, n_in), _block(buffers.wt, w_at, n_in, n_out),
+                       j0, j1)
+        if l == 0:  # the first layer's optimizer state, transposed like its W
+            for state, state_t in ((state1, buffers.s1t), (state2, buffers.s2t)):
+                if state.shape[0]:
+                    transpose_rows(_block(state, w_at, n_out, n_in),
+                                   _block(state_t, w_at, n_in, n_out), j0, j1)
     if not _timed_barrier(sync, workers, clocks):
         return
     for step, begin in enumerate(range(0, n_samples, batch_size)):

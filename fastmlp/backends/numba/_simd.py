@@ -180,18 +180,19 @@ def _store(builder, value, pointer, mask=None):
                  [value, address, align, mask])
 
 
-def _fma_block(builder, fma, vector_type, accumulators, a_rows, b_row, k, lanes, masks):
-    """One ``k``: load ``B[k]``'s vectors, broadcast each ``A[r, k]``, one FMA per accumulator."""
+def _fma_block(builder, fma, vector_type, accumulators, a_rows, a_k, b_row, lanes, masks):
+    """One ``k``: load ``B[k]``'s vectors, broadcast each ``A[r, k]`` (element ``a_k`` of
+    its row), one FMA per accumulator."""
     b = [_load(builder, builder.gep(b_row, [ir.Constant(_I64, c * lanes)]), vector_type, mask)
          for c, mask in enumerate(masks)]
     for a_row, row in zip(a_rows, accumulators):
-        a = _broadcast(builder, builder.load(builder.gep(a_row, [k])), vector_type)
+        a = _broadcast(builder, builder.load(builder.gep(a_row, [a_k])), vector_type)
         for c, slot in enumerate(row):
             builder.store(builder.call(fma, [a, b[c], builder.load(slot)]), slot)
 
 
-def _emit_tile(builder, element, lanes, a_rows, b_base, ldb, c_rows, K, rows, masks, accumulate,
-               accumulators):
+def _emit_tile(builder, element, lanes, a_rows, a_step, b_base, ldb, c_rows, K, rows, masks,
+               accumulate, accumulators):
     """The whole tile: initialise, the k-loop, store; ``masks[c]`` (or None) for vector c."""
     vector_type = ir.VectorType(element, lanes)
     fma = _fma_function(builder.module, vector_type)
@@ -208,8 +209,8 @@ def _emit_tile(builder, element, lanes, a_rows, b_base, ldb, c_rows, K, rows, ma
                     builder.store(zero, slot)
     with cgutils.for_range(builder, K) as loop:
         b_row = builder.gep(b_base, [builder.mul(loop.index, ldb)])
-        _fma_block(builder, fma, vector_type, accumulators, a_rows, b_row, loop.index, lanes,
-                   masks)
+        _fma_block(builder, fma, vector_type, accumulators, a_rows,
+                   builder.mul(loop.index, a_step), b_row, lanes, masks)
     for r, (c_row, row) in enumerate(zip(c_rows, accumulators)):
         stored = builder.icmp_signed("<", ir.Constant(_I64, r), rows)
         with builder.if_then(stored, likely=True):
@@ -219,33 +220,38 @@ def _emit_tile(builder, element, lanes, a_rows, b_base, ldb, c_rows, K, rows, ma
 
 
 def make_tile_kernel(tile: Tile):
-    """The intrinsic ``tile_nn(A, a_at, lda, B, b_at, ldb, C, c_at, ldc, K, rows, cols,
-    accumulate)`` for ``tile``.
+    """The intrinsic ``tile_nn(A, a_at, lda, a_step, B, b_at, ldb, C, c_at, ldc, K, rows,
+    cols, accumulate)`` for ``tile``.
 
     ``A``, ``B``, ``C`` are C-contiguous arrays of one float dtype; the tile's
-    ``A[i0, 0]`` is element ``a_at`` of ``A``'s buffer and row ``r`` starts
-    ``r * lda`` elements later (``b_at, ldb`` and ``c_at, ldc`` alike). ``rows``
+    ``A[i0, 0]`` is element ``a_at`` of ``A``'s buffer, and ``A[i0 + r, k]`` is
+    ``r * lda + k * a_step`` elements later (``a_step`` 1 for ``A`` as it is,
+    ``lda`` 1 for ``A`` transposed: its elements are broadcast one at a time,
+    so any layout costs the same). Row ``r`` of ``B`` starts ``r * ldb``
+    elements after ``b_at``, and ``C``'s rows alike, contiguous. ``rows``
     (1 to ``tile.rows``) and ``cols`` (1 to the tile's columns) are the part of
     the tile that exists. The caller guarantees the indices are in bounds.
     """
 
     @intrinsic
-    def tile_nn(typingctx, A, a_at, lda, B, b_at, ldb, C, c_at, ldc, K, rows, cols, accumulate):
+    def tile_nn(typingctx, A, a_at, lda, a_step, B, b_at, ldb, C, c_at, ldc, K, rows, cols,
+                accumulate):
         arrays = (A, B, C)
         if not all(isinstance(t, types.Array) for t in arrays):
             return None
         if len({t.dtype for t in arrays}) != 1 or A.dtype not in (types.float32, types.float64):
             return None
-        sig = types.void(A, types.intp, types.intp, B, types.intp, types.intp, C, types.intp,
-                         types.intp, types.intp, types.intp, types.intp, types.boolean)
+        sig = types.void(A, types.intp, types.intp, types.intp, B, types.intp, types.intp, C,
+                         types.intp, types.intp, types.intp, types.intp, types.intp, types.boolean)
 
         def codegen(context, builder, signature, args):
-            A_, a_at_, lda_, B_, b_at_, ldb_, C_, c_at_, ldc_, K_, rows_, cols_, acc_ = args
+            (A_, a_at_, lda_, a_step_, B_, b_at_, ldb_, C_, c_at_, ldc_, K_, rows_, cols_,
+             acc_) = args
             element = context.get_value_type(signature.args[0].dtype)
             lanes = tile.lanes(signature.args[0].dtype.bitwidth // 8)
             vector_type = ir.VectorType(element, lanes)
             pointers = [context.make_array(signature.args[i])(context, builder, value).data
-                        for i, value in ((0, A_), (3, B_), (6, C_))]
+                        for i, value in ((0, A_), (4, B_), (7, C_))]
             a, b, c = pointers
             # missing rows read the last row (never stored): same code for every row
             last_row = builder.sub(rows_, ir.Constant(_I64, 1))
@@ -261,14 +267,14 @@ def make_tile_kernel(tile: Tile):
             full = builder.icmp_signed("==", cols_, ir.Constant(_I64, tile.vectors * lanes))
             with builder.if_else(full, likely=True) as (whole, edge):
                 with whole:
-                    _emit_tile(builder, element, lanes, a_rows, b_base, ldb_, c_rows, K_, rows_,
-                               [None] * tile.vectors, acc_, accumulators)
+                    _emit_tile(builder, element, lanes, a_rows, a_step_, b_base, ldb_, c_rows,
+                               K_, rows_, [None] * tile.vectors, acc_, accumulators)
                 with edge:
                     # lane l of vector c is on while c * lanes + l < cols
                     masks = [_lane_mask(builder, builder.sub(cols_, ir.Constant(_I64, c * lanes)),
                                         lanes) for c in range(tile.vectors)]
-                    _emit_tile(builder, element, lanes, a_rows, b_base, ldb_, c_rows, K_, rows_,
-                               masks, acc_, accumulators)
+                    _emit_tile(builder, element, lanes, a_rows, a_step_, b_base, ldb_, c_rows,
+                               K_, rows_, masks, acc_, accumulators)
             return context.get_dummy_value()
 
         return sig, codegen
