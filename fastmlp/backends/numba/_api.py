@@ -77,6 +77,14 @@ def _gemm(a, b):
     return out
 
 
+def _gemm_t(a, b):
+    """``a.T @ b``, reading ``a`` in place; split as in ``_gemm``."""
+    out = np.empty((a.shape[1], b.shape[1]), a.dtype)
+    with compile_notice(k.gemm_t):
+        split_rows(k.gemm_t, a.shape[1], _tasks(a.shape[1], a.size * b.shape[1]), a, b, out)
+    return out
+
+
 def _transposed(a):
     """A C-contiguous copy of ``a.T``; rows split as in ``_gemm``."""
     out = np.empty((a.shape[1], a.shape[0]), a.dtype)
@@ -136,7 +144,7 @@ def backward(params, cache, y):
     grads = []
     for l in range(len(Ws) - 1, -1, -1):
         a = cache[l]
-        dW = _gemm(_transposed(delta), a)  # delta.T @ a, one FMA chain over the batch
+        dW = _gemm_t(delta, a)  # delta.T @ a, one FMA chain over the batch
         db = np.empty(delta.shape[1], dtype)
         k.column_sums(delta, db)
         grads.append((dW, db))

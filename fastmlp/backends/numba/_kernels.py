@@ -158,6 +158,14 @@ def gemm(a, b, out, i0, i1):
 
 
 @njit(**_JIT)
+def gemm_t(a, b, out, i0, i1):
+    """``out[i] = a.T[i] @ b`` for rows ``i0:i1`` of ``a.T``, ``a`` read in place."""
+    none = np.empty((0, 0), a.dtype)
+    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none,
+              np.empty(0, np.int64), True)
+
+
+@njit(**_JIT)
 def softmax_row(z, out):
     # exp(z - max z) never overflows and gives the same ratios; our own exp
     # (_elementary), not the C library's, so the bits are the same everywhere
