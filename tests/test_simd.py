@@ -147,6 +147,24 @@ def test_inputs_of_any_kind_compile_no_new_kernel(dtype):
     assert _signatures() == before
 
 
+def test_the_fused_epoch_compiles_once_per_dtype_for_any_kind_of_x():
+    rng = np.random.default_rng(1)
+    params = [((0.1 * rng.standard_normal((o, i))).astype(np.float32), np.zeros(o, np.float32))
+              for i, o in zip((20, 16), (16, 4))]
+    pixels = rng.integers(0, 256, (40, 20)).astype(np.uint8)
+    y = np.arange(40) % 4
+    rates = np.full(5, 0.01)
+    backend.train_epoch(params, pixels, y, 8, optim.SGD(0.01), rates)
+    backend.train_epoch(params, pixels.astype(np.float32), y, 8, optim.SGD(0.01), rates)
+    before = _signatures()
+    readonly = pixels.copy()
+    readonly.flags.writeable = False
+    for kind in (readonly, np.asfortranarray(pixels), readonly.astype(np.float32),
+                 pixels[:, ::-1][:, ::-1]):
+        backend.train_epoch(params, kind, y, 8, optim.SGD(0.01), rates)
+    assert _signatures() == before
+
+
 def test_a_failing_worker_stops_the_others(monkeypatch):
     # Worker 1 raises before its first barrier; worker 0, waiting there, must
     # leave when the epoch is aborted, and the error reach the caller.

@@ -155,6 +155,10 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
     check_positive_int(batch_size, "batch_size")
     x = np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
+    # always a read-only view: the epoch never writes x, and numba compiles a
+    # kernel of its own for each writeable flag (a memory-mapped data set is read-only)
+    x = x.view()
+    x.flags.writeable = False
     Ws = flat[0::2]
     check_layers(Ws, flat[1::2], x.shape[1])
     y = np.ascontiguousarray(check_labels(y, x.shape[0], Ws[-1].shape[0]))
