@@ -405,6 +405,9 @@ def _bench_options(parser):
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     _add_output(parser, "--plot", metavar="PATH", default=None, check=_plot_path,
                 help="also draw the results as bar charts into PATH (needs matplotlib)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as JSON (fastmlp.benchmark.Comparison.to_dict, "
+                             "the machine included) instead of tables; progress goes to stderr")
     _add_data_options(parser, "train")
 
 
@@ -422,13 +425,17 @@ def _bench(args) -> int:
                      with_torch=not args.no_torch,
                      layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
                      report=lambda line: print(line, file=sys.stderr, flush=True))
-    print(result)
+    notes = sys.stderr if args.json else sys.stdout  # stdout holds the JSON alone
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result)
     if result.torch_version is None and not args.no_torch:
         print("\n(PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
-              "the 'peers' extra)")
+              "the 'peers' extra)", file=notes)
     if args.plot:
         plot(result, args.plot)
-        print(f"\nsaved plot to {args.plot}")
+        print(f"\nsaved plot to {args.plot}", file=notes)
     return 0
 
 
@@ -558,7 +565,8 @@ COMMANDS = (
         "bench", "compare backends, plain NumPy and PyTorch",
         "Time training epochs, the full forward pass and single-sample predict for every "
         "backend (and PyTorch when importable), taking turns, and print the ratios.",
-        "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png",
+        "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png\n"
+        "fastmlp bench --samples 10000 --epochs 2 --no-torch --json",
         _bench_options, _bench),
     _Command(
         "evaluate", "score a saved model on the test set",
