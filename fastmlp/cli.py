@@ -557,14 +557,19 @@ COMMANDS = (
         "profile", "time each phase of training steps",
         "Train a fresh model for some steps (default: one epoch) and print where the time "
         "goes: data, forward, backward, update and Python overhead, as seconds, share, "
-        "samples/s and GFLOP/s against this machine's FMA peak (and BLAS's GEMM rate).",
+        "samples/s and GFLOP/s against this machine's FMA peak (and BLAS's GEMM rate). The "
+        "same batches also go through the backend's fused epoch, which fit runs, when it has "
+        "one; numba's is split into its parts (gather, products, epilogues, update, wait, "
+        "other, launch; CPU cycles counted on each worker thread), the products with their "
+        "own GFLOP/s.",
         "fastmlp profile --backend numba --steps 200\n"
         "fastmlp profile --all-backends --json",
         _profile_options, _profile),
     _Command(
         "bench", "compare backends, plain NumPy and PyTorch",
         "Time training epochs, the full forward pass and single-sample predict for every "
-        "backend (and PyTorch when importable), taking turns, and print the ratios.",
+        "backend (and PyTorch when importable), taking turns, and print the ratios; with "
+        "--json, the numbers and the machine as JSON.",
         "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png\n"
         "fastmlp bench --samples 10000 --epochs 2 --no-torch --json",
         _bench_options, _bench),
