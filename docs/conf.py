@@ -51,17 +51,6 @@ myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
 
 
-def _fix_docstring(app, what, name, obj, options, lines):
-    """Mend reST errors in docstrings of modules that this branch may not edit.
-
-    ``datasets.py`` writes ``1 + `` the largest label, an inline literal that ends in
-    a space, which docutils rejects; shown as "1 + the largest label". Remove once the
-    docstrings say it themselves.
-    """
-    for i, line in enumerate(lines):
-        lines[i] = line.replace("``1 + `` the largest", "1 + the largest")
-
-
 def _skip_member(app, what, name, obj, skip, options):
     """Leave out scikit-learn's generated ``set_*_request`` methods (metadata routing).
 
@@ -73,7 +62,6 @@ def _skip_member(app, what, name, obj, skip, options):
 
 
 def setup(app):
-    app.connect("autodoc-process-docstring", _fix_docstring)
     app.connect("autodoc-skip-member", _skip_member)
 
 

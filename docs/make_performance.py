@@ -4,8 +4,8 @@ Writes ``_generated/bench_tables.md`` (the machine and the tables, included by
 ``user_guide/performance.md``) and ``_generated/bench.png`` (the same run as
 bar charts, drawn by :func:`fastmlp.benchmark.plot`). ``conf.py`` runs it at
 every build; to refresh the numbers, record a new run with
-``record_bench.py`` and build again. Nothing here is typed in by hand: every
-number comes from the JSON.
+``record_bench.py`` (which saves ``fastmlp bench --json``) and build again.
+Nothing here is typed in by hand: every number comes from the JSON.
 """
 
 from __future__ import annotations
@@ -43,10 +43,13 @@ def _load(record: dict) -> str:
 
 
 def render(record: dict) -> str:
-    """The Markdown of the page's generated part, from a record of ``record_bench.py``."""
+    """The Markdown of the page's generated part, from a record of ``record_bench.py``.
+
+    ``record["result"]`` is what ``fastmlp bench --json`` printed.
+    """
     result = Comparison.from_dict(record["result"])
     lines = [f"Recorded {record['recorded_at']} at commit `{record['fastmlp_commit']}` with "
-             f"`{record['command']}`, which runs `fastmlp bench` with its defaults "
+             f"`{record['command']}`, which saves what `{record['bench_command']}` prints "
              f"(`fastmlp.benchmark.compare`). {'-'.join(map(str, result.layer_sizes))} "
              f"float32, plain SGD, {result.samples:,} samples per epoch "
              f"({result.epoch_gflop:.1f} GFLOP of matrix products); float32 FMA peak "
@@ -85,8 +88,8 @@ def render(record: dict) -> str:
         lines += _table(["backend", "µs per call"],
                         [[f"`{name}`", f"{1e6 * value:.1f}"]
                          for name, value in result.predict_seconds.items()], "lr")
-    lines += ["", "The output of that run, as `fastmlp bench` prints it:", "", "```text",
-              record["printed"], "```", ""]
+    lines += ["", "The same run as `fastmlp bench` prints it without `--json`:", "", "```text",
+              str(result), "```", ""]
     return "\n".join(lines)
 
 

@@ -1,14 +1,17 @@
-"""Record a real ``fastmlp bench`` run as ``docs/_data/bench.json`` for the performance page.
+"""Record a real ``fastmlp bench --json`` run as ``docs/_data/bench.json`` for the performance page.
 
-Runs :func:`fastmlp.benchmark.compare` with the defaults of ``fastmlp bench``
-(every backend but ``loop``, batch sizes 32, 128 and 1000, the best of 4
-epochs, PyTorch when it is importable) on the MNIST training set, and saves
-the result with the machine it ran on and the text ``fastmlp bench`` prints::
+Runs ``fastmlp bench --json`` with its defaults (every backend but ``loop``,
+batch sizes 32, 128 and 1000, the best of 4 epochs, PyTorch when it is
+importable) on the MNIST training set, and saves what it prints (the results
+and the machine they ran on, `fastmlp.benchmark.Comparison.to_dict`) with the
+time, the commit and the machine's load average before and after::
 
     FASTMLP_DATA=../shared/data/mnist python docs/record_bench.py
 
-It takes a few minutes. ``docs/make_performance.py`` turns the file into the
-page's tables and plot; nothing on that page is typed in by hand.
+It takes a few minutes; other arguments go to ``fastmlp bench`` (``--no-torch``,
+or ``--samples 2000 --epochs 1 --out /tmp/bench.json`` for a quick try).
+``docs/make_performance.py`` turns the file into the page's tables and plot;
+nothing on that page is typed in by hand.
 """
 
 from __future__ import annotations
@@ -17,40 +20,45 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from fastmlp.benchmark import compare
-from fastmlp.datasets import load_mnist
+from fastmlp.benchmark import Comparison
 
 HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                                     epilog="Other arguments are passed to fastmlp bench.")
     parser.add_argument("--out", type=Path, default=HERE / "_data" / "bench.json")
-    args = parser.parse_args(argv)
+    args, bench_args = parser.parse_known_args(argv)
+    bench = ["fastmlp", "bench", "--json", *bench_args]
     load_before = os.getloadavg()
-    (x_train, y_train), _ = load_mnist()
-    x_train = x_train.reshape(len(x_train), -1)
-    result = compare(x_train, y_train,
-                     report=lambda line: print(line, file=sys.stderr, flush=True))
+    # its progress lines reach stderr as they come; stdout is the JSON alone
+    run = subprocess.run([sys.executable, "-m", *bench], stdout=subprocess.PIPE, text=True)
+    if run.returncode:
+        return run.returncode
+    load_after = os.getloadavg()
+    result = json.loads(run.stdout)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
                             capture_output=True, text=True).stdout.strip()
     record = {
-        "command": "FASTMLP_DATA=../shared/data/mnist python docs/record_bench.py",
+        "command": shlex.join(["python", "docs/record_bench.py",
+                               *(sys.argv[1:] if argv is None else argv)]),
+        "bench_command": shlex.join(bench),
         "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "fastmlp_commit": commit or None,
         # Other work on the machine slows some rows: the 1-minute load average says how busy it was.
         "load_average_before": round(load_before[0], 2),
-        "load_average_after": round(os.getloadavg()[0], 2),
-        "printed": str(result),
-        "result": result.to_dict(),
+        "load_average_after": round(load_after[0], 2),
+        "result": result,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(result)
+    print(Comparison.from_dict(result))
     print(f"\nwrote {args.out}")
     return 0
 

@@ -405,6 +405,9 @@ def _bench_options(parser):
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     _add_output(parser, "--plot", metavar="PATH", default=None, check=_plot_path,
                 help="also draw the results as bar charts into PATH (needs matplotlib)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as JSON (fastmlp.benchmark.Comparison.to_dict, "
+                             "the machine included) instead of tables; progress goes to stderr")
     _add_data_options(parser, "train")
 
 
@@ -422,13 +425,17 @@ def _bench(args) -> int:
                      with_torch=not args.no_torch,
                      layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
                      report=lambda line: print(line, file=sys.stderr, flush=True))
-    print(result)
+    notes = sys.stderr if args.json else sys.stdout  # stdout holds the JSON alone
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result)
     if result.torch_version is None and not args.no_torch:
         print("\n(PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
-              "the 'peers' extra)")
+              "the 'peers' extra)", file=notes)
     if args.plot:
         plot(result, args.plot)
-        print(f"\nsaved plot to {args.plot}")
+        print(f"\nsaved plot to {args.plot}", file=notes)
     return 0
 
 
@@ -550,15 +557,21 @@ COMMANDS = (
         "profile", "time each phase of training steps",
         "Train a fresh model for some steps (default: one epoch) and print where the time "
         "goes: data, forward, backward, update and Python overhead, as seconds, share, "
-        "samples/s and GFLOP/s against this machine's FMA peak (and BLAS's GEMM rate).",
+        "samples/s and GFLOP/s against this machine's FMA peak (and BLAS's GEMM rate). The "
+        "same batches also go through the backend's fused epoch, which fit runs, when it has "
+        "one; numba's is split into its parts (gather, products, epilogues, update, wait, "
+        "other, launch; CPU cycles counted on each worker thread), the products with their "
+        "own GFLOP/s.",
         "fastmlp profile --backend numba --steps 200\n"
         "fastmlp profile --all-backends --json",
         _profile_options, _profile),
     _Command(
         "bench", "compare backends, plain NumPy and PyTorch",
         "Time training epochs, the full forward pass and single-sample predict for every "
-        "backend (and PyTorch when importable), taking turns, and print the ratios.",
-        "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png",
+        "backend (and PyTorch when importable), taking turns, and print the ratios; with "
+        "--json, the numbers and the machine as JSON.",
+        "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png\n"
+        "fastmlp bench --samples 10000 --epochs 2 --no-torch --json",
         _bench_options, _bench),
     _Command(
         "evaluate", "score a saved model on the test set",

@@ -254,7 +254,7 @@ def load_idx_dataset(
         every load, like the file it stands for.
     n_classes : int, optional
         Labels must lie in ``0 .. n_classes - 1``. By default any label >= 0 is accepted
-        (the class count is then ``1 + `` the largest label of either split).
+        (the class count is then one more than the largest label of either split).
 
     Returns
     -------
@@ -405,7 +405,7 @@ def load_arrays(path: str | os.PathLike[str]) -> tuple[Split, Split | None]:
         images are scaled to [0, 1] in training), one sample per row of the first axis, of
         any shape (``(n, n_features)``, ``(n, height, width)``, ...), the same for both
         splits, and finite. Labels are 1-D integers, one per sample, in ``0 .. n - 1``:
-        the class count is ``1 + `` the largest label.
+        the class count is one more than the largest label.
 
     Returns
     -------

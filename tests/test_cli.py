@@ -15,6 +15,7 @@ import pytest
 
 from fastmlp import MLP
 from fastmlp.backends.numba import _compile_notice as compile_notice
+from fastmlp.benchmark import Comparison
 from fastmlp.cli import COMMANDS, build_parser, main
 
 EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
@@ -287,6 +288,30 @@ def test_profile_and_bench_take_any_data(small_idx, small_images, tmp_path, caps
     out = capsys.readouterr().out
     assert out.startswith("cpu ")  # what it ran on, then the tables
     assert "\n10-128-128-3 float32, plain SGD, 120 samples" in out
+
+
+def test_bench_json_is_the_comparison_alone_on_stdout(small_images, tmp_path, capsys):
+    x, y = small_images(120, 2)
+    np.savez(tmp_path / "mine.npz", x_train=x.reshape(120, -1)[:, :10], y_train=y)
+    assert main(["bench", "--data", str(tmp_path / "mine.npz"), "--backends", "matmul",
+                 "--batch-sizes", "32,64", "--epochs", "1", "--no-torch", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)  # nothing but the JSON
+    assert set(data) == {"layer_sizes", "samples", "peak_gflops", "gemm_gflops",
+                         "torch_version", "machine", "epoch_seconds", "forward_seconds",
+                         "predict_seconds"}
+    assert data["layer_sizes"] == [10, 128, 128, 3] and data["samples"] == 120
+    assert data["torch_version"] is None
+    assert isinstance(data["peak_gflops"], float) and data["peak_gflops"] > 0
+    assert list(data["epoch_seconds"]) == ["32", "64"]
+    for seconds in [*data["epoch_seconds"].values(), data["forward_seconds"],
+                    data["predict_seconds"]]:
+        assert list(seconds) == ["matmul"]
+        assert isinstance(seconds["matmul"], float) and seconds["matmul"] > 0
+    assert data["machine"]["cpu"]["cores"] >= 1  # what it ran on
+    result = Comparison.from_dict(data)
+    assert result.epoch_seconds[64]["matmul"] == data["epoch_seconds"]["64"]["matmul"]
+    assert "batch 32: matmul " in captured.err  # the progress lines go to stderr
 
 
 def test_train_timings_split_the_whole_process(small_idx, capsys):
