@@ -75,8 +75,8 @@ N_OUT, N_IN, W_AT, B_AT, UNIT_AT = range(5)
 
 # The parts of a fused epoch whose cycles each worker counts (its row of the
 # ``clocks`` array): the batch gather, the products' tile loops, their fused
-# epilogues (bias + ReLU, ReLU mask, transposed copies, softmax + loss, bias
-# gradients), the optimizer update with the W.T refresh, waiting at the
+# epilogues (bias + ReLU, ReLU mask, softmax + loss, bias gradients), the
+# optimizer update with the W.T refresh of the later layers, waiting at the
 # barrier, and the worker's whole epoch.
 GATHER, PRODUCTS, EPILOGUES, UPDATE, WAIT, TOTAL = range(6)
 N_PARTS = 6
@@ -88,7 +88,7 @@ N_HYPER = 7
 
 
 @njit(**_JIT)
-def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks, a_transposed):
+def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
     """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
     ``a`` is ``(n, K)``, or ``(K, n)`` holding it transposed if
@@ -101,10 +101,9 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks, a_transposed):
 
     Each cache tile of rows then goes through ``mode``: ``PLAIN`` keeps the
     sums ``s``; ``BIAS_RELU`` makes them ``max(s + bias[j], 0)``;
-    ``RELU_MASK`` keeps ``s`` where ``mask[i, j] > 0``, else ``0 * s``. Unless
-    ``out_t`` is empty, the result also goes to ``out_t[j, i]``: the transposed
-    copy that a sum over the batch wants. (Arguments a mode does not read may
-    be empty arrays.) Unless ``clocks`` is empty, the cycles of the tile loops
+    ``RELU_MASK`` keeps ``s`` where ``mask[i, j] > 0``, else ``0 * s``.
+    (Arguments a mode does not read may be empty arrays.) Unless ``clocks``
+    is empty, the cycles of the tile loops
     and of the epilogues are added to ``clocks[PRODUCTS]`` and
     ``clocks[EPILOGUES]``.
     """
@@ -125,7 +124,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks, a_transposed):
                     tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, k0 * m + j, m, out,
                             i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)
         middle = _simd.cycle_counter() if timed else 0
-        _epilogue_rows(out, t0, t1, mode, bias, mask, out_t)
+        _epilogue_rows(out, t0, t1, mode, bias, mask)
         if timed:
             end = _simd.cycle_counter()
             clocks[PRODUCTS] += middle - start
@@ -133,8 +132,8 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, out_t, clocks, a_transposed):
 
 
 @njit(**_JIT)
-def _epilogue_rows(out, i0, i1, mode, bias, mask, out_t):
-    # gemm_into's mode on rows i0:i1 of out, then their transposed copy
+def _epilogue_rows(out, i0, i1, mode, bias, mask):
+    # gemm_into's mode on rows i0:i1 of out
     zero = out.dtype.type(0)
     if mode == BIAS_RELU:
         for i in range(i0, i1):
@@ -144,8 +143,6 @@ def _epilogue_rows(out, i0, i1, mode, bias, mask, out_t):
                 row[j] = zero if v < 0 else v  # NaN stays NaN, as with np.maximum
     elif mode == RELU_MASK:
         relu_backward_rows(out, mask, i0, i1)
-    if out_t.shape[0]:
-        transpose_rows(out, out_t, i0, i1)
 
 
 @njit(**_JIT)
@@ -153,7 +150,7 @@ def gemm(a, b, out, i0, i1):
     """``out[i] = a[i] @ b`` for rows ``i0:i1``: ``gemm_into`` in mode ``PLAIN``."""
     none = np.empty((0, 0), a.dtype)
     # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
-    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none,
+    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
               np.empty(0, np.int64), False)
 
 
@@ -161,7 +158,7 @@ def gemm(a, b, out, i0, i1):
 def gemm_t(a, b, out, i0, i1):
     """``out[i] = a.T[i] @ b`` for rows ``i0:i1`` of ``a.T``, ``a`` read in place."""
     none = np.empty((0, 0), a.dtype)
-    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none, none,
+    gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
               np.empty(0, np.int64), True)
 
 
@@ -205,7 +202,7 @@ def dense(a, W_t, b, out, last, i0, i1):
     ``W_t`` is the layer's ``W`` transposed, ``(n_in, n_out)``.
     """
     none = np.empty((0, 0), a.dtype)
-    gemm_into(a, W_t, out, i0, i1, PLAIN if last else BIAS_RELU, b, none, none,
+    gemm_into(a, W_t, out, i0, i1, PLAIN if last else BIAS_RELU, b, none,
               np.empty(0, np.int64), False)
     if last:
         bias_softmax_rows(out, b, i0, i1)
@@ -245,7 +242,7 @@ def predict_one(Ws, bs, x, scale, offset):
         if l == last:
             bias_softmax_rows(z, bs[l], 0, 1)
         else:
-            _epilogue_rows(z, 0, 1, BIAS_RELU, bs[l], none, none)
+            _epilogue_rows(z, 0, 1, BIAS_RELU, bs[l], none)
         a = z
     return a[0]
 
@@ -434,7 +431,7 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
             a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, none, clocks, False)
+        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, False)
         if step == L - 1:
             start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
@@ -485,14 +482,14 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
             gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1, np.int64(PLAIN),
-                      theta[:0], none, none, clocks, True)
+                      theta[:0], none, clocks, True)
             start = _simd.cycle_counter()
             _update_slice(buffers.wt, grad, buffers.s1t, buffers.s2t, w_at + r0 * n_out,
                           w_at + r1 * n_out, rule, hyper, lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
             gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
-                      theta[:0], none, none, clocks, True)
+                      theta[:0], none, clocks, True)
             start = _simd.cycle_counter()
             _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
                           rule, hyper, lr, t)
