@@ -118,3 +118,53 @@ def test_unknown_names_list_the_choices():
         optim.get_schedule("step")
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose from sgd"):
         optim.make_optimizer("rmsprop", 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [lambda: optim.SGD(0.1, momentum=0.5),
+                                  lambda: optim.SGD(0.1, momentum=0.5, nesterov=True,
+                                                    weight_decay=1e-3),
+                                  lambda: optim.Adam(1e-3), lambda: optim.AdamW(1e-3)],
+                         ids=["momentum", "nesterov-wd", "adam", "adamw"])
+def test_state_that_decays_below_the_smallest_normal_float_becomes_zero(dtype, make):
+    # One gradient, then zeros: the momentum or moments decay geometrically; a
+    # subnormal value would make every later step on it slow. NaN stays NaN.
+    params = [(np.ones((2, 3), dtype), np.zeros(3, dtype))]
+    opt = make()
+    first = [(np.array([[1, -1, 0.5], [2, 0, 0]], dtype), np.array([1, np.nan, 0], dtype))]
+    zero = [(np.zeros((2, 3), dtype), np.zeros(3, dtype))]
+    opt.step(params, first)
+    tiny = np.finfo(dtype).tiny
+    for _ in range(7000 if dtype == np.float64 else 900):  # 0.9 ** 6800 < float64 tiny
+        opt.step(params, zero)
+        for state in (getattr(opt, name, None) for name in ("velocity", "m", "v")):
+            for array in state or ():
+                finite = array[np.isfinite(array)]
+                assert not ((finite != 0) & (np.abs(finite) < tiny)).any()
+    state = opt.velocity if isinstance(opt, optim.SGD) else opt.m
+    if isinstance(opt, optim.Adam) or not opt.weight_decay:  # else p keeps a gradient
+        assert (state[0] == 0).all()  # the whole W's state has decayed to zero
+        assert state[1][0] == 0
+    assert np.isnan(state[1][1])
+
+
+@pytest.mark.parametrize("make", [lambda: optim.SGD(0.1, momentum=0.5), lambda: optim.AdamW(1e-3)],
+                         ids=["momentum", "adamw"])
+def test_the_fused_epoch_flushes_the_same_state_to_zero(make):
+    from fastmlp.backends import load_backend
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 5)).astype(np.float32)
+    x[:, 0] = 0  # an input that is always blank: its weights' gradient is always 0
+    y = rng.integers(0, 3, 64)
+    params = [((0.5 * rng.standard_normal((4, 5))).astype(np.float32), np.zeros(4, np.float32)),
+              ((0.5 * rng.standard_normal((3, 4))).astype(np.float32), np.zeros(3, np.float32))]
+    opt = make()
+    opt.init_state(params)
+    state = opt.velocity if isinstance(opt, optim.SGD) else opt.m
+    state[0][:, 0] = 1.0  # and a momentum that can only decay
+    load_backend("numba").train_epoch(params, x, y, 1, opt, np.full(64, 1e-3))
+    for _ in range(14):
+        load_backend("numba").train_epoch(params, x, y, 1, opt, np.full(64, 1e-3))
+    # 0.5 ** 960 and 0.9 ** 960 are below float32's smallest normal number
+    assert (state[0][:, 0] == 0).all()

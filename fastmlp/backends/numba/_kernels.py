@@ -302,10 +302,18 @@ def _block(flat, offset, rows, cols):
     return flat[offset:offset + rows * cols].reshape(rows, cols)
 
 
+@njit(**_JIT, inline="always")
+def _smallest_normal(p):
+    # np.finfo(p.dtype).tiny
+    return p.dtype.type(1.1754943508222875e-38 if p.itemsize == 4 else 2.2250738585072014e-308)
+
+
 @njit(**_JIT)
 def _sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
-    # torch.optim.SGD: g += wd p; v = mu v + g; p -= lr (g + mu v) (Nesterov) or lr v
+    # torch.optim.SGD: g += wd p; v = mu v + g; p -= lr (g + mu v) (Nesterov) or lr v;
+    # v below the smallest normal float becomes 0, as in fastmlp.optim
     cast = p.dtype.type
+    tiny = _smallest_normal(p)
     for i in range(p.shape[0]):
         gi = g[i]
         step = lr
@@ -313,6 +321,7 @@ def _sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
             gi = p[i] * weight_decay + gi
         if momentum != 0:
             vi = v[i] * momentum + gi
+            vi = vi * cast(abs(vi) >= tiny)
             v[i] = vi
             if nesterov:
                 p[i] = p[i] - cast(gi * lr)
@@ -328,7 +337,9 @@ def _adam_update(p, g, m, v, step_size, inv_bias2, beta1, one_minus_beta1, beta2
     #   AdamW: p *= 1 - lr wd (shrink);  Adam: g += wd p (coupled_decay)
     #   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     #   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    # m and v below the smallest normal float become 0, as in fastmlp.optim
     cast = p.dtype.type
+    tiny = _smallest_normal(p)
     for i in range(p.shape[0]):
         if shrink != 1:
             p[i] = cast(p[i] * shrink)
@@ -337,6 +348,8 @@ def _adam_update(p, g, m, v, step_size, inv_bias2, beta1, one_minus_beta1, beta2
             gi = p[i] * coupled_decay + gi
         mi = m[i] * beta1 + gi * one_minus_beta1
         vi = v[i] * beta2 + gi * gi * one_minus_beta2
+        mi = mi * cast(abs(mi) >= tiny)
+        vi = vi * cast(vi >= tiny)
         m[i] = mi
         v[i] = vi
         p[i] = p[i] - cast(mi / (np.sqrt(vi) * inv_bias2 + eps) * step_size)
