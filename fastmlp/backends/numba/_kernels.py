@@ -67,6 +67,10 @@ def cycles():
     return _simd.cycle_counter()
 
 
+# gemm_into's a_transposed, as int64 values: a bool literal (True, False)
+# would be typed as a literal, compiling a copy of the kernel for each.
+NOT_TRANSPOSED, TRANSPOSED = np.int64(0), np.int64(1)
+
 # What gemm_into does with each sum before storing it.
 PLAIN, BIAS_RELU, RELU_MASK = range(3)
 
@@ -92,7 +96,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
     """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
     ``a`` is ``(n, K)``, or ``(K, n)`` holding it transposed if
-    ``a_transposed`` (the tile broadcasts ``a``'s elements one at a time, so
+    ``a_transposed`` is 1 (the tile broadcasts ``a``'s elements one at a time, so
     the product ``a.T @ b`` needs no transposed copy), ``b`` ``(K, m)`` and
     ``out`` ``(n, m)``, C-contiguous, one float dtype. Each element is one FMA
     chain in ``k`` order (see
@@ -111,7 +115,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
     K = b.shape[0]
     m = b.shape[1]
     # a[i, k] is element i * lda + k * a_step of a
-    lda, a_step = (1, a.shape[1]) if a_transposed else (a.shape[1], 1)
+    lda, a_step = (1, a.shape[1]) if a_transposed != 0 else (a.shape[1], 1)
     cols = TILE_VECTORS * (VECTOR_BYTES // a.itemsize)
     for t0 in range(i0, i1, ROW_TILE):
         t1 = min(t0 + ROW_TILE, i1)
@@ -151,7 +155,7 @@ def gemm(a, b, out, i0, i1):
     none = np.empty((0, 0), a.dtype)
     # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
     gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
-              np.empty(0, np.int64), False)
+              np.empty(0, np.int64), NOT_TRANSPOSED)
 
 
 @njit(**_JIT)
@@ -159,7 +163,7 @@ def gemm_t(a, b, out, i0, i1):
     """``out[i] = a.T[i] @ b`` for rows ``i0:i1`` of ``a.T``, ``a`` read in place."""
     none = np.empty((0, 0), a.dtype)
     gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
-              np.empty(0, np.int64), True)
+              np.empty(0, np.int64), TRANSPOSED)
 
 
 @njit(**_JIT)
@@ -203,7 +207,7 @@ def dense(a, W_t, b, out, last, i0, i1):
     """
     none = np.empty((0, 0), a.dtype)
     gemm_into(a, W_t, out, i0, i1, PLAIN if last else BIAS_RELU, b, none,
-              np.empty(0, np.int64), False)
+              np.empty(0, np.int64), NOT_TRANSPOSED)
     if last:
         bias_softmax_rows(out, b, i0, i1)
 
@@ -444,7 +448,7 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
             a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, False)
+        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED)
         if step == L - 1:
             start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
@@ -495,14 +499,14 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
             gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1, np.int64(PLAIN),
-                      theta[:0], none, clocks, True)
+                      theta[:0], none, clocks, TRANSPOSED)
             start = _simd.cycle_counter()
             _update_slice(buffers.wt, grad, buffers.s1t, buffers.s2t, w_at + r0 * n_out,
                           w_at + r1 * n_out, rule, hyper, lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
             gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
-                      theta[:0], none, clocks, True)
+                      theta[:0], none, clocks, TRANSPOSED)
             start = _simd.cycle_counter()
             _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
                           rule, hyper, lr, t)
