@@ -30,10 +30,14 @@ from numba import njit
 
 from . import _elementary, _simd
 
-# Helpers of the fused epoch are inlined into it (inline="always": numba IR,
-# not LLVM): each compiled function links and generates machine code for all
-# that it calls, so fewer levels compile faster (the first fit of a cold cache
-# took 6.6 s without, 5.2 s with; inlining the product's own helpers too, 6.1).
+# Helpers of the fused epoch with one call site are inlined into it
+# (inline="always": numba IR, not LLVM): each compiled function links and
+# generates machine code for all that it calls, so fewer levels compile faster
+# (the first fit of a cold cache took 6.6 s without, 5.2 s with; inlining the
+# product's own helpers too, 6.1). A helper called from several sites is not:
+# each inlined copy is deep-copied and typed again (_update_slice and
+# _timed_barrier inlined at three sites each cost the epoch 1.2-1.5 s of its
+# 5.7 s compile).
 # cache: compiled code is kept on disk. nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
@@ -371,7 +375,7 @@ def _integer_power(base, n):
     return result
 
 
-@njit(**_JIT, inline="always")
+@njit(**_JIT)
 def _update_slice(theta, grad, state1, state2, lo, hi, rule, hyper, lr, t):
     """Update ``theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
 
@@ -554,7 +558,7 @@ def barrier(sync, workers):
     return True
 
 
-@njit(**_JIT, inline="always")
+@njit(**_JIT)
 def _timed_barrier(sync, workers, clocks):
     # barrier, its wait counted in clocks[WAIT]
     start = _simd.cycle_counter()
