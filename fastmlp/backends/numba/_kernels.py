@@ -53,9 +53,11 @@ TILE_ROWS, TILE_VECTORS, VECTOR_BYTES = TILE
 ROW_TILE = 8 * TILE_ROWS
 K_BLOCK = 256
 tile_nn = _simd.make_tile_kernel(TILE)
-# For one sample: a tile of one vector and as many rows as TILE has accumulators.
+# A tile of one vector and as many rows as TILE has accumulators: for one
+# sample (predict_one) and for products one vector wide.
 COLUMN_TILE_ROWS = min(TILE_ROWS * TILE_VECTORS, 24)
-column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_BYTES))
+column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_BYTES),
+                                        masked_only=True)
 _fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
 
 
@@ -120,7 +122,8 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
     m = b.shape[1]
     # a[i, k] is element i * lda + k * a_step of a
     lda, a_step = (1, a.shape[1]) if a_transposed != 0 else (a.shape[1], 1)
-    cols = TILE_VECTORS * (VECTOR_BYTES // a.itemsize)
+    lanes = VECTOR_BYTES // a.itemsize
+    cols = TILE_VECTORS * lanes
     for t0 in range(i0, i1, ROW_TILE):
         t1 = min(t0 + ROW_TILE, i1)
         start = _simd.cycle_counter() if timed else 0
@@ -128,6 +131,15 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
             depth = min(K_BLOCK, K - k0)
             for j in range(0, m, cols):
                 width = min(cols, m - j)
+                if width <= lanes:
+                    # one vector wide (the output layer's 10 units, a last column
+                    # block): the tile of one vector and more rows, not a full
+                    # tile's vectors masked off
+                    for i in range(t0, t1, COLUMN_TILE_ROWS):
+                        column_tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, k0 * m + j, m,
+                                       out, i * m + j, m, depth, min(COLUMN_TILE_ROWS, t1 - i),
+                                       width, k0 > 0)
+                    continue
                 for i in range(t0, t1, TILE_ROWS):
                     tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, k0 * m + j, m, out,
                             i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)

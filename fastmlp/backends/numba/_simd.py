@@ -219,9 +219,13 @@ def _emit_tile(builder, element, lanes, a_rows, a_step, b_base, ldb, c_rows, K, 
                 _store(builder, builder.load(slot), pointer, masks[c])
 
 
-def make_tile_kernel(tile: Tile):
+def make_tile_kernel(tile: Tile, masked_only: bool = False):
     """The intrinsic ``tile_nn(A, a_at, lda, a_step, B, b_at, ldb, C, c_at, ldc, K, rows,
     cols, accumulate)`` for ``tile``.
+
+    It holds two copies of the loop: unmasked for full tiles, masked for
+    tiles at the right edge; ``masked_only`` emits the masked one alone, half
+    the code to compile, for a tile that is mostly used at edges.
 
     ``A``, ``B``, ``C`` are C-contiguous arrays of one float dtype; the tile's
     ``A[i0, 0]`` is element ``a_at`` of ``A``'s buffer, and ``A[i0 + r, k]`` is
@@ -264,17 +268,23 @@ def make_tile_kernel(tile: Tile):
             b_base = builder.gep(b, [b_at_])
             accumulators = [[cgutils.alloca_once(builder, vector_type) for _ in range(tile.vectors)]
                             for _ in range(tile.rows)]
+            def masked():
+                # lane l of vector c is on while c * lanes + l < cols
+                masks = [_lane_mask(builder, builder.sub(cols_, ir.Constant(_I64, c * lanes)),
+                                    lanes) for c in range(tile.vectors)]
+                _emit_tile(builder, element, lanes, a_rows, a_step_, b_base, ldb_, c_rows, K_,
+                           rows_, masks, acc_, accumulators)
+
+            if masked_only:
+                masked()
+                return context.get_dummy_value()
             full = builder.icmp_signed("==", cols_, ir.Constant(_I64, tile.vectors * lanes))
             with builder.if_else(full, likely=True) as (whole, edge):
                 with whole:
                     _emit_tile(builder, element, lanes, a_rows, a_step_, b_base, ldb_, c_rows,
                                K_, rows_, [None] * tile.vectors, acc_, accumulators)
                 with edge:
-                    # lane l of vector c is on while c * lanes + l < cols
-                    masks = [_lane_mask(builder, builder.sub(cols_, ir.Constant(_I64, c * lanes)),
-                                        lanes) for c in range(tile.vectors)]
-                    _emit_tile(builder, element, lanes, a_rows, a_step_, b_base, ldb_, c_rows,
-                               K_, rows_, masks, acc_, accumulators)
+                    masked()
             return context.get_dummy_value()
 
         return sig, codegen
