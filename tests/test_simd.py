@@ -61,6 +61,10 @@ SCRIPT = textwrap.dedent("""
 TARGETS = {
     "native": {},
     "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma"},
+    # an x86-64 CPU without FMA (or AVX): llvm.fma becomes the C library's fma,
+    # exact by definition, so the same bits, slower
+    "no fma": {"NUMBA_CPU_NAME": "x86-64",
+               "NUMBA_CPU_FEATURES": "+sse2,-avx,-avx2,-fma,-avx512f"},
     "tile 1x1x128": {"FASTMLP_NUMBA_TILE": "1x1x128"},
     "tile 5x3x256": {"FASTMLP_NUMBA_TILE": "5x3x256"},
 }
@@ -78,12 +82,14 @@ def _run(environment, cache):
 
 def test_every_target_and_tile_gives_the_same_bits(tmp_path):
     # Weights after SGD and Adam epochs, forward, backward and predict_one,
-    # compiled for AVX-512 (this machine, where it has it), AVX2 + FMA and two
+    # compiled for AVX-512 (this machine, where it has it), AVX2 + FMA, SSE2
+    # without FMA and two
     # forced tile shapes (one lane; an odd 5x3): each element is one FMA chain
     # in k order whatever the vector width and tile.
     results = {name: _run(env, tmp_path / name.replace(" ", "-"))
                for name, env in TARGETS.items()}
     assert results["haswell"][0] == "6x2x256bit"
+    assert results["no fma"][0] == "6x2x128bit"
     assert results["tile 1x1x128"][0] == "1x1x128bit"
     assert results["tile 5x3x256"][0] == "5x3x256bit"
     digests = {name: digest for name, (_, digest) in results.items()}
