@@ -1,7 +1,9 @@
 """Where the time of a training step goes: ``fastmlp profile``.
 
 :func:`profile_training` trains a fresh model for some steps with one backend
-and times each phase of every step separately:
+through ``fit``'s loop over batches, ``fastmlp.train.ComposedSteps`` of the
+backend's ``forward`` and ``backward``, with a timer that reads the clock
+between the phases of every step:
 
 ``data``
     Gathering the batch's rows from the raw training set by the shuffled
@@ -13,15 +15,16 @@ and times each phase of every step separately:
 ``update``
     ``optimizer.step`` on all parameters.
 ``overhead``
-    Everything else in the Python loop: indexing, the schedule, the timers.
+    Everything else in the loop: indexing, the running loss and accuracy, the timers.
 
-When the backend also has a fused ``train_epoch`` (what ``fit`` uses), the same
-batches are trained once more through it, and its time is reported beside the
-phases. Like ``fit``, it gets the whole input scaled beforehand. The numba
-backend's fused epoch also counts the CPU cycles of its own parts on every
-worker thread (products, fused epilogues, update, waiting at the barrier; see
-``fastmlp.backends.numba.PARTS``), and the profile shows them as
-``fused_parts``.
+When the backend's ``run_steps`` (what ``fit`` runs) is a loop of its own
+rather than that one (``matmul``: the same loop into buffers allocated once;
+``numba``: its fused epoch), the same batches are trained once more through
+it, untimed inside, and its time is reported beside the phases as
+``fused``. The numba backend's fused epoch also counts the CPU cycles of its
+own parts on every worker thread (products, fused epilogues, update, waiting
+at the barrier; see ``fastmlp.backends.numba.PARTS``), and the profile shows
+them as ``fused_parts``.
 
 Achieved GFLOP/s count the matrix products only (the FLOP of
 :func:`flops_per_sample`) and are set against the machine's FMA peak,
@@ -40,11 +43,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import backends, datasets, optim
+from ._flat import flat_params
 from ._validation import check_dtype, check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
-from .functional import cross_entropy
 from .machine import describe, summary
 from .model import MLP
+from .train import Batches, ComposedSteps, Timer, training_inputs
 
 PHASES = ("data", "forward", "backward", "update", "overhead")
 
@@ -146,8 +150,8 @@ class Profile:
     total_seconds : float
         Wall time of the instrumented steps, measured around the whole loop.
     fused_seconds : float or None
-        Wall time of the same batches through the backend's fused
-        ``train_epoch``; None when the backend has none.
+        Wall time of the same batches through the backend's ``run_steps`` (what
+        ``fit`` runs); None when that is the loop the phases timed.
     peak_gflops : float
         :func:`fma_peak` for the profile's dtype: the machine's limit.
     gemm_gflops : float or None
@@ -244,9 +248,9 @@ class Profile:
             lines.append(f"{phase:<9} {seconds:8.3f} {share:>8} {rate} {flop_columns}")
         if self.fused_seconds is not None:
             lines.append("")
-            lines.append("fused: the same batches through the backend's one-call train_epoch, "
-                         "which fit uses, on inputs scaled beforehand as fit does (so without "
-                         "the data phase).")
+            lines.append("fused: the same batches through the backend's own run_steps, "
+                         "which fit runs, untimed inside (the phases above time fit's loop "
+                         "over its forward and backward).")
         if self.fused_parts:
             lines += ["", "the fused epoch's parts (CPU cycles counted on each worker thread, "
                       "their mean):"]
@@ -340,8 +344,7 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
     with np.errstate(over="ignore", invalid="ignore"):
         _phased_steps(module, model, opt, x, y, batches[:2], "warm-up")  # JIT, caches, buffers
         seconds, total = _phased_steps(module, model, opt, x, y, batches, "profiled")
-        fused, parts = _fused_seconds(module, model, optimizer, learning_rate, x, y, batches,
-                                      batch_size)
+        fused, parts = _fused_seconds(module, model, optimizer, learning_rate, x, y, batches)
     return Profile(backend=name, layer_sizes=model.layer_sizes, dtype=model.dtype.name,
                    batch_size=batch_size, optimizer=optimizer, steps=len(batches),
                    samples=sum(len(rows) for rows in batches), seconds=seconds,
@@ -351,75 +354,99 @@ def profile_training(backend: str | None = None, *, x=None, y=None, steps: int |
                    machine=describe())
 
 
-def _phased_steps(module, model, optimizer, x, y, batches, label):
-    """Train on ``batches`` (row indices into raw ``x``), timing each phase of each step."""
-    clock = time.perf_counter
-    spent = dict.fromkeys(PHASES, 0.0)
-    params, scaler, dtype = model.params, model.scaler, model.dtype
-    learning_rate = optimizer.learning_rate
-    start = end = clock()
-    for step, rows in enumerate(batches):
-        t0 = clock()
-        xb = scaler.transform(x[rows], dtype)
-        yb = y[rows]
-        t1 = clock()
-        probs, cache = module.forward(params, xb)
-        loss = cross_entropy(probs, yb)
-        if not np.isfinite(loss):  # stop before updating, as fit does
+class _PhaseTimer(Timer):
+    """Seconds of each of :data:`PHASES`, read from the clock as the loop passes them."""
+
+    def __init__(self):
+        self.clock = time.perf_counter
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.began = self.last = self.clock()
+
+    def start(self):
+        self.stop("overhead")
+
+    def stop(self, phase):
+        now = self.clock()
+        self.seconds[phase] += now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        """Seconds since the timer was made; what no phase took goes to ``overhead``."""
+        self.stop("overhead")
+        return self.last - self.began
+
+
+class _Parts(Timer):
+    """A timer that only takes a fused run's parts."""
+
+    def __init__(self):
+        self.parts = {}
+
+
+def _runs(batches):
+    """``batches`` (row indices, each epoch's last one possibly short) as the orders of
+    runs of whole batches: a run ends after a short batch, where an epoch ended."""
+    size = len(batches[0])
+    runs, first = [], 0
+    for i, rows in enumerate(batches):
+        if len(rows) < size or i == len(batches) - 1:
+            runs.append(np.concatenate(batches[first:i + 1]))
+            first = i + 1
+    return size, runs
+
+
+def _train_runs(run_steps, model, params, optimizer, x, y, batches, label, timer):
+    """Train ``params`` on ``batches`` through ``run_steps`` at the optimizer's learning rate;
+    the fused parts that each run reported, if any."""
+    size, runs = _runs(batches)
+    done_steps = 0
+    parts = []
+    for order in runs:
+        steps = -(-len(order) // size)
+        done = run_steps(params, Batches(x, y, order, size, model.scaler, model.dtype),
+                         optimizer, np.full(steps, float(optimizer.learning_rate)), timer)
+        if done.failed_step >= 0:  # stopped before updating, as fit does
             raise TrainingDivergedError(
-                f"training diverged: loss became non-finite at {label} step {step + 1} of "
-                f"{len(batches)}; try a lower learning rate")
-        t2 = clock()
-        grads = module.backward(params, cache, yb)
-        t3 = clock()
-        optimizer.step(params, grads, learning_rate)
-        t4 = clock()
-        spent["overhead"] += t0 - end
-        spent["data"] += t1 - t0
-        spent["forward"] += t2 - t1
-        spent["backward"] += t3 - t2
-        spent["update"] += t4 - t3
-        end = t4
-    total = clock() - start
-    spent["overhead"] += start + total - end
-    return spent, total
+                f"training diverged: loss became non-finite at {label} step "
+                f"{done_steps + done.failed_step + 1} of {len(batches)}; try a lower "
+                f"learning rate")
+        done_steps += steps
+        if timer.parts:
+            parts.append(dict(timer.parts))
+    return parts
 
 
-def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches, batch_size):
-    """Seconds of the same batches through the backend's fused ``train_epoch``, and of its
-    parts if it times them; ``(None, None)`` if it has none."""
-    train_epoch = getattr(module, "train_epoch", None)
-    if train_epoch is None:
+def _phased_steps(module, model, optimizer, x, y, batches, label):
+    """Train on ``batches`` (row indices into raw ``x``) with fit's loop over the backend's
+    ``forward`` and ``backward``, timing each phase of each step."""
+    run_steps = module.run_steps
+    if not isinstance(run_steps, ComposedSteps):
+        run_steps = ComposedSteps(module.forward, module.backward)
+    x, y = training_inputs(np.asarray(x), model.dtype), np.ascontiguousarray(y)
+    timer = _PhaseTimer()
+    _train_runs(run_steps, model, model.params, optimizer, x, y, batches, label, timer)
+    total = timer.total()
+    return timer.seconds, total
+
+
+def _fused_seconds(module, model, optimizer, learning_rate, x, y, batches):
+    """Seconds of the same batches through the backend's ``run_steps``, and of its parts if
+    it times them; ``(None, None)`` if that is the loop ``_phased_steps`` timed."""
+    run_steps = module.run_steps
+    if isinstance(run_steps, ComposedSteps):
         return None, None
-    timed = hasattr(module, "PARTS")
-    X = model.scaler.transform(x, model.dtype)
-    params = [(W.copy(), b.copy()) for W, b in model.params]
+    x, y = training_inputs(np.asarray(x), model.dtype), np.ascontiguousarray(y)
+    params = flat_params([(W.copy(), b.copy()) for W, b in model.params])
     opt = optim.make_optimizer(optimizer, learning_rate)
-    opt.init_state(params)
-    steps_per_epoch = -(-len(X) // batch_size)
-    # train_epoch takes a whole epoch's order; a shorter run trains on its rows, copied first.
-    runs = []
-    for first in range(0, len(batches), steps_per_epoch):
-        rows = np.concatenate(batches[first:first + steps_per_epoch])
-        rates = np.full(-(-len(rows) // batch_size), opt.learning_rate)
-        if len(rows) == len(X):
-            runs.append((X, y, rates, rows))
-        else:
-            runs.append((X[rows], y[rows], rates, None))
-    warm = np.concatenate(batches[:2])
-    warm_rates = np.full(-(-len(warm) // batch_size), opt.learning_rate)
-    extra = {"parts": {}} if timed else {}
-    if train_epoch(params, X[warm], y[warm], batch_size, opt, warm_rates, **extra) is None:
-        return None, None  # the fused path does not take this optimizer or dtype
-    seconds, parts = 0.0, dict.fromkeys(module.PARTS, 0.0) if timed else None
-    for xs, ys, rates, order in runs:
-        extra = {"parts": {}} if timed else {}
-        start = time.perf_counter()
-        train_epoch(params, xs, ys, batch_size, opt, rates, order=order, **extra)
-        seconds += time.perf_counter() - start
-        for part, spent in extra.get("parts", {}).items():
-            parts[part] += spent
-    return seconds, parts
+    _train_runs(run_steps, model, params, opt, x, y, batches[:2], "warm-up", _Parts())
+    start = time.perf_counter()
+    runs = _train_runs(run_steps, model, params, opt, x, y, batches, "fused", _Parts())
+    seconds = time.perf_counter() - start
+    parts = {}
+    for run in runs:
+        for part, spent in run.items():
+            parts[part] = parts.get(part, 0.0) + spent
+    return seconds, parts or None
 
 
 def side_by_side(profiles: list[Profile]) -> str:

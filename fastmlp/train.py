@@ -1,12 +1,21 @@
-"""The training loop: shuffled mini-batches, an optimizer, a schedule, a history."""
+"""The training loop: shuffled mini-batches, an optimizer, a schedule, a history.
+
+The loop over epochs is :func:`fit`'s; the loop over the batches of an epoch is
+:class:`ComposedSteps`, and there is no other in Python. A backend plugs in
+with one function, its ``run_steps`` (see ``fastmlp.backends``), which runs a
+run of steps, :class:`Batches`, and returns a :class:`StepsDone`: ``loop``,
+``einsum`` and ``matmul`` run this loop over their ``forward`` and
+``backward``; ``numba`` runs its fused epoch. ``fastmlp profile`` times the
+same loop, with a :class:`Timer` that counts.
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -17,6 +26,9 @@ from ._validation import check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
 from .functional import cross_entropy
 from .optim import get_schedule, make_optimizer
+
+if TYPE_CHECKING:
+    from .preprocessing import InputScaler
 
 
 @dataclass
@@ -129,19 +141,14 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
 
     if not model.scaler.fitted:
         model.scaler.fit(x)
-    backend = backends.get_backend()
-    # A backend that scales raw pixels as it gathers each batch gets them so: no
-    # scaled float copy of the whole training set (188 MB for MNIST in float32).
-    raw = x.dtype == np.uint8 and getattr(backend, "RAW_INPUTS", False)
-    inputs = _Inputs(x, y, model, raw)
+    run_steps = backends.get_backend().run_steps
     if validation_data is not None:
         X_val = model.scaler.transform(x_val, model.dtype)
 
     # the parameters as views of one vector (a copy only if they were not), so a
     # fused epoch updates them in place
     model.params = flat_params(model.params)
-    if hasattr(optimizer, "init_state"):
-        optimizer.init_state(model.params)
+    x, y = training_inputs(x, model.dtype), np.ascontiguousarray(y)
     n = x.shape[0]
     steps_per_epoch = -(-n // batch_size)
     total_steps = epochs * steps_per_epoch
@@ -154,24 +161,23 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         start = time.perf_counter()
         # Batches are gathered from the inputs by this permutation inside the epoch, not
         # by a permuted copy: that 188 MB copy per MNIST epoch cost ~7 % of a numba epoch.
-        order = rng.permutation(n)
-        args = (backend, model.params, inputs, batch_size, optimizer, learning_rates, order)
+        batches = Batches(x, y, rng.permutation(n), batch_size, model.scaler, model.dtype)
         # Overflow on the way to a diverging loss is reported below, once.
         with np.errstate(over="ignore", invalid="ignore"):
             if bar:
                 with _progress_bar(steps_per_epoch, f"epoch {epoch:>2}/{epochs}") as progress:
-                    result = _epoch_in_parts(*args, progress)
+                    done = _run_in_parts(run_steps, model.params, batches, optimizer,
+                                         learning_rates, progress)
             else:
-                result = _epoch(*args)
-        loss_sum, correct, failed_step = result
-        if failed_step >= 0:
+                done = run_steps(model.params, batches, optimizer, learning_rates)
+        if done.failed_step >= 0:
             raise TrainingDivergedError(
                 f"training diverged: loss became non-finite (nan or inf) at epoch {epoch}, "
-                f"step {failed_step + 1} of {steps_per_epoch}; try a lower learning rate"
+                f"step {done.failed_step + 1} of {steps_per_epoch}; try a lower learning rate"
             )
         seconds = time.perf_counter() - start
-        history.loss.append(loss_sum / n)
-        history.train_accuracy.append(correct / n)
+        history.loss.append(done.loss_sum / n)
+        history.train_accuracy.append(done.correct / n)
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds)
         if validation_data is not None:
@@ -218,80 +224,68 @@ def _progress_bar(steps: int, description: str) -> tqdm:
                 dynamic_ncols=True, mininterval=0, miniters=1)
 
 
-class _Inputs:
-    """The training inputs as ``fit`` hands them to an epoch.
-
-    ``x`` is what a fused epoch gets, with ``scaling`` as its keywords: the raw
-    ``uint8`` rows and the model's affine for a backend that scales as it
-    gathers (``RAW_INPUTS``), else the scaled copy. ``scaled`` is that copy,
-    made on first use, for the generic loop.
-    """
-
-    def __init__(self, x, y, model, raw):
-        self.y, self._raw, self._model = y, x, model
-        if raw:
-            scale, offset = model.scaler.affine()
-            self.x, self.scaling = x, {"scale": scale, "offset": offset}
-        else:
-            self.x, self.scaling = self.scaled, {}
-
-    @functools.cached_property
-    def scaled(self) -> np.ndarray:
-        return self._model.scaler.transform(self._raw, self._model.dtype)
-
-
-def _epoch(backend, params, inputs, batch_size, optimizer, learning_rates, order):
-    """The batches ``order`` picks, in one call: the backend's fused ``train_epoch`` if it
-    takes the optimizer, else the generic loop."""
-    fast_epoch = getattr(backend, "train_epoch", None)
-    result = None
-    if fast_epoch is not None:
-        result = fast_epoch(params, inputs.x, inputs.y, batch_size, optimizer, learning_rates,
-                            order=order, **inputs.scaling)
-    if result is None:
-        result = train_epoch(backend, params, inputs.scaled, inputs.y, batch_size, optimizer,
-                             learning_rates, order=order)
-    return result
-
-
-def _epoch_in_parts(backend, params, inputs, batch_size, optimizer, learning_rates, order,
-                    progress):
-    """The batches of one ``_epoch`` call, run as consecutive parts of whole batches.
+def _run_in_parts(run_steps, params, batches, optimizer, learning_rates, progress):
+    """The steps of ``batches``, run as consecutive parts of whole batches.
 
     ``progress`` (a tqdm bar) advances and shows the running loss and accuracy
-    after each part. Each part is a slice of the epoch's shuffled ``order``, so
+    after each part. Each part is a slice of the epoch's shuffled order, so
     the batches and the parameters come out bit for bit as from one call.
     """
     steps = len(learning_rates)
     part_steps = -(-steps // PROGRESS_UPDATES_PER_EPOCH)
     loss_sum, correct, seen = 0.0, 0, 0
+    size = batches.batch_size
     for first in range(0, steps, part_steps):
-        picked = order[first * batch_size:(first + part_steps) * batch_size]
-        part_loss, part_correct, failed_step = _epoch(
-            backend, params, inputs, batch_size, optimizer,
-            learning_rates[first:first + part_steps], picked)
-        loss_sum += part_loss
-        correct += part_correct
-        if failed_step >= 0:
-            return loss_sum, correct, first + failed_step
-        seen += len(picked)
+        part = batches._replace(order=batches.order[first * size:(first + part_steps) * size])
+        done = run_steps(params, part, optimizer, learning_rates[first:first + part_steps])
+        loss_sum += done.loss_sum
+        correct += done.correct
+        if done.failed_step >= 0:
+            return StepsDone(loss_sum, correct, first + done.failed_step)
+        seen += len(part.order)
         progress.set_postfix_str(f"loss {loss_sum / seen:.4f}, acc {100 * correct / seen:.2f}%",
                                  refresh=False)
         progress.update(min(part_steps, steps - first))
-    return loss_sum, correct, -1
+    return StepsDone(loss_sum, correct, -1)
 
 
-def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None):
-    """One pass over ``(x, y)`` in mini-batches with any backend.
+def training_inputs(x: np.ndarray, dtype) -> np.ndarray:
+    """``x`` as a run of steps gathers its batches from: C-contiguous, ``uint8`` if it is,
+    else in ``dtype`` (what ``InputScaler.transform`` casts it to first).
 
-    This is the generic form of a backend's optional ``train_epoch`` fast
-    path: forward, loss, backward and ``optimizer.step`` per batch. Batch
-    ``k`` is rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x`` and
-    ``y``, or consecutive rows when ``order`` is None. ``order`` may pick any
-    rows: a permutation of all of them for an epoch, or a part of one.
+    Raw ``uint8`` images stay as they are, and each batch is scaled as it is
+    gathered: no scaled float copy of the whole training set (188 MB for
+    MNIST in float32).
+    """
+    return np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
 
-    Returns
-    -------
+
+class Batches(NamedTuple):
+    """The mini-batches of a run of steps: what ``fit`` hands a backend's ``run_steps``.
+
+    Batch ``k`` is rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x``
+    and ``y`` (consecutive rows when ``order`` is None); the network sees its
+    inputs as ``scaler.transform(rows, dtype)``, or the rows as they are when
+    ``scaler`` is None. ``order`` may pick any rows: a permutation of all of
+    them for an epoch, or a part of one. The caller has checked them (``fit``
+    does, once), so a run of steps trusts them: ``y`` holds int64 labels of the
+    network's classes, ``order`` indices of rows, ``batch_size >= 1``; in
+    ``fit``, ``x`` is :func:`training_inputs`.
+    """
+
+    x: np.ndarray                 # (n_samples, n_features)
+    y: np.ndarray                 # (n_samples,) int64
+    order: np.ndarray | None      # (n_steps_samples,) int64 row indices
+    batch_size: int
+    scaler: InputScaler | None
+    dtype: np.dtype               # what scaler.transform returns
+
+
+class StepsDone(NamedTuple):
+    """What a run of steps returns.
+
+    Attributes
+    ----------
     loss_sum : float
         Sum over batches of the batch's mean loss times its size.
     correct : int
@@ -300,19 +294,116 @@ def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, or
         Index of the first batch whose loss was not finite, where training
         stopped before updating; -1 if every loss was finite.
     """
-    loss_sum = 0.0
-    correct = 0
-    n = x.shape[0] if order is None else len(order)
-    for step, begin in enumerate(range(0, n, batch_size)):
-        rows = slice(begin, begin + batch_size)
-        if order is not None:
-            rows = order[rows]
-        xb, yb = x[rows], y[rows]
-        probs, cache = backend.forward(params, xb)
-        loss = cross_entropy(probs, yb)
-        if not np.isfinite(loss):
-            return loss_sum, correct, step
-        optimizer.step(params, backend.backward(params, cache, yb), learning_rates[step])
-        loss_sum += loss * len(yb)
-        correct += int(np.count_nonzero(probs.argmax(axis=1) == yb))
-    return loss_sum, correct, -1
+
+    loss_sum: float
+    correct: int
+    failed_step: int
+
+
+class Timer:
+    """What a run of steps tells about its time; this one ignores it all.
+
+    The loop of :class:`ComposedSteps` calls ``start()`` as a step begins and
+    ``stop(phase)`` as each of its phases ends (``'data'``, ``'forward'``,
+    ``'backward'``, ``'update'``); ``fastmlp.profile`` passes a timer that
+    counts. A fused run of steps cannot stop between phases: it fills
+    ``parts``, when that is a dict, with the seconds of its own parts
+    (numba's ``PARTS``).
+    """
+
+    parts: dict[str, float] | None = None
+
+    def start(self) -> None:
+        """A step begins."""
+
+    def stop(self, phase: str) -> None:
+        """``phase`` of the current step ends; the next one begins."""
+
+
+NO_TIMER = Timer()
+
+
+class ComposedSteps:
+    """The run of steps of a backend made of its ``forward`` and ``backward``: the one loop.
+
+    Per batch: gather its rows and scale them, ``forward`` and the loss,
+    ``backward``, ``optimizer.step``. ``loop``, ``einsum`` and ``matmul`` declare
+    their ``run_steps`` with it; ``fastmlp profile`` times it with a
+    :class:`Timer` that counts, and the numba backend runs it when its fused
+    epoch cannot run an optimizer.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(params, x) -> (probs, cache)``, as in ``fastmlp.backends``.
+    backward : callable
+        ``backward(params, cache, y) -> grads``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmlp
+    >>> from fastmlp.backends import matmul
+    >>> run_steps = ComposedSteps(matmul.forward, matmul.backward)
+    >>> model = fastmlp.MLP((4, 8, 3), seed=0)
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+    >>> batches = Batches(x, y, None, 5, model.scaler, model.dtype)
+    >>> run_steps(model.params, batches, fastmlp.optim.SGD(0.1), [0.1, 0.1]).failed_step
+    -1
+    """
+
+    def __init__(self, forward: Callable, backward: Callable):
+        self.forward, self.backward = forward, backward
+
+    def __call__(self, params, batches: Batches, optimizer, learning_rates,
+                 timer: Timer = NO_TIMER) -> StepsDone:
+        """Train ``params`` in place on ``batches``; ``learning_rates[k]`` is step ``k``'s rate."""
+        forward, backward = self.forward, self.backward
+        x, y, order, batch_size, scaler, dtype = batches
+        loss_sum = 0.0
+        correct = 0
+        n = x.shape[0] if order is None else len(order)
+        for step, begin in enumerate(range(0, n, batch_size)):
+            timer.start()
+            rows = slice(begin, begin + batch_size)
+            if order is not None:
+                rows = order[rows]
+            xb, yb = x[rows], y[rows]
+            if scaler is not None:
+                xb = scaler.transform(xb, dtype)
+            timer.stop("data")
+            probs, cache = forward(params, xb)
+            loss = cross_entropy(probs, yb)
+            timer.stop("forward")
+            if not np.isfinite(loss):
+                return StepsDone(loss_sum, correct, step)
+            grads = backward(params, cache, yb)
+            timer.stop("backward")
+            optimizer.step(params, grads, learning_rates[step])
+            timer.stop("update")
+            loss_sum += loss * len(yb)
+            correct += int(np.count_nonzero(probs.argmax(axis=1) == yb))
+        return StepsDone(loss_sum, correct, -1)
+
+
+def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None):
+    """One pass over ``(x, y)`` in mini-batches with any backend's ``forward`` and ``backward``.
+
+    :class:`ComposedSteps` of ``backend`` on inputs used as they are (already
+    scaled): forward, loss, backward and ``optimizer.step`` per batch. Batch
+    ``k`` is rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x`` and
+    ``y``, or consecutive rows when ``order`` is None. ``order`` may pick any
+    rows: a permutation of all of them for an epoch, or a part of one.
+
+    Returns
+    -------
+    StepsDone
+        ``(loss_sum, correct, failed_step)``: the sum over batches of the
+        batch's mean loss times its size; the samples whose forward-pass
+        prediction (before the batch's update) was right; the index of the
+        first batch whose loss was not finite, where training stopped before
+        updating, or -1 if every loss was finite.
+    """
+    batches = Batches(x, y, order, batch_size, None, None)
+    return ComposedSteps(backend.forward, backend.backward)(params, batches, optimizer,
+                                                            learning_rates)

@@ -7,14 +7,16 @@ count, loss sum and hits, for every optimizer ``fastmlp.optim`` ships.
 
 import copy
 import inspect
+import types
 import warnings
 
 import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import PerformanceWarning, optim
+from fastmlp import PerformanceWarning, backends, optim
 from fastmlp.backends import available_backends, load_backend
+from fastmlp.train import ComposedSteps
 from fastmlp.train import train_epoch as generic_epoch
 
 FUSED = [name for name in available_backends() if hasattr(load_backend(name), "train_epoch")]
@@ -359,3 +361,32 @@ def test_numba_epoch_parts_come_from_the_workers_clocks():
     assert parts["other"] == pytest.approx(0.1)
     assert parts["launch"] == pytest.approx(0.1)
     assert sum(parts.values()) == pytest.approx(0.6)
+
+
+def test_fit_with_numba_falls_back_to_the_one_loop_with_a_warning_that_says_why(monkeypatch):
+    # What fit runs when the fused epoch cannot run the optimizer: ComposedSteps over
+    # numba's own forward and backward, bit for bit, after a warning naming the reason.
+    class TweakedSGD(optim.SGD):  # its own step(), the inherited description
+        def step(self, params, grads, learning_rate=None):
+            super().step(params, grads, learning_rate)
+
+    composed = types.SimpleNamespace(
+        run_steps=ComposedSteps(numba_backend.forward, numba_backend.backward))
+    monkeypatch.setitem(backends._named_backends, "numba-composed", "unused")
+    monkeypatch.setitem(backends._loaded, "numba-composed", composed)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (150, 12), dtype=np.uint8), rng.integers(0, 4, 150)
+    runs = {}
+    for name in ("numba", "numba-composed"):
+        model = fastmlp.MLP((12, 9, 4), seed=0)
+        with fastmlp.use_backend(name), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = model.fit(x, y, epochs=2, batch_size=16, optimizer=TweakedSGD(0.05),
+                                seed=2)
+        runs[name] = model, history, [str(w.message) for w in caught
+                                      if issubclass(w.category, PerformanceWarning)]
+    (model, history, warned), (model_want, history_want, _) = runs["numba"], runs["numba-composed"]
+    assert len(warned) == 2  # once an epoch
+    assert "TweakedSGD does not describe its update" in warned[0]
+    assert history.loss == history_want.loss
+    assert_identical(model.params, model_want.params)

@@ -1,13 +1,15 @@
 """Training: real MNIST learns, histories are complete, divergence stops with a message."""
 
 import re
+import types
 import warnings
 
 import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import MLP, TrainingDivergedError, optim
+from fastmlp import MLP, TrainingDivergedError, backends, optim
+from fastmlp.train import NO_TIMER, ComposedSteps
 
 
 def synthetic(n=300, n_features=8, n_classes=3, seed=0):
@@ -217,3 +219,42 @@ def test_bad_verbose(verbose):
     with pytest.raises(ValueError, match=re.escape(
             f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")):
         MLP((8, 3), seed=0).fit(x, y, verbose=verbose)
+
+
+def test_fit_runs_a_backend_through_its_run_steps_alone(monkeypatch):
+    # A backend that is nothing but run_steps trains: fit asks it nothing else, hands
+    # it the raw uint8 rows with the model's scaler (no scaled copy), one call an epoch.
+    matmul = backends.load_backend("matmul")
+    calls = []
+
+    def run_steps(params, batches, optimizer, learning_rates, timer=NO_TIMER):
+        calls.append(batches)
+        return ComposedSteps(matmul.forward, matmul.backward)(params, batches, optimizer,
+                                                              learning_rates, timer)
+
+    monkeypatch.setitem(backends._named_backends, "steps-only", "unused")
+    monkeypatch.setitem(backends._loaded, "steps-only", types.SimpleNamespace(run_steps=run_steps))
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (200, 8), dtype=np.uint8), rng.integers(0, 3, 200)
+    models = {name: MLP((8, 16, 3), seed=0) for name in ("steps-only", "matmul")}
+    for name, model in models.items():
+        with fastmlp.use_backend(name):
+            model.fit(x, y, epochs=3, batch_size=32, seed=1)
+    assert len(calls) == 3
+    for batches in calls:
+        assert batches.x is x and batches.scaler is models["steps-only"].scaler
+        assert batches.batch_size == 32 and sorted(batches.order) == list(range(200))
+    # matmul's own run_steps (buffers allocated once) trains as the plain loop, bit for bit
+    for (W, b), (W2, b2) in zip(models["steps-only"].params, models["matmul"].params):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+
+
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_every_backend_declares_its_run_of_steps(backend):
+    module = backends.load_backend(backend)
+    assert callable(module.run_steps)
+    if backend in ("loop", "einsum"):  # the one loop over the module's own functions
+        assert isinstance(module.run_steps, ComposedSteps)
+        assert (module.run_steps.forward, module.run_steps.backward) == (module.forward,
+                                                                         module.backward)

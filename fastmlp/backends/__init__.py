@@ -1,6 +1,6 @@
 """Backend registry and selection.
 
-A backend is a module exposing the same three functions:
+A backend is a module exposing the same four functions:
 
 ``forward(params, x) -> (probs, cache)``
     ``params`` is a list of ``(W, b)`` pairs, ``W`` of shape ``(n_out, n_in)``
@@ -15,17 +15,28 @@ A backend is a module exposing the same three functions:
     Gradients of the mean cross-entropy loss for integer labels ``y``, as a
     list of ``(dW, db)`` pairs shaped like ``params``.
 
-A backend may also offer fast paths, which callers look up with ``getattr``:
+``run_steps(params, batches, optimizer, learning_rates, timer=NO_TIMER) -> StepsDone``
+    What ``fit`` runs: the training steps of ``batches`` (a
+    ``fastmlp.train.Batches``: which rows of the raw inputs make each batch,
+    and how they are scaled), updating ``params`` in place with
+    ``optimizer``, ``learning_rates[k]`` for step ``k``. The one way a backend
+    plugs into training. ``loop`` and ``einsum`` declare
+    ``run_steps = fastmlp.train.ComposedSteps(forward, backward)``, the one
+    loop over their own functions; ``matmul`` runs that loop over a forward
+    and backward into buffers allocated once per run; ``numba`` runs its
+    fused epoch, or, when that cannot run the optimizer, warns naming why and
+    runs the one loop. ``timer`` (a ``fastmlp.train.Timer``) is how ``fastmlp
+    profile`` times the steps.
+
+A backend may also offer a fast path for prediction:
 
 ``predict_one(params, x, scale, offset) -> probs``
     Probabilities for one raw sample ``x`` of shape ``(n_in,)``, scaled as
     ``scale * x + offset`` inside the kernel, without batch machinery.
-``train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None)``
-    One pass of mini-batch training, fused; same contract and result as the
-    generic ``fastmlp.train.train_epoch``, or ``None`` when it cannot handle
-    ``optimizer`` (the trainer then runs the generic loop). A backend whose
-    module sets ``RAW_INPUTS = True`` also takes ``scale`` and ``offset``
-    keywords and raw ``uint8`` ``x``, scaled as each batch is gathered.
+
+``matmul`` and ``numba`` keep ``train_epoch(params, x, y, batch_size,
+optimizer, learning_rates, order=None)``, their ``run_steps`` on inputs
+already scaled, with the contract of ``fastmlp.train.train_epoch``.
 
 Backends are stateless: the model owns the parameters, so switching backend
 mid-training just works.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..train import ComposedSteps
+
 
 def _einsum(subscripts, *operands):
     return np.einsum(subscripts, *operands, optimize=True)
@@ -56,3 +58,7 @@ def backward(params, cache, y):
             delta = _einsum("no,oi->ni", delta, params[l][0])
             delta *= a > 0  # ReLU derivative, from the layer's output
     return grads[::-1]
+
+
+# What fit runs: fastmlp.train's loop over this module's forward and backward.
+run_steps = ComposedSteps(forward, backward)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..train import ComposedSteps
+
 
 def _softmax_vector(z):
     # Shift by the max so exp never overflows; the result is unchanged.
@@ -87,3 +89,7 @@ def backward(params, cache, y):
         dW /= n
         db /= n
     return grads
+
+
+# What fit runs: fastmlp.train's loop over this module's forward and backward.
+run_steps = ComposedSteps(forward, backward)

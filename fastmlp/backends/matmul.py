@@ -2,13 +2,16 @@
 
 Each layer is one GEMM, ``z = a @ W.T + b``, written into a preallocated
 array; the element-wise steps work in place on it. ``forward`` and
-``backward`` allocate their results, as the interface asks; ``train_epoch``
-allocates every buffer once per epoch and reuses it for every batch.
+``backward`` allocate their results, as the interface asks; ``run_steps``,
+what ``fit`` runs, is ``fastmlp.train``'s loop over a forward and backward
+that write into arrays allocated once per run and reused for every batch.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..train import NO_TIMER, Batches, ComposedSteps
 
 
 def softmax(z):
@@ -95,43 +98,48 @@ def backward(params, cache, y):
     return _backward_into(params, cache, y, deltas, masks, grads)
 
 
+class _Buffers:
+    """The arrays of a run of steps, allocated once for batches of up to ``rows`` rows:
+    every layer's activations and deltas, the ReLU masks and the gradients."""
+
+    def __init__(self, params, rows, dtype):
+        widths = _layer_widths(params)
+        self.activations = [np.empty((rows, width), dtype) for width in widths]
+        self.deltas = [np.empty((rows, width), dtype) for width in widths]
+        self.masks = [np.empty((rows, width), dtype) for width in widths[:-1]]
+        self.grads = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
+
+    def forward(self, params, x):
+        """``forward`` into the buffers' first ``len(x)`` rows."""
+        activations = [x] + [a[:x.shape[0]] for a in self.activations]
+        return _forward_into(params, x, activations), activations
+
+    def backward(self, params, cache, y):
+        """``backward`` into the buffers; the gradients are overwritten by the next call."""
+        m = y.shape[0]
+        return _backward_into(params, cache, y, [d[:m] for d in self.deltas],
+                              [k[:m] for k in self.masks], self.grads)
+
+
+def run_steps(params, batches: Batches, optimizer, learning_rates, timer=NO_TIMER):
+    """What ``fit`` runs: ``fastmlp.train.ComposedSteps`` over a forward and
+    backward into buffers allocated once for the run.
+
+    See ``fastmlp.backends`` for the contract. Same result, bit for bit, as
+    ``ComposedSteps(forward, backward)``, without allocating for every batch.
+    """
+    x, _, order, batch_size, scaler, dtype = batches
+    n = x.shape[0] if order is None else len(order)
+    buffers = _Buffers(params, max(1, min(batch_size, n)), x.dtype if scaler is None else dtype)
+    return ComposedSteps(buffers.forward, buffers.backward)(params, batches, optimizer,
+                                                            learning_rates, timer)
+
+
 def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None):
     """One epoch of mini-batch training with buffers allocated once.
 
-    Same contract and result as ``fastmlp.train.train_epoch``.
+    Same contract and result as ``fastmlp.train.train_epoch``: ``run_steps`` on
+    inputs used as they are (already scaled).
     """
-    dtype = x.dtype
-    tiny = np.finfo(dtype).tiny
-    widths = _layer_widths(params)
-    batch_size = max(1, min(batch_size, x.shape[0] if order is None else len(order)))
-    full_x = np.empty((batch_size, x.shape[1]), dtype)
-    full_y = np.empty(batch_size, y.dtype)
-    full_activations = [np.empty((batch_size, width), dtype) for width in widths]
-    full_deltas = [np.empty((batch_size, width), dtype) for width in widths]
-    full_masks = [np.empty((batch_size, width), dtype) for width in widths[:-1]]
-    grads = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
-    predicted = np.empty(batch_size, np.intp)
-    loss_sum = 0.0
-    correct = 0
-    n = x.shape[0] if order is None else len(order)
-    for step, begin in enumerate(range(0, n, batch_size)):
-        if order is None:
-            xb = x[begin:begin + batch_size]
-            yb = y[begin:begin + batch_size]
-        else:  # gather into reused buffers; mode='clip' skips take's slow bounds checks
-            rows = order[begin:begin + batch_size]
-            xb = np.take(x, rows, axis=0, out=full_x[:len(rows)], mode="clip")
-            yb = np.take(y, rows, out=full_y[:len(rows)], mode="clip")
-        m = yb.shape[0]
-        activations = [xb] + [a[:m] for a in full_activations]
-        probs = _forward_into(params, xb, activations)
-        loss = -float(np.log(np.maximum(probs[np.arange(m), yb], tiny)).mean())
-        if not np.isfinite(loss):
-            return loss_sum, correct, step
-        loss_sum += loss * m
-        np.argmax(probs, axis=1, out=predicted[:m])
-        correct += int(np.count_nonzero(predicted[:m] == yb))
-        _backward_into(params, activations, yb, [d[:m] for d in full_deltas],
-                       [k[:m] for k in full_masks], grads)
-        optimizer.step(params, grads, learning_rates[step])
-    return loss_sum, correct, -1
+    return run_steps(params, Batches(x, y, order, batch_size, None, None), optimizer,
+                     learning_rates)

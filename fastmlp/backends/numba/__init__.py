@@ -10,13 +10,13 @@ the element-wise work of the layer::
                    delta = (p - onehot(y)) / n
     backward       delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
 
-``train_epoch`` runs every step of an epoch (batch gather, forward, loss,
-backward, optimizer update) in one compiled loop on each of its worker
-threads, which split every batch's rows and every layer's units between them
-and meet at a barrier. Each element of every product is one FMA chain in a
-fixed order wherever it lies, so results are the same bits whichever thread
-calls, however many call at once, however many threads there are and
-whatever the vector width.
+``run_steps`` (what ``fit`` runs) and ``train_epoch`` run every step of an
+epoch (batch gather, forward, loss, backward, optimizer update) in one
+compiled loop on each of its worker threads, which split every batch's rows
+and every layer's units between them and meet at a barrier. Each element of
+every product is one FMA chain in a fixed order wherever it lies, so results
+are the same bits whichever thread calls, however many call at once, however
+many threads there are and whatever the vector width.
 
 The modules: ``_simd`` generates the micro-kernels and atomics, ``_kernels``
 holds every compiled function, ``_api`` the forward and backward passes,
@@ -24,7 +24,7 @@ holds every compiled function, ``_api`` the forward and backward passes,
 """
 
 from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax
-from ._fused import PARTS, RAW_INPUTS, train_epoch
+from ._fused import PARTS, run_steps, train_epoch
 
-__all__ = ["forward", "backward", "softmax", "predict_one", "train_epoch", "RAW_INPUTS",
+__all__ = ["forward", "backward", "softmax", "predict_one", "run_steps", "train_epoch",
            "PARALLEL_WORK", "PARTS", "settings"]

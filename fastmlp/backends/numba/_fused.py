@@ -1,4 +1,12 @@
-"""The fused training epoch: the Python half (checks, packing, buffers) of the compiled one."""
+"""The fused training epoch: the Python half (packing, buffers, threads) of the compiled one.
+
+``run_steps`` is what ``fit`` runs (see ``fastmlp.backends``): every step of
+a run in one compiled call, or, when the compiled epoch cannot run the
+optimizer or the parameters' dtypes, ``fastmlp.train``'s loop over this
+backend's ``forward`` and ``backward``, with a ``PerformanceWarning`` saying
+why. ``train_epoch`` is the same fused epoch for a caller that has not
+checked its arguments: it checks them, and runs nothing when it cannot fuse.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,9 @@ from numba import get_num_threads
 from ..._flat import base_vector
 from ..._validation import check_labels, check_positive_int
 from ...exceptions import PerformanceWarning
+from ...train import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
 from . import _kernels as k
-from ._api import FLOATS, check_layers
+from ._api import FLOATS, backward, check_layers, forward
 from ._compile_notice import compile_notice
 from ._threads import run_workers
 
@@ -63,37 +72,78 @@ def _fallback(reason: str):
                   "2-3x slower", PerformanceWarning, stacklevel=3)
 
 
+def _why_not_fused(flat) -> str | None:
+    """Why the fused epoch cannot train the parameter arrays ``flat``, in words; None if it can."""
+    dtypes = {array.dtype for array in flat}
+    if len(dtypes) != 1 or flat[0].dtype not in FLOATS:
+        return (f"parameters of dtypes {', '.join(sorted(map(str, dtypes)))} (the fused "
+                "epoch needs all float32 or all float64)")
+    return None
+
+
 def _describe(optimizer, params):
-    """The optimizer's update as (rule, hyper vector, state lists, t), or None with a warning."""
+    """The optimizer's update as ``((rule, hyper vector, state lists, t), None)``, or
+    ``(None, reason)`` saying in words why the fused epoch cannot run it."""
     describe = getattr(optimizer, "fused_update", None)
     update = describe(params) if describe is not None else None
     name = type(optimizer).__name__
     if update is None:
-        _fallback(f"optimizer {name} does not describe its update (fused_update)")
-        return None
+        return None, f"optimizer {name} does not describe its update (fused_update)"
     if update.rule not in _RULES:
-        _fallback(f"optimizer {name} uses update rule {update.rule!r}, which the fused "
-                  f"epoch does not implement")
-        return None
+        return None, (f"optimizer {name} uses update rule {update.rule!r}, which the fused "
+                      f"epoch does not implement")
     rule, slots = _RULES[update.rule]
     unknown = sorted(set(update.hyper) - set(slots))
     if unknown:
-        _fallback(f"optimizer {name} has hyper-parameters the fused {update.rule} update "
-                  f"does not implement: {', '.join(unknown)}")
-        return None
+        return None, (f"optimizer {name} has hyper-parameters the fused {update.rule} update "
+                      f"does not implement: {', '.join(unknown)}")
     hyper = np.zeros(k.N_HYPER)
     for key, value in update.hyper.items():
         hyper[slots[key]] = float(value)
-    return rule, hyper, update.state, update.t
+    return (rule, hyper, update.state, update.t), None
 
 
-# fit may hand train_epoch raw inputs with their scaling (see train_epoch).
-RAW_INPUTS = True
+# What run_steps runs when the fused epoch cannot: the one loop over numba's own
+# forward and backward.
+_COMPOSED = ComposedSteps(forward, backward)
+
+
+def run_steps(params, batches: Batches, optimizer, learning_rates,
+              timer: Timer = NO_TIMER) -> StepsDone:
+    """What ``fit`` runs: every step of ``batches`` in one compiled call.
+
+    See ``fastmlp.backends`` for the contract; ``batches`` are trusted, as
+    ``fit`` has checked them. Batch rows are scaled as they are gathered (raw
+    ``uint8`` images need no scaled copy). ``timer.parts``, when a dict, is
+    filled with the seconds of each of :data:`PARTS`.
+
+    When the fused epoch cannot run ``optimizer`` (it does not describe its
+    update with ``fused_update``, or describes one the compiled code does not
+    implement) or the parameters (not all float32 or all float64), a
+    ``PerformanceWarning`` names why and the steps run through
+    ``fastmlp.train.ComposedSteps`` over this backend's ``forward`` and
+    ``backward``: the same training, 2-3x slower.
+    """
+    flat = [array for layer in params for array in layer]
+    reason = _why_not_fused(flat)
+    if reason is None:
+        described, reason = _describe(optimizer, params)
+    if reason is not None:
+        _fallback(reason)
+        return _COMPOSED(params, batches, optimizer, learning_rates, timer)
+    x, y, order, batch_size, scaler, _ = batches
+    dtype = flat[0].dtype
+    scale, offset = (1.0, 0.0) if scaler is None else scaler.affine()
+    x = _epoch_inputs(x, dtype)
+    order = np.arange(x.shape[0]) if order is None else order
+    return _fused_epoch(flat, optimizer, described, x, y, order, batch_size,
+                        np.ascontiguousarray(learning_rates, np.float64), scale, offset,
+                        timer.parts)
 
 
 def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None, *,
                 scale=1.0, offset=0.0, parts=None):
-    """One pass of mini-batch training in one compiled call.
+    """One pass of mini-batch training in one compiled call, its arguments checked.
 
     Same contract and result as ``fastmlp.train.train_epoch``: consecutive
     batches of ``batch_size`` (rows ``order[k * batch_size:(k + 1) *
@@ -101,7 +151,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     and the update that ``optimizer.fused_update`` describes. The parameters
     and the optimizer's state arrays are updated in place and
     ``optimizer.advance`` is told the steps taken, so fused and generic epochs
-    can be mixed.
+    can be mixed. ``fit`` runs the same epoch through :func:`run_steps`.
 
     Each batch's rows are split across numba's threads for the forward and
     backward passes, and the rows of every ``W`` for the gradients and the
@@ -132,18 +182,18 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
 
     Returns
     -------
-    (loss_sum, correct, failed_step) or None
+    StepsDone (loss_sum, correct, failed_step) or None
         As the generic ``train_epoch``; None, with a ``PerformanceWarning``
         saying why, when the optimizer or the parameters' dtypes cannot run
-        fused (the trainer then runs the generic loop).
+        fused: then nothing is trained (:func:`run_steps` runs the generic
+        loop instead).
     """
     flat = [np.asarray(array) for layer in params for array in layer]
-    dtypes = {array.dtype for array in flat}
     if not flat:
         raise ValueError("params must hold at least one (W, b) layer")
-    if len(dtypes) != 1 or flat[0].dtype not in FLOATS:
-        _fallback(f"parameters of dtypes {', '.join(sorted(map(str, dtypes)))} (the fused "
-                  "epoch needs all float32 or all float64)")
+    reason = _why_not_fused(flat)
+    if reason is not None:
+        _fallback(reason)
         return None
     for array, original in zip(flat, (a for layer in params for a in layer)):
         if array is not original or not array.flags.writeable:
@@ -154,26 +204,43 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_in), got shape {x.shape}")
     check_positive_int(batch_size, "batch_size")
-    x = np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
-    # always a read-only view: the epoch never writes x, and numba compiles a
-    # kernel of its own for each writeable flag (a memory-mapped data set is read-only)
-    x = x.view()
-    x.flags.writeable = False
+    x = _epoch_inputs(x, dtype)
     Ws = flat[0::2]
     check_layers(Ws, flat[1::2], x.shape[1])
     y = np.ascontiguousarray(check_labels(y, x.shape[0], Ws[-1].shape[0]))
     order = np.arange(x.shape[0]) if order is None else _indices(order, x.shape[0])
-    n = order.shape[0]
-    steps = -(-n // batch_size)
+    steps = -(-order.shape[0] // batch_size)
     learning_rates = np.ascontiguousarray(learning_rates, np.float64)
     if learning_rates.ndim != 1 or learning_rates.shape[0] < steps:
         raise ValueError(f"learning_rates needs one rate for each of the {steps} steps")
-    described = _describe(optimizer, params)
-    if described is None:
+    described, reason = _describe(optimizer, params)
+    if reason is not None:
+        _fallback(reason)
         return None
+    return _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_rates,
+                        scale, offset, parts)
+
+
+def _epoch_inputs(x, dtype):
+    """``x`` as the epoch reads it: C-contiguous, ``uint8`` or ``dtype``, and always a
+    read-only view: the epoch never writes x, and numba compiles a kernel of its own
+    for each writeable flag (a memory-mapped data set is read-only)."""
+    x = np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype).view()
+    x.flags.writeable = False
+    return x
+
+
+def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_rates,
+                 scale, offset, parts) -> StepsDone:
+    """The compiled epoch on arguments ready for it: ``flat`` the parameter arrays
+    (writeable, one float dtype), ``x`` from :func:`_epoch_inputs`, ``y`` and
+    ``order`` C-contiguous int64, ``learning_rates`` float64, one per step."""
     rule, hyper, states, t = described
+    n = order.shape[0]
     if n == 0:
-        return 0.0, 0, -1
+        return StepsDone(0.0, 0, -1)
+    dtype = flat[0].dtype
+    Ws = flat[0::2]
 
     # Parameters and optimizer state travel as flat vectors, so the compiled
     # epoch has one signature per dtype whatever the depth. Those of a model
@@ -211,7 +278,7 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
             _first_layer_back(layout[0], buffers, theta, state1, state2)
         _unpack(vectors, groups)
         optimizer.advance(steps_done)
-    return float(loss_sum[0]), int(sync[k.CORRECT]), int(sync[k.FAILED_STEP])
+    return StepsDone(float(loss_sum[0]), int(sync[k.CORRECT]), int(sync[k.FAILED_STEP]))
 
 
 # The parts of a fused epoch, as ``train_epoch(parts=...)`` reports them.
