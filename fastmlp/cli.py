@@ -143,7 +143,7 @@ def _add_training_options(parser, *, training_run: bool):
     training = parser.add_argument_group("training")
     training.add_argument("--backend", default=None,
                           help="loop, einsum, matmul or numba (default: $FASTMLP_BACKEND or "
-                               "matmul)")
+                               "numba)")
     if training_run:
         training.add_argument("--epochs", type=_positive_int, default=15,
                               help="passes over the training data (default: 15)")

@@ -17,9 +17,9 @@ def test_reference_and_numpy_backends_are_available():
     assert {"loop", "einsum", "matmul"} <= set(fastmlp.available_backends())
 
 
-def test_default_is_matmul():
-    assert fastmlp.get_backend_name() == "matmul"
-    assert fastmlp.get_backend() is backends.load_backend("matmul")
+def test_default_is_numba():
+    assert fastmlp.get_backend_name() == "numba"
+    assert fastmlp.get_backend() is backends.load_backend("numba")
 
 
 def test_set_backend_changes_the_default():
@@ -59,7 +59,7 @@ def test_unknown_backend_raises_and_names_the_valid_ones(call):
         with_context = call("torch")
         with with_context:
             pass
-    assert fastmlp.get_backend_name() == "matmul"
+    assert fastmlp.get_backend_name() == backends.DEFAULT_BACKEND  # unchanged
 
 
 def test_dispatching_functions_follow_the_selected_backend():

@@ -38,8 +38,8 @@ ROW_POSITION_REASON = (
 def expected_failed_checks(estimator):
     """The checks ``estimator`` is known to fail, with the reason (the README repeats them).
 
-    Only the default estimator (float32 on the default backend, matmul) fails
-    one. ``check_methods_subset_invariance`` (atol 1e-7) is exposed to the same
+    Only float32 estimators on a BLAS backend (matmul, einsum) fail one.
+    ``check_methods_subset_invariance`` (atol 1e-7) is exposed to the same
     rounding but passes on its data set here.
     """
     backend = estimator.backend or backends.get_backend_name()

@@ -61,7 +61,10 @@ _named_backends: dict[str, str] = {
     "numba": "fastmlp.backends.numba",
 }
 
-DEFAULT_BACKEND = "matmul"
+# numba: the fastest at training and prediction in batches, and, since its first
+# compile became shorter than the time it saves, the quickest first run too
+# (docs/user_guide/backends.md has the figures).
+DEFAULT_BACKEND = "numba"
 
 _loaded: dict[str, ModuleType] = {}
 
@@ -126,7 +129,7 @@ def _default() -> str:
 
 def get_backend_name() -> str:
     """Name of the backend in effect: ``use_backend``, else ``set_backend``,
-    else the ``FASTMLP_BACKEND`` environment variable, else ``'matmul'``."""
+    else the ``FASTMLP_BACKEND`` environment variable, else ``'numba'``."""
     return _context_name.get() or _default()
 
 
