@@ -52,10 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedule", default="onecycle",
                         choices=["onecycle", "cosine", "constant"],
                         help="fastmlp's learning-rate schedule (default onecycle)")
-    parser.add_argument("--backends", default="numba,default",
+    parser.add_argument("--backends", default="default,matmul",
                         help="comma-separated fastmlp backends; 'default' is the backend in "
-                             "effect, matmul unless FASTMLP_BACKEND says otherwise "
-                             "(default numba,default)")
+                             "effect, numba unless FASTMLP_BACKEND says otherwise "
+                             "(default default,matmul)")
     parser.add_argument("--train-size", type=int, default=None,
                         help="use the first N training images (default: all 60 000)")
     parser.add_argument("--threads", type=int, default=None,
