@@ -390,3 +390,26 @@ def test_fit_with_numba_falls_back_to_the_one_loop_with_a_warning_that_says_why(
     assert "TweakedSGD does not describe its update" in warned[0]
     assert history.loss == history_want.loss
     assert_identical(model.params, model_want.params)
+
+
+def test_the_epoch_kernel_takes_its_arrays_named_and_refuses_them_swapped():
+    # Parameters (theta, state1, state2: three vectors of one length) travel as one named
+    # tuple and the epoch's data as another: handing one for the other cannot compile.
+    import numba
+
+    from fastmlp.backends.numba import _fused, _kernels
+
+    assert _kernels.Parameters._fields == ("theta", "state1", "state2")
+    assert _kernels.EpochData._fields[:3] == ("x", "y", "order")
+    theta = np.zeros(8, np.float32)
+    params = _kernels.Parameters(theta, theta.copy(), theta.copy())
+    data = _kernels.EpochData(np.zeros((4, 2), np.float32), np.zeros(4, np.int64),
+                              np.arange(4), np.full(1, 0.1), 4, 1.0, 0.0)
+    update = _kernels.UpdateRule(_kernels.SGD_RULE, np.zeros(_kernels.N_HYPER), 0, 1e-38)
+    layout = np.array([[2, 2, 0, 4, 0], [2, 2, 6, 8, 2]], np.int64)[:1]
+    buffers = _fused.EpochBuffers.allocate(4, 2, 2, theta, params.state1, params.state2)
+    sync = np.zeros(_kernels.SYNC_SIZE, np.int64)
+    clocks = np.zeros((1, _kernels.N_PARTS), np.int64)
+    with pytest.raises(numba.core.errors.TypingError):
+        _kernels.train_epoch_worker(0, 1, sync, np.zeros(1), data, layout, params, update,
+                                    buffers, clocks)

@@ -265,9 +265,12 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     try:
         with compile_notice(k.train_epoch_worker):
             start = time.perf_counter()
-            run_workers(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum, theta, state1,
-                        state2, layout, x, y, order, float(scale), float(offset), batch_size,
-                        learning_rates, rule, hyper, t, np.finfo(dtype).tiny, buffers, clocks)
+            run_workers(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum,
+                        k.Parameters(theta, state1, state2), layout,
+                        k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
+                                    float(offset)),
+                        k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
+                        buffers, clocks)
             wall = time.perf_counter() - start
         if parts is not None:
             parts.update(epoch_parts(clocks, wall))

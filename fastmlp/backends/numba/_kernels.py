@@ -24,6 +24,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -90,6 +91,38 @@ N_OUT, N_IN, W_AT, B_AT, UNIT_AT = range(5)
 # barrier, and the worker's whole epoch.
 GATHER, PRODUCTS, EPILOGUES, UPDATE, WAIT, TOTAL = range(6)
 N_PARTS = 6
+
+class Parameters(NamedTuple):
+    """The flat vectors an update changes in place, all of one length and dtype."""
+
+    theta: np.ndarray   # every layer's W and b (see the layout table)
+    state1: np.ndarray  # SGD's velocity or Adam's m; empty when the rule keeps none
+    state2: np.ndarray  # Adam's v; empty otherwise
+
+
+class EpochData(NamedTuple):
+    """What one fused epoch trains on: batch k is rows ``order[k * batch_size:(k + 1) *
+    batch_size]`` of ``x``, scaled as ``scale * x + offset``, at ``learning_rates[k]``."""
+
+    x: np.ndarray               # (n_samples, n_in), uint8 or the parameters' dtype
+    y: np.ndarray               # (n_samples,) int64
+    order: np.ndarray           # int64 row indices
+    learning_rates: np.ndarray  # float64, one per step
+    batch_size: int
+    scale: float
+    offset: float
+
+
+class UpdateRule(NamedTuple):
+    """The optimizer's rule (``SGD_RULE`` or ``ADAM_RULE``), its hyper-parameters by the
+    slots ``MOMENTUM, ..., DECOUPLED``, the steps it has taken, and the smallest normal
+    number of the dtype (the loss's clip)."""
+
+    rule: int
+    hyper: np.ndarray
+    t: int
+    tiny: float
+
 
 # Update rules of the fused epoch, and the slots of its hyper-parameter vector.
 SGD_RULE, ADAM_RULE = 0, 1
@@ -388,13 +421,14 @@ def _integer_power(base, n):
 
 
 @njit(**_JIT)
-def _update_slice(theta, grad, state1, state2, lo, hi, rule, hyper, lr, t):
-    """Update ``theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
+def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
+    """Update ``params.theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
 
-    ``state1, state2`` are the optimizer's state (SGD velocity; Adam m and v).
+    ``params.state1, state2`` are the optimizer's state (SGD velocity; Adam m and v).
     As in ``fastmlp.optim``, the arithmetic is in the parameters' dtype, with
     the products by the (float64) learning rate rounded back to it.
     """
+    theta, state1, state2 = params
     cast = theta.dtype.type
     if rule == SGD_RULE:
         _sgd_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], lr, cast(hyper[MOMENTUM]),
@@ -487,7 +521,7 @@ def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
 
 
 @njit(**_JIT, inline="always")
-def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper, lr, t,
+def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
                           c, tasks, clocks):
     """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
 
@@ -502,6 +536,8 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
     ``a.T`` are read in place: see ``gemm_into``.)
     """
     grad = buffers.grad
+    theta = params.theta
+    transposed = Parameters(buffers.wt, buffers.s1t, buffers.s2t)  # the first layer's
     none = np.empty((0, 0), theta.dtype)
     for l in range(layout.shape[0]):
         n_out, n_in, w_at, b_at, unit_at = layout[l]
@@ -517,15 +553,15 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
             gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1, np.int64(PLAIN),
                       theta[:0], none, clocks, TRANSPOSED)
             start = _simd.cycle_counter()
-            _update_slice(buffers.wt, grad, buffers.s1t, buffers.s2t, w_at + r0 * n_out,
-                          w_at + r1 * n_out, rule, hyper, lr, t)
+            _update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, rule, hyper,
+                          lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
             gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
                       theta[:0], none, clocks, TRANSPOSED)
             start = _simd.cycle_counter()
-            _update_slice(theta, grad, state1, state2, w_at + j0 * n_in, w_at + j1 * n_in,
-                          rule, hyper, lr, t)
+            _update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper, lr,
+                          t)
             transpose_rows(_block(theta, w_at, n_out, n_in),
                            _block(buffers.wt, w_at, n_in, n_out), j0, j1)
             clocks[UPDATE] += _simd.cycle_counter() - start
@@ -540,7 +576,7 @@ def _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper
             for j in range(j0, j1):
                 db[j - j0] += row[j]
         middle = _simd.cycle_counter()
-        _update_slice(theta, grad, state1, state2, b_at + j0, b_at + j1, rule, hyper, lr, t)
+        _update_slice(params, grad, b_at + j0, b_at + j1, rule, hyper, lr, t)
         clocks[EPILOGUES] += middle - start
         clocks[UPDATE] += _simd.cycle_counter() - middle
 
@@ -580,13 +616,14 @@ def _timed_barrier(sync, workers, clocks):
 
 
 @njit(**_JIT)
-def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, layout, x, y,
-                       order, scale, offset, batch_size, learning_rates, rule, hyper, t, tiny,
-                       buffers, clocks):
+def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, update, buffers,
+                       clocks):
     """Worker ``worker`` of ``workers`` threads running all steps of one epoch.
 
-    Every layer's ``W`` and ``b`` live in the flat vector ``theta`` (the
-    optimizer state and the gradient alike), where row l of ``layout`` is
+    ``params`` (``Parameters``) is updated in place, trained on ``data``
+    (``EpochData``) by ``update`` (``UpdateRule``). Every layer's ``W`` and
+    ``b`` live in the flat vector ``params.theta`` (the optimizer state and
+    the gradient alike), where row l of ``layout`` is
     indexed by ``N_OUT, N_IN, W_AT, B_AT, UNIT_AT``: the layer's sizes, the
     offsets of its ``W`` and ``b``, and the offset of its units among all
     units. ``hyper`` is indexed by ``MOMENTUM, ..., DECOUPLED``. Batch k is
@@ -607,6 +644,9 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
+    theta, state1, state2 = params
+    x, y, order, learning_rates, batch_size, scale, offset = data
+    rule, hyper, t, tiny = update
     n_samples = order.shape[0]
     L = layout.shape[0]
     for l in range(L):
@@ -650,8 +690,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, theta, state1, state2, l
             _simd.atomic_add(sync, CORRECT, correct)
         if rule == ADAM_RULE:
             t += 1
-        _gradients_and_update(theta, state1, state2, layout, buffers, n, rule, hyper,
-                              learning_rates[step], t, worker, workers, clocks)
+        _gradients_and_update(params, layout, buffers, n, rule, hyper, learning_rates[step], t,
+                              worker, workers, clocks)
         if not _timed_barrier(sync, workers, clocks):
             return
         if worker == 0:
