@@ -35,6 +35,21 @@ def _flat(pairs):
     return [array for pair in pairs for array in pair]
 
 
+# The update rules a compiled epoch applies, each with the hyper-parameters its
+# formula reads: attributes of the optimizer by these names, in this order (the
+# order of the numba kernel's slots). A new hyper-parameter is one name here and
+# the formula in two places: the optimizer's ``step`` and the kernel's update
+# (``fastmlp/backends/numba/_kernels.py``: ``_sgd_update``, ``_adam_update``).
+FUSED_RULES = {
+    "sgd": ("momentum", "nesterov", "weight_decay"),
+    "adam": ("beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay"),
+}
+
+
+def _fused_hyper(optimizer, rule: str) -> dict[str, float]:
+    return {name: getattr(optimizer, name) for name in FUSED_RULES[rule]}
+
+
 class FusedUpdate(NamedTuple):
     """An optimizer's update, described for a backend that applies it in compiled code.
 
@@ -144,10 +159,8 @@ class SGD:
         if _overrides_step(self, SGD):
             return None
         self.init_state(params)
-        return FusedUpdate(
-            "sgd", {"momentum": self.momentum, "nesterov": self.nesterov,
-                    "weight_decay": self.weight_decay},
-            (self.velocity,) if self.momentum else (), 0)
+        return FusedUpdate("sgd", _fused_hyper(self, "sgd"),
+                           (self.velocity,) if self.momentum else (), 0)
 
     def advance(self, steps: int) -> None:
         """Record ``steps`` updates made by a compiled epoch (SGD counts none)."""
@@ -239,11 +252,7 @@ class Adam:
         if _overrides_step(self, Adam):
             return None
         self.init_state(params)
-        return FusedUpdate(
-            "adam", {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                     "weight_decay": self.weight_decay,
-                     "decoupled_weight_decay": self.decoupled_weight_decay},
-            (self.m, self.v), self.t)
+        return FusedUpdate("adam", _fused_hyper(self, "adam"), (self.m, self.v), self.t)
 
     def advance(self, steps: int) -> None:
         """Record ``steps`` updates made by a compiled epoch: the bias correction moves on."""

@@ -413,3 +413,26 @@ def test_the_epoch_kernel_takes_its_arrays_named_and_refuses_them_swapped():
     with pytest.raises(numba.core.errors.TypingError):
         _kernels.train_epoch_worker(0, 1, sync, np.zeros(1), data, layout, params, update,
                                     buffers, clocks)
+
+
+@pytest.mark.parametrize("make", [lambda: optim.SGD(0.1, momentum=0.7, nesterov=True,
+                                                    weight_decay=0.01),
+                                  lambda: optim.AdamW(1e-3, beta1=0.8, beta2=0.99, eps=1e-7,
+                                                      weight_decay=0.2)])
+def test_the_kernels_hyper_parameter_slots_follow_the_one_table(make, random_problem):
+    # optim.FUSED_RULES names each rule's hyper-parameters in the order of the
+    # kernel's slots: the vector the kernel gets holds the optimizer's values there.
+    from fastmlp.backends.numba import _fused, _kernels
+
+    opt = make()
+    params, _, _ = random_problem(SIZES["one-hidden"], SAMPLES, np.float64)
+    (rule, hyper, _, _), reason = _fused._describe(opt, params)
+    name = opt.fused_update(params).rule
+    assert reason is None and rule == _kernels.RULE_IDS[name]
+    want = [float(getattr(opt, key)) for key in optim.FUSED_RULES[name]]
+    np.testing.assert_array_equal(hyper[:len(want)], want)
+    assert not hyper[len(want):].any()
+    if name == "sgd":
+        assert hyper[_kernels.MOMENTUM] == 0.7 and hyper[_kernels.SGD_WEIGHT_DECAY] == 0.01
+    else:
+        assert hyper[_kernels.BETA2] == 0.99 and hyper[_kernels.ADAM_WEIGHT_DECAY] == 0.2

@@ -20,20 +20,12 @@ from numba import get_num_threads
 from ..._flat import base_vector
 from ..._validation import check_labels, check_positive_int
 from ...exceptions import PerformanceWarning
+from ...optim import FUSED_RULES
 from ...train import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
 from . import _kernels as k
 from ._api import FLOATS, backward, check_layers, forward
 from ._compile_notice import compile_notice
 from ._threads import run_workers
-
-# What each update rule reads from FusedUpdate.hyper, and into which slot.
-_RULES = {
-    "sgd": (k.SGD_RULE, {"momentum": k.MOMENTUM, "nesterov": k.NESTEROV,
-                         "weight_decay": k.WEIGHT_DECAY}),
-    "adam": (k.ADAM_RULE, {"beta1": k.BETA1, "beta2": k.BETA2, "eps": k.EPS,
-                           "weight_decay": k.WEIGHT_DECAY,
-                           "decoupled_weight_decay": k.DECOUPLED}),
-}
 
 
 class EpochBuffers(NamedTuple):
@@ -89,18 +81,18 @@ def _describe(optimizer, params):
     name = type(optimizer).__name__
     if update is None:
         return None, f"optimizer {name} does not describe its update (fused_update)"
-    if update.rule not in _RULES:
+    if update.rule not in k.RULE_IDS:
         return None, (f"optimizer {name} uses update rule {update.rule!r}, which the fused "
                       f"epoch does not implement")
-    rule, slots = _RULES[update.rule]
-    unknown = sorted(set(update.hyper) - set(slots))
+    names = FUSED_RULES[update.rule]  # the kernel's slots, in order
+    unknown = sorted(set(update.hyper) - set(names))
     if unknown:
         return None, (f"optimizer {name} has hyper-parameters the fused {update.rule} update "
                       f"does not implement: {', '.join(unknown)}")
     hyper = np.zeros(k.N_HYPER)
-    for key, value in update.hyper.items():
-        hyper[slots[key]] = float(value)
-    return (rule, hyper, update.state, update.t), None
+    for slot, key in enumerate(names):
+        hyper[slot] = float(update.hyper.get(key, 0.0))
+    return (k.RULE_IDS[update.rule], hyper, update.state, update.t), None
 
 
 # What run_steps runs when the fused epoch cannot: the one loop over numba's own

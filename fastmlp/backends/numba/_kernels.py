@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from ...optim import FUSED_RULES
 from . import _elementary, _simd
 
 # Helpers of the fused epoch with one call site are inlined into it
@@ -124,10 +125,17 @@ class UpdateRule(NamedTuple):
     tiny: float
 
 
-# Update rules of the fused epoch, and the slots of its hyper-parameter vector.
+# Update rules of the fused epoch, and the slots of its hyper-parameter vector:
+# a rule's hyper-parameters in the order of fastmlp.optim.FUSED_RULES, the one
+# table of them.
 SGD_RULE, ADAM_RULE = 0, 1
-MOMENTUM, WEIGHT_DECAY, NESTEROV, BETA1, BETA2, EPS, DECOUPLED = range(7)
-N_HYPER = 7
+RULE_IDS = {"sgd": SGD_RULE, "adam": ADAM_RULE}
+N_HYPER = max(len(names) for names in FUSED_RULES.values())
+MOMENTUM, NESTEROV, SGD_WEIGHT_DECAY = (FUSED_RULES["sgd"].index(name)
+                                        for name in ("momentum", "nesterov", "weight_decay"))
+BETA1, BETA2, EPS, ADAM_WEIGHT_DECAY, DECOUPLED = (
+    FUSED_RULES["adam"].index(name)
+    for name in ("beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay"))
 
 
 @njit(**_JIT)
@@ -432,13 +440,13 @@ def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
     cast = theta.dtype.type
     if rule == SGD_RULE:
         _sgd_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], lr, cast(hyper[MOMENTUM]),
-                    cast(hyper[WEIGHT_DECAY]), hyper[NESTEROV] != 0)
+                    cast(hyper[SGD_WEIGHT_DECAY]), hyper[NESTEROV] != 0)
     else:
         beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
         step_size = lr / (1 - _integer_power(beta1, t))
         inv_bias2 = cast(1 / math.sqrt(1 - _integer_power(beta2, t)))
-        shrink = 1 - lr * hyper[WEIGHT_DECAY] if decoupled else 1.0
-        coupled_decay = cast(0) if decoupled else cast(hyper[WEIGHT_DECAY])
+        shrink = 1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0
+        coupled_decay = cast(0) if decoupled else cast(hyper[ADAM_WEIGHT_DECAY])
         _adam_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], state2[lo:hi], step_size,
                      inv_bias2, cast(beta1), cast(1 - beta1), cast(beta2), cast(1 - beta2),
                      cast(hyper[EPS]), coupled_decay, shrink)
@@ -708,7 +716,8 @@ def _drop_stale_cache(kernel):
     this, an edit of them or another ``FASTMLP_NUMBA_TILE`` would load stale code.
     """
     sources = b"".join(Path(module.__file__).read_bytes() for module in (_simd, _elementary))
-    stamp = hashlib.sha256(sources + str(TILE).encode()).hexdigest()
+    # the slots frozen into the kernels come from fastmlp.optim's table
+    stamp = hashlib.sha256(sources + str(TILE).encode() + repr(FUSED_RULES).encode()).hexdigest()
     with contextlib.suppress(AttributeError, OSError):
         folder = Path(kernel._cache._cache_path)
         marker = folder / "_kernels.simd-stamp"
