@@ -1,6 +1,6 @@
 """fastmlp's backends against plain NumPy, PyTorch and the machine's FMA peak: ``fastmlp bench``.
 
-Trains the network in float32 with plain SGD on MNIST and measures, per backend
+Trains the network in float32 (or float64) with plain SGD on MNIST and measures, per backend
 and batch size, the best epoch time of several, then the forward pass over the
 whole training set as one batch, and single-sample ``predict``. PyTorch (eager,
 same network, loss, optimizer and batching) joins when ``torch`` is importable.
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import backends
+from ._validation import check_dtype
 from .machine import describe, summary
 from .model import MLP
 from .profile import flops_per_sample, fma_peak, gemm_peak
@@ -49,6 +50,7 @@ class Comparison:
     gemm_gflops: float | None = None
     torch_version: str | None = None
     machine: dict | None = None
+    dtype: str = "float32"
     epoch_seconds: dict[int, dict[str, float]] = field(default_factory=dict)
     forward_seconds: dict[str, float] = field(default_factory=dict)
     predict_seconds: dict[str, float] = field(default_factory=dict)
@@ -91,9 +93,9 @@ class Comparison:
                          f"{numba['k_block']}, products of >= {numba['parallel_work']:,} "
                          "multiply-adds split across threads (FASTMLP_NUMBA_PARALLEL_WORK)")
         gemm = "" if self.gemm_gflops is None else f", BLAS GEMM {self.gemm_gflops:.0f}"
-        lines += [f"{'-'.join(map(str, self.layer_sizes))} float32, plain SGD, "
+        lines += [f"{'-'.join(map(str, self.layer_sizes))} {self.dtype}, plain SGD, "
                  f"{self.samples:,} samples per epoch ({self.epoch_gflop:.1f} GFLOP); "
-                 f"float32 FMA peak {self.peak_gflops:.0f} GFLOP/s{gemm}"
+                 f"{self.dtype} FMA peak {self.peak_gflops:.0f} GFLOP/s{gemm}"
                  + (f"; torch {self.torch_version}" if self.torch_version else ""), ""]
         header = (f"{'backend':<8} {'batch':>5} {'s/epoch':>8} {'samples/s':>10} {'GFLOP/s':>8} "
                   f"{'% peak':>7} {'vs numpy':>9} {'vs torch':>9}")
@@ -130,7 +132,7 @@ def _ratio(seconds: dict, reference: str, value: float) -> str:
 def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None = None,
             batch_sizes: Sequence[int] = (32, 128, 1000), epochs: int = 4,
             with_torch: bool = True, layer_sizes: Sequence[int] = (784, 128, 128, 10),
-            report: Callable[[str], None] | None = None) -> Comparison:
+            report: Callable[[str], None] | None = None, dtype="float32") -> Comparison:
     """Time training epochs, the full forward pass and single predicts, contender by contender.
 
     Parameters
@@ -148,24 +150,28 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
     layer_sizes : sequence of int
     report : callable, optional
         Called with each line of progress (one per finished batch size).
+    dtype : float32 or float64
+        Of every contender's parameters and arithmetic (PyTorch's too), and of the FMA peak.
 
     Returns
     -------
     Comparison
     """
     x = x.reshape(len(x), -1)
+    dtype = check_dtype(dtype)
     names = backend_names or [b for b in backends.available_backends() if b != "loop"]
     for name in names:
         backends.load_backend(name)  # an unknown name fails before any timing
     torch = None
     if with_torch:
         with contextlib.suppress(ImportError):
-            torch = Torch(layer_sizes)
-    result = Comparison(tuple(layer_sizes), len(x), fma_peak(np.float32),
-                        gemm_gflops=gemm_peak(np.float32),
-                        torch_version=torch.torch.__version__ if torch else None)
+            torch = Torch(layer_sizes, dtype)
+    result = Comparison(tuple(layer_sizes), len(x), fma_peak(dtype),
+                        gemm_gflops=gemm_peak(dtype),
+                        torch_version=torch.torch.__version__ if torch else None,
+                        dtype=dtype.name)
     for batch_size in batch_sizes:
-        contenders = {name: _FastmlpEpoch(name, x, y, batch_size, layer_sizes)
+        contenders = {name: _FastmlpEpoch(name, x, y, batch_size, layer_sizes, dtype)
                       for name in names}
         if torch is not None:
             contenders["torch"] = torch.trainer(x, y, batch_size)
@@ -180,8 +186,8 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
             report(f"batch {batch_size}: " + ", ".join(f"{name} {seconds:.3f} s"
                                                       for name, seconds in best.items()))
     for name in names:
-        result.forward_seconds[name] = _forward_seconds(name, x, layer_sizes)
-        result.predict_seconds[name] = _predict_seconds(name, x, layer_sizes)
+        result.forward_seconds[name] = _forward_seconds(name, x, layer_sizes, dtype)
+        result.predict_seconds[name] = _predict_seconds(name, x, layer_sizes, dtype)
     if torch is not None:
         result.forward_seconds["torch"] = torch.forward(x)
         result.predict_seconds["torch"] = torch.predict_one(x)
@@ -194,9 +200,9 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
 class _FastmlpEpoch:
     """One backend training with plain SGD, as ``fastmlp train --optimizer sgd`` does."""
 
-    def __init__(self, backend, x, y, batch_size, layer_sizes):
+    def __init__(self, backend, x, y, batch_size, layer_sizes, dtype):
         self.backend, self.x, self.y, self.batch_size = backend, x, y, batch_size
-        self.model = MLP(layer_sizes, dtype=np.float32, seed=0)
+        self.model = MLP(layer_sizes, dtype=dtype, seed=0)
         self()  # warm up: JIT, caches, page faults
 
     def __call__(self) -> float:
@@ -223,16 +229,16 @@ def _per_call(fn, calls: int) -> float:
     return statistics.median(times)
 
 
-def _forward_seconds(name, x, layer_sizes, repeats=3):
-    model = MLP(layer_sizes, dtype=np.float32, seed=0)
-    X = model.scaler.fit(x).transform(x, np.float32)
+def _forward_seconds(name, x, layer_sizes, dtype, repeats=3):
+    model = MLP(layer_sizes, dtype=dtype, seed=0)
+    X = model.scaler.fit(x).transform(x, dtype)
     module = backends.load_backend(name)
     module.forward(model.params, X[:100])
     return min(_timed(lambda: module.forward(model.params, X)) for _ in range(repeats))
 
 
-def _predict_seconds(name, x, layer_sizes, calls=2000):
-    model = MLP(layer_sizes, dtype=np.float32, seed=0)
+def _predict_seconds(name, x, layer_sizes, dtype, calls=2000):
+    model = MLP(layer_sizes, dtype=dtype, seed=0)
     model.scaler.fit(x[:1000])
     sample = x[0]
     with backends.use_backend(name):
@@ -244,10 +250,11 @@ def _predict_seconds(name, x, layer_sizes, calls=2000):
 class Torch:
     """The same network, loss, optimizer and batching in PyTorch eager mode."""
 
-    def __init__(self, layer_sizes):
+    def __init__(self, layer_sizes, dtype=np.float32):
         import torch
 
         self.torch = torch
+        self.dtype = np.dtype(dtype)
         torch.manual_seed(0)
         layers = []
         for i, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
@@ -255,9 +262,11 @@ class Torch:
             if i < len(layer_sizes) - 2:
                 layers.append(torch.nn.ReLU())
         self.net = torch.nn.Sequential(*layers)
+        if self.dtype == np.float64:
+            self.net = self.net.double()
 
     def _tensor(self, x):
-        return self.torch.from_numpy(((x / 255.0 - 0.1307) / 0.3081).astype(np.float32))
+        return self.torch.from_numpy(((x / 255.0 - 0.1307) / 0.3081).astype(self.dtype))
 
     def trainer(self, x, y, batch_size):
         """A function that trains one epoch and returns its seconds (after one warm-up)."""
@@ -330,7 +339,7 @@ def plot(result: Comparison, path: str | os.PathLike) -> None:
     left.set_xticks(positions + width * (len(names) - 1) / 2,
                     [f"batch {batch}" for batch in result.epoch_seconds])
     left.set_ylabel("training samples/s (thousands)")
-    left.set_title("One epoch, float32, plain SGD (higher is better)")
+    left.set_title(f"One epoch, {result.dtype}, plain SGD (higher is better)")
     left.legend()
     forward = result.forward_seconds
     right.bar(list(forward), list(forward.values()),

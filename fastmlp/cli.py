@@ -403,6 +403,9 @@ def _bench_options(parser):
     parser.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                         help="train on the first N training samples only (default: all)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="precision of every contender, PyTorch included, and of the FMA "
+                             "peak (default: float32)")
     _add_output(parser, "--plot", metavar="PATH", default=None, check=_plot_path,
                 help="also draw the results as bar charts into PATH (needs matplotlib)")
     parser.add_argument("--json", action="store_true",
@@ -424,7 +427,8 @@ def _bench(args) -> int:
                      batch_sizes=args.batch_sizes, epochs=args.epochs,
                      with_torch=not args.no_torch,
                      layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
-                     report=lambda line: print(line, file=sys.stderr, flush=True))
+                     report=lambda line: print(line, file=sys.stderr, flush=True),
+                     dtype=args.dtype)
     notes = sys.stderr if args.json else sys.stdout  # stdout holds the JSON alone
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -298,8 +298,9 @@ def test_bench_json_is_the_comparison_alone_on_stdout(small_images, tmp_path, ca
     captured = capsys.readouterr()
     data = json.loads(captured.out)  # nothing but the JSON
     assert set(data) == {"layer_sizes", "samples", "peak_gflops", "gemm_gflops",
-                         "torch_version", "machine", "epoch_seconds", "forward_seconds",
+                         "torch_version", "machine", "dtype", "epoch_seconds", "forward_seconds",
                          "predict_seconds"}
+    assert data["dtype"] == "float32"
     assert data["layer_sizes"] == [10, 128, 128, 3] and data["samples"] == 120
     assert data["torch_version"] is None
     assert isinstance(data["peak_gflops"], float) and data["peak_gflops"] > 0
@@ -312,6 +313,25 @@ def test_bench_json_is_the_comparison_alone_on_stdout(small_images, tmp_path, ca
     result = Comparison.from_dict(data)
     assert result.epoch_seconds[64]["matmul"] == data["epoch_seconds"]["64"]["matmul"]
     assert "batch 32: matmul " in captured.err  # the progress lines go to stderr
+
+
+def test_bench_in_float64_times_every_contender_in_float64(small_images, tmp_path, capsys,
+                                                            monkeypatch):
+    import fastmlp.benchmark as benchmark
+
+    dtypes = []
+    real = benchmark.MLP
+    monkeypatch.setattr(benchmark, "MLP",
+                        lambda *a, **k: dtypes.append(k["dtype"]) or real(*a, **k))
+    x, y = small_images(120, 2)
+    np.savez(tmp_path / "mine.npz", x_train=x.reshape(120, -1)[:, :10], y_train=y)
+    assert main(["bench", "--data", str(tmp_path / "mine.npz"), "--backends", "matmul",
+                 "--batch-sizes", "64", "--epochs", "1", "--no-torch", "--dtype", "float64",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dtype"] == "float64"
+    assert dtypes and {np.dtype(d) for d in dtypes} == {np.dtype(np.float64)}
+    assert "10-128-128-3 float64, plain SGD" in str(Comparison.from_dict(data))
 
 
 def test_train_timings_split_the_whole_process(small_idx, capsys):
