@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import math
 import os
 import tempfile
@@ -29,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ...optim import FUSED_RULES
+from ...optim import FUSED_RULES, integer_power
 from . import _elementary, _simd
 
 # Helpers of the fused epoch with one call site are inlined into it
@@ -416,16 +417,10 @@ def _adam_update(p, g, m, v, step_size, inv_bias2, beta1, one_minus_beta1, beta2
         p[i] = p[i] - cast(mi / (np.sqrt(vi) * inv_bias2 + eps) * step_size)
 
 
-@njit(**_JIT, inline="always")
-def _integer_power(base, n):
-    # base ** n by repeated squaring, step for step as fastmlp.optim.integer_power
-    result, square = 1.0, float(base)
-    while n > 0:
-        if n & 1:
-            result *= square
-        square *= square
-        n >>= 1
-    return result
+# Adam's bias corrections: fastmlp.optim's own function, compiled, so that the
+# fused update and optim.Adam take the same steps (the stale-cache stamp below
+# covers its source, which numba's cache does not watch here).
+_integer_power = njit(**_JIT, inline="always")(integer_power)
 
 
 @njit(**_JIT)
@@ -708,16 +703,18 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
 
 
 def _drop_stale_cache(kernel):
-    """Empty this module's numba cache if ``_simd``, ``_elementary`` or the tile changed
-    since it was written.
+    """Empty this module's numba cache if ``_simd``, ``_elementary``, the tile or what
+    ``fastmlp.optim`` lends the kernels changed since it was written.
 
     numba checks a cached kernel against its own source file only, and the
     micro-kernels and the exp and log are inlined from those modules: without
     this, an edit of them or another ``FASTMLP_NUMBA_TILE`` would load stale code.
     """
     sources = b"".join(Path(module.__file__).read_bytes() for module in (_simd, _elementary))
-    # the slots frozen into the kernels come from fastmlp.optim's table
-    stamp = hashlib.sha256(sources + str(TILE).encode() + repr(FUSED_RULES).encode()).hexdigest()
+    # the slots frozen into the kernels come from fastmlp.optim's table, and
+    # integer_power is inlined from there too
+    optim_part = (repr(FUSED_RULES) + inspect.getsource(integer_power)).encode()
+    stamp = hashlib.sha256(sources + str(TILE).encode() + optim_part).hexdigest()
     with contextlib.suppress(AttributeError, OSError):
         folder = Path(kernel._cache._cache_path)
         marker = folder / "_kernels.simd-stamp"
