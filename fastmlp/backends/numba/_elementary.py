@@ -56,28 +56,25 @@ _AS_INT = {types.float32: types.int32, types.float64: types.int64}
 _AS_FLOAT = {value: key for key, value in _AS_INT.items()}
 
 
-@intrinsic
-def as_int(typingctx, x):
-    """The bits of a float32 (float64) as an int32 (int64)."""
-    if x not in _AS_INT:
-        return None
+def _reinterpret(table):
+    """An intrinsic giving a value's bits as another type: ``table`` maps each accepted
+    type to the one of its width that it becomes (a bit cast, no conversion)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+    @intrinsic
+    def reinterpret(typingctx, value):
+        if value not in table:
+            return None
 
-    return _AS_INT[x](x), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+
+        return table[value](value), codegen
+
+    return reinterpret
 
 
-@intrinsic
-def as_float(typingctx, i):
-    """An int32's (int64's) bits as a float32 (float64)."""
-    if i not in _AS_FLOAT:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
-
-    return _AS_FLOAT[i](i), codegen
+as_int = _reinterpret(_AS_INT)  # the bits of a float32 (float64) as an int32 (int64)
+as_float = _reinterpret(_AS_FLOAT)  # an int32's (int64's) bits as a float32 (float64)
 
 
 @intrinsic
