@@ -16,6 +16,7 @@ from .backends import (
     use_backend,
 )
 from .exceptions import (
+    CheckpointError,
     ChecksumError,
     DataError,
     ModelFileError,
@@ -45,6 +46,7 @@ __all__ = [
     "datasets",
     "optim",
     "DataError",
+    "CheckpointError",
     "ChecksumError",
     "ModelFileError",
     "PerformanceWarning",

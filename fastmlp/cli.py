@@ -64,6 +64,16 @@ def _positive_int(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
 def _sizes(text):
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
@@ -108,6 +118,15 @@ def _writable(what: str) -> Callable[[str], None]:
         problem = unwritable(path)
         if problem:
             raise ValueError(f"cannot write {what} to {path}: {problem}")
+    return check
+
+
+def _checkpoint_directory(*, resume: bool) -> Callable[[str], None]:
+    """The check of ``--checkpoint`` / ``--resume``: see `fastmlp.checkpoint.check_directory`."""
+    def check(directory):
+        from .checkpoint import check_directory
+
+        check_directory(directory, resume=resume)
     return check
 
 
@@ -156,6 +175,17 @@ def _add_training_options(parser, *, training_run: bool):
                               f"{name} {defaults['learning_rate']:g}"
                               for name, (_, defaults) in optim.OPTIMIZERS.items()) + ")")
     if training_run:
+        training.add_argument("--early-stopping", action="store_true",
+                              help="hold out --validation-fraction of the training data "
+                                   "(stratified, drawn from --seed) and stop when its loss has "
+                                   "not improved for --patience epochs, keeping the best "
+                                   "epoch's weights; the test set is scored once, at the end")
+        training.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                              metavar="F", help="share held out by --early-stopping "
+                                                "(default: 0.1)")
+        training.add_argument("--patience", type=_positive_int, default=5, metavar="N",
+                              help="epochs without improvement before --early-stopping stops "
+                                   "(default: 5)")
         training.add_argument("--weight-decay", type=float, default=None,
                               help="weight decay (default: 0.05 for adamw, else 0)")
         training.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES),
@@ -273,6 +303,17 @@ def _train_options(parser):
     _add_output(output, "--plot", metavar="FILE.png", default=None, check=_plot_path,
                 help="draw the loss and the train and test accuracy per epoch into FILE.png "
                      "(needs matplotlib: the 'plot' extra)")
+    resuming = output.add_mutually_exclusive_group()
+    _add_output(resuming, "--checkpoint", metavar="DIR", default=None,
+                check=_checkpoint_directory(resume=False),
+                help="after every epoch, write what a resume needs (model, optimizer state, "
+                     "epoch, shuffling state) to DIR/checkpoint.npz, atomically; DIR is "
+                     "created if its parent exists and must not hold a checkpoint yet")
+    _add_output(resuming, "--resume", metavar="DIR", default=None,
+                check=_checkpoint_directory(resume=True),
+                help="continue the run whose checkpoint is in DIR, to the same result bit for "
+                     "bit, and keep writing its checkpoints there; give the options of the "
+                     "interrupted run (a different one is refused, naming it)")
     output.add_argument("--quiet", "-q", action="store_true",
                         help="print only the final line")
     output.add_argument("--timings", action="store_true",
@@ -310,14 +351,30 @@ def _train(args) -> int:
                   f"{name}, {args.optimizer} lr {optimizer.learning_rate:g} weight decay "
                   f"{optimizer.weight_decay:g} {args.schedule}, batch {args.batch_size}",
                   flush=True)
+        # Early stopping watches a split of the training data; the test set is scored
+        # once, at the end, so it never chooses the model it scores.
+        stopping = dict(early_stopping=True, validation_fraction=args.validation_fraction,
+                        patience=args.patience) if args.early_stopping else {}
         history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                      optimizer=optimizer, schedule=args.schedule, validation_data=test,
+                      optimizer=optimizer, schedule=args.schedule,
+                      validation_data=None if args.early_stopping else test,
                       seed=args.seed, verbose=0 if args.quiet else "auto",
-                      validation_name="test")
+                      validation_name="val" if args.early_stopping else "test",
+                      checkpoint=args.checkpoint or args.resume, resume=bool(args.resume),
+                      **stopping)
+        test_accuracy = None
+        if test is not None:
+            test_accuracy = (model.score(*test) if args.early_stopping
+                             else history.val_accuracy[-1])
         clock.append(("training", None, time.perf_counter()))
-    tested = (f"test acc {100 * history.val_accuracy[-1]:.2f}%  " if test is not None else "")
-    print(f"final  {tested}train acc {100 * history.train_accuracy[-1]:.2f}%  "
-          f"loss {history.loss[-1]:.4f}  {len(history)} epochs, "
+    tested = f"test acc {100 * test_accuracy:.2f}%  " if test is not None else ""
+    kept = -1  # the epoch whose weights the model has
+    if args.early_stopping:
+        kept = history.best_epoch - 1
+        tested += (f"best epoch {history.best_epoch}: val acc "
+                   f"{100 * history.val_accuracy[kept]:.2f}%  ")
+    print(f"final  {tested}train acc {100 * history.train_accuracy[kept]:.2f}%  "
+          f"loss {history.loss[kept]:.4f}  {len(history)} epochs, "
           f"{sum(history.seconds):.1f} s training")
     if args.save:
         model.save(args.save)
@@ -326,7 +383,8 @@ def _train(args) -> int:
     if args.plot:
         from .plots import plot_history
 
-        plot_history(history, args.plot)
+        plot_history(history, args.plot,
+                     validation_label="validation" if args.early_stopping else "test")
         if not args.quiet:
             print(f"saved plot to {args.plot}")
     if args.timings:
@@ -638,7 +696,9 @@ def main(argv=None) -> int:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("fastmlp: interrupted", file=sys.stderr)
+        directory = getattr(args, "checkpoint", None) or getattr(args, "resume", None)
+        hint = f"; continue with --resume {directory}" if directory else ""
+        print(f"fastmlp: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -23,3 +23,7 @@ class TrainingDivergedError(FloatingPointError):
 
 class PerformanceWarning(UserWarning):
     """A slower path runs than the one asked for (for example a fused epoch falls back)."""
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint cannot be read, or was written by another configuration."""

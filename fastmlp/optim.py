@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._flat import flat_zeros_like
+from ._flat import flat_copy, flat_zeros_like
 
 
 def _flat(pairs):
@@ -48,6 +48,36 @@ FUSED_RULES = {
 
 def _fused_hyper(optimizer, rule: str) -> dict[str, float]:
     return {name: getattr(optimizer, name) for name in FUSED_RULES[rule]}
+
+
+def _state_dict(optimizer, rule: str, steps: int, arrays: dict) -> dict:
+    """What ``state_dict`` returns: the class, hyper-parameters, steps and copied state."""
+    return {
+        "class": type(optimizer).__name__,
+        "hyper": {"learning_rate": optimizer.learning_rate, **_fused_hyper(optimizer, rule)},
+        "steps": steps,
+        "arrays": {name: None if state is None else [a.copy() for a in state]
+                   for name, state in arrays.items()},
+    }
+
+
+def _loaded_arrays(optimizer, state: dict, names: tuple[str, ...], params) -> list:
+    """The state arrays of ``state`` (a ``state_dict``), checked against ``params``, flat."""
+    if state.get("class") != type(optimizer).__name__:
+        raise ValueError(
+            f"the state is of a {state.get('class')}, not of this {type(optimizer).__name__}"
+        )
+    shapes = [(a.shape, a.dtype) for a in _flat(params)]
+    loaded = []
+    for name in names:
+        arrays = state["arrays"].get(name)
+        if arrays is not None:
+            if [(a.shape, a.dtype) for a in arrays] != shapes:
+                raise ValueError(f"the state's {name} does not match the parameters' "
+                                 "shapes and dtype")
+            arrays = flat_copy(arrays)
+        loaded.append(arrays)
+    return loaded
 
 
 class FusedUpdate(NamedTuple):
@@ -165,6 +195,24 @@ class SGD:
     def advance(self, steps: int) -> None:
         """Record ``steps`` updates made by a compiled epoch (SGD counts none)."""
 
+    def state_dict(self) -> dict:
+        """The optimizer's class, hyper-parameters and state (copies), as ``torch.optim`` has it.
+
+        ``{'class', 'hyper', 'steps', 'arrays': {'velocity': list or None}}``;
+        ``load_state_dict`` puts it back, so a resumed run continues bit for bit.
+        """
+        return _state_dict(self, "sgd", 0, {"velocity": self.velocity})
+
+    def load_state_dict(self, state: dict, params) -> None:
+        """Take the state of ``state_dict`` (copied) for ``params``; hyper-parameters stay.
+
+        Raises
+        ------
+        ValueError
+            If the state is of another class or does not fit ``params``.
+        """
+        (self.velocity,) = _loaded_arrays(self, state, ("velocity",), params)
+
 
 class Adam:
     """Adam, or AdamW with ``decoupled_weight_decay=True``.
@@ -257,6 +305,25 @@ class Adam:
     def advance(self, steps: int) -> None:
         """Record ``steps`` updates made by a compiled epoch: the bias correction moves on."""
         self.t += steps
+
+    def state_dict(self) -> dict:
+        """The optimizer's class, hyper-parameters and state (copies), as ``torch.optim`` has it.
+
+        ``{'class', 'hyper', 'steps': t, 'arrays': {'m': list or None, 'v': ...}}``;
+        ``load_state_dict`` puts it back, so a resumed run continues bit for bit.
+        """
+        return _state_dict(self, "adam", self.t, {"m": self.m, "v": self.v})
+
+    def load_state_dict(self, state: dict, params) -> None:
+        """Take the state of ``state_dict`` (copied) for ``params``; hyper-parameters stay.
+
+        Raises
+        ------
+        ValueError
+            If the state is of another class or does not fit ``params``.
+        """
+        self.m, self.v = _loaded_arrays(self, state, ("m", "v"), params)
+        self.t = int(state["steps"])
 
 
 class AdamW(Adam):

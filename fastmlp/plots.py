@@ -61,18 +61,23 @@ def save_figure(fig, path, image_format):
         fig.savefig(file, format=image_format, dpi=110)
 
 
-def plot_history(history, path: str | os.PathLike) -> None:
+def plot_history(history, path: str | os.PathLike, *, validation_label: str = "test") -> None:
     """Draw the training curves of a ``History`` into the image file ``path``.
 
-    Left: the mean training loss per epoch (log scale). Right: training and
-    test (validation) accuracy per epoch, in percent; epochs without
-    validation data have no test point.
+    Left: the mean training loss per epoch (log scale), and the validation
+    loss where the history has it. Right: training and validation accuracy
+    per epoch, in percent; epochs without validation data have no validation
+    point. Early stopping's best epoch is marked on both.
 
     Parameters
     ----------
     history : fastmlp.History
     path : str or path-like
         Image file; the format comes from its suffix (``.png``, ``.svg``, ``.pdf``, ...).
+    validation_label : str
+        What the legend calls the validation data (``fastmlp train`` scores
+        the test set after every epoch, unless early stopping holds out a
+        validation split).
     """
     image_format = check_plot_path(path)
     if not len(history):
@@ -81,22 +86,30 @@ def plot_history(history, path: str | os.PathLike) -> None:
     epochs = np.arange(1, len(history) + 1)
     fig = Figure(figsize=(10, 4), layout="constrained")
     loss_axes, accuracy_axes = fig.subplots(1, 2)
-    loss_axes.plot(epochs, history.loss, "o-", color="C3")
+    loss_axes.plot(epochs, history.loss, "o-", color="C3", label="train")
+    _plot_validation(loss_axes, epochs, history.val_loss, 1, validation_label, "C4")
     loss_axes.set_yscale("log")
-    loss_axes.set_title("training loss (mean cross-entropy)")
+    loss_axes.set_title("loss (mean cross-entropy)")
+    loss_axes.legend(loc="upper right")
     accuracy_axes.plot(epochs, 100 * np.asarray(history.train_accuracy), "o-", label="train")
-    tested = [(epoch, value) for epoch, value in zip(epochs, history.val_accuracy)
-              if value is not None]
-    if tested:
-        accuracy_axes.plot([e for e, _ in tested], [100 * v for _, v in tested], "s-",
-                           label="test")
+    _plot_validation(accuracy_axes, epochs, history.val_accuracy, 100, validation_label, "C1")
     accuracy_axes.set_title("accuracy (%)")
     accuracy_axes.legend(loc="lower right")
     for axes in (loss_axes, accuracy_axes):
+        if history.best_epoch is not None:
+            axes.axvline(history.best_epoch, color="0.5", linestyle="--", linewidth=1)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)
     save_figure(fig, path, image_format)
+
+
+def _plot_validation(axes, epochs, values, scale, label, color) -> None:
+    """The validation points of ``values`` (None where an epoch had none), times ``scale``."""
+    points = [(epoch, value) for epoch, value in zip(epochs, values) if value is not None]
+    if points:
+        axes.plot([e for e, _ in points], [scale * v for _, v in points], "s-", color=color,
+                  label=label)
 
 
 def plot_evaluation(evaluation, x, path: str | os.PathLike, *, mistakes: int = 24) -> None:

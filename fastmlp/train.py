@@ -11,17 +11,19 @@ same loop, with a :class:`Timer` that counts.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from . import backends
-from ._flat import flat_params
+from . import checkpoint as _checkpoint
+from ._flat import base_vector, flat_params
 from ._validation import check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
 from .functional import cross_entropy
@@ -35,9 +37,11 @@ if TYPE_CHECKING:
 class History:
     """Per-epoch training record; every list has one entry per epoch.
 
-    ``val_accuracy`` holds ``None`` where no validation data was given.
-    ``samples_per_second`` and ``seconds`` time the training pass alone, not
-    the evaluation of the validation data.
+    ``val_loss`` and ``val_accuracy`` hold ``None`` where there was no
+    validation data. ``samples_per_second`` and ``seconds`` time the training
+    pass alone, not the evaluation of the validation data. ``best_epoch``
+    (1-based) is early stopping's best epoch, None without early stopping;
+    ``stop_reason`` says why training ended.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -45,15 +49,121 @@ class History:
     val_accuracy: list[float | None] = field(default_factory=list)
     samples_per_second: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    best_epoch: int | None = None
+    stop_reason: str = ""
 
     def __len__(self) -> int:
         return len(self.loss)
+
+
+MONITORS = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
+"""What early stopping can watch: validation loss (lower is better) or accuracy (higher)."""
+
+
+class EarlyStopping:
+    """Stop training when a validation quantity stops improving, as Keras's ``EarlyStopping``.
+
+    An epoch improves on the best so far when its ``monitor`` value is lower
+    than the best by more than ``min_delta`` (``'val_accuracy'``: higher).
+    Training stops after ``patience`` epochs in a row without an improvement.
+    With ``restore_best``, ``fit`` ends with the parameters of the best epoch,
+    whether training stopped early or ran every epoch.
+
+    Parameters
+    ----------
+    monitor : {'val_loss', 'val_accuracy'}
+    patience : int
+        Epochs without improvement before training stops, >= 1.
+    min_delta : float
+        The smallest change that counts as an improvement, >= 0.
+    restore_best : bool
+        Keep a copy of the best epoch's parameters, to end with them.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best: bool = True):
+        if monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(map(repr, MONITORS))}, "
+                             f"got {monitor!r}")
+        check_positive_int(patience, "patience")
+        if not (isinstance(min_delta, (int, float, np.floating)) and np.isfinite(min_delta)
+                and min_delta >= 0):
+            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        self.monitor, self.patience = monitor, patience
+        self.min_delta, self.restore_best = float(min_delta), restore_best
+        self.sign = 1.0 if monitor == "val_loss" else -1.0  # lower is better after the sign
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.best_params: np.ndarray | None = None
+
+    def update(self, epoch: int, history: History, params: np.ndarray) -> bool:
+        """Take epoch ``epoch``'s value from ``history``; True if training should stop.
+
+        ``params`` is the flat parameter vector, copied when the epoch is the best.
+        """
+        value = (history.val_loss if self.monitor == "val_loss" else history.val_accuracy)[-1]
+        if self.best is None or self.sign * value < self.sign * self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = float(value), epoch, 0
+            if self.restore_best:
+                self.best_params = params.copy()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def reason(self) -> str:
+        """Why training stopped, in words."""
+        by = f"by more than {self.min_delta:g} " if self.min_delta else ""
+        return f"{MONITORS[self.monitor]} did not improve {by}for {self.patience} epochs"
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of it: ``best``, ``best_epoch``, ``wait``, ``best_params``."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_params": self.best_params}
+
+    def load(self, state: dict) -> None:
+        """Continue from ``state()`` of a checkpoint."""
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_params = state["best_params"]
+
+    def describe(self, validation: str) -> str:
+        """The settings, as a checkpoint's configuration records them."""
+        return (f"{self.monitor} of {validation}, patience {self.patience}, min_delta "
+                f"{self.min_delta!r}, restore_best {self.restore_best}")
+
+
+def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """The rows to hold out for validation: ``fraction`` of each class, drawn by ``rng``.
+
+    Stratified: each class gives ``round(fraction * its count)`` rows, so the
+    held-out classes keep the training data's proportions. Returned sorted.
+
+    >>> y = np.repeat([0, 1], [80, 20])
+    >>> np.bincount(y[validation_split(y, 0.1, np.random.default_rng(0))])
+    array([8, 2])
+    """
+    if not (isinstance(fraction, (float, int, np.floating)) and 0 < fraction < 1):
+        raise ValueError(f"validation_fraction must be between 0 and 1, got {fraction!r}")
+    rows = [rng.permutation(members)[:int(np.floor(fraction * len(members) + 0.5))]
+            for members in (np.flatnonzero(y == label) for label in np.unique(y))]
+    rows = np.sort(np.concatenate(rows))
+    if not 0 < len(rows) < len(y):
+        raise ValueError(
+            f"validation_fraction={fraction} of {len(y):,} samples holds out {len(rows):,} of "
+            "them; early stopping needs some to validate on and some to train on"
+        )
+    return rows
 
 
 def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adamw",
         learning_rate: float | None = None, weight_decay: float | None = None,
         schedule: str = "onecycle",
         validation_data=None, seed: int | None = 0,
+        early_stopping: bool = False, validation_fraction: float = 0.1,
+        monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+        restore_best: bool = True,
+        checkpoint: str | os.PathLike | None = None, resume: bool = False,
         callback: Callable[[int, History], None] | None = None,
         verbose: int | str = 0, validation_name: str = "val") -> History:
     """Train ``model`` in place with mini-batch gradient descent.
@@ -66,7 +176,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         the model is trained and applied to every batch.
     y : array_like of int, shape (n_samples,)
     epochs : int
-        Passes over the training data.
+        Passes over the training data (with early stopping, at most).
     batch_size : int
         Samples per gradient step; the last batch of an epoch may be smaller.
     optimizer : str or optimizer object
@@ -78,13 +188,40 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     weight_decay : float, optional
         Weight decay of a named optimizer (for an object, set it on the object).
     schedule : str
-        ``'constant'``, ``'cosine'`` or ``'onecycle'``, over all steps of training.
+        ``'constant'``, ``'cosine'`` or ``'onecycle'``, over all steps of
+        training (``epochs`` epochs, also when early stopping ends it sooner).
     validation_data : tuple (x_val, y_val), optional
-        Scored after every epoch.
+        Scored after every epoch (loss and accuracy), and what early stopping
+        watches.
     seed : int or None
-        Seed of the per-epoch shuffling.
+        Seed of the per-epoch shuffling and of the validation split.
+    early_stopping : bool
+        Stop when the validation ``monitor`` has not improved for ``patience``
+        epochs (see :class:`EarlyStopping`). Without ``validation_data``, a
+        stratified ``validation_fraction`` of the training data is held out
+        for it, drawn from ``seed``.
+    validation_fraction : float
+        The share of the training data held out when early stopping needs it.
+    monitor : {'val_loss', 'val_accuracy'}
+        What early stopping watches.
+    patience : int
+        Epochs without improvement before early stopping ends training.
+    min_delta : float
+        The smallest change of ``monitor`` that counts as an improvement.
+    restore_best : bool
+        With early stopping, end with the parameters of the best epoch.
+    checkpoint : path, optional
+        A directory (created if its parent exists) where a checkpoint of the
+        run is written, atomically, after every epoch: see
+        ``fastmlp.checkpoint``. It must not hold one already, unless ``resume``.
+    resume : bool
+        Continue the run whose checkpoint is in ``checkpoint``: the result is
+        bit for bit that of the uninterrupted run, on the same backend (BLAS
+        backends: at the same thread count). Every other argument must be as
+        in the interrupted run; the message of a refusal names what differs.
     callback : callable, optional
-        Called as ``callback(epoch, history)`` after each epoch (1-based).
+        Called as ``callback(epoch, history)`` after each epoch (1-based),
+        after the epoch's checkpoint is written.
     verbose : {0, 1, 2, 'auto'}
         What to print to standard output: 0 nothing; 1 one line per epoch
         (loss, training and validation accuracy, throughput, seconds); 2 the
@@ -118,6 +255,9 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     TrainingDivergedError
         If the loss of a batch becomes NaN or infinite; the message names the
         epoch and step.
+    CheckpointError
+        If ``checkpoint`` holds a checkpoint and not ``resume``, holds none
+        and ``resume``, or holds one of another run.
     """
     x = check_features(x, model.n_features)
     if x.ndim != 2:
@@ -138,23 +278,70 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         x_val, y_val = validation_data
         x_val = check_features(x_val, model.n_features, "x_val")
         y_val = check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
-
-    if not model.scaler.fitted:
-        model.scaler.fit(x)
-    run_steps = backends.get_backend().run_steps
-    if validation_data is not None:
-        X_val = model.scaler.transform(x_val, model.dtype)
+    stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
+                else None)
+    if checkpoint is not None:
+        if not callable(getattr(optimizer, "state_dict", None)):
+            raise TypeError("checkpoints need an optimizer with state_dict() and "
+                            "load_state_dict(), as those of fastmlp.optim have")
+        _checkpoint.check_directory(checkpoint, resume=resume)
+    elif resume:
+        raise ValueError("resume=True needs the checkpoint directory: checkpoint=...")
 
     # the parameters as views of one vector (a copy only if they were not), so a
     # fused epoch updates them in place
     model.params = flat_params(model.params)
+    vector = base_vector([a for pair in model.params for a in pair])
+    saved = None
+    if checkpoint is not None:
+        config = _run_config(model, x, y, validation_data, validation_fraction, stopping,
+                             epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                             learning_rate=base_lr, schedule=schedule, seed=seed)
+        if resume:
+            saved = _checkpoint.read(checkpoint, config,
+                                     [a.shape for pair in model.params for a in pair],
+                                     model.dtype)
+    rng = np.random.default_rng(seed)
+    validation_rows = None
+    if stopping is not None and validation_data is None:
+        validation_rows = (saved.validation_rows if saved is not None
+                           else validation_split(y, validation_fraction, rng))
+    if validation_rows is not None:
+        kept = np.ones(len(y), bool)
+        kept[validation_rows] = False
+        x_val, y_val = x[validation_rows], y[validation_rows]
+        x, y = x[kept], y[kept]
+    validating = validation_data is not None or validation_rows is not None
+
+    history = History()
+    first_epoch = 1
+    if saved is not None:
+        vector[...] = saved.params
+        for name, value in saved.scaler.items():
+            setattr(model.scaler, name, value)
+        optimizer.load_state_dict(saved.optimizer, model.params)
+        rng.bit_generator.state = saved.rng
+        history = History(**saved.history)
+        if stopping is not None:
+            stopping.load(saved.stopping)
+        first_epoch = epochs + 1 if saved.finished else saved.epoch + 1
+        if lines:
+            print(f"resuming the run checkpointed in {os.fspath(checkpoint)} after epoch "
+                  f"{saved.epoch}/{epochs}", flush=True)
+    elif checkpoint is not None:
+        _checkpoint.prepare(checkpoint)
+
+    if not model.scaler.fitted:
+        model.scaler.fit(x)
+    run_steps = backends.get_backend().run_steps
+    if validating:
+        X_val = model.scaler.transform(x_val, model.dtype)
+
     x, y = training_inputs(x, model.dtype), np.ascontiguousarray(y)
     n = x.shape[0]
     steps_per_epoch = -(-n // batch_size)
     total_steps = epochs * steps_per_epoch
-    rng = np.random.default_rng(seed)
-    history = History()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         first = (epoch - 1) * steps_per_epoch
         steps = range(first, first + steps_per_epoch)
         learning_rates = np.array([base_lr * scale_lr(step, total_steps) for step in steps])
@@ -180,22 +367,75 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         history.train_accuracy.append(done.correct / n)
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds)
-        if validation_data is not None:
-            val_pred = np.atleast_1d(model._proba(X_val).argmax(axis=-1))
-            history.val_accuracy.append(float(np.mean(val_pred == y_val)))
+        if validating:
+            val_probs = np.atleast_2d(model._proba(X_val))
+            history.val_accuracy.append(float(np.mean(val_probs.argmax(axis=-1) == y_val)))
+            history.val_loss.append(cross_entropy(val_probs, y_val))
         else:
             history.val_accuracy.append(None)
+            history.val_loss.append(None)
+        stop = stopping is not None and stopping.update(epoch, history, vector)
+        if checkpoint is not None:
+            _checkpoint.write(checkpoint, config=config, epoch=epoch,
+                              finished=stop or epoch == epochs, model=model,
+                              optimizer=optimizer, rng=rng, history=asdict(history),
+                              stopping=None if stopping is None else stopping.state(),
+                              validation_rows=validation_rows)
         if lines:
-            print(_epoch_line(history, epochs, validation_name), flush=True)
+            print(_epoch_line(history, epochs, validation_name, stopping is not None),
+                  flush=True)
         if callback is not None:
             callback(epoch, history)
+        if stop:
+            break
+    history.stop_reason = f"ran all {epochs} epochs"
+    if stopping is not None:
+        history.best_epoch = stopping.best_epoch
+        if len(history) < epochs:
+            history.stop_reason = "early stopping: " + stopping.reason()
+        if stopping.restore_best and stopping.best_params is not None:
+            vector[...] = stopping.best_params
+        if lines:
+            restored = ", weights restored" if stopping.restore_best else ""
+            print(f"{history.stop_reason}; best epoch {stopping.best_epoch} "
+                  f"({stopping.monitor} {stopping.best:.4f}){restored}", flush=True)
     return history
 
 
-def _epoch_line(history: History, epochs: int, validation_name: str = "val") -> str:
+def _run_config(model, x, y, validation_data, validation_fraction, stopping, *, epochs,
+                batch_size, optimizer, learning_rate, schedule, seed) -> dict[str, str]:
+    """What a checkpoint records of a run, to refuse resuming another: each entry in words."""
+    if validation_data is not None:
+        validation = _checkpoint.describe_data(*map(np.asarray, validation_data))
+    elif stopping is not None:
+        validation = f"a stratified {validation_fraction!r} of the training data"
+    else:
+        validation = "none"
+    state = optimizer.state_dict()
+    hyper = ", ".join(f"{name} {value!r}" for name, value in state["hyper"].items()
+                      if name != "learning_rate")
+    return {
+        "layer sizes": "-".join(map(str, model.layer_sizes)),
+        "dtype": model.dtype.name,
+        "training data": _checkpoint.describe_data(x, y),
+        "validation data": validation,
+        "epochs": str(epochs),
+        "batch size": str(batch_size),
+        "optimizer": f"{state['class']} ({hyper})",
+        "learning rate": repr(float(learning_rate)),
+        "schedule": schedule,
+        "seed": repr(seed),
+        "early stopping": "off" if stopping is None else stopping.describe(validation),
+    }
+
+
+def _epoch_line(history: History, epochs: int, validation_name: str = "val",
+                validation_loss: bool = False) -> str:
     """The line ``fit(verbose=1)`` prints for the last epoch of ``history``."""
     line = (f"epoch {len(history):>2}/{epochs}  loss {history.loss[-1]:.4f}  "
             f"train acc {100 * history.train_accuracy[-1]:.2f}%  ")
+    if validation_loss and history.val_loss[-1] is not None:
+        line += f"{validation_name} loss {history.val_loss[-1]:.4f}  "
     if history.val_accuracy[-1] is not None:
         line += f"{validation_name} acc {100 * history.val_accuracy[-1]:.2f}%  "
     return line + f"{history.samples_per_second[-1]:,.0f} samples/s  {history.seconds[-1]:.2f} s"
