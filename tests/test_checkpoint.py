@@ -1,0 +1,268 @@
+"""Checkpoints: a run interrupted and resumed gives the same bits; other runs are refused."""
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import MLP, CheckpointError
+from fastmlp._atomic import unwritable
+from fastmlp.checkpoint import checkpoint_file
+from fastmlp.cli import main
+
+
+def problem(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 12))
+    return x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
+
+
+def parameter_bytes(model):
+    return b"".join(a.tobytes() for pair in model.params for a in pair)
+
+
+def interrupt_after(epoch):
+    """A callback that stops training as Ctrl-C would, once ``epoch`` is done."""
+    def callback(done, history):
+        if done == epoch:
+            raise KeyboardInterrupt
+    return callback
+
+
+SETTINGS = {
+    "adamw": dict(optimizer="adamw"),
+    "momentum, early stopping": dict(optimizer="momentum", early_stopping=True, patience=50),
+    "sgd, cosine, validation data": dict(optimizer="sgd", schedule="cosine",
+                                         validation_data=problem(60, seed=1)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_a_resumed_run_ends_with_the_bits_of_the_uninterrupted_one(backend, settings, dtype,
+                                                                   tmp_path):
+    x, y = problem()
+    kwargs = dict(epochs=4, batch_size=32, seed=3, **SETTINGS[settings])
+    with fastmlp.use_backend(backend):
+        whole = MLP((12, 16, 3), dtype=dtype, seed=0)
+        expected = whole.fit(x, y, **kwargs)
+        with pytest.raises(KeyboardInterrupt):
+            MLP((12, 16, 3), dtype=dtype, seed=0).fit(
+                x, y, checkpoint=tmp_path / "run", callback=interrupt_after(2), **kwargs)
+        # a new process would start from a new model: the checkpoint brings back the rest
+        resumed = MLP((12, 16, 3), dtype=dtype, seed=7)
+        history = resumed.fit(x, y, checkpoint=tmp_path / "run", resume=True, **kwargs)
+    assert parameter_bytes(resumed) == parameter_bytes(whole)
+    assert resumed.scaler.mean == whole.scaler.mean and resumed.scaler.std == whole.scaler.std
+    for name in ("loss", "train_accuracy", "val_accuracy", "val_loss"):
+        assert getattr(history, name) == getattr(expected, name), name
+    assert (history.best_epoch, history.stop_reason) == (expected.best_epoch,
+                                                        expected.stop_reason)
+
+
+def test_the_optimizer_state_comes_back(tmp_path):
+    x, y = problem()
+    whole = fastmlp.optim.AdamW(learning_rate=3e-3)
+    MLP((12, 16, 3), seed=0).fit(x, y, epochs=3, optimizer=whole)
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, epochs=3, optimizer=fastmlp.optim.AdamW(3e-3),
+                                     checkpoint=tmp_path, callback=interrupt_after(2))
+    resumed = fastmlp.optim.AdamW(learning_rate=3e-3)
+    MLP((12, 16, 3), seed=0).fit(x, y, epochs=3, optimizer=resumed, checkpoint=tmp_path,
+                                 resume=True)
+    expected, state = whole.state_dict(), resumed.state_dict()
+    assert state["steps"] == expected["steps"] == 3 * 3  # 300 samples: 3 batches an epoch
+    assert state["class"] == "AdamW" and state["hyper"] == expected["hyper"]
+    for name in ("m", "v"):
+        assert [a.tobytes() for a in state["arrays"][name]] == \
+            [a.tobytes() for a in expected["arrays"][name]]
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    x, y = problem()
+    model = MLP((12, 16, 3), seed=0)
+    expected = model.fit(x, y, epochs=2, checkpoint=tmp_path / "run")
+    again = MLP((12, 16, 3), seed=0)
+    history = again.fit(x, y, epochs=2, checkpoint=tmp_path / "run", resume=True)
+    assert parameter_bytes(again) == parameter_bytes(model)
+    assert history.loss == expected.loss and history.seconds == expected.seconds
+
+
+@pytest.mark.parametrize("change, difference", [
+    (dict(layer_sizes=(12, 8, 3)), "layer sizes: 12-16-3 in the checkpoint, 12-8-3 now"),
+    (dict(dtype="float64"), "dtype: float32 in the checkpoint, float64 now"),
+    (dict(n=299), "training data: 300 samples of 12 features (float64), digest "),
+    (dict(epochs=5), "epochs: 4 in the checkpoint, 5 now"),
+    (dict(batch_size=64), "batch size: 32 in the checkpoint, 64 now"),
+    (dict(optimizer=fastmlp.optim.Adam(3e-3)),
+     "optimizer: AdamW (beta1 0.9, beta2 0.999, eps 1e-08, weight_decay 0.05, "
+     "decoupled_weight_decay True) in the checkpoint, Adam (beta1 0.9, beta2 0.999, eps 1e-08, "
+     "weight_decay 0.0, decoupled_weight_decay False) now"),
+    (dict(seed=1), "seed: 0 in the checkpoint, 1 now"),
+    (dict(early_stopping=True), "early stopping: off in the checkpoint, val_loss of a "
+                                "stratified 0.1 of the training data, patience 5"),
+])
+def test_a_checkpoint_of_another_run_is_refused_naming_what_differs(change, difference,
+                                                                    tmp_path):
+    x, y = problem()
+    settings = dict(layer_sizes=(12, 16, 3), dtype="float32", n=300, epochs=4, batch_size=32,
+                    optimizer="adamw", seed=0, early_stopping=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(settings, x, y, tmp_path, callback=interrupt_after(1))
+    with pytest.raises(CheckpointError) as error:
+        run({**settings, **change}, x, y, tmp_path, resume=True)
+    message = str(error.value)
+    assert message.startswith(f"checkpoint {checkpoint_file(tmp_path / 'run')} is of another "
+                              "run; ")
+    assert difference in message
+    also = 1 if "early_stopping" in change else 0  # and then the validation data differ too
+    assert message.count(" in the checkpoint, ") == 1 + also
+
+
+def run(settings, x, y, tmp_path, **kwargs):
+    settings = dict(settings)
+    model = MLP(settings.pop("layer_sizes"), dtype=settings.pop("dtype"), seed=0)
+    n = settings.pop("n")
+    return model.fit(x[:n], y[:n], checkpoint=tmp_path / "run", **settings, **kwargs)
+
+
+def test_a_new_run_does_not_overwrite_a_checkpoint(tmp_path):
+    x, y = problem()
+    MLP((12, 16, 3), seed=0).fit(x, y, epochs=1, checkpoint=tmp_path / "run")
+    before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"{tmp_path / 'run'} already holds a checkpoint; resume it (resume=True, or "
+            f"fastmlp train --resume {tmp_path / 'run'}) or remove it first")):
+        MLP((12, 16, 3), seed=0).fit(x, y, epochs=1, checkpoint=tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    x, y = problem()
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"no checkpoint to resume in {tmp_path} (no checkpoint.npz)")):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"resume=True needs the checkpoint directory"):
+        MLP((12, 16, 3), seed=0).fit(x, y, resume=True)
+
+
+def test_an_optimizer_without_state_dict_cannot_checkpoint(tmp_path):
+    class Plain:
+        learning_rate = 0.1
+
+        def step(self, params, grads, learning_rate):
+            pass
+
+    x, y = problem()
+    with pytest.raises(TypeError, match="checkpoints need an optimizer with state_dict()"):
+        MLP((12, 16, 3), seed=0).fit(x, y, optimizer=Plain(), checkpoint=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "no meta"])
+def test_a_broken_checkpoint_is_named(damage, tmp_path):
+    x, y = problem()
+    MLP((12, 16, 3), seed=0).fit(x, y, epochs=1, checkpoint=tmp_path)
+    path = tmp_path / "checkpoint.npz"
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif damage == "not a zip":
+        path.write_bytes(b"hello")
+    else:
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in archive.files if name != "meta"}
+        np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=re.escape(f"cannot read checkpoint {path}: ")):
+        MLP((12, 16, 3), seed=0).fit(x, y, epochs=1, checkpoint=tmp_path, resume=True)
+
+
+def test_ctrl_c_while_writing_a_checkpoint_leaves_the_last_one(tmp_path, monkeypatch):
+    x, y = problem()
+    fsync = os.fsync
+
+    def interrupt_the_second(callback=[]):  # noqa: B006 - counts the calls
+        def fsync_or_interrupt(fd):
+            callback.append(fd)
+            if len(callback) == 2:
+                raise KeyboardInterrupt
+            fsync(fd)
+        return fsync_or_interrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt_the_second())
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, epochs=3, checkpoint=tmp_path)
+    assert os.listdir(tmp_path) == ["checkpoint.npz"]  # no temporary file left
+    with np.load(tmp_path / "checkpoint.npz") as archive:
+        assert json.loads(str(archive["meta"]))["epoch"] == 1
+
+
+def test_the_cli_checks_the_checkpoint_directory_before_any_work(small_idx, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a directory")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    cases = [
+        (["--checkpoint", str(tmp_path / "nowhere" / "run")],
+         f"cannot write checkpoints to {tmp_path / 'nowhere' / 'run'}: no directory "
+         f"{tmp_path / 'nowhere'}"),
+        (["--checkpoint", str(tmp_path / "notes.txt")],
+         f"cannot write checkpoints to {tmp_path / 'notes.txt'}: {tmp_path / 'notes.txt'} is "
+         "not a directory"),
+        (["--resume", str(tmp_path)], f"no checkpoint to resume in {tmp_path} (no "
+                                      "checkpoint.npz)"),
+    ]
+    if unwritable(read_only / "probe") is not None:  # root may write anywhere
+        cases.append((["--checkpoint", str(read_only / "run")],
+                      f"cannot write checkpoints to {read_only / 'run'}: cannot create a file "
+                      f"in {read_only}: Permission denied"))
+    try:
+        for options, message in cases:
+            status = main(["train", "--data-dir", str(small_idx), "--epochs", "1", *options])
+            captured = capsys.readouterr()
+            assert (status, captured.out, captured.err) == (1, "", f"fastmlp: error: {message}\n")
+    finally:
+        read_only.chmod(stat.S_IRWXU)
+
+
+def test_the_cli_refuses_checkpoint_with_resume(small_idx, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--data-dir", str(small_idx), "--checkpoint", str(tmp_path / "a"),
+              "--resume", str(tmp_path)])
+    assert "argument --resume: not allowed with argument --checkpoint" in capsys.readouterr().err
+
+
+def fastmlp_train(*args, **popen):
+    command = [sys.executable, "-m", "fastmlp", "train", "--hidden", "32", "--epochs", "6",
+               "--backend", "numba", *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
+
+
+def test_a_run_stopped_by_ctrl_c_resumes_to_the_same_model_file(mnist_dir, tmp_path):
+    data = ["--data-dir", mnist_dir, "--quiet"]
+    whole = fastmlp_train(*data, "--save", tmp_path / "whole.npz")
+    assert whole.wait() == 0, whole.stderr.read()
+    run = tmp_path / "run"
+    interrupted = fastmlp_train(*data, "--checkpoint", run, "--save", tmp_path / "resumed.npz")
+    while not (run / "checkpoint.npz").exists() and interrupted.poll() is None:
+        time.sleep(0.01)
+    interrupted.send_signal(signal.SIGINT)  # during epoch 2 of 6
+    _, err = interrupted.communicate()
+    assert interrupted.returncode == 130
+    assert err == f"fastmlp: interrupted; continue with --resume {run}\n"
+    assert not (tmp_path / "resumed.npz").exists()
+    with np.load(run / "checkpoint.npz") as archive:
+        assert 1 <= json.loads(str(archive["meta"]))["epoch"] < 6
+    resumed = fastmlp_train(*data, "--resume", run, "--save", tmp_path / "resumed.npz")
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert (tmp_path / "resumed.npz").read_bytes() == (tmp_path / "whole.npz").read_bytes()

@@ -1,0 +1,139 @@
+"""Early stopping: the stratified split, Keras's rule, the best weights restored, the CLI."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import MLP, PerformanceWarning
+from fastmlp.cli import main
+from fastmlp.train import EarlyStopping, History, validation_split
+
+
+def test_the_split_is_stratified_disjoint_sorted_and_drawn_from_the_seed():
+    y = np.repeat([0, 1, 2], [500, 300, 200])
+    rows = validation_split(y, 0.1, np.random.default_rng(0))
+    assert np.bincount(y[rows]).tolist() == [50, 30, 20]
+    assert np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, validation_split(y, 0.1, np.random.default_rng(0)))
+    assert not np.array_equal(rows, validation_split(y, 0.1, np.random.default_rng(1)))
+
+
+@pytest.mark.parametrize("fraction, message", [
+    (0.0, "validation_fraction must be between 0 and 1, got 0.0"),
+    (1.0, "validation_fraction must be between 0 and 1, got 1.0"),
+    ("0.1", "validation_fraction must be between 0 and 1, got '0.1'"),
+    (0.01, "validation_fraction=0.01 of 20 samples holds out 0 of them"),
+])
+def test_a_split_that_cannot_be_made_is_refused(fraction, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validation_split(np.arange(20) % 2, fraction, np.random.default_rng(0))
+
+
+def run_rule(values, **settings):
+    """Feed ``values`` to an EarlyStopping as successive epochs; the epochs it ran, and it."""
+    stopping, history = EarlyStopping(**settings), History()
+    for epoch, value in enumerate(values, 1):
+        history.val_loss.append(value)
+        history.val_accuracy.append(value)
+        if stopping.update(epoch, history, np.array([value])):
+            return epoch, stopping
+    return len(values), stopping
+
+
+def test_the_rule_stops_after_patience_epochs_without_improvement():
+    epochs, stopping = run_rule([0.5, 0.4, 0.41, 0.39, 0.395, 0.40, 0.38], patience=2)
+    assert (epochs, stopping.best_epoch, stopping.best) == (6, 4, 0.39)
+    assert stopping.best_params.tolist() == [0.39]
+    assert stopping.reason() == "validation loss did not improve for 2 epochs"
+
+
+def test_an_improvement_must_beat_min_delta():
+    epochs, stopping = run_rule([0.5, 0.45, 0.44, 0.43], patience=2, min_delta=0.02)
+    assert (epochs, stopping.best_epoch) == (4, 2)
+    assert stopping.reason() == "validation loss did not improve by more than 0.02 for 2 epochs"
+
+
+def test_accuracy_is_better_when_higher():
+    epochs, stopping = run_rule([0.90, 0.95, 0.94, 0.93], monitor="val_accuracy", patience=2)
+    assert (epochs, stopping.best_epoch, stopping.best) == (4, 2, 0.95)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(monitor="loss"), "monitor must be one of 'val_loss', 'val_accuracy', got 'loss'"),
+    (dict(patience=0), "patience must be a positive integer"),
+    (dict(min_delta=-0.1), "min_delta must be a finite number >= 0, got -0.1"),
+    (dict(min_delta=float("nan")), "min_delta must be a finite number >= 0, got nan"),
+])
+def test_bad_settings_are_refused_by_name(settings, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EarlyStopping(**settings)
+
+
+def noisy_problem(n=400, seed=0):
+    """Labels that do not depend on the inputs: validation loss rises once training fits noise."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 20)), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_training_stops_early_and_ends_with_the_best_epochs_weights(backend):
+    x, y = noisy_problem()
+    x_val, y_val = noisy_problem(200, seed=1)
+    model = MLP((20, 64, 3), seed=0)
+    with fastmlp.use_backend(backend), warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)  # every backend keeps its fast path
+        history = model.fit(x, y, epochs=30, batch_size=32, optimizer="adam",
+                            learning_rate=0.01, schedule="constant",
+                            validation_data=(x_val, y_val), early_stopping=True, patience=3)
+        best_loss = model.loss(x_val, y_val)
+    assert len(history) < 30
+    assert history.best_epoch == int(np.argmin(history.val_loss)) + 1
+    assert len(history) == history.best_epoch + 3
+    assert history.stop_reason == "early stopping: validation loss did not improve for 3 epochs"
+    assert best_loss == pytest.approx(history.val_loss[history.best_epoch - 1], rel=1e-6)
+
+
+def test_without_restore_best_the_last_weights_stay():
+    x, y = noisy_problem()
+    validation = noisy_problem(200, seed=1)
+    model = MLP((20, 64, 3), seed=0)
+    history = model.fit(x, y, epochs=30, batch_size=32, optimizer="adam", learning_rate=0.01,
+                        schedule="constant", validation_data=validation,
+                        early_stopping=True, patience=3, restore_best=False)
+    assert model.loss(*validation) == pytest.approx(history.val_loss[-1], rel=1e-6)
+    assert history.val_loss[-1] > min(history.val_loss)
+
+
+def test_without_validation_data_a_stratified_split_is_held_out():
+    x, y = noisy_problem(400)
+    model = MLP((20, 16, 3), seed=0)
+    history = model.fit(x, y, epochs=3, batch_size=32, early_stopping=True,
+                        validation_fraction=0.25)
+    held_out = len(validation_split(y, 0.25, np.random.default_rng(0)))
+    assert held_out == 100
+    assert all(round(accuracy * held_out, 6).is_integer() for accuracy in history.val_accuracy)
+    assert history.stop_reason == "ran all 3 epochs" and history.best_epoch is not None
+
+
+def test_without_early_stopping_nothing_changes():
+    x, y = noisy_problem()
+    history = MLP((20, 16, 3), seed=0).fit(x, y, epochs=2)
+    assert history.val_loss == [None, None] and history.best_epoch is None
+    assert history.stop_reason == "ran all 2 epochs"
+
+
+def test_the_cli_holds_out_a_split_and_scores_the_test_set_once(small_idx, capsys):
+    status = main(["train", "--data-dir", str(small_idx), "--epochs", "4", "--hidden", "16",
+                   "--batch-size", "16", "--early-stopping", "--validation-fraction", "0.2",
+                   "--patience", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    epochs = [line for line in out if line.startswith("epoch ")]
+    assert all(re.search(r"  val loss \d\.\d{4}  val acc \d+\.\d\d%  ", line) for line in epochs)
+    assert not any("test acc" in line for line in epochs)
+    assert re.fullmatch(r"(ran all 4 epochs|early stopping: .*); best epoch \d \(val_loss "
+                        r"\d\.\d{4}\), weights restored", out[-2])
+    assert re.match(r"final  test acc \d+\.\d\d%  best epoch \d: val acc \d+\.\d\d%  ", out[-1])
