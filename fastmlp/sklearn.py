@@ -253,11 +253,33 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             Column ``k`` is the probability of ``classes_[k]``; rows sum to 1.
             Of the estimator's ``dtype``.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self._input_dtypes(),
-                          ensure_all_finite=True)
+        X = self._validate_predict_data(X)
         with self._backend():
             return self.model_.predict_proba(X)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithms of the class probabilities, computed from the logits.
+
+        ``log(predict_proba(X))`` up to rounding, but computed as the
+        log-softmax of the network's logits (``fastmlp.MLP.predict_log_proba``):
+        where a probability underflows to 0 (a logit more than about 104
+        below the largest in float32, 745 in float64) this gives its large
+        negative logarithm, not ``-inf`` as scikit-learn's ``MLPClassifier``
+        does by taking the log of its probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Column ``k`` is the log-probability of ``classes_[k]``. Of the
+            estimator's ``dtype``.
+        """
+        X = self._validate_predict_data(X)
+        with self._backend():
+            return self.model_.predict_log_proba(X)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each sample.
@@ -281,6 +303,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # float copy of the data set). Anything else becomes the model's dtype.
         dtype = check_dtype(self.dtype)
         return [dtype.type, _OTHER_FLOAT[dtype], np.uint8]
+
+    def _validate_predict_data(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=self._input_dtypes(),
+                             ensure_all_finite=True)
 
     def _validate_fit_data(self, X, y, *, reset: bool):
         X, y = validate_data(self, X, y, reset=reset, dtype=self._input_dtypes(),

@@ -232,6 +232,49 @@ def test_an_optimizer_object_is_copied_not_changed():
     assert clf.optimizer_.learning_rate == 0.02
 
 
+TOLERANCE = {"float32": dict(rtol=1e-4, atol=1e-6), "float64": dict(rtol=1e-7, atol=1e-12)}
+
+
+def logits_by_hand(coefs, intercepts, X):
+    """The logits of the network ``coefs``, ``intercepts`` (scikit-learn's layout) in float64."""
+    a = np.asarray(X, np.float64)
+    for l, (W, b) in enumerate(zip(coefs, intercepts)):
+        a = a @ W.astype(np.float64) + b
+        if l < len(coefs) - 1:
+            a = np.maximum(a, 0)
+    return a
+
+
+def log_softmax_by_hand(z):
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_log_proba_is_finite_where_predict_proba_underflows(backend, dtype):
+    X, y = blobs()
+    clf = MLPClassifier(backend=backend, dtype=dtype, random_state=0, **FAST).fit(X, y)
+    log_probs = clf.predict_log_proba(X)
+    assert log_probs.shape == (300, 3) and log_probs.dtype == dtype
+    np.testing.assert_allclose(np.exp(log_probs), clf.predict_proba(X), **TOLERANCE[dtype])
+    # a thousand times farther out, the logits are ~1000 times larger, their gaps
+    # far beyond the ~104 (float32) or ~745 (float64) at which exp underflows
+    far = 1000 * X[:40]
+    with np.errstate(divide="ignore"):
+        assert np.isneginf(np.log(clf.predict_proba(far))).any()
+    log_probs = clf.predict_log_proba(far)
+    assert np.isfinite(log_probs).all() and log_probs.min() < -1000
+    model = clf.model_
+    z = logits_by_hand([W.T for W, _ in model.params], [b for _, b in model.params],
+                       model.scaler.transform(far, np.float64))
+    # float32 logits are rounded relative to their size, here thousands
+    atol = TOLERANCE[dtype]["rtol"] * np.abs(z).max()
+    np.testing.assert_allclose(log_probs, log_softmax_by_hand(z), rtol=TOLERANCE[dtype]["rtol"],
+                               atol=atol)
+    np.testing.assert_array_equal(clf.classes_[log_probs.argmax(axis=1)], clf.predict(far))
+
+
 def test_partial_fit_continues_weights_and_optimizer_one_epoch_per_call():
     X, y = blobs()
     clf = MLPClassifier(random_state=0, **FAST)
