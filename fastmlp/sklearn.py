@@ -103,6 +103,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     model_ : fastmlp.MLP
         The trained network, layer sizes ``(n_features_in_, *hidden_layer_sizes,
         n_classes)``; ``model_.save(path)`` writes it for the ``fastmlp`` CLI.
+    coefs_ : list of ndarray
+        ``coefs_[i]`` of shape ``(n_in, n_out)``, layer ``i``'s weights laid out
+        as scikit-learn's ``MLPClassifier`` has them (the transpose of
+        ``model_.params[i][0]``). A property: read-only views of the model's
+        weights, no copy, so a view held across ``partial_fit`` or a warm
+        ``fit`` changes with the model; ``.copy()`` keeps a snapshot. Unlike
+        scikit-learn's they apply to the inputs as ``model_.scaler``
+        transforms them: with ``standardize``, to ``(X - model_.scaler.mean) /
+        model_.scaler.std``.
+    intercepts_ : list of ndarray
+        ``intercepts_[i]`` of shape ``(n_out,)``, layer ``i``'s biases;
+        read-only views as ``coefs_``.
     optimizer_ : optimizer object
         The optimizer with its state (moment estimates, step count), which
         ``partial_fit`` continues.
@@ -296,6 +308,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         probs = self.predict_proba(X)
         return self.classes_[np.argmax(probs, axis=1)]
 
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Each layer's weights, shape ``(n_in, n_out)``: read-only views of ``model_``'s."""
+        check_is_fitted(self)
+        return [_read_only_view(W.T) for W, _ in self.model_.params]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Each layer's biases, shape ``(n_out,)``: read-only views of ``model_``'s."""
+        check_is_fitted(self)
+        return [_read_only_view(b) for _, b in self.model_.params]
+
     def _input_dtypes(self) -> list:
         # Float inputs of either width, and uint8 pixels, are taken as they are:
         # the model's scaler is a function of the values, not of their dtype, and
@@ -367,3 +391,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ += len(history)
         self.loss_curve_.extend(history.loss)
         self.loss_ = self.loss_curve_[-1]
+
+
+def _read_only_view(array: np.ndarray) -> np.ndarray:
+    # A guard against writing by mistake, not a lock: NumPy lets the owner of a
+    # view of writeable memory set WRITEABLE back. Writes belong to model_.params.
+    view = array.view()
+    view.flags.writeable = False
+    return view

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -265,14 +266,60 @@ def test_predict_log_proba_is_finite_where_predict_proba_underflows(backend, dty
         assert np.isneginf(np.log(clf.predict_proba(far))).any()
     log_probs = clf.predict_log_proba(far)
     assert np.isfinite(log_probs).all() and log_probs.min() < -1000
-    model = clf.model_
-    z = logits_by_hand([W.T for W, _ in model.params], [b for _, b in model.params],
-                       model.scaler.transform(far, np.float64))
+    z = logits_by_hand(clf.coefs_, clf.intercepts_, clf.model_.scaler.transform(far, np.float64))
     # float32 logits are rounded relative to their size, here thousands
     atol = TOLERANCE[dtype]["rtol"] * np.abs(z).max()
     np.testing.assert_allclose(log_probs, log_softmax_by_hand(z), rtol=TOLERANCE[dtype]["rtol"],
                                atol=atol)
     np.testing.assert_array_equal(clf.classes_[log_probs.argmax(axis=1)], clf.predict(far))
+
+
+def softmax_by_hand(z):
+    return np.exp(log_softmax_by_hand(z))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("standardize", [True, False])
+def test_coefs_and_intercepts_are_scikit_learns_layout(standardize, dtype):
+    X, y = blobs(n_features=4)
+    X = 3 * X + 1  # the scaler's mean and std are not 0 and 1
+    clf = MLPClassifier(hidden_layer_sizes=(16, 8), epochs=2, batch_size=32, dtype=dtype,
+                        standardize=standardize, random_state=0).fit(X, y)
+    coefs, intercepts = clf.coefs_, clf.intercepts_
+    assert [W.shape for W in coefs] == [(4, 16), (16, 8), (8, 3)]
+    assert [b.shape for b in intercepts] == [(16,), (8,), (3,)]
+    assert all(a.dtype == dtype for a in coefs + intercepts)
+    inputs = (X - clf.model_.scaler.mean) / clf.model_.scaler.std if standardize else X
+    np.testing.assert_allclose(softmax_by_hand(logits_by_hand(coefs, intercepts, inputs)),
+                               clf.predict_proba(X), **TOLERANCE[dtype])
+
+
+def test_coefs_and_intercepts_are_read_only_views_that_follow_training():
+    X, y = blobs()
+    with pytest.raises(NotFittedError, match="This MLPClassifier instance is not fitted yet"):
+        _ = MLPClassifier().coefs_
+    with pytest.raises(NotFittedError, match="This MLPClassifier instance is not fitted yet"):
+        _ = MLPClassifier().intercepts_
+    assert not hasattr(MLPClassifier(), "coefs_")
+    clf = MLPClassifier(random_state=0, **FAST).partial_fit(X, y, classes=[0, 1, 2])
+    coefs, intercepts = clf.coefs_, clf.intercepts_
+    for W_view, b_view, (W, b) in zip(coefs, intercepts, clf.model_.params):
+        assert np.shares_memory(W_view, W) and np.shares_memory(b_view, b)  # no copy
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        coefs[0][0, 0] = 1.0
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        intercepts[-1][:] = 0.0
+    snapshot = [W.copy() for W in coefs]
+    clf.partial_fit(X, y)
+    for view, old, (W, _) in zip(clf.coefs_, snapshot, clf.model_.params):
+        np.testing.assert_array_equal(view, W.T)
+        assert not np.array_equal(view, old)
+    # the views held from before are of the same weights, which training changed in place
+    for held, now in zip(coefs + intercepts, clf.coefs_ + clf.intercepts_):
+        np.testing.assert_array_equal(held, now)
+    # a new fit makes a new network: the old views keep the old one
+    clf.fit(X, y)
+    assert not np.shares_memory(coefs[0], clf.coefs_[0])
 
 
 def test_partial_fit_continues_weights_and_optimizer_one_epoch_per_call():
