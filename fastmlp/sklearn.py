@@ -118,17 +118,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         The trained network, layer sizes ``(n_features_in_, *hidden_layer_sizes,
         n_classes)``; ``model_.save(path)`` writes it for the ``fastmlp`` CLI.
     coefs_ : list of ndarray
-        ``coefs_[i]`` of shape ``(n_in, n_out)``, layer ``i``'s weights laid out
-        as scikit-learn's ``MLPClassifier`` has them (the transpose of
-        ``model_.params[i][0]``). A property: read-only views of the model's
-        weights, no copy, so a view held across ``partial_fit`` or a warm
-        ``fit`` changes with the model; ``.copy()`` keeps a snapshot. Unlike
-        scikit-learn's they apply to the inputs as ``model_.scaler``
-        transforms them: with ``standardize``, to ``(X - model_.scaler.mean) /
-        model_.scaler.std``.
+        ``coefs_[i]`` of shape ``(n_in, n_out)``, layer ``i``'s weights as
+        scikit-learn lays them out: read-only views of ``model_``'s.
     intercepts_ : list of ndarray
-        ``intercepts_[i]`` of shape ``(n_out,)``, layer ``i``'s biases;
-        read-only views as ``coefs_``.
+        ``intercepts_[i]`` of shape ``(n_out,)``, layer ``i``'s biases:
+        read-only views of ``model_``'s.
     optimizer_ : optimizer object
         The optimizer with its state (moment estimates, step count), which
         ``partial_fit`` and a warm ``fit`` continue.
@@ -341,13 +335,37 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """Each layer's weights, shape ``(n_in, n_out)``: read-only views of ``model_``'s."""
+        """Each layer's weights, shape ``(n_in, n_out)``: read-only views of ``model_``'s.
+
+        ``coefs_[i]`` is laid out as in scikit-learn's ``MLPClassifier``: the
+        transpose of ``model_.params[i][0]``, which is ``(n_out, n_in)``. No
+        copy is made, so the list always describes the current network, and a
+        view held across ``partial_fit`` or a warm ``fit`` changes with it;
+        ``.copy()`` keeps a snapshot. The views are read-only so that a write
+        by mistake cannot change the model behind training's back;
+        ``model_.params`` holds the writeable weights. Unlike scikit-learn's,
+        the weights apply to the inputs as ``model_.scaler`` transforms them:
+        with ``standardize``, to ``(X - model_.scaler.mean) / model_.scaler.std``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit`` or ``partial_fit``.
+        """
         check_is_fitted(self)
         return [_read_only_view(W.T) for W, _ in self.model_.params]
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """Each layer's biases, shape ``(n_out,)``: read-only views of ``model_``'s."""
+        """Each layer's biases, shape ``(n_out,)``: read-only views of ``model_``'s.
+
+        ``intercepts_[i]`` is ``model_.params[i][1]``, viewed as ``coefs_`` is.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit`` or ``partial_fit``.
+        """
         check_is_fitted(self)
         return [_read_only_view(b) for _, b in self.model_.params]
 
