@@ -15,7 +15,7 @@ from ._flat import flat_params
 from ._npz import ArrayHeader, read_array, read_headers
 from ._validation import check_dtype, check_features, check_labels, check_positive_int
 from .exceptions import ModelFileError
-from .functional import cross_entropy
+from .functional import cross_entropy, log_softmax
 from .preprocessing import InputScaler
 
 FORMAT_VERSION = 2
@@ -127,16 +127,60 @@ class MLP:
         -------
         ndarray, shape (n_samples, n_classes) or (n_classes,)
         """
+        return self._in_batches(self._proba_of_rows, x, batch_size)
+
+    def predict_log_proba(self, x, *, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """Logarithms of the class probabilities, finite where ``predict_proba`` underflows to 0.
+
+        The log-softmax of the output layer's logits ``z`` (see ``fastmlp.log_softmax``),
+        ``z - max(z) - log(sum(exp(z - max(z))))``, rather than the logarithm of
+        ``predict_proba``: a class whose probability underflows to 0 (a logit
+        more than about 104 below the largest in float32, 745 in float64) gets
+        its log-probability, a large negative number, where ``log`` of the
+        probability would be ``-inf``. The hidden layers run on the backend in
+        effect, as in ``predict_proba``.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_samples, n_features) or (n_features,)
+            Raw inputs, as in ``predict_proba``.
+        batch_size : int, default 10 000
+            Rows run through the network at a time, as in ``predict_proba``.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_classes) or (n_classes,)
+            In the model's dtype; ``np.exp`` of it is ``predict_proba`` up to rounding.
+
+        Examples
+        --------
+        A logit gap of 200 puts one probability below float32's smallest number:
+
+        >>> import numpy as np, fastmlp
+        >>> model = fastmlp.MLP((1, 2), standardize=False)
+        >>> W, b = model.params[0]
+        >>> W[:] = [[1.0], [-1.0]]
+        >>> model.predict_proba([100.0])
+        array([1., 0.], dtype=float32)
+        >>> model.predict_log_proba([100.0])
+        array([   0., -200.], dtype=float32)
+        """
+        return self._in_batches(self._log_proba_of_rows, x, batch_size)
+
+    def _in_batches(self, of_rows, x, batch_size: int) -> np.ndarray:
+        """``of_rows`` (one prediction per row of checked inputs), ``batch_size`` rows at a time."""
         check_positive_int(batch_size, "batch_size")
         x = np.asarray(x)
         if x.ndim == 2 and x.shape[0] > batch_size:
             check_features(x[:1], self.n_features)  # each batch is checked for NaN below
-            probs = np.empty((x.shape[0], self.n_classes), self.dtype)
+            out = np.empty((x.shape[0], self.n_classes), self.dtype)
             for begin in range(0, x.shape[0], batch_size):
-                probs[begin:begin + batch_size] = self.predict_proba(
-                    x[begin:begin + batch_size], batch_size=batch_size)
-            return probs
-        x = check_features(x, self.n_features)
+                out[begin:begin + batch_size] = of_rows(
+                    check_features(x[begin:begin + batch_size], self.n_features))
+            return out
+        return of_rows(check_features(x, self.n_features))
+
+    def _proba_of_rows(self, x):
         backend = backends.get_backend()
         if hasattr(backend, "predict_one") and (x.ndim == 1 or x.shape[0] == 1):
             # one sample (or a batch of one, as a server gets a request) skips the
@@ -144,6 +188,18 @@ class MLP:
             probs = backend.predict_one(self.params, x.reshape(-1), *self.scaler.affine())
             return probs if x.ndim == 1 else probs[None]
         return backend.forward(self.params, self.scaler.transform(x, self.dtype))[0]
+
+    def _log_proba_of_rows(self, x):
+        # The backend's forward pass hands back the output layer's input (the
+        # contract's cache), and one product makes its logits: einsum's own loop,
+        # which sums each row the same way wherever it lies in the batch, as the
+        # numba and loop backends do. The softmax forward computes too is 10
+        # units' work against the hidden layers'.
+        cache = backends.get_backend().forward(self.params, self.scaler.transform(x, self.dtype))[1]
+        W, b = self.params[-1]
+        z = np.einsum("...i,oi->...o", cache[-2], W)
+        z += b
+        return log_softmax(z)
 
     def _proba(self, x):
         # x is already scaled

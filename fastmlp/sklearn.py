@@ -91,6 +91,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         an int makes ``fit`` reproducible.
     verbose : int, default 0
         Above 0, print one line per epoch: loss, training accuracy, seconds.
+    warm_start : bool, default False
+        When True, ``fit`` on a fitted estimator continues training the
+        fitted network for ``epochs`` more epochs instead of initialising a
+        new one: from its weights, with the optimizer's state (Adam's moments
+        and step count) and the shuffling where the last call left them, as
+        ``partial_fit`` does. ``n_iter_`` and ``loss_curve_`` count on.
+        ``schedule`` runs over the warm fit's own steps, so ``'onecycle'``
+        warms up and anneals again (a restart); ``'constant'`` continues at the
+        base rate. The data must have the network's features and classes, and
+        ``hidden_layer_sizes``, ``dtype`` and ``standardize`` must be those it
+        was made with (``ValueError`` names what differs); ``epochs``,
+        ``batch_size``, ``learning_rate``, ``schedule`` and ``backend`` may
+        change. A changed ``optimizer`` or ``weight_decay`` starts that
+        optimizer with fresh state on the current weights.
 
     Attributes
     ----------
@@ -103,11 +117,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     model_ : fastmlp.MLP
         The trained network, layer sizes ``(n_features_in_, *hidden_layer_sizes,
         n_classes)``; ``model_.save(path)`` writes it for the ``fastmlp`` CLI.
+    coefs_ : list of ndarray
+        ``coefs_[i]`` of shape ``(n_in, n_out)``, layer ``i``'s weights as
+        scikit-learn lays them out: read-only views of ``model_``'s.
+    intercepts_ : list of ndarray
+        ``intercepts_[i]`` of shape ``(n_out,)``, layer ``i``'s biases:
+        read-only views of ``model_``'s.
     optimizer_ : optimizer object
         The optimizer with its state (moment estimates, step count), which
-        ``partial_fit`` continues.
+        ``partial_fit`` and a warm ``fit`` continue.
     n_iter_ : int
-        Epochs run since the weights were initialised (``partial_fit`` calls count one each).
+        Epochs run since the weights were initialised (``partial_fit`` calls
+        count one each, a warm ``fit`` adds its epochs).
     loss_ : float
         Mean training cross-entropy of the last epoch.
     loss_curve_ : list of float
@@ -125,6 +146,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     ``epochs``, ``learning_rate`` and ``schedule`` stand for its ``max_iter``,
     ``learning_rate_init`` and ``learning_rate``. The activation is always
     ReLU and the loss cross-entropy of a softmax, also for two classes.
+
+    ``warm_start`` differs from scikit-learn's (1.9) in three ways: a warm fit
+    here continues the optimizer's state and the shuffling, where
+    scikit-learn's starts a new optimizer and draws the shuffles from
+    ``random_state`` again; ``n_iter_`` counts every epoch since the
+    initialisation, where scikit-learn's counts the last call's; and a
+    changed ``hidden_layer_sizes`` is an error, which scikit-learn ignores.
 
     The defaults are tuned for MNIST's 60 000 images (470 steps an epoch). A few
     hundred samples give a handful of steps an epoch and need a smaller batch, a
@@ -144,7 +172,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  backend: str | None = None, dtype="float32", epochs: int = 15,
                  batch_size: int = 128, optimizer="adamw", learning_rate: float | None = None,
                  weight_decay: float | None = None, schedule: str = "onecycle",
-                 standardize: bool = True, random_state=None, verbose: int = 0):
+                 standardize: bool = True, random_state=None, verbose: int = 0,
+                 warm_start: bool = False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.backend = backend
         self.dtype = dtype
@@ -157,9 +186,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
 
     def fit(self, X, y) -> MLPClassifier:
         """Initialise the network and train it for ``epochs`` epochs.
+
+        With ``warm_start`` and a fitted estimator, train the fitted network
+        ``epochs`` more epochs instead, continuing the optimizer's state.
 
         Parameters
         ----------
@@ -176,14 +209,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         MLPClassifier
             ``self``.
         """
-        X, y = self._validate_fit_data(X, y, reset=True)
+        warm = self.warm_start and hasattr(self, "model_")
+        X, y = self._validate_fit_data(X, y, reset=not warm)
         classes, y_index = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
+        if warm:
+            self._continue(classes)
+        elif len(classes) < 2:
             raise ValueError(
                 f"y has only one class ({classes.tolist()[0]!r}); "
                 "a classifier needs at least two classes"
             )
-        self._initialise(classes)
+        else:
+            self._initialise(classes)
         self._train(X, y_index, self.epochs, self.schedule)
         return self
 
@@ -253,11 +290,33 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             Column ``k`` is the probability of ``classes_[k]``; rows sum to 1.
             Of the estimator's ``dtype``.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self._input_dtypes(),
-                          ensure_all_finite=True)
+        X = self._validate_predict_data(X)
         with self._backend():
             return self.model_.predict_proba(X)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithms of the class probabilities, computed from the logits.
+
+        ``log(predict_proba(X))`` up to rounding, but computed as the
+        log-softmax of the network's logits (``fastmlp.MLP.predict_log_proba``):
+        where a probability underflows to 0 (a logit more than about 104
+        below the largest in float32, 745 in float64) this gives its large
+        negative logarithm, not ``-inf`` as scikit-learn's ``MLPClassifier``
+        does by taking the log of its probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Column ``k`` is the log-probability of ``classes_[k]``. Of the
+            estimator's ``dtype``.
+        """
+        X = self._validate_predict_data(X)
+        with self._backend():
+            return self.model_.predict_log_proba(X)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each sample.
@@ -274,6 +333,42 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         probs = self.predict_proba(X)
         return self.classes_[np.argmax(probs, axis=1)]
 
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Each layer's weights, shape ``(n_in, n_out)``: read-only views of ``model_``'s.
+
+        ``coefs_[i]`` is laid out as in scikit-learn's ``MLPClassifier``: the
+        transpose of ``model_.params[i][0]``, which is ``(n_out, n_in)``. No
+        copy is made, so the list always describes the current network, and a
+        view held across ``partial_fit`` or a warm ``fit`` changes with it;
+        ``.copy()`` keeps a snapshot. The views are read-only so that a write
+        by mistake cannot change the model behind training's back;
+        ``model_.params`` holds the writeable weights. Unlike scikit-learn's,
+        the weights apply to the inputs as ``model_.scaler`` transforms them:
+        with ``standardize``, to ``(X - model_.scaler.mean) / model_.scaler.std``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit`` or ``partial_fit``.
+        """
+        check_is_fitted(self)
+        return [_read_only_view(W.T) for W, _ in self.model_.params]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Each layer's biases, shape ``(n_out,)``: read-only views of ``model_``'s.
+
+        ``intercepts_[i]`` is ``model_.params[i][1]``, viewed as ``coefs_`` is.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit`` or ``partial_fit``.
+        """
+        check_is_fitted(self)
+        return [_read_only_view(b) for _, b in self.model_.params]
+
     def _input_dtypes(self) -> list:
         # Float inputs of either width, and uint8 pixels, are taken as they are:
         # the model's scaler is a function of the values, not of their dtype, and
@@ -281,6 +376,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # float copy of the data set). Anything else becomes the model's dtype.
         dtype = check_dtype(self.dtype)
         return [dtype.type, _OTHER_FLOAT[dtype], np.uint8]
+
+    def _validate_predict_data(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=self._input_dtypes(),
+                             ensure_all_finite=True)
 
     def _validate_fit_data(self, X, y, *, reset: bool):
         X, y = validate_data(self, X, y, reset=reset, dtype=self._input_dtypes(),
@@ -291,16 +391,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _backend(self):
         return nullcontext() if self.backend is None else backends.use_backend(self.backend)
 
-    def _initialise(self, classes) -> None:
-        """New network, optimizer and shuffling generator from the hyper-parameters."""
+    def _hidden_layer_sizes(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
         sizes = (sizes,) if isinstance(sizes, (int, np.integer)) else tuple(sizes)
         if not all(isinstance(n, (int, np.integer)) and n >= 1 for n in sizes):
             raise ValueError(
                 f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}"
             )
-        if self.backend is not None:
-            backends.load_backend(self.backend)  # ValueError naming the choices
+        return tuple(int(n) for n in sizes)
+
+    def _new_optimizer(self):
+        """A new optimizer from ``optimizer`` and ``weight_decay``."""
         if isinstance(self.optimizer, str):
             optimizer = make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
         elif self.weight_decay is not None:
@@ -309,15 +410,53 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
         else:
             optimizer = copy.deepcopy(self.optimizer)
+        return optimizer
+
+    def _initialise(self, classes) -> None:
+        """New network, optimizer and shuffling generator from the hyper-parameters."""
+        sizes = self._hidden_layer_sizes()
+        if self.backend is not None:
+            backends.load_backend(self.backend)  # ValueError naming the choices
+        optimizer = self._new_optimizer()
         rng = check_random_state(self.random_state)
         init_seed, shuffle_seed = rng.randint(np.iinfo(np.int32).max, size=2)
         self.model_ = MLP((self.n_features_in_, *sizes, len(classes)), dtype=self.dtype,
                           seed=int(init_seed), standardize=self.standardize)
         self.classes_ = classes
         self.optimizer_ = optimizer
+        self._optimizer_made_from = (self.optimizer, self.weight_decay)
         self._shuffle_rng = np.random.default_rng(int(shuffle_seed))
         self.n_iter_ = 0
         self.loss_curve_ = []
+
+    def _continue(self, classes) -> None:
+        """Check that a warm fit's ``classes`` and hyper-parameters describe the fitted network.
+
+        ``ValueError`` names every difference. A changed ``optimizer`` or
+        ``weight_decay`` gets a new ``optimizer_``; the rest carries on.
+        """
+        model = self.model_
+        differences = [
+            f"{name} {wanted} where the fitted network has {fitted}"
+            for name, wanted, fitted in [
+                ("y has classes", classes.tolist(), self.classes_.tolist()),
+                ("hidden_layer_sizes is", self._hidden_layer_sizes(), model.layer_sizes[1:-1]),
+                ("dtype is", check_dtype(self.dtype).name, model.dtype.name),
+                ("standardize is", bool(self.standardize), model.scaler.standardize),
+            ]
+            if wanted != fitted
+        ]
+        if differences:
+            raise ValueError(
+                f"warm_start=True continues the fitted network, but {'; '.join(differences)}; "
+                "set warm_start=False to fit a new network"
+            )
+        made_from, weight_decay = self._optimizer_made_from
+        same_optimizer = made_from is self.optimizer or (
+            isinstance(made_from, str) and made_from == self.optimizer)
+        if not (same_optimizer and weight_decay == self.weight_decay):
+            self.optimizer_ = self._new_optimizer()
+            self._optimizer_made_from = (self.optimizer, self.weight_decay)
 
     def _train(self, X, y_index, epochs: int, schedule: str) -> None:
         """Run ``epochs`` epochs of ``fastmlp.train.fit`` on the current model and optimizer."""
@@ -340,3 +479,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ += len(history)
         self.loss_curve_.extend(history.loss)
         self.loss_ = self.loss_curve_[-1]
+
+
+def _read_only_view(array: np.ndarray) -> np.ndarray:
+    # A guard against writing by mistake, not a lock: NumPy lets the owner of a
+    # view of writeable memory set WRITEABLE back. Writes belong to model_.params.
+    view = array.view()
+    view.flags.writeable = False
+    return view

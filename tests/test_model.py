@@ -45,6 +45,78 @@ def test_predictions_are_consistent(backend, dtype):
         np.testing.assert_allclose(model.predict_proba(x[3]), probs[3], rtol=1e-5)
 
 
+TOLERANCE = {np.float32: dict(rtol=1e-4, atol=1e-6), np.float64: dict(rtol=1e-7, atol=1e-12)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_log_proba_is_the_log_of_predict_proba(backend, dtype):
+    x, _ = small_data()
+    model = MLP((6, 5, 4, 3), dtype=dtype, seed=0)
+    with fastmlp.use_backend(backend):
+        probs = model.predict_proba(x)
+        log_probs = model.predict_log_proba(x)
+        assert log_probs.shape == (20, 3) and log_probs.dtype == dtype
+        np.testing.assert_allclose(np.exp(log_probs), probs, **TOLERANCE[dtype])
+        np.testing.assert_allclose(log_probs, np.log(probs), **TOLERANCE[dtype])
+        one = model.predict_log_proba(x[3])
+        assert one.shape == (3,) and one.dtype == dtype
+        np.testing.assert_allclose(one, log_probs[3], **TOLERANCE[dtype])
+        # in batches of 7, 7 and 6 rows: the same up to the rounding of BLAS products
+        np.testing.assert_allclose(model.predict_log_proba(x, batch_size=7), log_probs,
+                                   **TOLERANCE[dtype])
+        with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+            model.predict_log_proba(x, batch_size=0)
+
+
+def reference_logits(model, x):
+    """The network's logits in float64, with NumPy, from the definition (backends/loop.py)."""
+    a = np.asarray(x, np.float64)
+    for l, (W, b) in enumerate(model.params):
+        z = a @ W.T.astype(np.float64) + b
+        a = z if l == len(model.params) - 1 else np.maximum(z, 0)
+    return a
+
+
+# Logit gaps beyond which exp underflows to 0: exp(-104) is below float32's smallest
+# subnormal number (1.4e-45), exp(-746) below float64's (4.9e-324).
+UNDERFLOWING_GAP = {np.float32: 150.0, np.float64: 1000.0}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_log_proba_is_finite_where_probabilities_underflow(backend, dtype):
+    x, _ = small_data()
+    model = MLP((6, 5, 3), dtype=dtype, seed=0, standardize=False)
+    gap = UNDERFLOWING_GAP[dtype]
+    model.params[-1][1][:] = [0.0, -gap, gap]
+    z = reference_logits(model, x)
+    shifted = z - z.max(axis=1, keepdims=True)
+    expected = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    with fastmlp.use_backend(backend):
+        probs = model.predict_proba(x)
+        log_probs = model.predict_log_proba(x)
+    assert (probs[:, :2] == 0).all()  # exp underflowed: log(probs) is -inf there
+    assert np.isfinite(log_probs).all()
+    assert (log_probs[:, 1] < -1.5 * gap).all()
+    np.testing.assert_allclose(log_probs, expected, **TOLERANCE[dtype])
+    np.testing.assert_allclose(np.exp(log_probs), probs, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("backend", [name for name in BACKENDS if name in ("loop", "numba")])
+def test_predict_log_proba_of_a_row_does_not_depend_on_the_batch(backend):
+    # loop and numba compute each row the same way wherever it lies; so does the
+    # product that makes the logits from their last hidden layer
+    x, _ = small_data(n=50)
+    model = MLP((6, 5, 3), seed=0)
+    order = np.random.default_rng(0).permutation(50)
+    with fastmlp.use_backend(backend):
+        log_probs = model.predict_log_proba(x)
+        np.testing.assert_array_equal(model.predict_log_proba(x[order]), log_probs[order])
+        np.testing.assert_array_equal(model.predict_log_proba(x[3]), log_probs[3])
+        np.testing.assert_array_equal(model.predict_log_proba(x[3:4]), log_probs[3:4])
+
+
 def pixel_carriers(images):
     """The same 0-255 values as uint8, int64, float32, float64 arrays and as a Python list."""
     return {"uint8": images, "int64": images.astype(np.int64),
@@ -151,8 +223,9 @@ def test_unreadable_model_files(tmp_path):
 ])
 def test_bad_inputs_name_the_problem(x, error, message):
     model = MLP((6, 3), seed=0)
-    with pytest.raises(error, match=message):
-        model.predict(x)
+    for predict in (model.predict, model.predict_log_proba):
+        with pytest.raises(error, match=message):
+            predict(x)
 
 
 @pytest.mark.parametrize("y, error, message", [

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -96,12 +97,13 @@ def test_without_scikit_learn_the_import_error_names_the_extra():
 def test_init_stores_keywords_unchanged():
     sizes = [64, 32]
     clf = MLPClassifier(sizes, backend="numba", dtype=np.float64, epochs=3,
-                        learning_rate=0.01, random_state=5)
+                        learning_rate=0.01, random_state=5, warm_start=True)
     params = clf.get_params()
     assert params["hidden_layer_sizes"] is sizes
     assert params["dtype"] is np.float64
     assert (params["backend"], params["epochs"], params["learning_rate"],
-            params["random_state"]) == ("numba", 3, 0.01, 5)
+            params["random_state"], params["warm_start"]) == ("numba", 3, 0.01, 5, True)
+    assert MLPClassifier().get_params()["warm_start"] is False
     assert not [name for name in vars(clf) if name.endswith("_")]
 
 
@@ -232,6 +234,95 @@ def test_an_optimizer_object_is_copied_not_changed():
     assert clf.optimizer_.learning_rate == 0.02
 
 
+TOLERANCE = {"float32": dict(rtol=1e-4, atol=1e-6), "float64": dict(rtol=1e-7, atol=1e-12)}
+
+
+def logits_by_hand(coefs, intercepts, X):
+    """The logits of the network ``coefs``, ``intercepts`` (scikit-learn's layout) in float64."""
+    a = np.asarray(X, np.float64)
+    for l, (W, b) in enumerate(zip(coefs, intercepts)):
+        a = a @ W.astype(np.float64) + b
+        if l < len(coefs) - 1:
+            a = np.maximum(a, 0)
+    return a
+
+
+def log_softmax_by_hand(z):
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_log_proba_is_finite_where_predict_proba_underflows(backend, dtype):
+    X, y = blobs()
+    clf = MLPClassifier(backend=backend, dtype=dtype, random_state=0, **FAST).fit(X, y)
+    log_probs = clf.predict_log_proba(X)
+    assert log_probs.shape == (300, 3) and log_probs.dtype == dtype
+    np.testing.assert_allclose(np.exp(log_probs), clf.predict_proba(X), **TOLERANCE[dtype])
+    # a thousand times farther out, the logits are ~1000 times larger, their gaps
+    # far beyond the ~104 (float32) or ~745 (float64) at which exp underflows
+    far = 1000 * X[:40]
+    with np.errstate(divide="ignore"):
+        assert np.isneginf(np.log(clf.predict_proba(far))).any()
+    log_probs = clf.predict_log_proba(far)
+    assert np.isfinite(log_probs).all() and log_probs.min() < -1000
+    z = logits_by_hand(clf.coefs_, clf.intercepts_, clf.model_.scaler.transform(far, np.float64))
+    # float32 logits are rounded relative to their size, here thousands
+    atol = TOLERANCE[dtype]["rtol"] * np.abs(z).max()
+    np.testing.assert_allclose(log_probs, log_softmax_by_hand(z), rtol=TOLERANCE[dtype]["rtol"],
+                               atol=atol)
+    np.testing.assert_array_equal(clf.classes_[log_probs.argmax(axis=1)], clf.predict(far))
+
+
+def softmax_by_hand(z):
+    return np.exp(log_softmax_by_hand(z))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("standardize", [True, False])
+def test_coefs_and_intercepts_are_scikit_learns_layout(standardize, dtype):
+    X, y = blobs(n_features=4)
+    X = 3 * X + 1  # the scaler's mean and std are not 0 and 1
+    clf = MLPClassifier(hidden_layer_sizes=(16, 8), epochs=2, batch_size=32, dtype=dtype,
+                        standardize=standardize, random_state=0).fit(X, y)
+    coefs, intercepts = clf.coefs_, clf.intercepts_
+    assert [W.shape for W in coefs] == [(4, 16), (16, 8), (8, 3)]
+    assert [b.shape for b in intercepts] == [(16,), (8,), (3,)]
+    assert all(a.dtype == dtype for a in coefs + intercepts)
+    inputs = (X - clf.model_.scaler.mean) / clf.model_.scaler.std if standardize else X
+    np.testing.assert_allclose(softmax_by_hand(logits_by_hand(coefs, intercepts, inputs)),
+                               clf.predict_proba(X), **TOLERANCE[dtype])
+
+
+def test_coefs_and_intercepts_are_read_only_views_that_follow_training():
+    X, y = blobs()
+    with pytest.raises(NotFittedError, match="This MLPClassifier instance is not fitted yet"):
+        _ = MLPClassifier().coefs_
+    with pytest.raises(NotFittedError, match="This MLPClassifier instance is not fitted yet"):
+        _ = MLPClassifier().intercepts_
+    assert not hasattr(MLPClassifier(), "coefs_")
+    clf = MLPClassifier(random_state=0, **FAST).partial_fit(X, y, classes=[0, 1, 2])
+    coefs, intercepts = clf.coefs_, clf.intercepts_
+    for W_view, b_view, (W, b) in zip(coefs, intercepts, clf.model_.params):
+        assert np.shares_memory(W_view, W) and np.shares_memory(b_view, b)  # no copy
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        coefs[0][0, 0] = 1.0
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        intercepts[-1][:] = 0.0
+    snapshot = [W.copy() for W in coefs]
+    clf.partial_fit(X, y)
+    for view, old, (W, _) in zip(clf.coefs_, snapshot, clf.model_.params):
+        np.testing.assert_array_equal(view, W.T)
+        assert not np.array_equal(view, old)
+    # the views held from before are of the same weights, which training changed in place
+    for held, now in zip(coefs + intercepts, clf.coefs_ + clf.intercepts_):
+        np.testing.assert_array_equal(held, now)
+    # a new fit makes a new network: the old views keep the old one
+    clf.fit(X, y)
+    assert not np.shares_memory(coefs[0], clf.coefs_[0])
+
+
 def test_partial_fit_continues_weights_and_optimizer_one_epoch_per_call():
     X, y = blobs()
     clf = MLPClassifier(random_state=0, **FAST)
@@ -275,6 +366,113 @@ def test_partial_fit_state_survives_pickle():
     stored.partial_fit(X, y)
     assert_same_weights(straight, stored)
     np.testing.assert_array_equal(straight.predict_proba(X), stored.predict_proba(X))
+
+
+def test_warm_start_fits_continue_one_run_of_training():
+    # Full batches (one step an epoch, whatever the shuffle) at a constant rate:
+    # 4 epochs and a warm fit of 6 are one run of 10 epochs if, and only if, the
+    # warm fit starts from the weights and Adam's moments and step count where
+    # the first stopped (a new Adam would restart its bias correction).
+    X, y = blobs()
+    settings = dict(hidden_layer_sizes=(16,), batch_size=len(X), learning_rate=0.03,
+                    optimizer="adam", schedule="constant", dtype="float64", random_state=0)
+    warm = MLPClassifier(epochs=4, warm_start=True, **settings).fit(X, y)
+    first_curve = list(warm.loss_curve_)
+    model, optimizer = warm.model_, warm.optimizer_
+    warm.set_params(epochs=6).fit(X, y)
+    assert warm.model_ is model and warm.optimizer_ is optimizer
+    straight = MLPClassifier(epochs=10, **settings).fit(X, y)
+    assert warm.n_iter_ == straight.n_iter_ == len(warm.loss_curve_) == 10
+    assert warm.optimizer_.t == straight.optimizer_.t == 10
+    assert warm.loss_curve_[:4] == first_curve
+    # the same sums, of rows in another order
+    np.testing.assert_allclose(warm.loss_curve_, straight.loss_curve_, rtol=1e-12)
+    for a, b in zip(weights(warm), weights(straight), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    cold = MLPClassifier(epochs=6, **settings).fit(X, y)
+    assert not np.allclose(weights(cold)[0], weights(warm)[0])
+
+
+def test_warm_start_starts_from_the_fitted_weights():
+    X, y = blobs()
+    clf = MLPClassifier(random_state=0, **FAST).fit(X, y)
+    trained = [w.copy() for w in weights(clf)]
+    steps = clf.optimizer_.t
+    # at learning rate 0 nothing moves: a warm fit keeps the trained weights
+    clf.set_params(warm_start=True, learning_rate=0.0, epochs=2).fit(X, y)
+    for a, b in zip(weights(clf), trained, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert clf.n_iter_ == FAST["epochs"] + 2
+    assert clf.optimizer_.t == steps + 2 * -(-len(X) // FAST["batch_size"])
+    # ... and a cold one the new initialisation, not the trained weights
+    clf.set_params(warm_start=False).fit(X, y)
+    initial = MLPClassifier(random_state=0, **{**FAST, "learning_rate": 0.0, "epochs": 2})
+    assert_same_weights(clf, initial.fit(X, y))
+    assert clf.n_iter_ == 2
+    assert not np.array_equal(weights(clf)[0], trained[0])
+
+
+def test_warm_start_on_a_fit_by_partial_fit_and_after_pickle():
+    X, y = blobs()
+    clf = MLPClassifier(random_state=0, warm_start=True, **FAST)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    stored = pickle.loads(pickle.dumps(clf))
+    clf.fit(X, y)
+    stored.fit(X, y)
+    assert_same_weights(clf, stored)
+    assert clf.n_iter_ == 1 + FAST["epochs"] == len(clf.loss_curve_)
+    assert clf.loss_curve_ == stored.loss_curve_
+
+
+def test_warm_start_with_another_optimizer_starts_its_state_afresh():
+    X, y = blobs()
+    clf = MLPClassifier(random_state=0, warm_start=True, **FAST).fit(X, y)
+    model, adam = clf.model_, clf.optimizer_
+    clf.set_params(epochs=1).fit(X, y)  # the same optimizer: continued
+    assert clf.optimizer_ is adam
+    clf.set_params(weight_decay=0.01).fit(X, y)
+    assert clf.optimizer_ is not adam and clf.optimizer_.weight_decay == 0.01
+    assert clf.optimizer_.t == -(-len(X) // FAST["batch_size"])
+    clf.set_params(optimizer="momentum", weight_decay=None).fit(X, y)
+    assert type(clf.optimizer_).__name__ == "SGD" and clf.optimizer_.momentum == 0.9
+    assert clf.model_ is model and clf.n_iter_ == FAST["epochs"] + 3
+    sgd = clf.optimizer_
+    clf.fit(X, y)
+    assert clf.optimizer_ is sgd
+    assert clf.score(X, y) > 0.9
+
+
+def test_warm_start_refuses_data_and_hyper_parameters_of_another_network():
+    X, y = blobs()
+    clf = MLPClassifier(random_state=0, warm_start=True, **FAST).fit(X, y)
+    before = [w.copy() for w in weights(clf)]
+    with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 2"):
+        clf.fit(np.hstack([X, X[:, :1]]), y)
+    with pytest.raises(ValueError, match=r"warm_start=True continues the fitted network, but "
+                       r"y has classes \[0, 1\] where the fitted network has \[0, 1, 2\]; "
+                       r"set warm_start=False to fit a new network"):
+        clf.fit(X[y < 2], y[y < 2])
+    fitted_with = dict(hidden_layer_sizes=(16,), dtype="float32", standardize=True)
+    for params, message in [
+        (dict(hidden_layer_sizes=(8,)),
+         r"but hidden_layer_sizes is \(8,\) where the fitted network has \(16,\); set"),
+        # an int is one layer: 16 is (16,), so only the dtype differs
+        (dict(hidden_layer_sizes=16, dtype=np.float64),
+         r"but dtype is float64 where the fitted network has float32; set"),
+        (dict(standardize=False), r"but standardize is False where the fitted network has True"),
+        (dict(hidden_layer_sizes=(4, 4), dtype="float64"),
+         r"but hidden_layer_sizes is \(4, 4\) where the fitted network has \(16,\); "
+         r"dtype is float64 where the fitted network has float32; set warm_start=False"),
+    ]:
+        clf.set_params(**{**fitted_with, **params})
+        with pytest.raises(ValueError, match=message):
+            clf.fit(X, y)
+    for a, b in zip(weights(clf), before, strict=True):  # nothing was trained
+        np.testing.assert_array_equal(a, b)
+    assert clf.n_iter_ == FAST["epochs"]
+    # with warm_start=False any of these is a new network
+    clf.set_params(warm_start=False).fit(X, y)
+    assert clf.model_.layer_sizes == (2, 4, 4, 3) and clf.model_.dtype == np.float64
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
