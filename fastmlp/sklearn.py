@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from . import backends
-from ._validation import check_dtype
+from ._validation import check_dtype, check_positive_int
 from .model import MLP
 from .optim import make_optimizer
 from .train import fit as train
@@ -60,8 +60,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Dtype of the weights and of every computation; ``predict_proba``
         returns this dtype.
     epochs : int, default 15
-        Passes over the training data in ``fit`` (scikit-learn's ``max_iter``,
-        except that every epoch runs: there is no early stopping).
+        Passes over the training data in ``fit`` (scikit-learn's ``max_iter``):
+        every one runs, unless ``early_stopping`` ends training sooner.
     batch_size : int, default 128
         Samples per gradient step.
     optimizer : str or optimizer object, default 'adamw'
@@ -105,6 +105,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``batch_size``, ``learning_rate``, ``schedule`` and ``backend`` may
         change. A changed ``optimizer`` or ``weight_decay`` starts that
         optimizer with fresh state on the current weights.
+    early_stopping : bool, default False
+        Hold out a stratified ``validation_fraction`` of the training data in
+        ``fit`` and stop when its accuracy has not improved by more than
+        ``tol`` for ``n_iter_no_change`` epochs, ending with the weights of the
+        best epoch, as scikit-learn does. ``partial_fit`` ignores it.
+    validation_fraction : float, default 0.1
+        Share of the training data held out by ``early_stopping``.
+    n_iter_no_change : int, default 10
+        Epochs without an improvement of more than ``tol`` that
+        ``early_stopping`` allows; training stops at the next.
+    tol : float, default 1e-4
+        The smallest rise of validation accuracy that counts as an improvement.
 
     Attributes
     ----------
@@ -133,11 +145,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Mean training cross-entropy of the last epoch.
     loss_curve_ : list of float
         Mean training cross-entropy of every epoch.
+    best_loss_ : float or None
+        The lowest of ``loss_curve_``; None with ``early_stopping``, as in scikit-learn.
+    validation_scores_ : list of float or None
+        With ``early_stopping``, the validation accuracy of every epoch of
+        ``fit`` (a warm ``fit`` adds its own); else None.
+    best_validation_score_ : float or None
+        The highest of ``validation_scores_``, or None.
 
     See Also
     --------
-    sklearn.neural_network.MLPClassifier : scikit-learn's own, with L-BFGS and
-        early stopping; fastmlp's trains the same network several times faster.
+    sklearn.neural_network.MLPClassifier : scikit-learn's own, with L-BFGS;
+        fastmlp's trains the same network several times faster.
 
     Notes
     -----
@@ -153,6 +172,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     ``random_state`` again; ``n_iter_`` counts every epoch since the
     initialisation, where scikit-learn's counts the last call's; and a
     changed ``hidden_layer_sizes`` is an error, which scikit-learn ignores.
+
+    ``early_stopping``, ``validation_fraction``, ``n_iter_no_change`` and ``tol``
+    are scikit-learn's, passed to ``fastmlp.fit`` as ``monitor='val_accuracy'``,
+    ``patience=n_iter_no_change + 1`` and ``min_delta=tol``: training stops
+    at the same epoch as scikit-learn's rule would. Without
+    ``early_stopping`` scikit-learn also stops when the training loss stalls;
+    here every epoch runs, as a learning-rate schedule over ``epochs``
+    expects.
 
     The defaults are tuned for MNIST's 60 000 images (470 steps an epoch). A few
     hundred samples give a handful of steps an epoch and need a smaller batch, a
@@ -173,7 +200,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  batch_size: int = 128, optimizer="adamw", learning_rate: float | None = None,
                  weight_decay: float | None = None, schedule: str = "onecycle",
                  standardize: bool = True, random_state=None, verbose: int = 0,
-                 warm_start: bool = False):
+                 warm_start: bool = False, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 10,
+                 tol: float = 1e-4):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.backend = backend
         self.dtype = dtype
@@ -187,6 +216,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
 
     def fit(self, X, y) -> MLPClassifier:
         """Initialise the network and train it for ``epochs`` epochs.
@@ -221,7 +254,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
         else:
             self._initialise(classes)
-        self._train(X, y_index, self.epochs, self.schedule)
+        self._train(X, y_index, self.epochs, self.schedule, self.early_stopping)
         return self
 
     def partial_fit(self, X, y, classes=None) -> MLPClassifier:
@@ -274,7 +307,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
         if first_call:
             self._initialise(classes)
-        self._train(X, np.searchsorted(self.classes_, y), 1, "constant")
+        self._train(X, np.searchsorted(self.classes_, y), 1, "constant", False)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -428,6 +461,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._shuffle_rng = np.random.default_rng(int(shuffle_seed))
         self.n_iter_ = 0
         self.loss_curve_ = []
+        self.validation_scores_ = self.best_validation_score_ = None
 
     def _continue(self, classes) -> None:
         """Check that a warm fit's ``classes`` and hyper-parameters describe the fitted network.
@@ -458,14 +492,24 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.optimizer_ = self._new_optimizer()
             self._optimizer_made_from = (self.optimizer, self.weight_decay)
 
-    def _train(self, X, y_index, epochs: int, schedule: str) -> None:
+    def _train(self, X, y_index, epochs: int, schedule: str, early_stopping: bool) -> None:
         """Run ``epochs`` epochs of ``fastmlp.train.fit`` on the current model and optimizer."""
+        if early_stopping:
+            check_positive_int(self.n_iter_no_change, "n_iter_no_change")
+            if not (isinstance(self.tol, (int, float, np.floating)) and 0 <= self.tol < np.inf):
+                raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        # scikit-learn stops once more than n_iter_no_change epochs have not improved
+        stopping = dict(early_stopping=True, validation_fraction=self.validation_fraction,
+                        monitor="val_accuracy", patience=self.n_iter_no_change + 1,
+                        min_delta=self.tol) if early_stopping else {}
         first_epoch = self.n_iter_
 
         def report(epoch, history):
             if self.verbose > 0:
+                score = history.val_accuracy[-1]
+                validation = "" if score is None else f", validation score {score:.4f}"
                 print(f"epoch {first_epoch + epoch}: loss {history.loss[-1]:.4f}, "
-                      f"training accuracy {history.train_accuracy[-1]:.4f}, "
+                      f"training accuracy {history.train_accuracy[-1]:.4f}{validation}, "
                       f"{history.seconds[-1]:.2f} s", flush=True)
 
         start = time.perf_counter()
@@ -473,12 +517,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             history = train(self.model_, X, y_index, epochs=epochs, batch_size=self.batch_size,
                             optimizer=self.optimizer_, learning_rate=self.learning_rate,
                             schedule=schedule, seed=int(self._shuffle_rng.integers(2**31)),
-                            callback=report)
+                            callback=report, **stopping)
         if self.verbose > 0 and epochs > 1:
             print(f"trained {epochs} epochs in {time.perf_counter() - start:.2f} s", flush=True)
         self.n_iter_ += len(history)
         self.loss_curve_.extend(history.loss)
         self.loss_ = self.loss_curve_[-1]
+        if early_stopping:
+            self.validation_scores_ = [*(self.validation_scores_ or []), *history.val_accuracy]
+            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = min(self.loss_curve_)
 
 
 def _read_only_view(array: np.ndarray) -> np.ndarray:

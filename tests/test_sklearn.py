@@ -475,6 +475,45 @@ def test_warm_start_refuses_data_and_hyper_parameters_of_another_network():
     assert clf.model_.layer_sizes == (2, 4, 4, 3) and clf.model_.dtype == np.float64
 
 
+def noise(n, seed):
+    """Labels that do not depend on the inputs: validation accuracy stalls at once."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 10)), rng.choice(["a", "b", "c"], n)
+
+
+def test_early_stopping_follows_scikit_learns_rule_and_keeps_the_best_epoch():
+    X, y = noise(600, 0)
+    clf = MLPClassifier((64,), epochs=60, batch_size=32, learning_rate=0.01,
+                        schedule="constant", early_stopping=True, validation_fraction=0.2,
+                        n_iter_no_change=3, tol=0.0, random_state=0).fit(X, y)
+    scores = clf.validation_scores_
+    assert clf.n_iter_ == len(scores) == len(clf.loss_curve_) < 60
+    best = int(np.argmax(scores))  # the first of the best
+    # scikit-learn's rule: stop once more than n_iter_no_change epochs have not improved
+    assert clf.n_iter_ == best + 1 + 3 + 1
+    assert clf.best_validation_score_ == scores[best] and clf.best_loss_ is None
+    assert all(round(score * 120, 6).is_integer() for score in scores)  # 20 % of 600 held out
+
+
+def test_without_early_stopping_best_loss_is_the_lowest_training_loss():
+    X, y = noise(200, 0)
+    clf = MLPClassifier((16,), epochs=3, random_state=0).fit(X, y)
+    assert clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(n_iter_no_change=0), "n_iter_no_change must be a positive integer"),
+    (dict(tol=-1.0), "tol must be a finite number >= 0, got -1.0"),
+    (dict(validation_fraction=1.5), "validation_fraction must be between 0 and 1, got 1.5"),
+])
+def test_bad_early_stopping_settings_name_the_parameter(settings, message):
+    X, y = noise(100, 0)
+    with pytest.raises(ValueError, match=message):
+        MLPClassifier((8,), epochs=2, early_stopping=True, **settings).fit(X, y)
+
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backend_is_in_effect_for_fit_and_predict(backend, monkeypatch):
     X, y = blobs()
