@@ -397,12 +397,14 @@ def _timings(clock, history) -> str:
     (_, startup, t_main), (_, _, t_backend), (_, _, t_data), (_, _, t_scaled), \
         (_, _, t_trained) = clock
     training = t_trained - t_scaled
-    epochs = history.seconds
+    epochs = history.seconds[history.resumed_after:]  # this process's
+    first = history.resumed_after + 1
     phases = [("start-up and imports", startup), ("backend import", t_backend - t_main),
               ("data", t_data - t_backend),
               ("input scaling (fit)", t_scaled - t_data),
-              ("epoch 1 (incl. kernels' first call)", epochs[0]),
-              (f"epochs 2-{len(epochs)}" if len(epochs) > 1 else "later epochs", sum(epochs[1:])),
+              (f"epoch {first} (incl. kernels' first call)", epochs[0] if epochs else 0.0),
+              (f"epochs {first + 1}-{len(history)}" if len(epochs) > 1 else "later epochs",
+               sum(epochs[1:])),
               ("scoring and bookkeeping", training - sum(epochs))]
     total = sum(seconds for _, seconds in phases if seconds is not None)
     lines = ["timings (whole process):"]

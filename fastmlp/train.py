@@ -41,7 +41,9 @@ class History:
     validation data. ``samples_per_second`` and ``seconds`` time the training
     pass alone, not the evaluation of the validation data. ``best_epoch``
     (1-based) is early stopping's best epoch, None without early stopping;
-    ``stop_reason`` says why training ended.
+    ``stop_reason`` says why training ended. ``resumed_after`` is the epochs
+    the run had done when this ``fit`` resumed it from a checkpoint (0 when
+    it did not): the lists hold every epoch of the run.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -52,6 +54,7 @@ class History:
     val_loss: list[float | None] = field(default_factory=list)
     best_epoch: int | None = None
     stop_reason: str = ""
+    resumed_after: int = 0
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -321,7 +324,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
             setattr(model.scaler, name, value)
         optimizer.load_state_dict(saved.optimizer, model.params)
         rng.bit_generator.state = saved.rng
-        history = History(**saved.history)
+        history = History(**{**saved.history, "resumed_after": saved.epoch})
         if stopping is not None:
             stopping.load(saved.stopping)
         first_epoch = epochs + 1 if saved.finished else saved.epoch + 1

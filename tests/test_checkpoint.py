@@ -67,6 +67,7 @@ def test_a_resumed_run_ends_with_the_bits_of_the_uninterrupted_one(backend, sett
         assert getattr(history, name) == getattr(expected, name), name
     assert (history.best_epoch, history.stop_reason) == (expected.best_epoch,
                                                         expected.stop_reason)
+    assert (history.resumed_after, expected.resumed_after) == (2, 0)
 
 
 def test_the_optimizer_state_comes_back(tmp_path):
