@@ -108,30 +108,38 @@ def _power_of_two(n, itemsize):
 
 
 @njit(**_JIT)
-def inplace_exp(v):
-    """``v[j] = exp(v[j])`` for a 1-D float32 or float64 array (see the module's docstring)."""
+def _exp_loop(v, degree, itemsize, limit):
+    # The loop of inplace_exp, for one dtype's constants: no branch in its body
+    # (NaN and the range are selects), so LLVM vectorises it; each lane takes
+    # the same IEEE operations as a scalar would, so the bits do not change.
     cast = v.dtype.type
-    single = v.itemsize == 4
-    degree = 7 if single else 13
-    # |x| beyond this gives inf or 0 (bias + mantissa bits + 3, times ln 2)
-    limit = cast(153 * LN2_HI if single else 1078 * LN2_HI)
     log2e, hi = cast(LOG2E), cast(LN2_HI)
     lo = cast((LN2_HI - float(hi)) + LN2_LO)
     for j in range(v.shape[0]):
         x = v[j]
-        if x != x:
-            continue
-        if x > limit:
-            x = limit
-        elif x < -limit:
-            x = -limit
+        nan = x != x
+        x = min(max(x, -limit), limit)
         n = rint(x * log2e)
+        n = cast(0) if nan else n  # no int conversion of NaN
         r = fma(-n, lo, fma(-n, hi, x))
         p = cast(INVERSE_FACTORIALS[degree])
         for k in range(degree - 1, -1, -1):
             p = fma(p, r, cast(INVERSE_FACTORIALS[k]))
-        half = int(n) >> 1
-        v[j] = p * _power_of_two(half, v.itemsize) * _power_of_two(int(n) - half, v.itemsize)
+        m = int(n)
+        half = m >> 1
+        e = p * _power_of_two(half, itemsize) * _power_of_two(m - half, itemsize)
+        v[j] = v[j] if nan else e
+
+
+@njit(**_JIT)
+def inplace_exp(v):
+    """``v[j] = exp(v[j])`` for a 1-D float32 or float64 array (see the module's docstring)."""
+    # |x| beyond the limit gives inf or 0 (bias + mantissa bits + 3, times ln 2)
+    cast = v.dtype.type
+    if v.itemsize == 4:
+        _exp_loop(v, 7, 4, cast(153 * LN2_HI))
+    else:
+        _exp_loop(v, 13, 8, cast(1078 * LN2_HI))
 
 
 # fdlibm e_log.c
