@@ -310,15 +310,41 @@ def predict_one(Ws, bs, x, scale, offset):
 
 
 @njit(**_JIT)
-def output_delta(p, y, delta):
-    # softmax + cross-entropy: delta = (p - onehot(y)) / n
+def output_delta(p, y, w, delta):
+    # softmax + cross-entropy: delta = (p - onehot(y)) / n, or with sample weights w
+    # (unless w is empty) delta = (p - onehot(y)) * w / weight_total(w)
     n, k = p.shape
+    total = _weight_total(w, np.arange(w.shape[0]))
     for i in range(n):
         for j in range(k):
             delta[i, j] = p[i, j]
         delta[i, y[i]] -= 1
-        for j in range(k):
-            delta[i, j] /= n
+        _scale_delta(delta[i], w, i, n, total)
+
+
+@njit(**_JIT, inline="always")
+def _weight_total(w, rows):
+    # fastmlp.backends.weight_total of w[rows], summed in the rows' order; 0 if w is empty
+    total = 0.0
+    if w.shape[0] > 0:
+        for i in range(rows.shape[0]):
+            total += w[rows[i]]
+        if total == 0:
+            total = 1.0  # every weight 0: every delta is 0, a zero gradient
+    return total
+
+
+@njit(**_JIT, inline="always")
+def _scale_delta(delta, w, i, n, total):
+    # the output delta of row i of a batch of n rows: / n, or * w[i] / total when
+    # weighted (in float64 as / n is, so weights of 1 give the same bits)
+    if w.shape[0] > 0:
+        weight = w[i]
+        for j in range(delta.shape[0]):
+            delta[j] = delta[j] * weight / total
+    else:
+        for j in range(delta.shape[0]):
+            delta[j] /= n
 
 
 @njit(**_JIT)
