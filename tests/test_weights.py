@@ -13,6 +13,7 @@ import pytest
 import fastmlp
 from fastmlp import optim
 from fastmlp.backends import available_backends, load_backend, weight_total
+from fastmlp.preprocessing import InputScaler
 
 BACKENDS = available_backends()
 DTYPES = [np.float32, np.float64]
@@ -146,3 +147,37 @@ def test_public_backward_and_cross_entropy_take_weights(random_problem):
         fastmlp.backward(params, cache, y, sample_weight=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"negative weight \(-1.0 at sample 1\)"):
         fastmlp.backward(params, cache, y, sample_weight=[1, -1, 1, 1, 1, 1])
+
+
+# --- the input scaler ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float64])
+def test_scaler_with_integer_weights_equals_the_rows_repeated(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 6)).astype(dtype)
+    counts = weights_for(40, integer=True)
+    weighted = InputScaler().fit(x, sample_weight=counts)
+    repeated = InputScaler().fit(x.repeat(counts.astype(int), axis=0))
+    assert (weighted.mean, weighted.std) == (repeated.mean, repeated.std)  # exact sums, both
+
+
+def test_scaler_with_real_weights_is_the_weighted_mean_and_std():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6)) * 3 + 1
+    weights = weights_for(40)
+    scaler = InputScaler().fit(x, sample_weight=weights)
+    values, value_weights = x.ravel(), np.repeat(weights, 6)
+    mean = np.average(values, weights=value_weights)
+    std = np.sqrt(np.average((values - mean) ** 2, weights=value_weights))
+    assert scaler.mean == pytest.approx(mean, rel=1e-14)
+    assert scaler.std == pytest.approx(std, rel=1e-14)
+    ones = InputScaler().fit(x, sample_weight=np.ones(40))
+    plain = InputScaler().fit(x)
+    assert (ones.mean, ones.std) == pytest.approx((plain.mean, plain.std), rel=1e-14)
+
+
+def test_scaler_rejects_bad_weights():
+    with pytest.raises(ValueError, match="sample_weight has 2 weights but x has 3 samples"):
+        InputScaler().fit(np.ones((3, 2)), sample_weight=[1, 1])
+    with pytest.raises(ValueError, match="sample_weight is zero for every sample"):
+        InputScaler().fit(np.ones((3, 2)), sample_weight=[0, 0, 0])
