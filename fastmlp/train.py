@@ -24,7 +24,7 @@ from . import backends
 from ._flat import flat_params
 from ._validation import check_features, check_labels, check_positive_int
 from .exceptions import TrainingDivergedError
-from .functional import cross_entropy
+from .functional import _row_losses, cross_entropy
 from .optim import get_schedule, make_optimizer
 
 if TYPE_CHECKING:
@@ -267,10 +267,13 @@ class Batches(NamedTuple):
     and ``y`` (consecutive rows when ``order`` is None); the network sees its
     inputs as ``scaler.transform(rows, dtype)``, or the rows as they are when
     ``scaler`` is None. ``order`` may pick any rows: a permutation of all of
-    them for an epoch, or a part of one. The caller has checked them (``fit``
-    does, once), so a run of steps trusts them: ``y`` holds int64 labels of the
-    network's classes, ``order`` indices of rows, ``batch_size >= 1``; in
-    ``fit``, ``x`` is :func:`training_inputs`.
+    them for an epoch, or a part of one. ``sample_weight``, when given, weighs
+    each row's loss (picked by ``order`` as ``x`` and ``y`` are): each
+    batch's loss is its weighted mean (see ``fastmlp.backends``); None is
+    unweighted training. The caller has checked them (``fit`` does, once),
+    so a run of steps trusts them: ``y`` holds int64 labels of the network's
+    classes, ``order`` indices of rows, ``batch_size >= 1``, ``sample_weight``
+    finite non-negative float64; in ``fit``, ``x`` is :func:`training_inputs`.
     """
 
     x: np.ndarray                 # (n_samples, n_features)
@@ -279,6 +282,7 @@ class Batches(NamedTuple):
     batch_size: int
     scaler: InputScaler | None
     dtype: np.dtype               # what scaler.transform returns
+    sample_weight: np.ndarray | None = None  # (n_samples,) float64, or None: unweighted
 
 
 class StepsDone(NamedTuple):
@@ -287,7 +291,9 @@ class StepsDone(NamedTuple):
     Attributes
     ----------
     loss_sum : float
-        Sum over batches of the batch's mean loss times its size.
+        Sum over batches of the batch's mean loss times its size; with
+        sample weights, of its weighted mean loss times its total weight
+        (``sum_i w[i] loss[i]``).
     correct : int
         Samples whose forward-pass prediction (before the batch's update) was right.
     failed_step : int
@@ -337,7 +343,8 @@ class ComposedSteps:
     forward : callable
         ``forward(params, x) -> (probs, cache)``, as in ``fastmlp.backends``.
     backward : callable
-        ``backward(params, cache, y) -> grads``.
+        ``backward(params, cache, y) -> grads``, and ``backward(params, cache,
+        y, sample_weight)`` for batches with weights.
 
     Examples
     --------
@@ -359,7 +366,7 @@ class ComposedSteps:
                  timer: Timer = NO_TIMER) -> StepsDone:
         """Train ``params`` in place on ``batches``; ``learning_rates[k]`` is step ``k``'s rate."""
         forward, backward = self.forward, self.backward
-        x, y, order, batch_size, scaler, dtype = batches
+        x, y, order, batch_size, scaler, dtype, weights = batches
         loss_sum = 0.0
         correct = 0
         n = x.shape[0] if order is None else len(order)
@@ -373,20 +380,27 @@ class ComposedSteps:
                 xb = scaler.transform(xb, dtype)
             timer.stop("data")
             probs, cache = forward(params, xb)
-            loss = cross_entropy(probs, yb)
+            if weights is None:
+                loss = cross_entropy(probs, yb)
+                batch_loss = loss * len(yb)
+            else:
+                wb = weights[rows]
+                batch_loss = loss = float(np.dot(wb, _row_losses(probs, yb)))
             timer.stop("forward")
             if not np.isfinite(loss):
                 return StepsDone(loss_sum, correct, step)
-            grads = backward(params, cache, yb)
+            grads = backward(params, cache, yb) if weights is None else backward(params, cache,
+                                                                                  yb, wb)
             timer.stop("backward")
             optimizer.step(params, grads, learning_rates[step])
             timer.stop("update")
-            loss_sum += loss * len(yb)
+            loss_sum += batch_loss
             correct += int(np.count_nonzero(probs.argmax(axis=1) == yb))
         return StepsDone(loss_sum, correct, -1)
 
 
-def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None):
+def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None, *,
+                sample_weight=None):
     """One pass over ``(x, y)`` in mini-batches with any backend's ``forward`` and ``backward``.
 
     :class:`ComposedSteps` of ``backend`` on inputs used as they are (already
@@ -394,16 +408,18 @@ def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, or
     ``k`` is rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x`` and
     ``y``, or consecutive rows when ``order`` is None. ``order`` may pick any
     rows: a permutation of all of them for an epoch, or a part of one.
+    ``sample_weight`` (float64, one weight per row of ``x``, trusted) weighs
+    each batch's loss as in :func:`fit`.
 
     Returns
     -------
     StepsDone
         ``(loss_sum, correct, failed_step)``: the sum over batches of the
-        batch's mean loss times its size; the samples whose forward-pass
+        batch's (weighted) mean loss times its size (total weight); the samples whose forward-pass
         prediction (before the batch's update) was right; the index of the
         first batch whose loss was not finite, where training stopped before
         updating, or -1 if every loss was finite.
     """
-    batches = Batches(x, y, order, batch_size, None, None)
+    batches = Batches(x, y, order, batch_size, None, None, sample_weight)
     return ComposedSteps(backend.forward, backend.backward)(params, batches, optimizer,
                                                             learning_rates)

@@ -7,6 +7,8 @@ step on the rows repeated), and the ``loop`` backend is the reference every
 other backend's weighted gradient is compared with.
 """
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ import fastmlp
 from fastmlp import optim
 from fastmlp.backends import available_backends, load_backend, weight_total
 from fastmlp.preprocessing import InputScaler
+from fastmlp.train import Batches, ComposedSteps
 
 BACKENDS = available_backends()
 DTYPES = [np.float32, np.float64]
@@ -147,6 +150,106 @@ def test_public_backward_and_cross_entropy_take_weights(random_problem):
         fastmlp.backward(params, cache, y, sample_weight=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"negative weight \(-1.0 at sample 1\)"):
         fastmlp.backward(params, cache, y, sample_weight=[1, -1, 1, 1, 1, 1])
+
+
+# --- runs of steps: every backend's run_steps and the numba fused epoch -----------------------
+
+def run_steps(backend, params, x, y, weights, optimizer, batch_size=8, order=None):
+    steps = -(-len(x if order is None else order) // batch_size)
+    batches = Batches(x, y, order, batch_size, None, None, weights)
+    return load_backend(backend).run_steps(params, batches, optimizer, np.full(steps, 0.05))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adamw"])
+def test_weighted_run_of_steps_equals_the_loop_reference(backend, dtype, name, random_problem):
+    # batch 2 (rows 8-15) weighs 0: a step with a zero gradient, on every backend alike
+    params, x, y = random_problem(SIZES, 37, dtype)
+    weights = weights_for(37)
+    weights[8:16] = 0
+    want_params, want_opt = copy.deepcopy(params), OPTIMIZERS[name]()
+    want = run_steps("loop", want_params, x, y, weights, want_opt)
+    opt = OPTIMIZERS[name]()
+    done = run_steps(backend, params, x, y, weights, opt)
+    assert_layers_close(params, want_params, dtype)
+    assert done.correct == want.correct and done.failed_step == want.failed_step == -1
+    assert done.loss_sum == pytest.approx(want.loss_sum, rel=TOLERANCE[dtype][0])
+    assert getattr(opt, "t", None) == getattr(want_opt, "t", None)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("sizes", [SIZES, (784, 70, 10)])
+def test_fused_epoch_with_weights_equals_numba_composed_steps(dtype, name, sizes,
+                                                              random_problem):
+    numba = load_backend("numba")
+    params, x, y = random_problem(sizes, 53, dtype)
+    weights = weights_for(53)
+    order = np.random.default_rng(5).permutation(53)
+    composed_params, composed_opt = copy.deepcopy(params), OPTIMIZERS[name]()
+    batches = Batches(x, y, order, 16, None, None, weights)
+    want = ComposedSteps(numba.forward, numba.backward)(composed_params, batches, composed_opt,
+                                                         np.full(4, 0.05))
+    opt = OPTIMIZERS[name]()
+    done = numba.run_steps(params, batches, opt, np.full(4, 0.05))
+    assert_layers_close(params, composed_params, dtype)
+    assert done.correct == want.correct
+    assert done.loss_sum == pytest.approx(want.loss_sum, rel=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_fused_epoch_with_weights_of_one_gives_the_unweighted_bits(dtype, name, random_problem):
+    params, x, y = random_problem(SIZES, 37, dtype)
+    unweighted_params = copy.deepcopy(params)
+    unweighted = run_steps("numba", unweighted_params, x, y, None, OPTIMIZERS[name]())
+    done = run_steps("numba", params, x, y, np.ones(37), OPTIMIZERS[name]())
+    assert_layers_equal(params, unweighted_params)
+    assert done == unweighted  # the loss sum too: sum_i 1 * loss[i] in the same order
+
+
+@needs_numba
+def test_the_fused_epoch_compiles_once_for_weighted_and_unweighted_epochs(random_problem):
+    from fastmlp.backends.numba import _kernels
+
+    numba = load_backend("numba")
+    params, x, y = random_problem(SIZES, 20, np.float32)
+    run_steps("numba", params, x, y, None, optim.SGD(0.1))
+    cache = numba.forward(params, x)[1]
+    numba.backward(params, cache, y)
+    kernels = (_kernels.train_epoch_worker, _kernels.output_delta)
+    signatures = [list(kernel.signatures) for kernel in kernels]
+    run_steps("numba", params, x, y, weights_for(20), optim.SGD(0.1))
+    numba.backward(params, cache, y, weights_for(20))
+    assert [list(kernel.signatures) for kernel in kernels] == signatures
+
+
+@needs_numba
+def test_numba_train_epoch_checks_the_weights(random_problem):
+    params, x, y = random_problem(SIZES, 10, np.float64)
+    numba = load_backend("numba")
+    with pytest.raises(ValueError, match="sample_weight has 9 weights but x has 10 samples"):
+        numba.train_epoch(params, x, y, 4, optim.SGD(0.1), np.full(3, 0.1),
+                          sample_weight=np.ones(9))
+    with pytest.raises(ValueError, match="sample_weight contains NaN"):
+        numba.train_epoch(params, x, y, 4, optim.SGD(0.1), np.full(3, 0.1),
+                          sample_weight=np.full(10, np.nan))
+
+
+@pytest.mark.parametrize("backend", [name for name in BACKENDS if name in ("matmul", "numba")])
+def test_backends_train_epoch_takes_weights_as_the_generic_one(backend, random_problem):
+    params, x, y = random_problem(SIZES, 30, np.float64)
+    weights = weights_for(30)
+    want_params = copy.deepcopy(params)
+    want = fastmlp.train.train_epoch(load_backend("loop"), want_params, x, y, 8,
+                                     optim.Adam(1e-2), np.full(4, 0.01), sample_weight=weights)
+    done = load_backend(backend).train_epoch(params, x, y, 8, optim.Adam(1e-2),
+                                             np.full(4, 0.01), sample_weight=weights)
+    assert_layers_close(params, want_params, np.float64)
+    assert done.loss_sum == pytest.approx(want.loss_sum, rel=1e-9)
 
 
 # --- the input scaler ------------------------------------------------------------------------

@@ -26,7 +26,8 @@ A backend is a module exposing the same four functions:
     What ``fit`` runs: the training steps of ``batches`` (a
     ``fastmlp.train.Batches``: which rows of the raw inputs make each batch,
     and how they are scaled), updating ``params`` in place with
-    ``optimizer``, ``learning_rates[k]`` for step ``k``. The one way a backend
+    ``optimizer``, ``learning_rates[k]`` for step ``k``; each batch's loss is
+    weighted by ``batches.sample_weight`` when it is given. The one way a backend
     plugs into training. ``loop`` and ``einsum`` declare
     ``run_steps = fastmlp.train.ComposedSteps(forward, backward)``, the one
     loop over their own functions; ``matmul`` runs that loop over a forward

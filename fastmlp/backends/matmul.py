@@ -134,18 +134,20 @@ def run_steps(params, batches: Batches, optimizer, learning_rates, timer=NO_TIME
     See ``fastmlp.backends`` for the contract. Same result, bit for bit, as
     ``ComposedSteps(forward, backward)``, without allocating for every batch.
     """
-    x, _, order, batch_size, scaler, dtype = batches
+    x, order, batch_size, scaler, dtype = (batches.x, batches.order, batches.batch_size,
+                                           batches.scaler, batches.dtype)
     n = x.shape[0] if order is None else len(order)
     buffers = _Buffers(params, max(1, min(batch_size, n)), x.dtype if scaler is None else dtype)
     return ComposedSteps(buffers.forward, buffers.backward)(params, batches, optimizer,
                                                             learning_rates, timer)
 
 
-def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None):
+def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None, *,
+                sample_weight=None):
     """One epoch of mini-batch training with buffers allocated once.
 
     Same contract and result as ``fastmlp.train.train_epoch``: ``run_steps`` on
     inputs used as they are (already scaled).
     """
-    return run_steps(params, Batches(x, y, order, batch_size, None, None), optimizer,
-                     learning_rates)
+    return run_steps(params, Batches(x, y, order, batch_size, None, None, sample_weight),
+                     optimizer, learning_rates)
