@@ -16,7 +16,7 @@ import fastmlp
 from fastmlp import optim
 from fastmlp.backends import available_backends, load_backend, weight_total
 from fastmlp.preprocessing import InputScaler
-from fastmlp.train import Batches, ComposedSteps
+from fastmlp.train import Batches, ComposedSteps, training_weights
 
 BACKENDS = available_backends()
 DTYPES = [np.float32, np.float64]
@@ -250,6 +250,174 @@ def test_backends_train_epoch_takes_weights_as_the_generic_one(backend, random_p
                                              np.full(4, 0.01), sample_weight=weights)
     assert_layers_close(params, want_params, np.float64)
     assert done.loss_sum == pytest.approx(want.loss_sum, rel=1e-9)
+
+
+# --- fit -----------------------------------------------------------------------------------
+
+def train_pair(backend, dtype, x, y, name, weights, epochs=2, **kwargs):
+    """Two models from one seed: one fit with ``weights``, one on the rows repeated."""
+    repeats = weights.astype(int)
+    models = [fastmlp.MLP((x.shape[1], 10, 3), dtype=dtype, seed=0) for _ in range(2)]
+    with fastmlp.use_backend(backend):
+        weighted = models[0].fit(x, y, epochs=epochs, batch_size=10_000,
+                                 optimizer=OPTIMIZERS[name](), schedule="constant",
+                                 sample_weight=weights, **kwargs)
+        repeated = models[1].fit(x.repeat(repeats, axis=0), y.repeat(repeats), epochs=epochs,
+                                 batch_size=10_000, optimizer=OPTIMIZERS[name](),
+                                 schedule="constant", **kwargs)
+    return models, (weighted, repeated)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+@pytest.mark.parametrize("pixels", [True, False], ids=["uint8", "float"])
+def test_full_batch_steps_with_integer_weights_equal_the_rows_repeated(backend, dtype, name,
+                                                                        pixels, small_images):
+    # whole-batch steps (batch_size > n) and the scaler fitted with the weights
+    images, y = small_images(60, 0)
+    x = images.reshape(60, -1)
+    if not pixels:
+        x = x / 255.0 + np.random.default_rng(0).standard_normal(x.shape) * 0.1
+    counts = weights_for(60, integer=True)
+    (weighted, repeated), (history, history_repeated) = train_pair(backend, dtype, x, y, name,
+                                                                   counts)
+    if pixels:  # integer data and weights: the scaler's statistics are exact, so equal
+        assert (weighted.scaler.mean, weighted.scaler.std) == (repeated.scaler.mean,
+                                                               repeated.scaler.std)
+    assert_layers_close(weighted.params, repeated.params, dtype)
+    np.testing.assert_allclose(history.loss, history_repeated.loss, rtol=TOLERANCE[dtype][0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fit_with_weights_of_one_gives_the_unweighted_parameters(backend, dtype, small_images):
+    images, y = small_images(90, 0)
+    x = images.reshape(90, -1)
+    models = [fastmlp.MLP((64, 10, 3), dtype=dtype, seed=0) for _ in range(2)]
+    with fastmlp.use_backend(backend):
+        history = models[0].fit(x, y, epochs=2, batch_size=16, sample_weight=np.ones(90))
+        want = models[1].fit(x, y, epochs=2, batch_size=16)
+    assert_layers_equal(models[0].params, models[1].params)
+    if backend == "numba":  # the fused epoch sums 1 * loss[i] where it summed loss[i]
+        assert history.loss == want.loss
+    else:  # ComposedSteps: w . loss in float64 where it took the mean (in float32 for float32)
+        np.testing.assert_allclose(history.loss, want.loss, rtol=1e-12 if dtype == np.float64
+                                   else 1e-6)
+    assert history.train_accuracy == want.train_accuracy
+
+
+def test_history_loss_is_the_weighted_mean_and_accuracy_the_unweighted_fraction():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((50, 4)), rng.integers(0, 3, 50)
+    weights = weights_for(50)
+    model = fastmlp.MLP((4, 6, 3), seed=0)
+    before = copy.deepcopy(model)
+    before.scaler.fit(x, sample_weight=weights)
+    probs = before.predict_proba(x)
+    with fastmlp.use_backend("matmul"):  # one step, so the loss is that of the starting model
+        history = model.fit(x, y, epochs=1, batch_size=64, sample_weight=weights)
+    assert history.loss[0] == pytest.approx(fastmlp.cross_entropy(probs, y, weights), rel=1e-5)
+    assert history.train_accuracy[0] == np.mean(probs.argmax(axis=1) == y)
+
+
+def test_progress_bar_with_weights_trains_bit_for_bit_the_same(capsys):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((300, 4)), rng.integers(0, 3, 300)
+    weights = weights_for(300)
+    models = [fastmlp.MLP((4, 6, 3), seed=0) for _ in range(2)]
+    histories = [model.fit(x, y, epochs=2, batch_size=16, sample_weight=weights, verbose=verbose)
+                 for model, verbose in zip(models, (0, 2))]
+    assert_layers_equal(models[0].params, models[1].params)
+    assert histories[0].loss == pytest.approx(histories[1].loss, rel=1e-12)
+
+
+# --- class weights ---------------------------------------------------------------------------
+
+def test_balanced_class_weights_are_scikit_learns():
+    compute_class_weight = pytest.importorskip("sklearn.utils.class_weight").compute_class_weight
+    y = np.array([0, 0, 0, 0, 1, 2, 2, 0, 1, 0])
+    classes = np.arange(3)
+    np.testing.assert_allclose(training_weights(y, 3, class_weight="balanced"),
+                               compute_class_weight("balanced", classes=classes, y=y)[y],
+                               rtol=1e-15)
+    sample_weight = weights_for(10) + 0.5
+    np.testing.assert_allclose(
+        training_weights(y, 3, sample_weight, "balanced"),
+        sample_weight * compute_class_weight("balanced", classes=classes, y=y,
+                                             sample_weight=sample_weight)[y], rtol=1e-15)
+    # a class the model has but y lacks is not counted: the 3 present weigh the same in all
+    weights = training_weights(y, 5, class_weight="balanced")
+    np.testing.assert_allclose(np.bincount(y, weights), [10 / 3] * 3)
+
+
+def test_class_weight_dict_and_its_product_with_sample_weight():
+    y = np.array([0, 1, 2, 1])
+    np.testing.assert_array_equal(training_weights(y, 3, class_weight={1: 2.5}), [1, 2.5, 1, 2.5])
+    np.testing.assert_array_equal(training_weights(y, 3, [1.0, 2.0, 3.0, 0.0], {1: 2.5, 2: 0}),
+                                  [1.0, 5.0, 0.0, 0.0])
+    assert training_weights(y, 3) is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_with_class_weight_equals_fit_with_the_sample_weights(backend, small_images):
+    images, y = small_images(60, 0)
+    y[:30] = 0  # classes of 40, 10 and 10 samples
+    x = images.reshape(60, -1)
+    sample_weight = weights_for(60) + 0.25
+    counts, weighted_counts = np.bincount(y), np.bincount(y, sample_weight)
+    cases = [("balanced", None, (60 / (3 * counts))[y]),
+             ("balanced", sample_weight,
+              sample_weight * (sample_weight.sum() / (3 * weighted_counts))[y]),
+             ({0: 3.0, 2: 0.5}, None, np.array([3.0, 1.0, 0.5])[y]),
+             ({0: 3.0, 2: 0.5}, sample_weight, sample_weight * np.array([3.0, 1.0, 0.5])[y])]
+    for class_weight, given, want in cases:
+        models = [fastmlp.MLP((64, 10, 3), seed=0) for _ in range(2)]
+        with fastmlp.use_backend(backend):
+            history = models[0].fit(x, y, epochs=2, batch_size=16, sample_weight=given,
+                                    class_weight=class_weight)
+            history_want = models[1].fit(x, y, epochs=2, batch_size=16, sample_weight=want)
+        assert_layers_close(models[0].params, models[1].params, np.float32)
+        np.testing.assert_allclose(history.loss, history_want.loss, rtol=1e-6)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sample_weight, error, message", [
+    (np.ones((10, 2)), ValueError,
+     r"sample_weight must be 1-D \(n_samples,\), got shape \(10, 2\)"),
+    (np.ones(9), ValueError, "sample_weight has 9 weights but x has 10 samples"),
+    (np.r_[np.ones(3), -1.0, np.ones(6)], ValueError,
+     r"sample_weight has a negative weight \(-1.0 at sample 3\); weights must be >= 0"),
+    (np.r_[np.ones(9), np.nan], ValueError, "sample_weight contains NaN; weights must be finite"),
+    (np.r_[np.ones(9), np.inf], ValueError, "sample_weight contains inf; weights must be finite"),
+    (np.zeros(10), ValueError, "sample_weight is zero for every sample"),
+    (np.array(["1"] * 10), TypeError, "sample_weight must hold real numbers, got dtype <U1"),
+])
+def test_fit_rejects_bad_sample_weights_naming_the_problem(sample_weight, error, message):
+    model = fastmlp.MLP((4, 3), seed=0)
+    x, y = np.random.default_rng(0).standard_normal((10, 4)), np.arange(10) % 3
+    with pytest.raises(error, match=message):
+        model.fit(x, y, epochs=1, sample_weight=sample_weight)
+    assert not model.scaler.fitted  # rejected before anything changed
+
+
+@pytest.mark.parametrize("class_weight, message", [
+    ({3: 1.0}, r"class_weight has class 3, which is not a class of the model: classes are "
+               r"0 \.\. 2"),
+    ({"a": 1.0}, "class_weight has class 'a', which is not a class of the model"),
+    ({1: -2.0}, r"class_weight\[1\] is -2.0; class weights must be finite numbers >= 0"),
+    ({1: np.nan}, r"class_weight\[1\] is nan; class weights must be finite numbers >= 0"),
+    ("balance", "class_weight must be None, 'balanced' or a dict mapping class indices to "
+                "weights, got 'balance'"),
+    ({0: 0, 1: 0, 2: 0}, r"the weights \(sample_weight times class_weight\) are zero for "
+                         "every sample"),
+])
+def test_fit_rejects_bad_class_weights_naming_the_problem(class_weight, message):
+    model = fastmlp.MLP((4, 3), seed=0)
+    x, y = np.random.default_rng(0).standard_normal((10, 4)), np.arange(10) % 3
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, epochs=1, class_weight=class_weight)
 
 
 # --- the input scaler ------------------------------------------------------------------------
