@@ -432,9 +432,11 @@ def test_scaler_with_integer_weights_equals_the_rows_repeated(dtype):
     assert (weighted.mean, weighted.std) == (repeated.mean, repeated.std)  # exact sums, both
 
 
-def test_scaler_with_real_weights_is_the_weighted_mean_and_std():
+@pytest.mark.parametrize("pixels", [False, True], ids=["float", "uint8"])
+def test_scaler_with_real_weights_is_the_weighted_mean_and_std(pixels):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((40, 6)) * 3 + 1
+    x = rng.integers(0, 256, (40, 6)).astype(np.uint8) if pixels else (
+        rng.standard_normal((40, 6)) * 3 + 1)
     weights = weights_for(40)
     scaler = InputScaler().fit(x, sample_weight=weights)
     values, value_weights = x.ravel(), np.repeat(weights, 6)
