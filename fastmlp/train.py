@@ -495,21 +495,20 @@ class ComposedSteps:
             if order is not None:
                 rows = order[rows]
             xb, yb = x[rows], y[rows]
+            wb = None if weights is None else weights[rows]
             if scaler is not None:
                 xb = scaler.transform(xb, dtype)
             timer.stop("data")
             probs, cache = forward(params, xb)
-            if weights is None:
+            if wb is None:
                 loss = cross_entropy(probs, yb)
                 batch_loss = loss * len(yb)
-            else:
-                wb = weights[rows]
+            else:  # sum_i w_i loss_i: the weighted mean times the batch's total weight
                 batch_loss = loss = float(np.dot(wb, _row_losses(probs, yb)))
             timer.stop("forward")
             if not np.isfinite(loss):
                 return StepsDone(loss_sum, correct, step)
-            grads = backward(params, cache, yb) if weights is None else backward(params, cache,
-                                                                                  yb, wb)
+            grads = backward(params, cache, yb) if wb is None else backward(params, cache, yb, wb)
             timer.stop("backward")
             optimizer.step(params, grads, learning_rates[step])
             timer.stop("update")
