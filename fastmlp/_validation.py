@@ -77,3 +77,30 @@ def check_dtype(dtype) -> np.dtype:
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+def check_sample_weight(sample_weight, n_samples: int, name: str = "sample_weight") -> np.ndarray:
+    """Return ``sample_weight`` as a new C-contiguous float64 array of shape ``(n_samples,)``.
+
+    Raises ``ValueError`` for a wrong shape, NaN, inf or a negative weight;
+    ``TypeError`` for a non-numeric dtype. All zeros pass: whether that is an
+    error is the caller's to say (``fit`` has nothing to average over; a
+    batch of zero total weight has a zero gradient).
+    """
+    weights = np.asarray(sample_weight)
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {weights.dtype}")
+    if weights.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {weights.shape}")
+    if weights.shape[0] != n_samples:
+        raise ValueError(f"{name} has {weights.shape[0]} weights but x has {n_samples} samples")
+    # a copy, so that the caller's array is never changed
+    weights = np.array(weights, dtype=np.float64, order="C")
+    if not np.isfinite(weights).all():
+        bad = "NaN" if np.isnan(weights).any() else "inf"
+        raise ValueError(f"{name} contains {bad}; weights must be finite")
+    if weights.size and weights.min() < 0:
+        at = int(np.argmin(weights))
+        raise ValueError(f"{name} has a negative weight ({weights[at]} at sample {at}); "
+                         "weights must be >= 0")
+    return weights

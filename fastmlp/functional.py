@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backends
-from ._validation import check_features, check_labels
+from ._validation import check_features, check_labels, check_sample_weight
 
 
 def softmax(z):
@@ -51,7 +51,7 @@ def log_softmax(z):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def cross_entropy(probs, y):
+def cross_entropy(probs, y, sample_weight=None):
     """Mean cross-entropy ``-log probs[i, y[i]]`` of predicted probabilities.
 
     Probabilities are clipped at the dtype's smallest normal number, so a
@@ -62,16 +62,42 @@ def cross_entropy(probs, y):
     ----------
     probs : ndarray, shape (n_samples, n_classes) or (n_classes,)
     y : array_like of int, shape (n_samples,) or scalar
+    sample_weight : array_like of float, shape (n_samples,), optional
+        Non-negative weights: the result is the weighted mean ``sum_i w[i]
+        loss[i] / sum_i w[i]``, which training minimises with these weights;
+        0 when every weight is 0 (see ``fastmlp.backends.weight_total``).
 
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> import numpy as np, fastmlp
+    >>> probs = np.array([[0.5, 0.5], [0.9, 0.1]])
+    >>> round(fastmlp.cross_entropy(probs, [0, 0], sample_weight=[1, 3]), 4)
+    0.2523
+    """
+    losses = _row_losses(probs, y)
+    if sample_weight is None:
+        return float(losses.mean())
+    weights = np.asarray(sample_weight, np.float64)
+    return float(np.dot(weights, losses)) / backends.weight_total(weights)
+
+
+def _row_losses(probs, y) -> np.ndarray:
+    """Each sample's cross-entropy ``-log probs[i, y[i]]``, clipped as in :func:`cross_entropy`.
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+        In the dtype of ``probs``.
     """
     probs = np.atleast_2d(probs)
     y = np.atleast_1d(y)
     picked = probs[np.arange(y.shape[0]), y]
     tiny = np.finfo(probs.dtype).tiny if np.issubdtype(probs.dtype, np.floating) else 1e-300
-    return float(-np.log(np.maximum(picked, tiny)).mean())
+    return -np.log(np.maximum(picked, tiny))
 
 
 def _check_params(params):
@@ -111,7 +137,7 @@ def forward(params, x):
     return backends.get_backend().forward(params, x)
 
 
-def backward(params, cache, y):
+def backward(params, cache, y, sample_weight=None):
     """Gradients of the mean cross-entropy with the backend in effect.
 
     Parameters
@@ -120,13 +146,26 @@ def backward(params, cache, y):
     cache : list of ndarray
         As returned by ``forward``.
     y : array_like of int, shape (n_samples,) or scalar
+    sample_weight : array_like of float, shape (n_samples,), optional
+        Finite, non-negative weights: the gradients are those of the weighted
+        mean loss ``sum_i w[i] loss[i] / sum_i w[i]`` (scikit-learn's), zero
+        when every weight is 0.
 
     Returns
     -------
     list of (dW, db)
         Shaped like ``params``.
+
+    Raises
+    ------
+    ValueError
+        If ``sample_weight`` does not have one weight per sample, or holds a
+        NaN, an inf or a negative weight; the message names the problem.
     """
     params = _check_params(params)
     probs = np.atleast_2d(cache[-1])
     y = check_labels(y, probs.shape[0], probs.shape[1])
-    return backends.get_backend().backward(params, cache, y)
+    if sample_weight is None:
+        return backends.get_backend().backward(params, cache, y)
+    sample_weight = check_sample_weight(np.atleast_1d(sample_weight), probs.shape[0])
+    return backends.get_backend().backward(params, cache, y, sample_weight)

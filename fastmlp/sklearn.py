@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 
 import numpy as np
@@ -24,7 +24,7 @@ try:
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         'fastmlp.sklearn needs scikit-learn >= 1.6: pip install "fastmlp[sklearn]"'
@@ -35,6 +35,7 @@ from ._validation import check_dtype, check_positive_int
 from .model import MLP
 from .optim import make_optimizer
 from .train import fit as train
+from .train import training_weights
 
 __all__ = ["MLPClassifier"]
 
@@ -117,6 +118,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``early_stopping`` allows; training stops at the next.
     tol : float, default 1e-4
         The smallest rise of validation accuracy that counts as an improvement.
+    class_weight : dict, 'balanced' or None, default None
+        Weight of each class in the loss, multiplying ``sample_weight``: a
+        dict maps class labels (as in ``y``) to weights, a class it does not
+        name weighing 1; ``'balanced'`` weighs class ``k`` by ``n_samples /
+        (n_classes * count_k)`` (scikit-learn's ``compute_class_weight``,
+        counting ``sample_weight`` when given), so that every class weighs the
+        same in all. ``partial_fit`` takes a dict only: one call's counts are
+        not the data set's.
 
     Attributes
     ----------
@@ -142,9 +151,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Epochs run since the weights were initialised (``partial_fit`` calls
         count one each, a warm ``fit`` adds its epochs).
     loss_ : float
-        Mean training cross-entropy of the last epoch.
+        Mean training cross-entropy of the last epoch (weighted by
+        ``sample_weight`` and ``class_weight`` when given).
     loss_curve_ : list of float
-        Mean training cross-entropy of every epoch.
+        Mean training cross-entropy of every epoch (weighted, as ``loss_``).
     best_loss_ : float or None
         The lowest of ``loss_curve_``; None with ``early_stopping``, as in scikit-learn.
     validation_scores_ : list of float or None
@@ -181,6 +191,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     here every epoch runs, as a learning-rate schedule over ``epochs``
     expects.
 
+    With ``sample_weight`` or ``class_weight``, each mini-batch's loss is the
+    weighted mean ``sum_i w_i loss_i / sum_i w_i`` of its samples, as in
+    scikit-learn's ``MLPClassifier``, and the input standardisation is fitted
+    with the weights too; a batch whose weights are all 0 takes a step with a
+    zero gradient. An integer weight is not the same as repeating a sample
+    when there is more than one batch per epoch: repeated rows land in other
+    batches, and the epoch has more steps.
+
     The defaults are tuned for MNIST's 60 000 images (470 steps an epoch). A few
     hundred samples give a handful of steps an epoch and need a smaller batch, a
     higher learning rate or more epochs, as in the example.
@@ -202,7 +220,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  standardize: bool = True, random_state=None, verbose: int = 0,
                  warm_start: bool = False, early_stopping: bool = False,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10,
-                 tol: float = 1e-4):
+                 tol: float = 1e-4, class_weight=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.backend = backend
         self.dtype = dtype
@@ -220,8 +238,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.class_weight = class_weight
 
-    def fit(self, X, y) -> MLPClassifier:
+    def fit(self, X, y, sample_weight=None) -> MLPClassifier:
         """Initialise the network and train it for ``epochs`` epochs.
 
         With ``warm_start`` and a fitted estimator, train the fitted network
@@ -236,6 +255,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             same values give the same model whatever their dtype.
         y : array-like of shape (n_samples,)
             Class labels, of any kind; at least two classes.
+        sample_weight : array-like of shape (n_samples,), default None
+            Finite, non-negative weight of each sample, not all 0; at least two
+            classes must keep a positive weight. Multiplied by ``class_weight``.
 
         Returns
         -------
@@ -252,12 +274,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 f"y has only one class ({classes.tolist()[0]!r}); "
                 "a classifier needs at least two classes"
             )
-        else:
+        weights = self._weights(X, y_index, classes, sample_weight, "balanced")
+        if weights is not None:
+            weighed = np.unique(y_index[weights > 0])
+            if len(weighed) < 2:
+                raise ValueError(
+                    f"only class {classes.tolist()[weighed[0]]!r} has samples of positive weight "
+                    "(sample_weight times class_weight); a classifier needs at least two classes"
+                )
+        if not warm:
             self._initialise(classes)
-        self._train(X, y_index, self.epochs, self.schedule, self.early_stopping)
+        self._train(X, y_index, self.epochs, self.schedule, self.early_stopping, weights)
         return self
 
-    def partial_fit(self, X, y, classes=None) -> MLPClassifier:
+    def partial_fit(self, X, y, classes=None, sample_weight=None) -> MLPClassifier:
         """Train for one epoch over ``(X, y)``, continuing from the current state.
 
         The first call initialises the network and needs ``classes``; later
@@ -273,6 +303,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         classes : array-like of shape (n_classes,), optional
             Every class of all calls; required on the first call, and if given
             later it must equal ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default None
+            Finite, non-negative weight of each sample, not all 0. Multiplied
+            by ``class_weight``, which must be a dict here (or None).
 
         Returns
         -------
@@ -305,9 +338,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 f"y has labels {np.unique(y[~known]).tolist()} that are not in the "
                 f"classes {classes.tolist()}"
             )
+        y_index = np.searchsorted(classes, y)
+        weights = self._weights(X, y_index, classes, sample_weight, "balanced in partial_fit")
         if first_call:
             self._initialise(classes)
-        self._train(X, np.searchsorted(self.classes_, y), 1, "constant", False)
+        self._train(X, y_index, 1, "constant", False, weights)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -421,6 +456,37 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y
 
+    def _weights(self, X, y_index, classes, sample_weight, balanced):
+        """Each sample's weight (``sample_weight`` times ``class_weight``), or None.
+
+        ``balanced`` is ``'balanced'`` where that is allowed, else the words
+        saying where it is not.
+        """
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
+        class_weight = self.class_weight
+        if isinstance(class_weight, str) and class_weight == "balanced":
+            if balanced != "balanced":
+                raise ValueError(
+                    "class_weight='balanced' is not supported in partial_fit: one call's "
+                    "class counts are not the data set's. Pass a dict, such as "
+                    "dict(zip(classes, compute_class_weight('balanced', classes=classes, "
+                    "y=y_all))) from sklearn.utils.class_weight"
+                )
+        elif isinstance(class_weight, Mapping):
+            # the labels' class indices; numbers compare by value (1 == 1.0 == np.int64(1))
+            index = {label: i for i, label in enumerate(classes.tolist())}
+            unknown = [label for label in class_weight if label not in index]
+            if unknown:
+                raise ValueError(f"class_weight has labels {unknown} that are not in the "
+                                 f"classes {classes.tolist()}")
+            class_weight = {index[label]: weight for label, weight in class_weight.items()}
+        elif class_weight is not None:
+            raise ValueError("class_weight must be None, 'balanced' or a dict mapping class "
+                             f"labels to weights, got {class_weight!r}")
+        return training_weights(y_index, len(classes), sample_weight, class_weight)
+
     def _backend(self):
         return nullcontext() if self.backend is None else backends.use_backend(self.backend)
 
@@ -492,7 +558,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.optimizer_ = self._new_optimizer()
             self._optimizer_made_from = (self.optimizer, self.weight_decay)
 
-    def _train(self, X, y_index, epochs: int, schedule: str, early_stopping: bool) -> None:
+    def _train(self, X, y_index, epochs: int, schedule: str, early_stopping: bool,
+               sample_weight=None) -> None:
         """Run ``epochs`` epochs of ``fastmlp.train.fit`` on the current model and optimizer."""
         if early_stopping:
             check_positive_int(self.n_iter_no_change, "n_iter_no_change")
@@ -517,7 +584,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             history = train(self.model_, X, y_index, epochs=epochs, batch_size=self.batch_size,
                             optimizer=self.optimizer_, learning_rate=self.learning_rate,
                             schedule=schedule, seed=int(self._shuffle_rng.integers(2**31)),
-                            callback=report, **stopping)
+                            callback=report, sample_weight=sample_weight, **stopping)
         if self.verbose > 0 and epochs > 1:
             print(f"trained {epochs} epochs in {time.perf_counter() - start:.2f} s", flush=True)
         self.n_iter_ += len(history)

@@ -11,10 +11,11 @@ same loop, with a :class:`Timer` that counts.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -24,9 +25,14 @@ from tqdm import tqdm
 from . import backends
 from . import checkpoint as _checkpoint
 from ._flat import base_vector, flat_params
-from ._validation import check_features, check_labels, check_positive_int
+from ._validation import (
+    check_features,
+    check_labels,
+    check_positive_int,
+    check_sample_weight,
+)
 from .exceptions import TrainingDivergedError
-from .functional import cross_entropy
+from .functional import _row_losses, cross_entropy
 from .optim import get_schedule, make_optimizer
 
 if TYPE_CHECKING:
@@ -168,7 +174,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         restore_best: bool = True,
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
         callback: Callable[[int, History], None] | None = None,
-        verbose: int | str = 0, validation_name: str = "val") -> History:
+        verbose: int | str = 0, validation_name: str = "val",
+        sample_weight=None, class_weight=None) -> History:
     """Train ``model`` in place with mini-batch gradient descent.
 
     Parameters
@@ -238,10 +245,31 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     validation_name : str
         What the per-epoch lines call the validation data (``'val acc'``);
         ``fastmlp train`` passes ``'test'``.
+    sample_weight : array_like of float, shape (n_samples,), optional
+        Finite, non-negative weight of each sample, not all 0. Each batch's
+        loss is then the weighted mean ``sum_i w[i] loss[i] / sum_i w[i]``
+        over the batch (scikit-learn's ``MLPClassifier``), and its gradient
+        that of this mean; a batch whose weights are all 0 takes a step with a
+        zero gradient (momentum, weight decay and Adam's moments still move
+        it). ``model.scaler``, when this fit fits it, learns the weighted mean
+        and standard deviation. An integer weight counts a sample that many
+        times: a full-batch step equals one on the rows repeated.
+    class_weight : dict or 'balanced', optional
+        Weight of each class, multiplying ``sample_weight``: a dict maps class
+        indices (``0 .. n_classes - 1``) to weights, a missing class weighs 1;
+        ``'balanced'`` gives class ``k`` the weight ``n_samples / (n_classes
+        * count_k)``, scikit-learn's ``compute_class_weight`` (the counts
+        summing ``sample_weight`` when given, and ``n_classes`` counting the
+        classes of positive total weight), so every class weighs the same in
+        all. See :func:`training_weights`.
 
     Returns
     -------
     History
+        With weights, ``loss`` is each epoch's weighted mean loss (the sum
+        over batches of each batch's weighted mean times its total weight,
+        over the total weight); ``train_accuracy`` is always the unweighted
+        fraction of samples predicted right.
 
     Examples
     --------
@@ -261,11 +289,15 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     CheckpointError
         If ``checkpoint`` holds a checkpoint and not ``resume``, holds none
         and ``resume``, or holds one of another run.
+    ValueError
+        If ``sample_weight`` or ``class_weight`` is not as described; the
+        message names the problem.
     """
     x = check_features(x, model.n_features)
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
     y = check_labels(y, x.shape[0], model.n_classes)
+    weights = training_weights(y, model.n_classes, sample_weight, class_weight)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     lines, bar = _VERBOSITY[_check_verbose(verbose)]
@@ -297,7 +329,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     vector = base_vector([a for pair in model.params for a in pair])
     saved = None
     if checkpoint is not None:
-        config = _run_config(model, x, y, validation_data, validation_fraction, stopping,
+        config = _run_config(model, x, y, weights, validation_data, validation_fraction,
+                             stopping,
                              epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                              learning_rate=base_lr, schedule=schedule, seed=seed)
         if resume:
@@ -314,6 +347,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         kept[validation_rows] = False
         x_val, y_val = x[validation_rows], y[validation_rows]
         x, y = x[kept], y[kept]
+        if weights is not None:
+            weights = weights[kept]
     validating = validation_data is not None or validation_rows is not None
 
     history = History()
@@ -335,13 +370,14 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         _checkpoint.prepare(checkpoint)
 
     if not model.scaler.fitted:
-        model.scaler.fit(x)
+        model.scaler.fit(x, sample_weight=weights)
     run_steps = backends.get_backend().run_steps
     if validating:
         X_val = model.scaler.transform(x_val, model.dtype)
 
     x, y = training_inputs(x, model.dtype), np.ascontiguousarray(y)
     n = x.shape[0]
+    total_weight = n if weights is None else float(weights.sum())
     steps_per_epoch = -(-n // batch_size)
     total_steps = epochs * steps_per_epoch
     for epoch in range(first_epoch, epochs + 1):
@@ -351,7 +387,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         start = time.perf_counter()
         # Batches are gathered from the inputs by this permutation inside the epoch, not
         # by a permuted copy: that 188 MB copy per MNIST epoch cost ~7 % of a numba epoch.
-        batches = Batches(x, y, rng.permutation(n), batch_size, model.scaler, model.dtype)
+        batches = Batches(x, y, rng.permutation(n), batch_size, model.scaler, model.dtype,
+                          weights)
         # Overflow on the way to a diverging loss is reported below, once.
         with np.errstate(over="ignore", invalid="ignore"):
             if bar:
@@ -366,7 +403,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
                 f"step {done.failed_step + 1} of {steps_per_epoch}; try a lower learning rate"
             )
         seconds = time.perf_counter() - start
-        history.loss.append(done.loss_sum / n)
+        history.loss.append(done.loss_sum / total_weight)
         history.train_accuracy.append(done.correct / n)
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds)
@@ -405,8 +442,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     return history
 
 
-def _run_config(model, x, y, validation_data, validation_fraction, stopping, *, epochs,
-                batch_size, optimizer, learning_rate, schedule, seed) -> dict[str, str]:
+def _run_config(model, x, y, weights, validation_data, validation_fraction, stopping, *,
+                epochs, batch_size, optimizer, learning_rate, schedule, seed) -> dict[str, str]:
     """What a checkpoint records of a run, to refuse resuming another: each entry in words."""
     if validation_data is not None:
         validation = _checkpoint.describe_data(*map(np.asarray, validation_data))
@@ -421,6 +458,8 @@ def _run_config(model, x, y, validation_data, validation_fraction, stopping, *, 
         "layer sizes": "-".join(map(str, model.layer_sizes)),
         "dtype": model.dtype.name,
         "training data": _checkpoint.describe_data(x, y),
+        "sample weights": "none" if weights is None else
+                          f"digest {_checkpoint.data_digest(weights)}",
         "validation data": validation,
         "epochs": str(epochs),
         "batch size": str(batch_size),
@@ -476,8 +515,8 @@ def _run_in_parts(run_steps, params, batches, optimizer, learning_rates, progres
     """
     steps = len(learning_rates)
     part_steps = -(-steps // PROGRESS_UPDATES_PER_EPOCH)
-    loss_sum, correct, seen = 0.0, 0, 0
-    size = batches.batch_size
+    loss_sum, correct, seen, weight_seen = 0.0, 0, 0, 0.0
+    size, weights = batches.batch_size, batches.sample_weight
     for first in range(0, steps, part_steps):
         part = batches._replace(order=batches.order[first * size:(first + part_steps) * size])
         done = run_steps(params, part, optimizer, learning_rates[first:first + part_steps])
@@ -486,8 +525,9 @@ def _run_in_parts(run_steps, params, batches, optimizer, learning_rates, progres
         if done.failed_step >= 0:
             return StepsDone(loss_sum, correct, first + done.failed_step)
         seen += len(part.order)
-        progress.set_postfix_str(f"loss {loss_sum / seen:.4f}, acc {100 * correct / seen:.2f}%",
-                                 refresh=False)
+        weight_seen += len(part.order) if weights is None else float(weights[part.order].sum())
+        progress.set_postfix_str(f"loss {loss_sum / (weight_seen or 1.0):.4f}, "
+                                 f"acc {100 * correct / seen:.2f}%", refresh=False)
         progress.update(min(part_steps, steps - first))
     return StepsDone(loss_sum, correct, -1)
 
@@ -503,6 +543,90 @@ def training_inputs(x: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
 
 
+def training_weights(y, n_classes: int, sample_weight=None, class_weight=None):
+    """The weight of each training sample: ``sample_weight`` times its class's weight.
+
+    Parameters
+    ----------
+    y : ndarray of int64, shape (n_samples,)
+        Class indices, checked (``check_labels``).
+    n_classes : int
+    sample_weight : array_like of float, shape (n_samples,), optional
+        Finite and non-negative.
+    class_weight : None, 'balanced' or dict
+        A dict maps class indices to finite, non-negative weights (a missing
+        class weighs 1). ``'balanced'`` is ``total / (n_classes * count_k)``
+        for class ``k``, where ``count_k`` sums the sample weights of class
+        ``k`` (counts its samples without them), ``total`` is the sum of the
+        counts and ``n_classes`` counts the classes with ``count_k > 0``: so
+        scikit-learn's ``compute_class_weight('balanced', ...)`` wherever
+        that is finite (it gives ``inf`` to a class present whose weights
+        are all 0; this leaves that class's weight 1, its samples weighing 0).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_samples,), or None
+        None when neither is given (unweighted training), else a new array.
+
+    Raises
+    ------
+    ValueError
+        For weights of the wrong shape, NaN, inf or negative, a
+        ``class_weight`` that is neither a dict nor ``'balanced'``, a dict
+        naming a class the model does not have, or weights that are 0 for
+        every sample; the message says which.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> training_weights(np.array([0, 0, 0, 1]), 2, class_weight="balanced")
+    array([0.66666667, 0.66666667, 0.66666667, 2.        ])
+    >>> training_weights(np.array([0, 1]), 2, [1.0, 3.0], class_weight={1: 0.5})
+    array([1. , 1.5])
+    """
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = None
+    if sample_weight is not None:
+        weights = check_sample_weight(sample_weight, y.shape[0])
+        if not weights.any():
+            raise ValueError("sample_weight is zero for every sample; at least one weight "
+                             "must be positive")
+    if class_weight is None:
+        return weights
+    per_class = _class_weights(class_weight, y, n_classes, weights)
+    weights = per_class[y] if weights is None else weights * per_class[y]
+    if not weights.any():
+        raise ValueError("the weights (sample_weight times class_weight) are zero for every "
+                         "sample; at least one must be positive")
+    return weights
+
+
+def _class_weights(class_weight, y, n_classes, sample_weight) -> np.ndarray:
+    """The weight of each class, shape ``(n_classes,)``; see :func:`training_weights`."""
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        counts = np.bincount(y, weights=sample_weight, minlength=n_classes).astype(np.float64)
+        present = counts > 0
+        per_class = np.ones(n_classes)
+        per_class[present] = counts.sum() / (np.count_nonzero(present) * counts[present])
+        return per_class
+    if not isinstance(class_weight, Mapping):
+        raise ValueError("class_weight must be None, 'balanced' or a dict mapping class "
+                         f"indices to weights, got {class_weight!r}")
+    per_class = np.ones(n_classes)
+    for label, weight in class_weight.items():
+        if (isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer))
+                or not 0 <= label < n_classes):
+            raise ValueError(f"class_weight has class {label!r}, which is not a class of "
+                             f"the model: classes are 0 .. {n_classes - 1}")
+        if not (isinstance(weight, (int, float, np.integer, np.floating))
+                and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"class_weight[{label!r}] is {weight!r}; class weights must be "
+                             "finite numbers >= 0")
+        per_class[label] = weight
+    return per_class
+
+
 class Batches(NamedTuple):
     """The mini-batches of a run of steps: what ``fit`` hands a backend's ``run_steps``.
 
@@ -510,10 +634,13 @@ class Batches(NamedTuple):
     and ``y`` (consecutive rows when ``order`` is None); the network sees its
     inputs as ``scaler.transform(rows, dtype)``, or the rows as they are when
     ``scaler`` is None. ``order`` may pick any rows: a permutation of all of
-    them for an epoch, or a part of one. The caller has checked them (``fit``
-    does, once), so a run of steps trusts them: ``y`` holds int64 labels of the
-    network's classes, ``order`` indices of rows, ``batch_size >= 1``; in
-    ``fit``, ``x`` is :func:`training_inputs`.
+    them for an epoch, or a part of one. ``sample_weight``, when given, weighs
+    each row's loss (picked by ``order`` as ``x`` and ``y`` are): each
+    batch's loss is its weighted mean (see ``fastmlp.backends``); None is
+    unweighted training. The caller has checked them (``fit`` does, once),
+    so a run of steps trusts them: ``y`` holds int64 labels of the network's
+    classes, ``order`` indices of rows, ``batch_size >= 1``, ``sample_weight``
+    finite non-negative float64; in ``fit``, ``x`` is :func:`training_inputs`.
     """
 
     x: np.ndarray                 # (n_samples, n_features)
@@ -522,6 +649,7 @@ class Batches(NamedTuple):
     batch_size: int
     scaler: InputScaler | None
     dtype: np.dtype               # what scaler.transform returns
+    sample_weight: np.ndarray | None = None  # (n_samples,) float64, or None: unweighted
 
 
 class StepsDone(NamedTuple):
@@ -530,7 +658,9 @@ class StepsDone(NamedTuple):
     Attributes
     ----------
     loss_sum : float
-        Sum over batches of the batch's mean loss times its size.
+        Sum over batches of the batch's mean loss times its size; with
+        sample weights, of its weighted mean loss times its total weight
+        (``sum_i w[i] loss[i]``).
     correct : int
         Samples whose forward-pass prediction (before the batch's update) was right.
     failed_step : int
@@ -580,7 +710,8 @@ class ComposedSteps:
     forward : callable
         ``forward(params, x) -> (probs, cache)``, as in ``fastmlp.backends``.
     backward : callable
-        ``backward(params, cache, y) -> grads``.
+        ``backward(params, cache, y) -> grads``, and ``backward(params, cache,
+        y, sample_weight)`` for batches with weights.
 
     Examples
     --------
@@ -602,7 +733,7 @@ class ComposedSteps:
                  timer: Timer = NO_TIMER) -> StepsDone:
         """Train ``params`` in place on ``batches``; ``learning_rates[k]`` is step ``k``'s rate."""
         forward, backward = self.forward, self.backward
-        x, y, order, batch_size, scaler, dtype = batches
+        x, y, order, batch_size, scaler, dtype, weights = batches
         loss_sum = 0.0
         correct = 0
         n = x.shape[0] if order is None else len(order)
@@ -612,24 +743,30 @@ class ComposedSteps:
             if order is not None:
                 rows = order[rows]
             xb, yb = x[rows], y[rows]
+            wb = None if weights is None else weights[rows]
             if scaler is not None:
                 xb = scaler.transform(xb, dtype)
             timer.stop("data")
             probs, cache = forward(params, xb)
-            loss = cross_entropy(probs, yb)
+            if wb is None:
+                loss = cross_entropy(probs, yb)
+                batch_loss = loss * len(yb)
+            else:  # sum_i w_i loss_i: the weighted mean times the batch's total weight
+                batch_loss = loss = float(np.dot(wb, _row_losses(probs, yb)))
             timer.stop("forward")
             if not np.isfinite(loss):
                 return StepsDone(loss_sum, correct, step)
-            grads = backward(params, cache, yb)
+            grads = backward(params, cache, yb) if wb is None else backward(params, cache, yb, wb)
             timer.stop("backward")
             optimizer.step(params, grads, learning_rates[step])
             timer.stop("update")
-            loss_sum += loss * len(yb)
+            loss_sum += batch_loss
             correct += int(np.count_nonzero(probs.argmax(axis=1) == yb))
         return StepsDone(loss_sum, correct, -1)
 
 
-def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None):
+def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None, *,
+                sample_weight=None):
     """One pass over ``(x, y)`` in mini-batches with any backend's ``forward`` and ``backward``.
 
     :class:`ComposedSteps` of ``backend`` on inputs used as they are (already
@@ -637,16 +774,18 @@ def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, or
     ``k`` is rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x`` and
     ``y``, or consecutive rows when ``order`` is None. ``order`` may pick any
     rows: a permutation of all of them for an epoch, or a part of one.
+    ``sample_weight`` (float64, one weight per row of ``x``, trusted) weighs
+    each batch's loss as in :func:`fit`.
 
     Returns
     -------
     StepsDone
         ``(loss_sum, correct, failed_step)``: the sum over batches of the
-        batch's mean loss times its size; the samples whose forward-pass
+        batch's (weighted) mean loss times its size (total weight); the samples whose forward-pass
         prediction (before the batch's update) was right; the index of the
         first batch whose loss was not finite, where training stopped before
         updating, or -1 if every loss was finite.
     """
-    batches = Batches(x, y, order, batch_size, None, None)
+    batches = Batches(x, y, order, batch_size, None, None, sample_weight)
     return ComposedSteps(backend.forward, backend.backward)(params, batches, optimizer,
                                                             learning_rates)

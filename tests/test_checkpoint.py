@@ -42,6 +42,8 @@ SETTINGS = {
     "momentum, early stopping": dict(optimizer="momentum", early_stopping=True, patience=50),
     "sgd, cosine, validation data": dict(optimizer="sgd", schedule="cosine",
                                          validation_data=problem(60, seed=1)),
+    "adam, class weights, early stopping": dict(optimizer="adam", class_weight="balanced",
+                                                early_stopping=True, patience=50),
 }
 
 
@@ -109,6 +111,7 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
      "decoupled_weight_decay True) in the checkpoint, Adam (beta1 0.9, beta2 0.999, eps 1e-08, "
      "weight_decay 0.0, decoupled_weight_decay False) now"),
     (dict(seed=1), "seed: 0 in the checkpoint, 1 now"),
+    (dict(class_weight={0: 2.0}), "sample weights: none in the checkpoint, digest "),
     (dict(early_stopping=True), "early stopping: off in the checkpoint, val_loss of a "
                                 "stratified 0.1 of the training data, patience 5"),
 ])

@@ -11,15 +11,23 @@ A backend is a module exposing the same four functions:
     activations followed by ``probs``, which is what ``backward`` needs.
 ``softmax(z) -> probs``
     Row-wise, numerically stable softmax of 1-D or 2-D ``z``.
-``backward(params, cache, y) -> grads``
+``backward(params, cache, y, sample_weight=None) -> grads``
     Gradients of the mean cross-entropy loss for integer labels ``y``, as a
-    list of ``(dW, db)`` pairs shaped like ``params``.
+    list of ``(dW, db)`` pairs shaped like ``params``. With ``sample_weight``
+    (float64, shape ``(n_samples,)``, finite and non-negative) the loss is the
+    weighted mean ``sum_i w[i] loss[i] / sum_i w[i]``, as in scikit-learn's
+    ``MLPClassifier``: the output delta of sample ``i`` is ``(p[i] -
+    onehot(y[i])) * w[i] / sum(w)``. A batch whose weights sum to 0 has a zero
+    gradient (scikit-learn would divide 0 by 0); see :func:`weight_total`.
+    ``None`` is the unweighted computation, bit for bit; weights all 1 give
+    the same bits too.
 
 ``run_steps(params, batches, optimizer, learning_rates, timer=NO_TIMER) -> StepsDone``
     What ``fit`` runs: the training steps of ``batches`` (a
     ``fastmlp.train.Batches``: which rows of the raw inputs make each batch,
     and how they are scaled), updating ``params`` in place with
-    ``optimizer``, ``learning_rates[k]`` for step ``k``. The one way a backend
+    ``optimizer``, ``learning_rates[k]`` for step ``k``; each batch's loss is
+    weighted by ``batches.sample_weight`` when it is given. The one way a backend
     plugs into training. ``loop`` and ``einsum`` declare
     ``run_steps = fastmlp.train.ComposedSteps(forward, backward)``, the one
     loop over their own functions; ``matmul`` runs that loop over a forward
@@ -54,6 +62,8 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
+import numpy as np
+
 _named_backends: dict[str, str] = {
     "loop": "fastmlp.backends.loop",
     "einsum": "fastmlp.backends.einsum",
@@ -72,6 +82,21 @@ _default_name: str | None = None  # process-wide, set by set_backend
 _context_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "fastmlp_backend", default=None
 )
+
+
+def weight_total(sample_weight) -> float:
+    """What a weighted batch's gradient sums are divided by: the sum of its weights, or 1
+    when that is 0.
+
+    Weights are non-negative, so a sum of 0 means every weight is 0 and every
+    sample's delta is already 0: the batch's gradient is zero, not 0 / 0.
+
+    Examples
+    --------
+    >>> weight_total([0.5, 2.0]), weight_total([0.0, 0.0])
+    (2.5, 1.0)
+    """
+    return float(np.sum(sample_weight)) or 1.0
 
 
 def available_backends() -> list[str]:

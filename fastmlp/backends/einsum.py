@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..train import ComposedSteps
+from . import weight_total
 
 
 def _einsum(subscripts, *operands):
@@ -39,15 +40,19 @@ def forward(params, x):
     return a, cache
 
 
-def backward(params, cache, y):
-    """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
+def backward(params, cache, y, sample_weight=None):
+    """Gradients of the (weighted) mean cross-entropy. See ``fastmlp.backends``."""
     cache = [np.atleast_2d(a) for a in cache]
     y = np.atleast_1d(y)
     n = y.shape[0]
-    # softmax + cross-entropy: delta = (p - onehot(y)) / n
+    # softmax + cross-entropy: delta = (p - onehot(y)) / n, or (p - onehot(y)) w / sum(w)
     delta = cache[-1].copy()
     delta[np.arange(n), y] -= 1
-    delta /= n
+    if sample_weight is None:
+        delta /= n
+    else:
+        delta *= np.asarray(sample_weight)[:, None]
+        delta /= weight_total(sample_weight)
     grads = []
     for l in range(len(params) - 1, -1, -1):
         a = cache[l]

@@ -16,6 +16,11 @@ The loss is ``-log p[y]`` averaged over the batch; its gradients are::
     dW[l]      = outer(delta[l], a[l])
     db[l]      = delta[l]
     delta[l-1] = (W[l].T @ delta[l]) * (a[l] > 0)   (ReLU derivative)
+
+With sample weights ``w`` the loss is the weighted mean ``sum_i w[i] l[i] /
+sum_i w[i]`` (scikit-learn's ``MLPClassifier``), so each sample's output delta
+is ``w[i] (p - onehot(y))`` and the sums are divided by ``sum_i w[i]``
+instead of ``n``. A batch whose weights sum to 0 has a zero gradient.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..train import ComposedSteps
+from . import weight_total
 
 
 def _softmax_vector(z):
@@ -68,16 +74,19 @@ def forward(params, x):
     return cache[-1], cache
 
 
-def backward(params, cache, y):
-    """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
+def backward(params, cache, y, sample_weight=None):
+    """Gradients of the (weighted) mean cross-entropy. See ``fastmlp.backends``."""
     cache = [np.atleast_2d(a) for a in cache]
     y = np.atleast_1d(y)
     n = y.shape[0]
+    total = n if sample_weight is None else weight_total(sample_weight)
     dtype = cache[-1].dtype
     grads = [(np.zeros(W.shape, dtype), np.zeros(b.shape, dtype)) for W, b in params]
     for i in range(n):
         delta = cache[-1][i].copy()
         delta[y[i]] -= 1
+        if sample_weight is not None:
+            delta *= sample_weight[i]
         for l in range(len(params) - 1, -1, -1):
             a = cache[l][i]
             dW, db = grads[l]
@@ -86,8 +95,8 @@ def backward(params, cache, y):
             if l > 0:
                 delta = (params[l][0].T @ delta) * (a > 0)
     for dW, db in grads:
-        dW /= n
-        db /= n
+        dW /= total
+        db /= total
     return grads
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..train import NO_TIMER, Batches, ComposedSteps
+from . import weight_total
 
 
 def softmax(z):
@@ -47,18 +48,23 @@ def _forward_into(params, x, activations):
     return a
 
 
-def _backward_into(params, activations, y, deltas, masks, grads):
-    """Gradients of the mean cross-entropy into ``grads``; ``deltas`` and ``masks`` are scratch.
+def _backward_into(params, activations, y, deltas, masks, grads, sample_weight=None):
+    """Gradients of the (weighted) mean cross-entropy into ``grads``; ``deltas`` and
+    ``masks`` are scratch.
 
     ``activations`` is the forward cache (input first, probabilities last),
-    all 2-D with the same number of rows as ``y``.
+    all 2-D with the same number of rows as ``y`` (and ``sample_weight``).
     """
     n = y.shape[0]
-    # softmax + cross-entropy: delta = (p - onehot(y)) / n
+    # softmax + cross-entropy: delta = (p - onehot(y)) / n, or (p - onehot(y)) w / sum(w)
     delta = deltas[-1]
     np.copyto(delta, activations[-1])
     delta[np.arange(n), y] -= 1
-    delta *= delta.dtype.type(1 / n)
+    if sample_weight is None:
+        delta *= delta.dtype.type(1 / n)
+    else:
+        delta *= np.asarray(sample_weight)[:, None]
+        delta *= delta.dtype.type(1 / weight_total(sample_weight))
     for l in range(len(params) - 1, -1, -1):
         a = activations[l]
         dW, db = grads[l]
@@ -87,15 +93,15 @@ def forward(params, x):
     return _forward_into(params, x, activations), activations
 
 
-def backward(params, cache, y):
-    """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
+def backward(params, cache, y, sample_weight=None):
+    """Gradients of the (weighted) mean cross-entropy. See ``fastmlp.backends``."""
     cache = [np.atleast_2d(a) for a in cache]
     y = np.atleast_1d(y)
     dtype = cache[-1].dtype
     deltas = [np.empty_like(a) for a in cache[1:]]
     masks = [np.empty(a.shape, dtype) for a in cache[1:-1]]
     grads = [(np.empty(W.shape, dtype), np.empty(b.shape, dtype)) for W, b in params]
-    return _backward_into(params, cache, y, deltas, masks, grads)
+    return _backward_into(params, cache, y, deltas, masks, grads, sample_weight)
 
 
 class _Buffers:
@@ -114,11 +120,11 @@ class _Buffers:
         activations = [x] + [a[:x.shape[0]] for a in self.activations]
         return _forward_into(params, x, activations), activations
 
-    def backward(self, params, cache, y):
+    def backward(self, params, cache, y, sample_weight=None):
         """``backward`` into the buffers; the gradients are overwritten by the next call."""
         m = y.shape[0]
         return _backward_into(params, cache, y, [d[:m] for d in self.deltas],
-                              [k[:m] for k in self.masks], self.grads)
+                              [k[:m] for k in self.masks], self.grads, sample_weight)
 
 
 def run_steps(params, batches: Batches, optimizer, learning_rates, timer=NO_TIMER):
@@ -128,18 +134,20 @@ def run_steps(params, batches: Batches, optimizer, learning_rates, timer=NO_TIME
     See ``fastmlp.backends`` for the contract. Same result, bit for bit, as
     ``ComposedSteps(forward, backward)``, without allocating for every batch.
     """
-    x, _, order, batch_size, scaler, dtype = batches
+    x, order, batch_size, scaler, dtype = (batches.x, batches.order, batches.batch_size,
+                                           batches.scaler, batches.dtype)
     n = x.shape[0] if order is None else len(order)
     buffers = _Buffers(params, max(1, min(batch_size, n)), x.dtype if scaler is None else dtype)
     return ComposedSteps(buffers.forward, buffers.backward)(params, batches, optimizer,
                                                             learning_rates, timer)
 
 
-def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None):
+def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None, *,
+                sample_weight=None):
     """One epoch of mini-batch training with buffers allocated once.
 
     Same contract and result as ``fastmlp.train.train_epoch``: ``run_steps`` on
     inputs used as they are (already scaled).
     """
-    return run_steps(params, Batches(x, y, order, batch_size, None, None), optimizer,
-                     learning_rates)
+    return run_steps(params, Batches(x, y, order, batch_size, None, None, sample_weight),
+                     optimizer, learning_rates)

@@ -7,7 +7,7 @@ the element-wise work of the layer::
 
     hidden layer   a = max(z + b, 0)
     output layer   p = softmax(z + b), loss -log p[y], argmax p,
-                   delta = (p - onehot(y)) / n
+                   delta = (p - onehot(y)) / n, or (p - onehot(y)) w / sum(w)
     backward       delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
 
 ``run_steps`` (what ``fit`` runs) and ``train_epoch`` run every step of an

@@ -129,8 +129,8 @@ def forward(params, x):
     return cache[-1], cache
 
 
-def backward(params, cache, y):
-    """Gradients of the mean cross-entropy. See ``fastmlp.backends``."""
+def backward(params, cache, y, sample_weight=None):
+    """Gradients of the (weighted) mean cross-entropy. See ``fastmlp.backends``."""
     dtype = _float_dtype(*cache, *[array for layer in params for array in layer])
     cache = [kernel_array(np.atleast_2d(a), dtype) for a in cache]
     Ws, _ = _layers(params, dtype, cache[0].shape[1])
@@ -139,8 +139,14 @@ def backward(params, cache, y):
     for l, W in enumerate(Ws):
         if cache[l].shape != (n, W.shape[1]):
             raise ValueError(f"cache[{l}] has shape {cache[l].shape}, expected {(n, W.shape[1])}")
+    if sample_weight is None:
+        weights = np.empty(0)  # the same compiled kernel as with weights
+    else:
+        weights = kernel_array(np.atleast_1d(sample_weight), np.float64)
+        if weights.shape != (n,):
+            raise ValueError(f"sample_weight has shape {weights.shape}, expected {(n,)}")
     delta = np.empty_like(cache[-1])
-    k.output_delta(cache[-1], y, delta)
+    k.output_delta(cache[-1], y, weights, delta)
     grads = []
     for l in range(len(Ws) - 1, -1, -1):
         a = cache[l]

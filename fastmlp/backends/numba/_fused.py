@@ -18,7 +18,7 @@ import numpy as np
 from numba import get_num_threads
 
 from ..._flat import base_vector
-from ..._validation import check_labels, check_positive_int
+from ..._validation import check_labels, check_positive_int, check_sample_weight
 from ...exceptions import PerformanceWarning
 from ...optim import FUSED_RULES
 from ...train import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
@@ -47,16 +47,17 @@ class EpochBuffers(NamedTuple):
     grad: np.ndarray    # like theta: the step's gradient (the first layer's as dW.T)
     losses: np.ndarray  # (rows,) float64: each row's loss
     hits: np.ndarray    # (rows,) int64: 1 where the row's prediction was right
+    wb: np.ndarray      # (rows,) float64, or empty when unweighted: the batch's weights
 
     @classmethod
-    def allocate(cls, rows, n_in, units, theta, state1, state2):
+    def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False):
         dtype = theta.dtype
         return cls(xb=np.empty((rows, n_in), dtype),
                    yb=np.empty(rows, np.int64), z=np.empty(rows * units, dtype),
                    d=np.empty(rows * units, dtype), wt=np.empty_like(theta),
                    s1t=np.empty_like(state1), s2t=np.empty_like(state2),
                    grad=np.empty_like(theta), losses=np.empty(rows),
-                   hits=np.empty(rows, np.int64))
+                   hits=np.empty(rows, np.int64), wb=np.empty(rows if weighted else 0))
 
 
 def _fallback(reason: str):
@@ -106,8 +107,10 @@ def run_steps(params, batches: Batches, optimizer, learning_rates,
 
     See ``fastmlp.backends`` for the contract; ``batches`` are trusted, as
     ``fit`` has checked them. Batch rows are scaled as they are gathered (raw
-    ``uint8`` images need no scaled copy). ``timer.parts``, when a dict, is
-    filled with the seconds of each of :data:`PARTS`.
+    ``uint8`` images need no scaled copy), and weighted inside the compiled
+    epoch when ``batches.sample_weight`` is given (the same compiled code).
+    ``timer.parts``, when a dict, is filled with the seconds of each of
+    :data:`PARTS`.
 
     When the fused epoch cannot run ``optimizer`` (it does not describe its
     update with ``fused_update``, or describes one the compiled code does not
@@ -123,18 +126,18 @@ def run_steps(params, batches: Batches, optimizer, learning_rates,
     if reason is not None:
         _fallback(reason)
         return _COMPOSED(params, batches, optimizer, learning_rates, timer)
-    x, y, order, batch_size, scaler, _ = batches
+    x, y, order, batch_size, scaler, _, sample_weight = batches
     dtype = flat[0].dtype
     scale, offset = (1.0, 0.0) if scaler is None else scaler.affine()
     x = _epoch_inputs(x, dtype)
     order = np.arange(x.shape[0]) if order is None else order
     return _fused_epoch(flat, optimizer, described, x, y, order, batch_size,
                         np.ascontiguousarray(learning_rates, np.float64), scale, offset,
-                        timer.parts)
+                        timer.parts, _epoch_weights(sample_weight))
 
 
 def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None, *,
-                scale=1.0, offset=0.0, parts=None):
+                sample_weight=None, scale=1.0, offset=0.0, parts=None):
     """One pass of mini-batch training in one compiled call, its arguments checked.
 
     Same contract and result as ``fastmlp.train.train_epoch``: consecutive
@@ -164,6 +167,10 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     order : ndarray of int, 1-D, optional
         The rows to train on, in the order to take them: a permutation of all
         rows for an epoch, or a part of one. Default: every row in order.
+    sample_weight : array_like of float, shape (n_samples,), optional
+        Finite, non-negative weight of each row of ``x``: each batch's loss is
+        its weighted mean, as in ``fastmlp.train.fit``. Weighted inside the
+        compiled epoch, which is the same compiled code with or without.
     scale, offset : float
         The network sees ``scale * x + offset``, computed as each batch is
         gathered and rounded as ``InputScaler.transform`` rounds it, so raw
@@ -200,6 +207,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     Ws = flat[0::2]
     check_layers(Ws, flat[1::2], x.shape[1])
     y = np.ascontiguousarray(check_labels(y, x.shape[0], Ws[-1].shape[0]))
+    if sample_weight is not None:
+        sample_weight = check_sample_weight(sample_weight, x.shape[0])
     order = np.arange(x.shape[0]) if order is None else _indices(order, x.shape[0])
     steps = -(-order.shape[0] // batch_size)
     learning_rates = np.ascontiguousarray(learning_rates, np.float64)
@@ -210,7 +219,15 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         _fallback(reason)
         return None
     return _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_rates,
-                        scale, offset, parts)
+                        scale, offset, parts, _epoch_weights(sample_weight))
+
+
+def _epoch_weights(sample_weight):
+    """The epoch's ``EpochData.sample_weight``: C-contiguous writeable float64, or empty
+    for None, so that both are one type to numba and compile one epoch."""
+    if sample_weight is None:
+        return np.empty(0)
+    return np.require(sample_weight, np.float64, ["C", "W"])
 
 
 def _epoch_inputs(x, dtype):
@@ -223,10 +240,11 @@ def _epoch_inputs(x, dtype):
 
 
 def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_rates,
-                 scale, offset, parts) -> StepsDone:
+                 scale, offset, parts, sample_weight) -> StepsDone:
     """The compiled epoch on arguments ready for it: ``flat`` the parameter arrays
     (writeable, one float dtype), ``x`` from :func:`_epoch_inputs`, ``y`` and
-    ``order`` C-contiguous int64, ``learning_rates`` float64, one per step."""
+    ``order`` C-contiguous int64, ``learning_rates`` float64, one per step,
+    ``sample_weight`` from :func:`_epoch_weights`."""
     rule, hyper, states, t = described
     n = order.shape[0]
     if n == 0:
@@ -248,7 +266,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     unused = np.empty(0, dtype)
     theta, state1, state2 = (vectors + [unused, unused])[:3]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
-                                    state1, state2)
+                                    state1, state2, sample_weight.shape[0] > 0)
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(1)
@@ -260,7 +278,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
             run_workers(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum,
                         k.Parameters(theta, state1, state2), layout,
                         k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
-                                    float(offset)),
+                                    float(offset), sample_weight),
                         k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
                         buffers, clocks)
             wall = time.perf_counter() - start

@@ -104,7 +104,9 @@ class Parameters(NamedTuple):
 
 class EpochData(NamedTuple):
     """What one fused epoch trains on: batch k is rows ``order[k * batch_size:(k + 1) *
-    batch_size]`` of ``x``, scaled as ``scale * x + offset``, at ``learning_rates[k]``."""
+    batch_size]`` of ``x``, scaled as ``scale * x + offset``, at ``learning_rates[k]``,
+    each row's loss weighted by ``sample_weight`` (empty: unweighted, one compiled
+    epoch for both)."""
 
     x: np.ndarray               # (n_samples, n_in), uint8 or the parameters' dtype
     y: np.ndarray               # (n_samples,) int64
@@ -113,6 +115,7 @@ class EpochData(NamedTuple):
     batch_size: int
     scale: float
     offset: float
+    sample_weight: np.ndarray   # (n_samples,) float64, or (0,): every weight 1
 
 
 class UpdateRule(NamedTuple):
@@ -310,15 +313,41 @@ def predict_one(Ws, bs, x, scale, offset):
 
 
 @njit(**_JIT)
-def output_delta(p, y, delta):
-    # softmax + cross-entropy: delta = (p - onehot(y)) / n
+def output_delta(p, y, w, delta):
+    # softmax + cross-entropy: delta = (p - onehot(y)) / n, or with sample weights w
+    # (unless w is empty) delta = (p - onehot(y)) * w / weight_total(w)
     n, k = p.shape
+    total = _weight_total(w, np.arange(w.shape[0]))
     for i in range(n):
         for j in range(k):
             delta[i, j] = p[i, j]
         delta[i, y[i]] -= 1
-        for j in range(k):
-            delta[i, j] /= n
+        _scale_delta(delta[i], w, i, n, total)
+
+
+@njit(**_JIT, inline="always")
+def _weight_total(w, rows):
+    # fastmlp.backends.weight_total of w[rows], summed in the rows' order; 0 if w is empty
+    total = 0.0
+    if w.shape[0] > 0:
+        for i in range(rows.shape[0]):
+            total += w[rows[i]]
+        if total == 0:
+            total = 1.0  # every weight 0: every delta is 0, a zero gradient
+    return total
+
+
+@njit(**_JIT, inline="always")
+def _scale_delta(delta, w, i, n, total):
+    # the output delta of row i of a batch of n rows: / n, or * w[i] / total when
+    # weighted (in float64 as / n is, so weights of 1 give the same bits)
+    if w.shape[0] > 0:
+        weight = w[i]
+        for j in range(delta.shape[0]):
+            delta[j] = delta[j] * weight / total
+    else:
+        for j in range(delta.shape[0]):
+            delta[j] /= n
 
 
 @njit(**_JIT)
@@ -448,11 +477,13 @@ def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
 
 
 @njit(**_JIT, inline="always")
-def _softmax_cross_entropy_rows(z, b, y, n_batch, tiny, delta, losses, hits, i0, i1):
+def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, losses, hits,
+                                i0, i1):
     """Softmax of ``z + b`` for rows ``i0:i1``, each row's loss and hit, and its delta.
 
     Writes ``losses[i] = -log max(p[y], tiny)``, ``hits[i] = argmax p == y`` and
-    ``delta[i] = (p - onehot(y)) / n_batch``.
+    ``delta[i] = (p - onehot(y)) / n_batch``, or ``(p - onehot(y)) * weights[i] /
+    total`` unless ``weights`` is empty.
     """
     k = z.shape[1]
     for i in range(i0, i1):
@@ -472,13 +503,13 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, tiny, delta, losses, hits, i0,
             p_label = tiny
         losses[i] = -_elementary.log(p_label)  # in float64, with our own log
         p[label] -= 1
-        for j in range(k):
-            p[j] /= n_batch
+        _scale_delta(p, weights, i, n_batch, total)
 
 
 @njit(**_JIT, inline="always")
-def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
-    """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows."""
+def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks):
+    """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows, whose
+    weights (if ``buffers.wb`` is not empty) total ``total`` (see ``_weight_total``)."""
     L = layout.shape[0]
     none = np.empty((0, 0), theta.dtype)
     # One product per step, 2 L - 1 steps, through one call of gemm_into:
@@ -505,19 +536,23 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks):
         if step == L - 1:
             start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
-            _softmax_cross_entropy_rows(out, bias, buffers.yb, n, tiny, delta, buffers.losses,
-                                        buffers.hits, r0, r1)
+            _softmax_cross_entropy_rows(out, bias, buffers.yb, n, buffers.wb, total, tiny, delta,
+                                        buffers.losses, buffers.hits, r0, r1)
             clocks[EPILOGUES] += _simd.cycle_counter() - start
 
 
 @njit(**_JIT, inline="always")
-def _gather_rows(x, y, order, buffers, n, r0, r1, scale, offset):
+def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
     # rows scale * x[order[i]] + offset, rounded as InputScaler.transform rounds
-    # them (a product, then a sum), and labels y[order[i]] of the batch
+    # them (a product, then a sum), labels y[order[i]] and, unless w is empty,
+    # weights w[order[i]] of the batch
     cast = buffers.xb.dtype.type
     s, o = cast(scale), cast(offset)
+    weighted = w.shape[0] > 0
     for i in range(r0, r1):
         buffers.yb[i] = y[order[i]]
+        if weighted:
+            buffers.wb[i] = w[order[i]]
         source, row = x[order[i]], buffers.xb[i]
         for j in range(row.shape[0]):
             row[j] = cast(source[j]) * s + o
@@ -643,12 +678,15 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     loss is summed row by row in batch order (into ``loss_sum[0]``, by worker
     0), so neither the result nor the parameters depend on ``workers``.
     Results go to ``sync`` (see ``SYNC_SIZE``), and the cycles of each part of
-    the work to ``clocks[worker]`` (see ``N_PARTS``).
+    the work to ``clocks[worker]`` (see ``N_PARTS``). With ``data.sample_weight``,
+    each row's output delta and loss are weighted (``_scale_delta``) and its
+    weight gathered with it: the same compiled loop, the weights an array
+    of length 0 when there are none.
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
     theta, state1, state2 = params
-    x, y, order, learning_rates, batch_size, scale, offset = data
+    x, y, order, learning_rates, batch_size, scale, offset, sample_weight = data
     rule, hyper, t, tiny = update
     n_samples = order.shape[0]
     L = layout.shape[0]
@@ -673,14 +711,22 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         r1 = min(r0 + size, n)
         batch = order[begin:begin + n]
         start = _simd.cycle_counter()
-        _gather_rows(x, y, batch, buffers, n, r0, r1, scale, offset)
+        _gather_rows(x, y, sample_weight, batch, buffers, n, r0, r1, scale, offset)
+        # every worker sums all the batch's weights, in batch order: the same total
+        total = _weight_total(sample_weight, batch)
         clocks[GATHER] += _simd.cycle_counter() - start
-        _rows_forward_deltas(theta, layout, buffers, tiny, n, r0, r1, clocks)
+        _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
         if not _timed_barrier(sync, workers, clocks):
             return
+        # the batch's loss times its size, or with weights sum_i w[i] loss[i]: its
+        # weighted mean times its total weight
         batch_loss = 0.0
-        for i in range(n):
-            batch_loss += buffers.losses[i]
+        if sample_weight.shape[0] > 0:
+            for i in range(n):
+                batch_loss += buffers.wb[i] * buffers.losses[i]
+        else:
+            for i in range(n):
+                batch_loss += buffers.losses[i]
         if not np.isfinite(batch_loss):  # every worker sees the same sum and stops
             if worker == 0:
                 _simd.atomic_store(sync, FAILED_STEP, step)
