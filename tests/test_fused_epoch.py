@@ -415,6 +415,27 @@ def test_the_epoch_kernel_takes_its_arrays_named_and_refuses_them_swapped():
                                     buffers, clocks)
 
 
+def test_the_update_rules_take_their_state_and_scalars_named():
+    # An update reads (theta, state1, state2) as one Parameters and its scalars as one
+    # SgdStep or AdamStep: the gradient in the state's place, or the rules' scalars
+    # swapped, cannot compile; in their places they give the reference's update.
+    import numba
+
+    from fastmlp.backends.numba import _kernels
+
+    p, g = np.array([1.0, -2.0]), np.array([0.5, 0.25])
+    state = _kernels.Parameters(p.copy(), np.zeros(2), np.zeros(2))
+    sgd = _kernels.SgdStep(lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)
+    _kernels._sgd_update(state, g, sgd)
+    np.testing.assert_array_equal(state.theta, p - 0.1 * g)
+    np.testing.assert_array_equal(state.state1, g)
+    adam = _kernels.AdamStep(0.1, 1.0, 0.9, 0.1, 0.999, 0.001, 1e-8, 0.0, 1.0)
+    with pytest.raises(numba.core.errors.TypingError):
+        _kernels._sgd_update(g, state, sgd)
+    with pytest.raises(numba.core.errors.TypingError):
+        _kernels._sgd_update(state, g, adam)
+
+
 @pytest.mark.parametrize("make", [lambda: optim.SGD(0.1, momentum=0.7, nesterov=True,
                                                     weight_decay=0.01),
                                   lambda: optim.AdamW(1e-3, beta1=0.8, beta2=0.99, eps=1e-7,

@@ -399,15 +399,42 @@ def _smallest_normal(p):
     return p.dtype.type(1.1754943508222875e-38 if p.itemsize == 4 else 2.2250738585072014e-308)
 
 
+class SgdStep(NamedTuple):
+    """The scalars of one SGD update (``lr`` in float64, the rest in the parameters' dtype)."""
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    nesterov: bool
+
+
+class AdamStep(NamedTuple):
+    """The scalars of one Adam update, its bias corrections folded in: ``step_size = lr /
+    (1 - beta1**t)`` and ``shrink`` (AdamW's ``1 - lr wd``) in float64, the rest in the
+    parameters' dtype."""
+
+    step_size: float
+    inv_bias2: float        # 1 / sqrt(1 - beta2**t)
+    beta1: float
+    one_minus_beta1: float
+    beta2: float
+    one_minus_beta2: float
+    eps: float
+    coupled_decay: float    # Adam's weight decay, added to the gradient; 0 for AdamW
+    shrink: float           # AdamW's factor on the parameters; 1 for Adam
+
+
 @njit(**_JIT)
-def _sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
+def _sgd_update(slice_, g, step):
     # torch.optim.SGD: g += wd p; v = mu v + g; p -= lr (g + mu v) (Nesterov) or lr v;
     # v below the smallest normal float becomes 0, as in fastmlp.optim
+    p, v, _ = slice_
+    lr, momentum, weight_decay, nesterov = step
     cast = p.dtype.type
     tiny = _smallest_normal(p)
     for i in range(p.shape[0]):
         gi = g[i]
-        step = lr
+        step_size = lr
         if weight_decay != 0:
             gi = p[i] * weight_decay + gi
         if momentum != 0:
@@ -416,19 +443,21 @@ def _sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
             v[i] = vi
             if nesterov:
                 p[i] = p[i] - cast(gi * lr)
-                step = lr * momentum
+                step_size = lr * momentum
             gi = vi
-        p[i] = p[i] - cast(gi * step)
+        p[i] = p[i] - cast(gi * step_size)
 
 
 @njit(**_JIT)
-def _adam_update(p, g, m, v, step_size, inv_bias2, beta1, one_minus_beta1, beta2,
-                 one_minus_beta2, eps, coupled_decay, shrink):
+def _adam_update(slice_, g, step):
     # torch.optim.Adam / AdamW:
     #   AdamW: p *= 1 - lr wd (shrink);  Adam: g += wd p (coupled_decay)
     #   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     #   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     # m and v below the smallest normal float become 0, as in fastmlp.optim
+    p, m, v = slice_
+    (step_size, inv_bias2, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+     coupled_decay, shrink) = step
     cast = p.dtype.type
     tiny = _smallest_normal(p)
     for i in range(p.shape[0]):
@@ -462,18 +491,20 @@ def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
     """
     theta, state1, state2 = params
     cast = theta.dtype.type
+    slice_ = Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi])
     if rule == SGD_RULE:
-        _sgd_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], lr, cast(hyper[MOMENTUM]),
-                    cast(hyper[SGD_WEIGHT_DECAY]), hyper[NESTEROV] != 0)
+        _sgd_update(slice_, grad[lo:hi],
+                    SgdStep(lr, cast(hyper[MOMENTUM]), cast(hyper[SGD_WEIGHT_DECAY]),
+                            hyper[NESTEROV] != 0))
     else:
         beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
-        step_size = lr / (1 - _integer_power(beta1, t))
-        inv_bias2 = cast(1 / math.sqrt(1 - _integer_power(beta2, t)))
-        shrink = 1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0
-        coupled_decay = cast(0) if decoupled else cast(hyper[ADAM_WEIGHT_DECAY])
-        _adam_update(theta[lo:hi], grad[lo:hi], state1[lo:hi], state2[lo:hi], step_size,
-                     inv_bias2, cast(beta1), cast(1 - beta1), cast(beta2), cast(1 - beta2),
-                     cast(hyper[EPS]), coupled_decay, shrink)
+        _adam_update(slice_, grad[lo:hi], AdamStep(
+            step_size=lr / (1 - _integer_power(beta1, t)),
+            inv_bias2=cast(1 / math.sqrt(1 - _integer_power(beta2, t))),
+            beta1=cast(beta1), one_minus_beta1=cast(1 - beta1),
+            beta2=cast(beta2), one_minus_beta2=cast(1 - beta2), eps=cast(hyper[EPS]),
+            coupled_decay=cast(0) if decoupled else cast(hyper[ADAM_WEIGHT_DECAY]),
+            shrink=1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0))
 
 
 @njit(**_JIT, inline="always")
