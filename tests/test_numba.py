@@ -223,3 +223,29 @@ def test_a_long_first_call_prints_the_compile_notice_once(monkeypatch, capsys):
         with notice.compile_notice(Kernel()):
             time.sleep(0.3)
     assert capsys.readouterr().err == notice.MESSAGE + "\n"
+
+
+def test_large_outputs_reuse_memory_nothing_refers_to_and_never_memory_in_use(random_params):
+    # forward's large outputs (>= REUSE_BYTES) come from buffers the thread keeps: a buffer
+    # is handed out again only once no array refers to it
+    from fastmlp.backends.numba import _api
+
+    params = random_params((8, 128, 3), np.float32)
+    rows = _api.REUSE_BYTES // (128 * 4) + 1
+    x1, x2 = (np.random.default_rng(seed).standard_normal((rows, 8)).astype(np.float32)
+              for seed in (1, 2))
+    held = backend.forward(params, x1)[1][1]  # the hidden layer's output, kept
+    before = held.copy()
+    address = held.__array_interface__["data"][0]
+    other = backend.forward(params, x2)[1][1]
+    np.testing.assert_array_equal(held, before)  # not overwritten while held
+    assert other.__array_interface__["data"][0] != address
+    del held, other
+    again = backend.forward(params, x1)[1][1]
+    np.testing.assert_array_equal(again, before)
+    assert again.__array_interface__["data"][0] == address  # its memory, reused
+    view = again[::2]
+    del again
+    reused = backend.forward(params, x2)[1][1]
+    assert reused.__array_interface__["data"][0] != address  # a view keeps it in use
+    np.testing.assert_array_equal(view, before[::2])
