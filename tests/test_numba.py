@@ -159,7 +159,8 @@ def test_backward_over_several_k_passes_is_the_same_bits_however_split(dtype, mo
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("sizes", [(784, 128, 128, 10), (12, 9, 4), (12, 10, 7, 8, 5)])
+@pytest.mark.parametrize("sizes", [(784, 128, 128, 10), (12, 9, 4), (12, 10, 7, 8, 5),
+                                   (33, 17, 40, 3)])
 def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype, random_problem):
     params, x, _ = random_problem(sizes, 3, dtype)
     saved = copy.deepcopy(params), x.copy()
@@ -173,6 +174,32 @@ def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype, random_problem):
     for layer, layer_saved in zip(params, saved[0]):
         for a, b in zip(layer, layer_saved):
             np.testing.assert_array_equal(a, b)
+
+
+@numba.njit
+def _rows_dot_all(W, x, out):
+    n_out, K = W.shape
+    lanes = _kernels.VECTOR_BYTES // W.itemsize
+    for j in range(0, n_out, lanes):
+        _kernels.rows_dot(W, j * K, K, x, out, j, min(lanes, n_out - j), K)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_out", [1, 7, 8, 9, 16, 17, 33])
+@pytest.mark.parametrize("K", [0, 1, 3, 8, 15, 16, 17, 40])
+def test_rows_dot_is_the_tiles_fma_chain_at_every_edge(n_out, K, dtype):
+    # W @ x by rows, W transposed in registers: the bits of gemm's x @ W.T, close to
+    # float64 NumPy, for row counts and K around multiples of every vector width
+    rng = np.random.default_rng(n_out * 100 + K)
+    W = rng.standard_normal((n_out, K)).astype(dtype)
+    x = rng.standard_normal(K).astype(dtype)
+    got = np.full(n_out, np.nan, dtype)
+    _rows_dot_all(W, x, got)
+    want = np.full((1, n_out), np.nan, dtype)
+    _kernels.gemm(x.reshape(1, K), np.ascontiguousarray(W.T), want, 0, 1)
+    np.testing.assert_array_equal(got, want[0])
+    np.testing.assert_allclose(got, W.astype(np.float64) @ x, rtol=TOLERANCE[dtype],
+                               atol=TOLERANCE[dtype] * np.sqrt(max(K, 1)))
 
 
 def test_predict_one_rejects_batches_and_mismatched_shapes(random_problem):

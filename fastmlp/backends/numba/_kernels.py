@@ -56,12 +56,13 @@ TILE_ROWS, TILE_VECTORS, VECTOR_BYTES = TILE
 ROW_TILE = 8 * TILE_ROWS
 K_BLOCK = 256
 tile_nn = _simd.make_tile_kernel(TILE)
-# A tile of one vector and as many rows as TILE has accumulators: for one
-# sample (predict_one) and for products one vector wide.
+# A tile of one vector and as many rows as TILE has accumulators, for
+# products one vector wide (the output layer's 10 units, a last column block).
 COLUMN_TILE_ROWS = min(TILE_ROWS * TILE_VECTORS, 24)
 column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_BYTES),
                                         masked_only=True)
 _fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
+rows_dot = _simd.make_rows_dot_kernel(VECTOR_BYTES)
 
 
 @njit(**_JIT)
@@ -279,11 +280,12 @@ def predict_one(Ws, bs, x, scale, offset):
 
     The scaling rounds as NumPy's does in the parameters' dtype (a product,
     then a sum, no fused multiply-add). Each layer is the product turned
-    around, ``z.T = W @ a.T``, with ``W``'s rows as the tile's rows and ``a``
-    as a column of one lane: the same FMA chain per element as ``forward``'s
-    ``a @ W.T`` (``fma(W[j, k], a[k], s) == fma(a[k], W[j, k], s)``), with no
-    transposed copy of ``W``; then ``dense``'s epilogue. So the result equals
-    ``forward`` of the scaled row exactly.
+    around, ``z.T = W @ a.T``, one vector of ``W``'s rows at a time
+    (``_simd.make_rows_dot_kernel``: ``W`` loaded a vector of ``k`` at a time
+    and transposed in registers): the same FMA chain per element as
+    ``forward``'s ``a @ W.T`` (``fma(W[j, k], a[k], s) == fma(a[k], W[j, k],
+    s)``), with no transposed copy of ``W``; then ``dense``'s epilogue. So
+    the result equals ``forward`` of the scaled row exactly.
     """
     n_in = x.shape[0]
     for l in range(len(Ws)):
@@ -301,9 +303,9 @@ def predict_one(Ws, bs, x, scale, offset):
         W = Ws[l]
         n_out, K = W.shape
         z = np.empty((1, n_out), a.dtype)
-        for j in range(0, n_out, COLUMN_TILE_ROWS):
-            column_tile_nn(W, j * K, K, 1, a, 0, 1, z, j, 1, K, min(COLUMN_TILE_ROWS, n_out - j),
-                           1, False)
+        lanes = VECTOR_BYTES // a.itemsize
+        for j in range(0, n_out, lanes):
+            rows_dot(W, j * K, K, a, z, j, min(lanes, n_out - j), K)
         if l == last:
             bias_softmax_rows(z, bs[l], 0, 1)
         else:

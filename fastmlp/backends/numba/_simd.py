@@ -24,6 +24,10 @@ the rows, columns and ``k`` are split into calls. ``llvm.fma`` is exact
 rounding by definition: a CPU without FMA computes it in software, with the
 same bits, many times slower.
 
+One sample's products (``predict_one``) use ``rows_dot`` instead
+(`make_rows_dot_kernel`): the same chain per element, for ``W @ x`` with
+``W``'s rows loaded a vector at a time and transposed in registers.
+
 The helpers follow numba's own ``cgutils``: each emits one small piece of IR
 (a broadcast, a maybe-masked load or store, the FMA block of one ``k``).
 """
@@ -290,6 +294,112 @@ def make_tile_kernel(tile: Tile, masked_only: bool = False):
         return sig, codegen
 
     return tile_nn
+
+
+def _transpose(builder, rows, lanes):
+    """``rows[r][c]`` -> ``columns[c][r]`` for ``lanes`` vectors of ``lanes`` lanes.
+
+    ``log2(lanes)`` rounds of two-vector shuffles; the round of distance ``d``
+    swaps bit ``d`` of each element's row and lane where the two differ, so
+    after every bit each element ``(r, c)`` stands at ``(c, r)``.
+    """
+    rows = list(rows)
+    d = 1
+    while d < lanes:
+        low = ir.Constant(ir.VectorType(_I32, lanes),
+                          [c + lanes - d if c & d else c for c in range(lanes)])
+        high = ir.Constant(ir.VectorType(_I32, lanes),
+                           [c + lanes if c & d else c + d for c in range(lanes)])
+        swapped = list(rows)
+        for r in range(lanes):
+            if not r & d:
+                swapped[r] = builder.shuffle_vector(rows[r], rows[r + d], low)
+                swapped[r + d] = builder.shuffle_vector(rows[r], rows[r + d], high)
+        rows = swapped
+        d *= 2
+    return rows
+
+
+def make_rows_dot_kernel(vector_bytes: int):
+    """The intrinsic ``rows_dot(W, w_at, ldw, x, out, out_at, rows, K)``: products of rows
+    of ``W`` with one vector ``x``, each one FMA chain in ``k`` order.
+
+    For ``r < rows`` (at most one vector's lanes ``L``)::
+
+        acc[r] = 0
+        for k in range(K):
+            acc[r] = fma(W[r, k], x[k], acc[r])
+        out[out_at + r] = acc[r]
+
+    where ``W[r, k]`` is element ``w_at + r * ldw + k`` of ``W``'s buffer and
+    ``x[k]`` element ``k`` of ``x``'s. ``W``'s rows are loaded ``L`` elements
+    of ``k`` at a time and each ``L x L`` block is transposed in registers
+    (`_transpose`), so each ``k`` is one vector FMA over the rows with
+    ``x[k]`` broadcast: the chain ``tile_nn`` computes for ``out = x @ W.T``
+    (``fma(W[r, k], x[k], s) == fma(x[k], W[r, k], s)``), the same bits, with
+    no transposed copy of ``W`` and one load for ``L`` of its elements. The
+    last block of a ``K`` that is not a multiple of ``L`` loads masked and
+    runs only its ``K % L`` steps; rows past ``rows`` repeat the last row and
+    are not stored.
+    """
+
+    @intrinsic
+    def rows_dot(typingctx, W, w_at, ldw, x, out, out_at, rows, K):
+        arrays = (W, x, out)
+        if not all(isinstance(t, types.Array) for t in arrays):
+            return None
+        if len({t.dtype for t in arrays}) != 1 or W.dtype not in (types.float32, types.float64):
+            return None
+        sig = types.void(W, types.intp, types.intp, x, out, types.intp, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            W_, w_at_, ldw_, x_, out_, out_at_, rows_, K_ = args
+            element = context.get_value_type(signature.args[0].dtype)
+            lanes = vector_bytes // _bytes(element)
+            vector_type = ir.VectorType(element, lanes)
+            fma = _fma_function(builder.module, vector_type)
+            w, xs, o = (context.make_array(signature.args[i])(context, builder, value).data
+                        for i, value in ((0, W_), (3, x_), (4, out_)))
+            last_row = builder.sub(rows_, ir.Constant(_I64, 1))
+            w_rows = []
+            for r in range(lanes):
+                row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows_),
+                                     ir.Constant(_I64, r), last_row)
+                w_rows.append(builder.gep(w, [builder.add(w_at_, builder.mul(row, ldw_))]))
+            acc = cgutils.alloca_once(builder, vector_type)
+            builder.store(ir.Constant(vector_type, [ir.Constant(element, 0.0)] * lanes), acc)
+            L = ir.Constant(_I64, lanes)
+            blocks = builder.sdiv(K_, L)
+            tail = builder.sub(K_, builder.mul(blocks, L))
+
+            def block(k0, mask, steps):
+                # one L x L block of W from column k0: load, transpose, up to L FMA steps
+                columns = _transpose(builder, [_load(builder, builder.gep(row, [k0]),
+                                                     vector_type, mask) for row in w_rows], lanes)
+                for c, column in enumerate(columns):
+                    def step(c=c, column=column):
+                        x_k = builder.load(builder.gep(xs, [builder.add(k0, ir.Constant(_I64, c))]))
+                        builder.store(builder.call(fma, [column, _broadcast(builder, x_k,
+                                                                            vector_type),
+                                                         builder.load(acc)]), acc)
+                    if steps is None:
+                        step()
+                    else:
+                        with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, c),
+                                                                 steps)):
+                            step()
+
+            with cgutils.for_range(builder, blocks) as loop:
+                block(builder.mul(loop.index, L), None, None)
+            with builder.if_then(builder.icmp_signed(">", tail, ir.Constant(_I64, 0))):
+                block(builder.mul(blocks, L), _lane_mask(builder, tail, lanes), tail)
+            _store(builder, builder.load(acc), builder.gep(o, [out_at_]),
+                   _lane_mask(builder, rows_, lanes))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rows_dot
 
 
 PEAK_CHAINS = 12
