@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backends, datasets, optim
-from ._atomic import unwritable
+from ._atomic import atomic_write, unwritable
 from .model import MLP
 from .train import fit
 
@@ -307,13 +307,15 @@ def _train_options(parser):
     _add_output(resuming, "--checkpoint", metavar="DIR", default=None,
                 check=_checkpoint_directory(resume=False),
                 help="after every epoch, write what a resume needs (model, optimizer state, "
-                     "epoch, shuffling state) to DIR/checkpoint.npz, atomically; DIR is "
-                     "created if its parent exists and must not hold a checkpoint yet")
+                     "epoch, shuffling state) to DIR/checkpoint.npz, atomically, and the "
+                     "run's options to DIR/run.json; DIR is created if its parent exists and "
+                     "must not hold a checkpoint yet")
     _add_output(resuming, "--resume", metavar="DIR", default=None,
                 check=_checkpoint_directory(resume=True),
                 help="continue the run whose checkpoint is in DIR, to the same result bit for "
-                     "bit, and keep writing its checkpoints there; give the options of the "
-                     "interrupted run (a different one is refused, naming it)")
+                     "bit, and keep writing its checkpoints there; the run's options (model, "
+                     "training, data) are those it was started with, unless given again (a "
+                     "different one is refused, naming it)")
     output.add_argument("--quiet", "-q", action="store_true",
                         help="print only the final line")
     output.add_argument("--timings", action="store_true",
@@ -332,7 +334,19 @@ def _seconds_since_process_start() -> float | None:
         return None
 
 
+# The options of fastmlp train that make its run, kept in RUN_FILE beside the
+# checkpoints so that --resume DIR alone continues the run (--save, --plot, --quiet
+# and --timings are this command's own)
+RUN_FILE = "run.json"
+_DATA_OPTIONS = ("dataset", "data_dir", "data")
+RUN_OPTIONS = ("hidden", "dtype", "seed", "backend", "epochs", "batch_size", "optimizer", "lr",
+               "weight_decay", "schedule", "early_stopping", "validation_fraction", "patience",
+               *_DATA_OPTIONS)
+
+
 def _train(args) -> int:
+    if args.checkpoint:
+        _write_run_options(args)
     clock = [("start-up and imports", _seconds_since_process_start(), time.perf_counter())]
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
@@ -346,6 +360,9 @@ def _train(args) -> int:
         clock.append(("input scaling (fit)", None, time.perf_counter()))
         optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
         if not args.quiet:
+            if getattr(args, "resumed_options", None):
+                print("fastmlp: the checkpointed run's options: "
+                      + " ".join(args.resumed_options))
             print(f"fastmlp: {data.description}")
             print(f"fastmlp: {'-'.join(map(str, model.layer_sizes))} {args.dtype}, backend "
                   f"{name}, {args.optimizer} lr {optimizer.learning_rate:g} weight decay "
@@ -670,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``fastmlp`` parser: one subparser per entry of `COMMANDS`, in that order."""
     parser = _Parser(prog="fastmlp", description=_DESCRIPTION,
                      epilog="Run 'fastmlp COMMAND --help' for what a command does and takes.")
+    parser.commands = {}  # name -> subparser
     commands = parser.add_subparsers(title="commands", dest="command", required=True,
                                      parser_class=_Parser)
     for command in COMMANDS:
@@ -679,7 +697,64 @@ def build_parser() -> argparse.ArgumentParser:
                                         epilog=f"examples:\n\n{examples}")
         command.add_options(subparser)
         subparser.set_defaults(run=command.run)
+        parser.commands[command.name] = subparser
     return parser
+
+
+_UNSET = object()
+
+
+def _given(argv, command: str) -> set[str]:
+    """The options of ``command`` that ``argv`` gives (abbreviated or not), by their dests."""
+    probe = build_parser()
+    for action in probe.commands[command]._actions:
+        action.default = _UNSET
+    return {dest for dest, value in vars(probe.parse_args(argv)).items() if value is not _UNSET}
+
+
+def _resumed_options(args, given: set[str]) -> list[str]:
+    """Take the options of the run checkpointed in ``args.resume`` that ``given`` lacks.
+
+    The options come from the run's ``RUN_FILE``; the data options come as a
+    group, unless one of them is given. Returns them as command-line words,
+    where they differ from this command line's.
+    """
+    path = os.path.join(args.resume, RUN_FILE)
+    try:
+        with open(path) as file:
+            stored = json.load(file)
+    except FileNotFoundError:
+        return []  # a checkpoint of fit() alone: the options are the command line's
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read the options of the checkpointed run in {path}: "
+                         f"{error}") from None
+    taken = []
+    data_given = bool(given & set(_DATA_OPTIONS))
+    for dest in RUN_OPTIONS:
+        if dest in given or (dest in _DATA_OPTIONS and data_given) or dest not in stored:
+            continue
+        value = stored[dest]
+        value = tuple(value) if dest == "hidden" else value
+        if value != getattr(args, dest):
+            setattr(args, dest, value)
+            flag = "--" + dest.replace("_", "-")
+            if value is True:
+                taken.append(flag)
+            elif value is not None and value is not False:
+                shown = ",".join(map(str, value)) if dest == "hidden" else value
+                taken.append(f"{flag} {shown}")
+    return taken
+
+
+def _write_run_options(args) -> None:
+    """Keep the run's options beside its checkpoints (``RUN_FILE``), for ``--resume``."""
+    options = {dest: getattr(args, dest) for dest in RUN_OPTIONS}
+    for dest in _DATA_OPTIONS[1:]:  # paths, made absolute: a resume may run elsewhere
+        if options[dest] is not None:
+            options[dest] = os.path.abspath(options[dest])
+    os.makedirs(args.checkpoint, exist_ok=True)
+    with atomic_write(os.path.join(args.checkpoint, RUN_FILE)) as file:
+        file.write(json.dumps(options, indent=1).encode())
 
 
 def main(argv=None) -> int:
@@ -689,6 +764,9 @@ def main(argv=None) -> int:
         for dest, check in getattr(args, "outputs", {}).items():
             if getattr(args, dest) is not None:
                 check(getattr(args, dest))  # before any work: a bad path costs nothing
+        if getattr(args, "resume", None):
+            args.resumed_options = _resumed_options(
+                args, _given(sys.argv[1:] if argv is None else argv, args.command))
         return args.run(args)
     except BrokenPipeError:
         # The reader went away (`fastmlp profile --json | head`): stop quietly, as `cat` does.

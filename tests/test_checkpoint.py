@@ -267,6 +267,27 @@ def test_a_run_stopped_by_ctrl_c_resumes_to_the_same_model_file(mnist_dir, tmp_p
     assert not (tmp_path / "resumed.npz").exists()
     with np.load(run / "checkpoint.npz") as archive:
         assert 1 <= json.loads(str(archive["meta"]))["epoch"] < 6
-    resumed = fastmlp_train(*data, "--resume", run, "--save", tmp_path / "resumed.npz")
+    # --resume alone: the run's options (network, epochs, backend, data) come from run/
+    resumed = subprocess.Popen([sys.executable, "-m", "fastmlp", "train", "--resume", str(run),
+                                "--quiet", "--save", str(tmp_path / "resumed.npz")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert resumed.wait() == 0, resumed.stderr.read()
     assert (tmp_path / "resumed.npz").read_bytes() == (tmp_path / "whole.npz").read_bytes()
+
+
+def test_resume_takes_the_runs_options_unless_given_again(small_idx, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "8",
+                 "--batch-size", "16", "--checkpoint", str(run), "--quiet"]) == 0
+    first = capsys.readouterr().out
+    assert main(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("fastmlp: the checkpointed run's options: --hidden 8 --epochs 2 "
+                      f"--batch-size 16 --data-dir {small_idx}")
+    assert out[3] == f"resuming the run checkpointed in {run} after epoch 2/2"
+    assert out[-1].split(" epochs, ")[0] == first.split(" epochs, ")[0]
+    for option in ("--epochs", "--epo"):  # given again, abbreviated or not, it stands
+        assert main(["train", "--resume", str(run), option, "3", "--quiet"]) == 1
+        assert capsys.readouterr().err == (
+            f"fastmlp: error: checkpoint {run / 'checkpoint.npz'} is of another run; "
+            "epochs: 2 in the checkpoint, 3 now\n")
