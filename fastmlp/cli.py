@@ -356,7 +356,9 @@ def _train(args) -> int:
         (x_train, y_train), test = data.train, data.test
         model = MLP((x_train.shape[1], *args.hidden, data.n_classes),
                     dtype=np.dtype(args.dtype), seed=args.seed)
-        model.scaler.fit(x_train)
+        if not args.early_stopping:
+            # (with early stopping, fit fits it on the rows it trains on, not the held-out ones)
+            model.scaler.fit(x_train)
         clock.append(("input scaling (fit)", None, time.perf_counter()))
         optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
         if not args.quiet:

@@ -137,3 +137,17 @@ def test_the_cli_holds_out_a_split_and_scores_the_test_set_once(small_idx, capsy
     assert re.fullmatch(r"(ran all 4 epochs|early stopping: .*); best epoch \d \(val_loss "
                         r"\d\.\d{4}\), weights restored", out[-2])
     assert re.match(r"final  test acc \d+\.\d\d%  best epoch \d: val acc \d+\.\d\d%  ", out[-1])
+
+
+def test_the_held_out_rows_do_not_shape_the_input_scaling():
+    from fastmlp.preprocessing import InputScaler
+
+    x, y = noisy_problem(400)
+    x[:, 0] += np.arange(400)  # rows that differ, so that leaving some out shows
+    model = MLP((20, 8, 3), seed=0)
+    model.fit(x, y, epochs=1, early_stopping=True, validation_fraction=0.25)
+    kept = np.ones(400, bool)
+    kept[validation_split(y, 0.25, np.random.default_rng(0))] = False
+    expected = InputScaler().fit(x[kept])
+    assert (model.scaler.mean, model.scaler.std) == (expected.mean, expected.std)
+    assert model.scaler.mean != InputScaler().fit(x).mean
