@@ -24,6 +24,21 @@ FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 32_000_000))
 
 
+# Work arrays start at a multiple of this many bytes: a cache line, and an AVX-512
+# vector, so that no vector load of a product's rows spans two lines (a 64-row x 784
+# product ran at 147 GFLOP/s on one core with its B 16 bytes off, 177 aligned).
+ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` whose data starts at a multiple of ``ALIGNMENT`` bytes."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 # Outputs at least this large reuse the memory of an earlier output that nothing
 # references any more (see _fresh); smaller ones are plain np.empty.
 REUSE_BYTES = 4 << 20
@@ -55,11 +70,12 @@ def _fresh(shape, dtype) -> np.ndarray:
         return np.empty(shape, dtype)
     buffers = _kept.buffers
     for i in range(len(buffers)):
-        # 2: the list's reference and getrefcount's own argument; a live view adds one
-        if buffers[i].nbytes == nbytes and sys.getrefcount(buffers[i]) == 2:
+        # The views handed out refer to the memory's owner, the buffer's base: 2 is the
+        # buffer's reference and getrefcount's own argument, and a live view adds one.
+        if buffers[i].nbytes == nbytes and sys.getrefcount(buffers[i].base) == 2:
             buffers.append(buffers.pop(i))
             return buffers[-1].view(dtype).reshape(shape)
-    buffer = np.empty(nbytes, np.uint8)
+    buffer = aligned_empty(nbytes, np.uint8)
     buffers.append(buffer)
     if len(buffers) > REUSE_KEPT:
         del buffers[0]
@@ -131,7 +147,7 @@ def _gemm_t(a, b):
 
 def _transposed(a):
     """A C-contiguous copy of ``a.T``; rows split as in ``_gemm``."""
-    out = np.empty((a.shape[1], a.shape[0]), a.dtype)
+    out = aligned_empty((a.shape[1], a.shape[0]), a.dtype)
     tasks = _tasks(a.shape[0], 64 * a.size)
     with compile_notice(k.transpose_rows):
         split_rows(k.transpose_rows, a.shape[0], tasks, a, out)

@@ -23,7 +23,7 @@ from ...exceptions import PerformanceWarning
 from ...optim import FUSED_RULES
 from ...train import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
 from . import _kernels as k
-from ._api import FLOATS, backward, check_layers, forward
+from ._api import FLOATS, aligned_empty, backward, check_layers, forward
 from ._compile_notice import compile_notice
 from ._threads import run_workers
 
@@ -51,12 +51,15 @@ class EpochBuffers(NamedTuple):
 
     @classmethod
     def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False):
+        # the products' operands aligned (see _api.ALIGNMENT): the batch, the layers'
+        # outputs and deltas, the transposed weights and the gradient
         dtype = theta.dtype
-        return cls(xb=np.empty((rows, n_in), dtype),
-                   yb=np.empty(rows, np.int64), z=np.empty(rows * units, dtype),
-                   d=np.empty(rows * units, dtype), wt=np.empty_like(theta),
-                   s1t=np.empty_like(state1), s2t=np.empty_like(state2),
-                   grad=np.empty_like(theta), losses=np.empty(rows),
+        return cls(xb=aligned_empty((rows, n_in), dtype),
+                   yb=np.empty(rows, np.int64), z=aligned_empty(rows * units, dtype),
+                   d=aligned_empty(rows * units, dtype), wt=aligned_empty(theta.shape, dtype),
+                   s1t=aligned_empty(state1.shape, dtype),
+                   s2t=aligned_empty(state2.shape, dtype),
+                   grad=aligned_empty(theta.shape, dtype), losses=np.empty(rows),
                    hits=np.empty(rows, np.int64), wb=np.empty(rows if weighted else 0))
 
 
