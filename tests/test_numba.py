@@ -291,3 +291,18 @@ def test_the_products_work_arrays_start_on_a_cache_line():
     for name in ("xb", "z", "d", "wt", "s1t", "grad"):
         assert getattr(buffers, name).ctypes.data % _api.ALIGNMENT == 0, name
     assert _api._transposed(np.ones((5, 3), np.float32)).ctypes.data % _api.ALIGNMENT == 0
+
+
+def test_the_kept_output_buffers_stay_within_their_bounds(random_params, monkeypatch):
+    from fastmlp.backends.numba import _api
+
+    monkeypatch.setattr(_api, "REUSE_KEPT_BYTES", 3 * _api.REUSE_BYTES)
+    params = random_params((8, 128, 3), np.float32)
+    held = []
+    for extra in range(6):  # outputs of growing size, all held: each needs a new buffer
+        rows = _api.REUSE_BYTES // (128 * 4) + 1 + extra
+        held.append(backend.forward(params, np.ones((rows, 8), np.float32))[1][1])
+    kept = _api._kept.buffers
+    assert 1 <= len(kept) <= _api.REUSE_KEPT
+    assert sum(b.nbytes for b in kept) <= 3 * _api.REUSE_BYTES + _api.REUSE_BYTES // 16
+    assert all(np.array_equal(h[0], held[-1][0]) for h in held)  # none overwritten

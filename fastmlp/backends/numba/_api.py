@@ -42,8 +42,10 @@ def aligned_empty(shape, dtype) -> np.ndarray:
 # Outputs at least this large reuse the memory of an earlier output that nothing
 # references any more (see _fresh); smaller ones are plain np.empty.
 REUSE_BYTES = 4 << 20
-# At most this many such buffers are kept per thread, the least recently used dropped.
+# At most this many such buffers, and this many bytes of them, are kept per thread,
+# the least recently used dropped first.
 REUSE_KEPT = 8
+REUSE_KEPT_BYTES = 256 << 20
 
 
 class _Kept(threading.local):
@@ -60,9 +62,10 @@ def _fresh(shape, dtype) -> np.ndarray:
     A large array from ``np.empty`` is memory glibc maps for it and unmaps when
     it is freed, so each call faults its pages in again (MNIST's 60 000-row
     forward pass: 62-65 ms with glibc told to keep freed memory, 70-160 ms
-    without). The calling thread keeps the buffers of its large outputs and
-    hands one out again once no array refers to it: a view of it, such as an
-    output the caller still holds, keeps it from being reused.
+    without). The calling thread keeps the buffers of its large outputs (at
+    most ``REUSE_KEPT`` of them and ``REUSE_KEPT_BYTES`` in all) and hands one
+    out again once no array refers to it: a view of it, such as an output the
+    caller still holds, keeps it from being reused.
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -77,7 +80,8 @@ def _fresh(shape, dtype) -> np.ndarray:
             return buffers[-1].view(dtype).reshape(shape)
     buffer = aligned_empty(nbytes, np.uint8)
     buffers.append(buffer)
-    if len(buffers) > REUSE_KEPT:
+    while len(buffers) > 1 and (len(buffers) > REUSE_KEPT
+                                or sum(b.nbytes for b in buffers) > REUSE_KEPT_BYTES):
         del buffers[0]
     return buffer.view(dtype).reshape(shape)
 
