@@ -754,7 +754,9 @@ def _write_run_options(args) -> None:
     for dest in _DATA_OPTIONS[1:]:  # paths, made absolute: a resume may run elsewhere
         if options[dest] is not None:
             options[dest] = os.path.abspath(options[dest])
-    os.makedirs(args.checkpoint, exist_ok=True)
+    from .checkpoint import prepare
+
+    prepare(args.checkpoint)
     with atomic_write(os.path.join(args.checkpoint, RUN_FILE)) as file:
         file.write(json.dumps(options, indent=1).encode())
 
