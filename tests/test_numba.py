@@ -278,6 +278,36 @@ def test_large_outputs_reuse_memory_nothing_refers_to_and_never_memory_in_use(ra
     np.testing.assert_array_equal(view, before[::2])
 
 
+LANES32 = _kernels.VECTOR_BYTES // 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, m", [(1, 1), (3, 5), (LANES32, LANES32), (LANES32 + 1, 2 * LANES32 - 1),
+                                  (128, 784), (784, 128), (10, 128), (128, 10)])
+def test_transpose_rows_moves_every_value_and_nothing_else(n, m, dtype):
+    # blocks of one vector's lanes square, transposed in registers, masked at the
+    # edges: dst[:, i] = src[i] for the rows asked for, and no other value written
+    rng = np.random.default_rng(n * m)
+    src = rng.standard_normal((n, m)).astype(dtype)
+    for i0, i1 in ((0, n), (n // 3, n - n // 4)):
+        dst = np.full((m, n), -7.0, dtype)
+        _kernels.transpose_rows(src, dst, i0, i1)
+        expected = np.full((m, n), -7.0, dtype)
+        expected[:, i0:i1] = src[i0:i1].T
+        np.testing.assert_array_equal(dst, expected)
+
+
+def test_the_transposed_copy_of_a_layer_is_reused_per_thread():
+    from fastmlp.backends.numba import _api
+
+    W = np.arange(12, dtype=np.float32).reshape(3, 4)
+    first = _api._transposed(W)
+    np.testing.assert_array_equal(first, W.T)
+    again = _api._transposed(W + 1)
+    assert again is first  # the thread's scratch for this shape, not fresh memory
+    np.testing.assert_array_equal(again, W.T + 1)
+
+
 def test_the_products_work_arrays_start_on_a_cache_line():
     # a vector load of an aligned row never spans two cache lines (20 % faster products)
     from fastmlp.backends.numba import _api, _fused

@@ -63,6 +63,7 @@ column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_B
                                         masked_only=True)
 _fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
 rows_dot = _simd.make_rows_dot_kernel(VECTOR_BYTES)
+transpose_block = _simd.make_transpose_kernel(VECTOR_BYTES)
 
 
 @njit(**_JIT)
@@ -372,21 +373,15 @@ def relu_backward_rows(delta, a, i0, i1):
 
 @njit(**_JIT)
 def transpose_rows(src, dst, i0, i1):
-    # dst[:, i] = src[i] for rows i0:i1. Blocks of 32 rows by 4 columns: each
-    # row of dst gets 32 neighbouring values per visit, and each row of src
-    # gives 4 (a plain double loop ran at 0.8 ns per value, this at 0.5)
-    m = src.shape[1]
-    for b0 in range(i0, i1, 32):
-        b1 = min(b0 + 32, i1)
-        for k in range(0, m - m % 4, 4):
-            d0, d1, d2, d3 = dst[k], dst[k + 1], dst[k + 2], dst[k + 3]
-            for i in range(b0, b1):
-                row = src[i]
-                d0[i], d1[i], d2[i], d3[i] = row[k], row[k + 1], row[k + 2], row[k + 3]
-        for k in range(m - m % 4, m):
-            column = dst[k]
-            for i in range(b0, b1):
-                column[i] = src[i, k]
+    # dst[:, i] = src[i] for rows i0:i1, a block of one vector's lanes square at a
+    # time, transposed in registers (a 784 x 128 layer: 0.5 ns a value in blocks of
+    # scalar loads and stores, 0.1 ns this way)
+    n, m = src.shape
+    lanes = VECTOR_BYTES // src.itemsize
+    for r0 in range(i0, i1, lanes):
+        rows = min(lanes, i1 - r0)
+        for c0 in range(0, m, lanes):
+            transpose_block(src, r0 * m + c0, m, dst, c0 * n + r0, n, rows, min(lanes, m - c0))
 
 
 @njit(**_JIT)

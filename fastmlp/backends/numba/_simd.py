@@ -402,6 +402,56 @@ def make_rows_dot_kernel(vector_bytes: int):
     return rows_dot
 
 
+def make_transpose_kernel(vector_bytes: int):
+    """The intrinsic ``transpose_block(src, src_at, lds, dst, dst_at, ldd, rows, cols)``.
+
+    For ``r < rows`` and ``c < cols`` (each at most one vector's lanes ``L``)::
+
+        dst[c, r] = src[r, c]
+
+    where ``src[r, c]`` is element ``src_at + r * lds + c`` of ``src``'s buffer
+    and ``dst[c, r]`` element ``dst_at + c * ldd + r`` of ``dst``'s. Each row
+    is one vector load (masked to ``cols``; rows past ``rows`` repeat the
+    last), the ``L x L`` block is transposed in registers (`_transpose`), and
+    each column is one vector store (masked to ``rows``): ``log2(L) / L``
+    shuffles per value, where a scalar loop takes a load and a store.
+    """
+
+    @intrinsic
+    def transpose_block(typingctx, src, src_at, lds, dst, dst_at, ldd, rows, cols):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+                and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp, types.intp,
+                         types.intp)
+
+        def codegen(context, builder, signature, args):
+            src_, src_at, lds, dst_, dst_at, ldd, rows, cols = args
+            element = context.get_value_type(signature.args[0].dtype)
+            lanes = vector_bytes // _bytes(element)
+            vector_type = ir.VectorType(element, lanes)
+            source, target = (context.make_array(signature.args[i])(context, builder, value).data
+                              for i, value in ((0, src_), (3, dst_)))
+            last_row = builder.sub(rows, ir.Constant(_I64, 1))
+            cols_mask = _lane_mask(builder, cols, lanes)
+            loaded = []
+            for r in range(lanes):
+                row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows),
+                                     ir.Constant(_I64, r), last_row)
+                at = builder.add(src_at, builder.mul(row, lds))
+                loaded.append(_load(builder, builder.gep(source, [at]), vector_type, cols_mask))
+            rows_mask = _lane_mask(builder, rows, lanes)
+            for c, column in enumerate(_transpose(builder, loaded, lanes)):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, c), cols)):
+                    at = builder.add(dst_at, builder.mul(ir.Constant(_I64, c), ldd))
+                    _store(builder, column, builder.gep(target, [at]), rows_mask)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose_block
+
+
 PEAK_CHAINS = 12
 
 
