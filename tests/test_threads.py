@@ -22,8 +22,8 @@ from fastmlp import MLP, use_backend
 BACKENDS = fastmlp.available_backends()
 SIZES = (784, 128, 128, 10)
 # one raw sample (1-D), then batches of 1 to 2000 rows: with 784-128-128-10 and
-# PARALLEL_WORK as shipped (32M) the numba backend splits the first layer's product
-# from 319 rows and the second's from 1954; lowered to 50 000, each layer's from 1, 4, 40
+# PARALLEL_WORK as shipped (32M) the numba backend splits a forward pass from 272
+# rows (lowered to 50 000, from 1), and backward's first-layer products from 319
 ROWS = [None, 1, 7, 200, 2000]
 LOW_PARALLEL_WORK = 50_000
 

@@ -17,11 +17,11 @@ from ._threads import split_rows
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Products of at least this many multiply-adds split their rows across a pool of
-# threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only speed depends on it:
-# every split gives the same bits. Measured on 2 cores: a 784-128-128-10
-# forward pass of 256 rows ran faster whole, of 1000 rows split; the first
-# layer splits from about 320 rows.
+# Products (and forward passes) of at least this many multiply-adds split their
+# rows across a pool of threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only
+# speed depends on it: every split gives the same bits. Measured on 2 cores: a
+# 784-128-128-10 forward pass of 256 rows ran faster whole, of 1000 rows split;
+# it splits from 272 rows.
 PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 32_000_000))
 
 
@@ -151,15 +151,15 @@ def _gemm_t(a, b):
     return out
 
 
-def _transposed(a):
+def _transposed(a, slot=0):
     """A C-contiguous copy of ``a.T``; rows split as in ``_gemm``.
 
-    The copy is the calling thread's scratch for ``a``'s shape and dtype, which
-    its next call overwrites: use it before asking for another. (A fresh copy
-    of a 784 x 128 layer faulted its memory in on every call: a forward pass
-    of 64 rows took 330 us, half of it outside the products.)
+    The copy is the calling thread's scratch for ``slot`` and ``a``'s shape and
+    dtype, which its next call for them overwrites. (A fresh copy of a 784 x
+    128 layer faulted its memory in on every call: a forward pass of 64 rows
+    took 330 us, half of it outside the products.)
     """
-    key = (a.shape, a.dtype)
+    key = (slot, a.shape, a.dtype)
     out = _kept.panels.get(key)
     if out is None:
         out = _kept.panels[key] = aligned_empty((a.shape[1], a.shape[0]), a.dtype)
@@ -190,15 +190,13 @@ def forward(params, x):
     dtype = _float_dtype(x, *[array for layer in params for array in layer])
     a = kernel_array(np.atleast_2d(x), dtype)
     Ws, bs = _layers(params, dtype, a.shape[1])
-    cache = [a]
-    last = len(Ws) - 1
-    with compile_notice(k.dense):
-        for l, (W, b) in enumerate(zip(Ws, bs)):
-            z = _fresh((a.shape[0], W.shape[0]), dtype)
-            split_rows(k.dense, a.shape[0], _tasks(a.shape[0], a.size * W.shape[0]),
-                       a, _transposed(W), b, z, l == last)
-            cache.append(z)
-            a = z
+    n = a.shape[0]
+    W_ts = tuple(_transposed(W, slot=l) for l, W in enumerate(Ws))
+    outs = tuple(_fresh((n, W.shape[0]), dtype) for W in Ws)
+    work = n * sum(W.size for W in Ws)
+    with compile_notice(k.forward_rows):
+        split_rows(k.forward_rows, n, _tasks(n, work), a, W_ts, bs, outs)
+    cache = [a, *outs]
     if x.ndim == 1:
         cache = [c[0] for c in cache]
     return cache[-1], cache

@@ -288,6 +288,29 @@ def dense(a, W_t, b, out, last, i0, i1):
         bias_softmax_rows(out, b, i0, i1)
 
 
+# Rows of the forward pass that go through every layer before the next ones start:
+# their activations are read back from the core's cache, not from memory, and the
+# layers' panels stay in it (MNIST's 60 000 rows: 55 ms, layer by layer 58 ms).
+FORWARD_TILE = 5 * ROW_TILE
+
+
+@njit(**_JIT)
+def forward_rows(a, W_ts, bs, outs, i0, i1):
+    """Rows ``i0:i1`` of the forward pass: ``outs[l] = dense(a_l, W_ts[l], bs[l])``.
+
+    ``a_0 = a`` and ``a_l = outs[l - 1]``; the last layer is the softmax, the
+    others ReLU (``W_ts`` are the layers' ``W`` transposed, tuples of one
+    array type). ``FORWARD_TILE`` rows at a time through all layers: each
+    row's bits are ``dense``'s, whatever the tiles.
+    """
+    last = len(W_ts) - 1
+    for t0 in range(i0, i1, FORWARD_TILE):
+        t1 = min(t0 + FORWARD_TILE, i1)
+        for l in range(len(W_ts)):
+            below = a if l == 0 else outs[l - 1]
+            dense(below, W_ts[l], bs[l], outs[l], l == last, t0, t1)
+
+
 @njit(**_JIT)
 def predict_one(Ws, bs, x, scale, offset):
     """Probabilities of one raw sample ``x``, scaled first as ``scale * x + offset``.
