@@ -177,24 +177,31 @@ def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype, random_problem):
 
 
 @numba.njit
-def _rows_dot_all(W, x, out):
+def _rows_dot_all(W, x, out, grouped):
+    # rows_dot one vector of rows at a time, or rows_dot_groups as many as it takes
     n_out, K = W.shape
     lanes = _kernels.VECTOR_BYTES // W.itemsize
-    for j in range(0, n_out, lanes):
-        _kernels.rows_dot(W, j * K, K, x, out, j, min(lanes, n_out - j), K)
+    step = _kernels.ROWS_DOT_GROUPS * lanes if grouped else lanes
+    for j in range(0, n_out, step):
+        if grouped:
+            _kernels.rows_dot_groups(W, j * K, K, x, out, j, min(step, n_out - j), K)
+        else:
+            _kernels.rows_dot(W, j * K, K, x, out, j, min(step, n_out - j), K)
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_out", [1, 7, 8, 9, 16, 17, 33])
+@pytest.mark.parametrize("n_out", [1, 7, 8, 9, 16, 17, 33, 40])
 @pytest.mark.parametrize("K", [0, 1, 3, 8, 15, 16, 17, 40])
-def test_rows_dot_is_the_tiles_fma_chain_at_every_edge(n_out, K, dtype):
-    # W @ x by rows, W transposed in registers: the bits of gemm's x @ W.T, close to
-    # float64 NumPy, for row counts and K around multiples of every vector width
+def test_rows_dot_is_the_tiles_fma_chain_at_every_edge(n_out, K, dtype, grouped):
+    # W @ x by rows, W transposed in registers (partly by its loads): the bits of
+    # gemm's x @ W.T, close to float64 NumPy, for row counts and K around multiples
+    # of every vector width, and groups of rows partly or wholly past the last
     rng = np.random.default_rng(n_out * 100 + K)
     W = rng.standard_normal((n_out, K)).astype(dtype)
     x = rng.standard_normal(K).astype(dtype)
     got = np.full(n_out, np.nan, dtype)
-    _rows_dot_all(W, x, got)
+    _rows_dot_all(W, x, got, grouped)
     want = np.full((1, n_out), np.nan, dtype)
     _kernels.gemm(x.reshape(1, K), np.ascontiguousarray(W.T), want, 0, 1)
     np.testing.assert_array_equal(got, want[0])

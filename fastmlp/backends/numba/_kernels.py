@@ -63,6 +63,11 @@ column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_B
                                         masked_only=True)
 _fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
 rows_dot = _simd.make_rows_dot_kernel(VECTOR_BYTES)
+# Vectors of rows that one call of rows_dot_groups takes at once, in independent
+# FMA chains (a 784 x 128 layer: one 8.1 us, two 6.7, four 7.8: 64 vectors of W
+# then no longer fit in the 32 registers).
+ROWS_DOT_GROUPS = 2
+rows_dot_groups = _simd.make_rows_dot_kernel(VECTOR_BYTES, ROWS_DOT_GROUPS)
 transpose_block = _simd.make_transpose_kernel(VECTOR_BYTES)
 
 
@@ -341,7 +346,11 @@ def predict_one(Ws, bs, x, scale, offset):
         n_out, K = W.shape
         z = np.empty((1, n_out), a.dtype)
         lanes = VECTOR_BYTES // a.itemsize
-        for j in range(0, n_out, lanes):
+        j = 0
+        while n_out - j >= ROWS_DOT_GROUPS * lanes:
+            rows_dot_groups(W, j * K, K, a, z, j, ROWS_DOT_GROUPS * lanes, K)
+            j += ROWS_DOT_GROUPS * lanes
+        for j in range(j, n_out, lanes):
             rows_dot(W, j * K, K, a, z, j, min(lanes, n_out - j), K)
         if l == last:
             bias_softmax_rows(z, bs[l], 0, 1)

@@ -296,16 +296,18 @@ def make_tile_kernel(tile: Tile, masked_only: bool = False):
     return tile_nn
 
 
-def _transpose(builder, rows, lanes):
+def _transpose(builder, rows, lanes, below=None):
     """``rows[r][c]`` -> ``columns[c][r]`` for ``lanes`` vectors of ``lanes`` lanes.
 
     ``log2(lanes)`` rounds of two-vector shuffles; the round of distance ``d``
     swaps bit ``d`` of each element's row and lane where the two differ, so
-    after every bit each element ``(r, c)`` stands at ``(c, r)``.
+    after every bit each element ``(r, c)`` stands at ``(c, r)``. The rounds
+    act on separate bits, in any order; with ``below``, only those of ``d <
+    below`` run (``_piece_rows`` has swapped the others while loading).
     """
     rows = list(rows)
     d = 1
-    while d < lanes:
+    while d < (lanes if below is None else min(below, lanes)):
         low = ir.Constant(ir.VectorType(_I32, lanes),
                           [c + lanes - d if c & d else c for c in range(lanes)])
         high = ir.Constant(ir.VectorType(_I32, lanes),
@@ -320,11 +322,53 @@ def _transpose(builder, rows, lanes):
     return rows
 
 
-def make_rows_dot_kernel(vector_bytes: int):
+# Elements per 16-byte piece of a vector: the width one load can insert into a
+# lane of a wider vector without a shuffle.
+PIECE_BYTES = 16
+
+
+def _piece_rows(builder, row_pointers, k0, vector_type):
+    """An ``L x L`` block of rows ``row_pointers`` from column ``k0``, its high bits
+    already transposed: ``L`` vectors, each of ``L / P`` 16-byte pieces (``P``
+    elements) loaded from memory.
+
+    Vector ``v``'s piece ``q`` is row ``q P + v % P``, columns ``k0 + v - v % P``
+    onwards: the block after `_transpose`'s rounds of ``d >= P``, which the
+    loads do (a piece goes into its lane of the vector as it is loaded, where a
+    shuffle would take the core's one shuffle port). The rounds of ``d < P``
+    remain.
+    """
+    lanes = vector_type.count
+    piece = max(1, min(lanes, PIECE_BYTES // _bytes(vector_type.element)))
+    piece_type = ir.VectorType(vector_type.element, piece)
+    vectors = []
+    for v in range(lanes):
+        column = builder.add(k0, ir.Constant(_I64, v - v % piece))
+        vector = None
+        for q in range(lanes // piece):
+            part = _load(builder, builder.gep(row_pointers[q * piece + v % piece], [column]),
+                         piece_type)
+            # the piece widened to L lanes, then inserted at lanes q P: one insert
+            # from memory (vinsertf32x4), where concatenating halves would shuffle
+            widened = builder.shuffle_vector(part, ir.Constant(piece_type, ir.Undefined),
+                                             ir.Constant(ir.VectorType(_I32, lanes),
+                                                         [i % piece for i in range(lanes)]))
+            if vector is None:
+                vector = widened
+            else:
+                order = [lanes + i - q * piece if q * piece <= i < (q + 1) * piece else i
+                         for i in range(lanes)]
+                vector = builder.shuffle_vector(vector, widened,
+                                                ir.Constant(ir.VectorType(_I32, lanes), order))
+        vectors.append(vector)
+    return vectors, piece
+
+
+def make_rows_dot_kernel(vector_bytes: int, groups: int = 1):
     """The intrinsic ``rows_dot(W, w_at, ldw, x, out, out_at, rows, K)``: products of rows
     of ``W`` with one vector ``x``, each one FMA chain in ``k`` order.
 
-    For ``r < rows`` (at most one vector's lanes ``L``)::
+    For ``r < rows`` (at most ``groups`` vectors' lanes ``L``)::
 
         acc[r] = 0
         for k in range(K):
@@ -332,15 +376,16 @@ def make_rows_dot_kernel(vector_bytes: int):
         out[out_at + r] = acc[r]
 
     where ``W[r, k]`` is element ``w_at + r * ldw + k`` of ``W``'s buffer and
-    ``x[k]`` element ``k`` of ``x``'s. ``W``'s rows are loaded ``L`` elements
-    of ``k`` at a time and each ``L x L`` block is transposed in registers
-    (`_transpose`), so each ``k`` is one vector FMA over the rows with
+    ``x[k]`` element ``k`` of ``x``'s. Each group of ``L`` rows loads ``L x L``
+    blocks of ``W`` (`_piece_rows`), finishes their transposition in registers
+    (`_transpose`), and runs one vector FMA per ``k`` over its rows with
     ``x[k]`` broadcast: the chain ``tile_nn`` computes for ``out = x @ W.T``
     (``fma(W[r, k], x[k], s) == fma(x[k], W[r, k], s)``), the same bits, with
-    no transposed copy of ``W`` and one load for ``L`` of its elements. The
-    last block of a ``K`` that is not a multiple of ``L`` loads masked and
-    runs only its ``K % L`` steps; rows past ``rows`` repeat the last row and
-    are not stored.
+    no transposed copy of ``W``. The groups' chains are independent, so one
+    waits for its FMA while another's run (one group: 784 FMAs in a row, each
+    waiting for the last). The last block of a ``K`` that is not a multiple
+    of ``L`` loads whole rows masked and runs only its ``K % L`` steps; rows
+    past ``rows`` repeat the last row and are not stored.
     """
 
     @intrinsic
@@ -361,40 +406,53 @@ def make_rows_dot_kernel(vector_bytes: int):
             w, xs, o = (context.make_array(signature.args[i])(context, builder, value).data
                         for i, value in ((0, W_), (3, x_), (4, out_)))
             last_row = builder.sub(rows_, ir.Constant(_I64, 1))
-            w_rows = []
-            for r in range(lanes):
-                row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows_),
-                                     ir.Constant(_I64, r), last_row)
-                w_rows.append(builder.gep(w, [builder.add(w_at_, builder.mul(row, ldw_))]))
-            acc = cgutils.alloca_once(builder, vector_type)
-            builder.store(ir.Constant(vector_type, [ir.Constant(element, 0.0)] * lanes), acc)
+            zero = ir.Constant(vector_type, [ir.Constant(element, 0.0)] * lanes)
+            group_rows, accumulators = [], []
+            for g in range(groups):
+                pointers = []
+                for r in range(g * lanes, (g + 1) * lanes):
+                    row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows_),
+                                         ir.Constant(_I64, r), last_row)
+                    pointers.append(builder.gep(w, [builder.add(w_at_, builder.mul(row, ldw_))]))
+                group_rows.append(pointers)
+                accumulators.append(cgutils.alloca_once(builder, vector_type))
+                builder.store(zero, accumulators[-1])
             L = ir.Constant(_I64, lanes)
             blocks = builder.sdiv(K_, L)
             tail = builder.sub(K_, builder.mul(blocks, L))
 
-            def block(k0, mask, steps):
-                # one L x L block of W from column k0: load, transpose, up to L FMA steps
-                columns = _transpose(builder, [_load(builder, builder.gep(row, [k0]),
-                                                     vector_type, mask) for row in w_rows], lanes)
+            def steps(k0, columns, acc, count):
+                # up to L FMA steps of one group: acc = fma(W[:, k0 + c], x[k0 + c], acc)
                 for c, column in enumerate(columns):
                     def step(c=c, column=column):
                         x_k = builder.load(builder.gep(xs, [builder.add(k0, ir.Constant(_I64, c))]))
                         builder.store(builder.call(fma, [column, _broadcast(builder, x_k,
                                                                             vector_type),
                                                          builder.load(acc)]), acc)
-                    if steps is None:
+                    if count is None:
                         step()
                     else:
                         with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, c),
-                                                                 steps)):
+                                                                 count)):
                             step()
 
             with cgutils.for_range(builder, blocks) as loop:
-                block(builder.mul(loop.index, L), None, None)
+                k0 = builder.mul(loop.index, L)
+                for pointers, acc in zip(group_rows, accumulators):
+                    loaded, piece = _piece_rows(builder, pointers, k0, vector_type)
+                    steps(k0, _transpose(builder, loaded, lanes, below=piece), acc, None)
             with builder.if_then(builder.icmp_signed(">", tail, ir.Constant(_I64, 0))):
-                block(builder.mul(blocks, L), _lane_mask(builder, tail, lanes), tail)
-            _store(builder, builder.load(acc), builder.gep(o, [out_at_]),
-                   _lane_mask(builder, rows_, lanes))
+                k0 = builder.mul(blocks, L)
+                mask = _lane_mask(builder, tail, lanes)
+                for pointers, acc in zip(group_rows, accumulators):
+                    loaded = [_load(builder, builder.gep(row, [k0]), vector_type, mask)
+                              for row in pointers]
+                    steps(k0, _transpose(builder, loaded, lanes), acc, tail)
+            for g, acc in enumerate(accumulators):
+                left = builder.sub(rows_, ir.Constant(_I64, g * lanes))
+                _store(builder, builder.load(acc),
+                       builder.gep(o, [builder.add(out_at_, ir.Constant(_I64, g * lanes))]),
+                       _lane_mask(builder, left, lanes))
             return context.get_dummy_value()
 
         return sig, codegen
