@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
+# Values per piece of the element-wise finiteness test: its booleans stay in cache.
+_FINITE_PIECE = 1 << 16
 
-def check_features(x, n_features: int, name: str = "x") -> np.ndarray:
+
+def check_features(x, n_features: int, name: str = "x", *,
+                   check_finite: bool = True) -> np.ndarray:
     """Return ``x`` as an array of shape ``(n_samples, n_features)`` or ``(n_features,)``.
 
     Raises ``ValueError`` for a wrong number of dimensions or features, an
-    empty batch, NaN or inf; ``TypeError`` for a non-numeric dtype.
+    empty batch, NaN or inf (unless ``check_finite`` is False: a caller that
+    has checked already skips the only test that reads every value);
+    ``TypeError`` for a non-numeric dtype.
     """
     x = np.asarray(x)
     kind = x.dtype.kind
@@ -31,10 +37,36 @@ def check_features(x, n_features: int, name: str = "x") -> np.ndarray:
         )
     if x.ndim == 2 and x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (0 samples)")
-    if kind == "f" and not np.isfinite(x).all():
-        bad = "NaN" if np.isnan(x).any() else "inf"
-        raise ValueError(f"{name} contains {bad}; inputs must be finite")
+    if check_finite and kind == "f":
+        bad = _non_finite(x)
+        if bad is not None:
+            raise ValueError(f"{name} contains {bad}; inputs must be finite")
     return x
+
+
+def _non_finite(x: np.ndarray) -> str | None:
+    """``'NaN'`` if float ``x`` (1-D or 2-D) holds a NaN, else ``'inf'`` if it holds an
+    infinity, else None.
+
+    All finite, the common case, costs one pass and no memory: a sum is finite
+    only if every term is (a NaN or inf makes every partial sum after it NaN or
+    inf). Only when the sum is not (or finite values overflow it) are the values
+    tested, ``_FINITE_PIECE`` at a time (at least a row), not with an array of
+    booleans of the size of ``x``.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(x, axis=None)):
+            return None
+    rows = np.atleast_2d(x)
+    rows_per_piece = max(1, _FINITE_PIECE // rows.shape[1])
+    bad = None
+    for begin in range(0, len(rows), rows_per_piece):
+        piece = rows[begin:begin + rows_per_piece]
+        if np.isnan(piece).any():
+            return "NaN"
+        if bad is None and np.isinf(piece).any():
+            bad = "inf"
+    return bad
 
 
 def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:

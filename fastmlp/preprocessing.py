@@ -16,6 +16,9 @@ _PIECE = 1 << 16
 # Integers up to this magnitude have exact float64 piece sums of x and x**2
 # (at most 2**16 * 2**32 = 2**48 < 2**53, whatever the order of summation).
 _EXACT_LIMIT = 2.0**16
+# Values whose mean is more than this many standard deviations from 0 are shifted
+# by it (see _moments); below it, the shift gains less than an ulp.
+_FAR = 64
 
 
 class InputScaler:
@@ -37,7 +40,9 @@ class InputScaler:
     correctly rounded and the standard deviation is the square root of the
     correctly rounded variance, so they do not depend on the dtype either.
     Other values are accumulated in float64 piece by piece (Chan et al.'s
-    pairwise update), without a float64 copy of the whole input.
+    pairwise update), without a float64 copy of the whole input, and shifted
+    by their mean when that is far from 0 (more than 64 standard deviations),
+    so that it costs no digits of the standard deviation.
 
     Parameters
     ----------
@@ -179,35 +184,69 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
     if x.dtype == np.uint8:
         return _exact_moments(x.size, *_byte_sums(x))
     whole = x.dtype.kind in "iu"
-    scratch = np.empty(_PIECE)
+    # int8, int16, uint16: every value of the dtype is a small integer
+    limits = np.iinfo(x.dtype) if whole else None
+    small_dtype = whole and limits.min >= -_EXACT_LIMIT and limits.max <= _EXACT_LIMIT
+    # A piece is tested for small integers as it is where that is exact and reads
+    # fewer bytes (integers, float32), else as float64 values.
+    raw = whole or x.dtype == np.float32
+    rounding = None if whole else np.empty(_PIECE, x.dtype if raw else np.float64)
+    # One float64 work array, made once, which stays in cache: a piece's values (unless
+    # x holds float64), then in place their squares or deviations. Squares and sums,
+    # not np.dot: a BLAS call per piece spins up BLAS threads, which crawl on a busy
+    # machine.
+    work = np.empty(_PIECE)
+    convert = x.dtype != np.float64
     n = total = total_squares = 0  # exact sums while every piece holds small integers
-    mean = m2 = 0.0  # running mean and sum of squared deviations once one does not
+    mean = m2 = 0.0  # running mean less shift, sum of squared deviations, once one does not
     exact = True
+    # Chan's update subtracts piece means, whose rounding loses the digits a mean far
+    # from 0 takes (the std of 1e6 + N(0, 3**2) kept 13 of 16 digits), so once a piece
+    # is not exact, values are shifted by the mean so far if it is more than _FAR
+    # standard deviations from 0: the differences are then of the size of the spread.
+    shift = None
     with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, overflow: fit reports them
         for piece in _pieces(x):
-            values = piece.astype(np.float64, copy=False)
+            size = piece.size
+            values = piece
+            if convert:
+                values = work[:size]
+                np.copyto(values, piece)
             if exact:
-                if _small_integers(values, whole, scratch):
-                    total += int(values.sum())
-                    total_squares += int(_sum_of_squares(values, scratch))
-                    n += values.size
+                if small_dtype or _small_integers(piece if raw else values, rounding):
+                    total += int(np.add.reduce(values))
+                    total_squares += int(np.add.reduce(np.square(values, out=work[:size])))
+                    n += size
                     continue
                 exact = False
                 if n:
-                    mean = total / n
+                    far = total * total * (_FAR**2 + 1) > _FAR**2 * n * total_squares
+                    shift = total / n if far else 0.0
+                    numerator, denominator = shift.as_integer_ratio()
+                    mean = (total * denominator - n * numerator) / (n * denominator)
                     m2 = (n * total_squares - total * total) / n
+            if shift:
+                values = np.subtract(values, shift, out=work[:size])
             # Chan, Golub and LeVeque's update of (n, mean, m2) with the piece's own statistics
-            piece_mean = float(values.mean())
-            piece_m2 = _sum_of_squares(np.subtract(values, piece_mean, out=scratch[:values.size]),
-                                       scratch)
-            merged = n + values.size
+            piece_mean = float(np.add.reduce(values)) / size
+            deviations = np.subtract(values, piece_mean, out=work[:size])
+            first = shift is None
+            if first:  # the piece's mean less piece_mean, to rounding
+                residual = float(np.add.reduce(deviations)) / size
+            piece_m2 = float(np.add.reduce(np.square(deviations, out=deviations)))
+            if first:
+                far = piece_mean * piece_mean * size > _FAR**2 * piece_m2
+                shift = piece_mean if far else 0.0
+                if shift:
+                    piece_mean = residual
+            merged = n + size
             delta = piece_mean - mean
-            mean += delta * values.size / merged
-            m2 += piece_m2 + delta * delta * (n * values.size / merged)
+            mean += delta * size / merged
+            m2 += piece_m2 + delta * delta * (n * size / merged)
             n = merged
     if exact:
         return _exact_moments(n, total, total_squares)
-    return mean, math.sqrt(m2 / n)
+    return shift + mean, math.sqrt(m2 / n)
 
 
 def _weighted_moments(x: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
@@ -262,33 +301,21 @@ def _row_sums(rows: np.ndarray, center: float) -> tuple[np.ndarray, np.ndarray, 
             if center:
                 piece -= center
             if exact:
-                exact = _small_integers(piece.ravel(), whole, scratch)
+                exact = _small_integers(piece.ravel(), None if whole else scratch)
             sums[begin:begin + len(piece)] = piece.sum(axis=1)
             squares[begin:begin + len(piece)] = np.square(piece, out=piece).sum(axis=1)
     return sums, squares, exact
 
 
-def _sum_of_squares(values: np.ndarray, scratch: np.ndarray) -> float:
-    """Sum of the squares of float64 ``values``, using ``scratch`` (which may be ``values``)."""
-    # Not np.dot: a BLAS call per piece spins up BLAS threads, which crawl on a busy machine.
-    squares = np.square(values, out=scratch[:values.size])
-    return float(squares.sum())
+def _small_integers(values: np.ndarray, rounding: np.ndarray | None) -> bool:
+    """Whether real ``values`` are integers of magnitude at most ``_EXACT_LIMIT``.
 
-
-def _small_integers(values: np.ndarray, whole: bool, scratch: np.ndarray) -> bool:
-    """Whether float64 ``values`` are integers of magnitude at most ``_EXACT_LIMIT``.
-
-    ``whole`` says they come from an integer dtype; ``scratch`` holds at least
-    as many float64 values as ``values``.
+    ``rounding`` is None for values of an integer dtype, else a work array of
+    their float dtype holding at least as many values (rounding is exact in it).
     """
     if not (values.min() >= -_EXACT_LIMIT and values.max() <= _EXACT_LIMIT):  # False for NaN
         return False
-    if whole:
-        return True
-    fractions = scratch[:values.size]
-    np.rint(values, out=fractions)
-    np.subtract(values, fractions, out=fractions)
-    return not fractions.any()
+    return rounding is None or np.array_equal(values, np.rint(values, out=rounding[:values.size]))
 
 
 def _byte_sums(x: np.ndarray) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 import numpy as np
 
 try:
+    from sklearn import get_config
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
@@ -584,7 +585,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             history = train(self.model_, X, y_index, epochs=epochs, batch_size=self.batch_size,
                             optimizer=self.optimizer_, learning_rate=self.learning_rate,
                             schedule=schedule, seed=int(self._shuffle_rng.integers(2**31)),
-                            callback=report, sample_weight=sample_weight, **stopping)
+                            callback=report, sample_weight=sample_weight,
+                            # validate_data has checked X for NaN and inf, unless told
+                            # to assume it finite: then fit checks
+                            check_finite=get_config()["assume_finite"], **stopping)
         if self.verbose > 0 and epochs > 1:
             print(f"trained {epochs} epochs in {time.perf_counter() - start:.2f} s", flush=True)
         self.n_iter_ += len(history)

@@ -175,7 +175,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
         callback: Callable[[int, History], None] | None = None,
         verbose: int | str = 0, validation_name: str = "val",
-        sample_weight=None, class_weight=None) -> History:
+        sample_weight=None, class_weight=None, check_finite: bool = True) -> History:
     """Train ``model`` in place with mini-batch gradient descent.
 
     Parameters
@@ -262,6 +262,12 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         summing ``sample_weight`` when given, and ``n_classes`` counting the
         classes of positive total weight), so every class weighs the same in
         all. See :func:`training_weights`.
+    check_finite : bool
+        Check that ``x`` and ``validation_data`` hold no NaN or inf (a
+        ``ValueError`` names which). False skips this pass over the data for a
+        caller that has checked already, as ``fastmlp.sklearn`` has with
+        scikit-learn's ``validate_data``; a NaN or inf then makes the scaler's
+        ``fit`` fail, or training diverge.
 
     Returns
     -------
@@ -293,7 +299,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         If ``sample_weight`` or ``class_weight`` is not as described; the
         message names the problem.
     """
-    x = check_features(x, model.n_features)
+    x = check_features(x, model.n_features, check_finite=check_finite)
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
     y = check_labels(y, x.shape[0], model.n_classes)
@@ -311,7 +317,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     base_lr = optimizer.learning_rate if learning_rate is None else learning_rate
     if validation_data is not None:
         x_val, y_val = validation_data
-        x_val = check_features(x_val, model.n_features, "x_val")
+        x_val = check_features(x_val, model.n_features, "x_val", check_finite=check_finite)
         y_val = check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
     stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
                 else None)

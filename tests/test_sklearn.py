@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
@@ -17,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastmlp
+import fastmlp._validation
 from fastmlp import backends
 from fastmlp.optim import Adam
 from fastmlp.sklearn import MLPClassifier
@@ -184,6 +186,27 @@ def test_rejects_sparse_nan_and_a_single_class():
         MLPClassifier(**FAST).fit(X, np.full(len(X), "spam"))
     with pytest.raises(ValueError, match="Unknown label type: continuous"):
         MLPClassifier(**FAST).fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize("assume_finite", [False, True])
+def test_inputs_are_checked_for_nan_and_inf_once(monkeypatch, assume_finite):
+    # scikit-learn's validate_data checks, and fastmlp's fit does not again; told to
+    # assume finite inputs, scikit-learn skips its check and fastmlp's runs
+    calls = []
+    non_finite = fastmlp._validation._non_finite
+    monkeypatch.setattr(fastmlp._validation, "_non_finite",
+                        lambda x: calls.append(x.shape) or non_finite(x))
+    X, y = blobs()
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with sklearn.config_context(assume_finite=assume_finite):
+        MLPClassifier(**FAST).fit(X, y)
+        MLPClassifier(**FAST).partial_fit(X, y, classes=np.unique(y))
+        assert calls == ([X.shape] * 2 if assume_finite else [])
+        message = ("x contains NaN; inputs must be finite" if assume_finite
+                   else "Input X contains NaN")
+        with pytest.raises(ValueError, match=message):
+            MLPClassifier(**FAST).fit(bad, y)
 
 
 def test_bad_hyper_parameters_fail_in_fit_with_their_name():

@@ -145,6 +145,19 @@ def test_bad_training_arguments(kwargs, message):
         MLP((8, 3), seed=0).fit(x, y, **kwargs)
 
 
+def test_check_finite_false_leaves_nan_to_the_scaler_or_the_loss():
+    x, y = synthetic(n=20)
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match="x contains NaN; inputs must be finite"):
+        MLP((8, 3), seed=0).fit(x, y, epochs=1)
+    with pytest.raises(ValueError, match="x_val contains NaN; inputs must be finite"):
+        MLP((8, 3), seed=0).fit(x[4:], y[4:], epochs=1, validation_data=(x[:4], y[:4]))
+    with pytest.raises(ValueError, match="the mean and standard deviation of x are nan"):
+        MLP((8, 3), seed=0).fit(x, y, epochs=1, check_finite=False)
+    with pytest.raises(TrainingDivergedError):
+        MLP((8, 3), seed=0, standardize=False).fit(x, y, epochs=1, check_finite=False)
+
+
 def test_one_dimensional_training_input_is_rejected():
     with pytest.raises(ValueError, match=r"x must be 2-D \(n_samples, n_features\)"):
         MLP((8, 3)).fit(np.zeros(8), [1])
