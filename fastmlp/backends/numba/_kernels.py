@@ -37,7 +37,8 @@ from . import _elementary, _simd
 # (inline="always": numba IR, not LLVM): each compiled function links and
 # generates machine code for all that it calls, so fewer levels compile faster
 # (the first fit of a cold cache took 6.6 s without, 5.2 s with; inlining the
-# product's own helpers too, 6.1). A helper called from several sites is not:
+# product's own helpers too, 6.1; the update rules into _update_slice, their one
+# caller, 6.8-7.0 s against 7.4-7.7 after later changes). A helper called from several sites is not:
 # each inlined copy is deep-copied and typed again (_update_slice and
 # _timed_barrier inlined at three sites each cost the epoch 1.2-1.5 s of its
 # 5.7 s compile).
@@ -460,7 +461,7 @@ class AdamStep(NamedTuple):
     shrink: float           # AdamW's factor on the parameters; 1 for Adam
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _sgd_update(slice_, g, step):
     # torch.optim.SGD: g += wd p; v = mu v + g; p -= lr (g + mu v) (Nesterov) or lr v;
     # v below the smallest normal float becomes 0, as in fastmlp.optim
@@ -484,7 +485,7 @@ def _sgd_update(slice_, g, step):
         p[i] = p[i] - cast(gi * step_size)
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _adam_update(slice_, g, step):
     # torch.optim.Adam / AdamW:
     #   AdamW: p *= 1 - lr wd (shrink);  Adam: g += wd p (coupled_decay)
