@@ -6,6 +6,7 @@ that a row's result is the same bits whatever surrounds it.
 """
 
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -313,6 +314,23 @@ def test_the_transposed_copy_of_a_layer_is_reused_per_thread():
     again = _api._transposed(W + 1)
     assert again is first  # the thread's scratch for this shape, not fresh memory
     np.testing.assert_array_equal(again, W.T + 1)
+    assert _api._transposed(W, slot=1) is not first  # each layer of a pass has its own
+    other = []
+    thread = threading.Thread(target=lambda: other.append(_api._transposed(W)))
+    thread.start()
+    thread.join()
+    assert other[0] is not first  # and each thread its own
+
+
+def test_the_transposed_copies_kept_stay_within_their_bounds(monkeypatch):
+    from fastmlp.backends.numba import _api
+
+    monkeypatch.setattr(_api, "PANEL_KEEP_BYTES", 1000)
+    big = np.ones((20, 20), np.float32)  # 1 600 bytes transposed: not kept
+    assert _api._transposed(big) is not _api._transposed(big)
+    for n in range(1, 2 * _api.PANELS_KEPT):
+        _api._transposed(np.ones((n, 3), np.float32))
+    assert 0 < len(_api._kept.panels) <= _api.PANELS_KEPT
 
 
 def test_the_products_work_arrays_start_on_a_cache_line():

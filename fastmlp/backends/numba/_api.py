@@ -151,18 +151,31 @@ def _gemm_t(a, b):
     return out
 
 
+# Transposed copies of at most this many bytes are kept as a thread's scratch, and at
+# most this many of them (a larger layer's product costs far more than faulting its
+# copy's memory in).
+PANEL_KEEP_BYTES = 16 << 20
+PANELS_KEPT = 16
+
+
 def _transposed(a, slot=0):
     """A C-contiguous copy of ``a.T``; rows split as in ``_gemm``.
 
-    The copy is the calling thread's scratch for ``slot`` and ``a``'s shape and
-    dtype, which its next call for them overwrites. (A fresh copy of a 784 x
-    128 layer faulted its memory in on every call: a forward pass of 64 rows
-    took 330 us, half of it outside the products.)
+    A copy of up to ``PANEL_KEEP_BYTES`` is the calling thread's scratch for
+    ``slot`` and ``a``'s shape and dtype, which its next call for them
+    overwrites. (A fresh copy of a 784 x 128 layer faulted its memory in on
+    every call: a forward pass of 64 rows took 330 us, half of it outside the
+    products.)
     """
     key = (slot, a.shape, a.dtype)
-    out = _kept.panels.get(key)
+    panels = _kept.panels
+    out = panels.get(key)
     if out is None:
-        out = _kept.panels[key] = aligned_empty((a.shape[1], a.shape[0]), a.dtype)
+        out = aligned_empty((a.shape[1], a.shape[0]), a.dtype)
+        if out.nbytes <= PANEL_KEEP_BYTES:
+            if len(panels) >= PANELS_KEPT:
+                panels.clear()
+            panels[key] = out
     tasks = _tasks(a.shape[0], 64 * a.size)
     with compile_notice(k.transpose_rows):
         split_rows(k.transpose_rows, a.shape[0], tasks, a, out)
