@@ -290,7 +290,8 @@ LANES32 = _kernels.VECTOR_BYTES // 4
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n, m", [(1, 1), (3, 5), (LANES32, LANES32), (LANES32 + 1, 2 * LANES32 - 1),
+@pytest.mark.parametrize("n, m", [(1, 1), (3, 5), (LANES32, LANES32),
+                                  (LANES32 + 1, 2 * LANES32 - 1),
                                   (128, 784), (784, 128), (10, 128), (128, 10)])
 def test_transpose_rows_moves_every_value_and_nothing_else(n, m, dtype):
     # blocks of one vector's lanes square, transposed in registers, masked at the

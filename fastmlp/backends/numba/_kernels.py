@@ -341,11 +341,10 @@ def predict_one(Ws, bs, x, scale, offset):
         n_out, K = W.shape
         z = np.empty((1, n_out), a.dtype)
         lanes = VECTOR_BYTES // a.itemsize
-        j = 0
-        while n_out - j >= ROWS_DOT_GROUPS * lanes:
+        grouped = n_out - n_out % (ROWS_DOT_GROUPS * lanes)
+        for j in range(0, grouped, ROWS_DOT_GROUPS * lanes):
             rows_dot_groups(W, j * K, K, a, z, j, ROWS_DOT_GROUPS * lanes, K)
-            j += ROWS_DOT_GROUPS * lanes
-        for j in range(j, n_out, lanes):
+        for j in range(grouped, n_out, lanes):
             rows_dot(W, j * K, K, a, z, j, min(lanes, n_out - j), K)
         if l == last:
             bias_softmax_rows(z, bs[l], 0, 1)
