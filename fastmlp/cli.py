@@ -351,6 +351,9 @@ def _train(args) -> int:
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
         clock.append(("backend import", None, time.perf_counter()))
+        prepare = getattr(backends.get_backend(), "prepare_in_background", None)
+        if prepare is not None:
+            prepare()  # numba readies its compiler while the data is read
         data = _load_data(args)
         clock.append(("data", None, time.perf_counter()))
         (x_train, y_train), test = data.train, data.test

@@ -362,3 +362,34 @@ def test_the_kept_output_buffers_stay_within_their_bounds(random_params, monkeyp
     assert 1 <= len(kept) <= _api.REUSE_KEPT
     assert sum(b.nbytes for b in kept) <= 3 * _api.REUSE_BYTES + _api.REUSE_BYTES // 16
     assert all(np.array_equal(h[0], held[-1][0]) for h in held)  # none overwritten
+
+
+def test_preparing_numba_on_a_thread_leaves_compiles_alone(monkeypatch):
+    # fastmlp train starts numba's one-time preparation on a thread while it reads
+    # the data: a compile meanwhile waits for numba's lock and gives the same result,
+    # the preparation runs once per process, and an error in it reaches no one (the
+    # first compile prepares numba itself and reports what goes wrong).
+    from numba.core.registry import cpu_target
+
+    from fastmlp.backends.numba import _warm
+
+    monkeypatch.setattr(_warm, "_started", threading.Event())
+    thread = backend.prepare_in_background()
+    assert thread is not None and backend.prepare_in_background() is None
+
+    @numba.njit
+    def twice(v):
+        return 2 * v
+
+    assert twice(np.arange(3.0)).tolist() == [0.0, 2.0, 4.0]
+    thread.join()
+
+    def broken():
+        raise RuntimeError("refresh failed")
+
+    monkeypatch.setattr(_warm, "_started", threading.Event())
+    monkeypatch.setattr(cpu_target.target_context, "refresh", broken)
+    hooked = []
+    monkeypatch.setattr(threading, "excepthook", hooked.append)
+    backend.prepare_in_background().join()
+    assert hooked == []

@@ -25,6 +25,7 @@ holds every compiled function, ``_api`` the forward and backward passes,
 
 from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax
 from ._fused import PARTS, run_steps, train_epoch
+from ._warm import start as prepare_in_background
 
 __all__ = ["forward", "backward", "softmax", "predict_one", "run_steps", "train_epoch",
-           "PARALLEL_WORK", "PARTS", "settings"]
+           "prepare_in_background", "PARALLEL_WORK", "PARTS", "settings"]
