@@ -393,3 +393,29 @@ def test_preparing_numba_on_a_thread_leaves_compiles_alone(monkeypatch):
     monkeypatch.setattr(threading, "excepthook", hooked.append)
     backend.prepare_in_background().join()
     assert hooked == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_predict_one_sees_every_change_to_the_layers(dtype):
+    # predict_one reuses the tuples of arrays of the thread's previous call for the
+    # same (W, b) tuples; it must still see new values in place, a layer replaced,
+    # and (for float16 parameters, converted to float32 for the kernel) never keep a
+    # converted copy of values that have since changed (float16 computes in float64,
+    # as NumPy's result type of the layers is no float the kernels take).
+    kernel_dtype = np.float64 if dtype == np.float16 else dtype
+    rng = np.random.default_rng(3)
+    params = [(rng.standard_normal((o, i)).astype(dtype), rng.standard_normal(o).astype(dtype))
+              for i, o in ((6, 5), (5, 3))]
+    x = rng.standard_normal(6).astype(np.float32)
+
+    def expected():
+        return backend.forward([(W.astype(kernel_dtype), b.astype(kernel_dtype))
+                                for W, b in params], x.astype(kernel_dtype))[0]
+
+    np.testing.assert_array_equal(backend.predict_one(params, x), expected())
+    params[0][0][:] *= -1  # in place
+    np.testing.assert_array_equal(backend.predict_one(params, x), expected())
+    params[1] = (params[1][0] * 2, params[1][1])  # a layer replaced
+    np.testing.assert_array_equal(backend.predict_one(params, x), expected())
+    params[0][1][:] = 1  # in place again, after the replacement
+    np.testing.assert_array_equal(backend.predict_one(params, x), expected())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 import threading
@@ -267,10 +268,7 @@ def predict_one(params, x, scale=1.0, offset=0.0):
     x = np.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"predict_one takes one sample of shape (n_in,), got shape {x.shape}")
-    Ws = tuple(W for W, _ in params)
-    bs = tuple(b for _, b in params)
-    if not _kernel_ready(Ws + bs):
-        Ws, bs = _layers(params, _float_dtype(*Ws, *bs), x.shape[0])
+    Ws, bs = _kernel_layers(params, x.shape[0])
     # x in the parameters' dtype: the kernel's cast of each value, done here, so
     # that inputs of every dtype and layout share one compiled kernel
     dtype = Ws[0].dtype
@@ -278,6 +276,35 @@ def predict_one(params, x, scale=1.0, offset=0.0):
         x = x.astype(dtype, order="C")
     # (checks and conversions kept to a few microseconds: they are as long as the kernel)
     return noticed_call(k.predict_one, Ws, bs, x, float(scale), float(offset))
+
+
+class _Last(threading.local):
+    def __init__(self):
+        self.layers: list = []  # the (W, b) tuples of the thread's last predict_one
+        self.kernel_layers: tuple = ()
+
+
+_last = _Last()
+
+
+def _kernel_layers(params, n_in):
+    """``(Ws, bs)``, tuples of ``params``' arrays as the kernel takes them.
+
+    When ``params`` holds the very ``(W, b)`` tuples of the calling thread's
+    previous call, and those needed no conversion, they are the same tuples
+    again: numba types new tuples of arrays and checks them anew (about 2 us a
+    call, a fifth of one sample's prediction). Converted copies are never
+    reused: they would miss a change to the arrays they were made from.
+    """
+    last = _last.layers
+    if len(last) == len(params) and all(map(operator.is_, params, last)):
+        return _last.kernel_layers
+    Ws = tuple([W for W, _ in params])
+    bs = tuple([b for _, b in params])
+    if not _kernel_ready(Ws + bs):
+        return _layers(params, _float_dtype(*Ws, *bs), n_in)
+    _last.layers, _last.kernel_layers = list(params), (Ws, bs)
+    return Ws, bs
 
 
 def _kernel_ready(arrays) -> bool:
