@@ -419,3 +419,9 @@ def test_predict_one_sees_every_change_to_the_layers(dtype):
     np.testing.assert_array_equal(backend.predict_one(params, x), expected())
     params[0][1][:] = 1  # in place again, after the replacement
     np.testing.assert_array_equal(backend.predict_one(params, x), expected())
+    layers = [list(layer) for layer in params]  # lists, whose arrays can be swapped
+    np.testing.assert_array_equal(backend.predict_one(layers, x), expected())
+    params[0] = (params[0][0] * 3, params[0][1])
+    layers[0][0] = params[0][0]
+    np.testing.assert_array_equal(backend.predict_one(layers, x), expected())
+    np.testing.assert_array_equal(backend.predict_one(iter(params), x), expected())

@@ -291,11 +291,13 @@ def _kernel_layers(params, n_in):
     """``(Ws, bs)``, tuples of ``params``' arrays as the kernel takes them.
 
     When ``params`` holds the very ``(W, b)`` tuples of the calling thread's
-    previous call, and those needed no conversion, they are the same tuples
+    previous call (tuples, so they hold the same arrays), and those needed no
+    conversion, they are the same tuples
     again: numba types new tuples of arrays and checks them anew (about 2 us a
     call, a fifth of one sample's prediction). Converted copies are never
     reused: they would miss a change to the arrays they were made from.
     """
+    params = list(params)
     last = _last.layers
     if len(last) == len(params) and all(map(operator.is_, params, last)):
         return _last.kernel_layers
@@ -303,7 +305,9 @@ def _kernel_layers(params, n_in):
     bs = tuple([b for _, b in params])
     if not _kernel_ready(Ws + bs):
         return _layers(params, _float_dtype(*Ws, *bs), n_in)
-    _last.layers, _last.kernel_layers = list(params), (Ws, bs)
+    # only tuples: a list [W, b] may hold other arrays by the next call
+    if all(type(layer) is tuple for layer in params):
+        _last.layers, _last.kernel_layers = params, (Ws, bs)
     return Ws, bs
 
 
