@@ -345,9 +345,9 @@ def _first_layer_back(row, buffers, theta, state1, state2):
     n_out, n_in, w_at = row[k.N_OUT], row[k.N_IN], row[k.W_AT]
     for vector, transposed in ((theta, buffers.wt), (state1, buffers.s1t),
                                (state2, buffers.s2t)):
-        if vector.shape[0]:
-            block = vector[w_at:w_at + n_out * n_in].reshape(n_out, n_in)
-            block[...] = transposed[w_at:w_at + n_out * n_in].reshape(n_in, n_out).T
+        if vector.shape[0]:  # (in registers: 22 us for 784 x 128, NumPy's strided copy 110)
+            k.transpose_rows(transposed[w_at:w_at + n_out * n_in].reshape(n_in, n_out),
+                             vector[w_at:w_at + n_out * n_in].reshape(n_out, n_in), 0, n_in)
 
 
 def _vector(arrays, dtype):
