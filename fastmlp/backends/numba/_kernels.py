@@ -610,6 +610,10 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
             clocks[EPILOGUES] += _simd.cycle_counter() - start
 
 
+# Rows ahead of the one it copies that the batch gather asks the CPU for.
+GATHER_AHEAD = 4
+
+
 @njit(**_JIT, inline="always")
 def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
     # rows scale * x[order[i]] + offset, rounded as InputScaler.transform rounds
@@ -619,6 +623,8 @@ def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
     s, o = cast(scale), cast(offset)
     weighted = w.shape[0] > 0
     for i in range(r0, r1):
+        if i + GATHER_AHEAD < r1:  # a random row of a large x: ask for it early
+            _simd.prefetch_row(x, order[i + GATHER_AHEAD])
         buffers.yb[i] = y[order[i]]
         if weighted:
             buffers.wb[i] = w[order[i]]

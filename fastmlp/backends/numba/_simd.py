@@ -642,3 +642,33 @@ def cycle_counter(typingctx):
         return builder.call(read, [])
 
     return types.int64(), codegen
+
+
+@intrinsic
+def prefetch_row(typingctx, array, row):
+    """Ask the CPU to bring row ``row`` of the C-contiguous 2-D ``array`` into its
+    caches (``llvm.prefetch`` of each 64-byte line, for reading): a hint, which
+    changes no value, for a row read a little later."""
+    if not (isinstance(array, types.Array) and array.ndim == 2
+            and isinstance(row, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0])
+        byte = ir.IntType(8).as_pointer()
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, _I32, _I32, _I32]),
+            "llvm.prefetch.p0")
+        stride = builder.extract_value(data.strides, 0)
+        start = builder.gep(builder.bitcast(data.data, byte), [builder.mul(args[1], stride)])
+        size = builder.mul(builder.extract_value(data.shape, 1),
+                           ir.Constant(_I64, context.get_abi_sizeof(
+                               context.get_data_type(signature.args[0].dtype))))
+        with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), size,
+                                     ir.Constant(_I64, 64)) as (offset, _):
+            # read (0), keep in every cache level (3), data (1)
+            builder.call(hint, [builder.gep(start, [offset]), ir.Constant(_I32, 0),
+                                ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, types.intp), codegen
