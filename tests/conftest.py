@@ -6,6 +6,8 @@ tests as fixtures ("factories as fixtures"), so a test module never imports a
 conftest by name; pytest finds them as it finds any fixture.
 """
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,17 @@ def small_idx(tmp_path):
                            "t10k-images-idx3-ubyte": x_test,
                            "t10k-labels-idx1-ubyte": y_test})
     return directory
+
+
+@pytest.fixture
+def sigint_delivered():
+    """Child processes started in the test get SIGINT as a terminal's Ctrl-C sends it.
+
+    A shell starts a background job (``bash .ci/run &``) with SIGINT ignored, and
+    every process it starts inherits that: Python then installs no handler, and
+    a child would train on through the SIGINT a test sends it. Handled here, the
+    signal is back to its default in each child.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -252,7 +252,8 @@ def fastmlp_train(*args, **popen):
                             **popen)
 
 
-def test_a_run_stopped_by_ctrl_c_resumes_to_the_same_model_file(mnist_dir, tmp_path):
+def test_a_run_stopped_by_ctrl_c_resumes_to_the_same_model_file(mnist_dir, tmp_path,
+                                                               sigint_delivered):
     data = ["--data-dir", mnist_dir, "--quiet"]
     whole = fastmlp_train(*data, "--save", tmp_path / "whole.npz")
     assert whole.wait() == 0, whole.stderr.read()

@@ -204,7 +204,7 @@ def test_a_failing_worker_stops_the_others(monkeypatch):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
-def test_ctrl_c_during_fit_stops_the_workers(tmp_path):
+def test_ctrl_c_during_fit_stops_the_workers(tmp_path, sigint_delivered):
     # Many long epochs on the fused path; SIGINT while they run must end the
     # process promptly with fastmlp's one-line message, not hang on a barrier.
     script = textwrap.dedent("""
