@@ -169,10 +169,13 @@ def _pieces(x: np.ndarray) -> Iterator[np.ndarray]:
     Pieces end at the same places whatever the memory layout of ``x``, and
     only a piece is ever copied (for a non-contiguous ``x``).
     """
-    rows = x.reshape(-1, 1) if x.ndim < 2 else x.reshape(len(x), -1)
-    rows_per_piece = max(1, _PIECE // rows.shape[1])
-    for begin in range(0, len(rows), rows_per_piece):
-        values = rows[begin:begin + rows_per_piece].ravel()
+    if x.ndim < 2:
+        x = x.reshape(-1, 1)
+    # rows of x are sliced before they are flattened: flattening a whole
+    # non-contiguous x (Fortran-ordered images, say) would copy all of it
+    rows_per_piece = max(1, _PIECE // math.prod(x.shape[1:]))
+    for begin in range(0, len(x), rows_per_piece):
+        values = x[begin:begin + rows_per_piece].ravel()
         for start in range(0, values.size, _PIECE):
             yield values[start:start + _PIECE]
 

@@ -126,6 +126,22 @@ def test_fit_makes_no_float64_copy_of_its_input(dtype):
     assert peak < 2**21 < x.size * 8 / 10  # a few pieces' work arrays (2 MB) at most
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_fit_copies_no_more_than_a_piece_of_non_contiguous_images(dtype):
+    # (n, 28, 28) images in Fortran order: each piece of rows is flattened alone
+    x = np.asfortranarray(pixels((8000, 28, 28), seed=8).astype(dtype))
+    x[7, 3, 4] = 0.5 if x.dtype.kind == "f" else x[7, 3, 4]
+    want = InputScaler().fit(np.ascontiguousarray(x))
+    tracemalloc.start()
+    try:
+        got = InputScaler().fit(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (got.mean, got.std) == (want.mean, want.std)
+    assert peak < 2**21 < x.nbytes / 2
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_transform_is_scale_times_x_plus_offset_for_every_carrier(dtype):
     x = pixels()
