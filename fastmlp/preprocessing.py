@@ -255,10 +255,10 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
 def _weighted_moments(x: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """Mean and population standard deviation of the values of ``x``, every value of
     ``x[i]`` weighing ``weights[i]`` (non-negative, not all 0)."""
-    rows = x.reshape(len(x) if x.ndim else 1, -1)
+    rows = x if x.ndim else x.reshape(1)
     if rows.dtype == np.bool_:
         rows = rows.view(np.uint8)
-    width = rows.shape[1]
+    width = math.prod(rows.shape[1:])
     sums, squares, exact = _row_sums(rows, 0.0)
     whole = np.array_equal(weights, np.rint(weights)) and weights.max() < 2.0**53
     if exact and whole:
@@ -281,8 +281,13 @@ def _weighted_moments(x: np.ndarray, weights: np.ndarray) -> tuple[float, float]
 def _row_sums(rows: np.ndarray, center: float) -> tuple[np.ndarray, np.ndarray, bool]:
     """Each row's sum of ``values - center`` and of their squares, in float64, some rows
     at a time; and whether both are exact (``center`` 0 and every value an integer of
-    magnitude at most ``_EXACT_LIMIT``: every partial sum is then an integer below 2**53)."""
-    n, width = rows.shape
+    magnitude at most ``_EXACT_LIMIT``: every partial sum is then an integer below 2**53).
+
+    A row is ``rows[i]`` flattened (``rows`` has at least one dimension); rows are
+    sliced before they are flattened, so a non-contiguous ``rows`` is copied a piece
+    at a time.
+    """
+    n, width = len(rows), math.prod(rows.shape[1:])
     sums, squares = np.empty(n), np.empty(n)
     exact = center == 0 and width <= 2**20
     whole = rows.dtype.kind in "iu"
@@ -292,7 +297,7 @@ def _row_sums(rows: np.ndarray, center: float) -> tuple[np.ndarray, np.ndarray, 
         # integer sums, as _byte_sums takes them: 4x faster than through float64
         squares_piece = np.empty((rows_per_piece, width), np.uint16)
         for begin in range(0, n, rows_per_piece):
-            piece = rows[begin:begin + rows_per_piece]
+            piece = rows[begin:begin + rows_per_piece].reshape(-1, width)
             piece_squares = squares_piece[:len(piece)]
             np.multiply(piece, piece, out=piece_squares, dtype=np.uint16)
             sums[begin:begin + len(piece)] = piece.sum(axis=1, dtype=np.uint32)
@@ -300,7 +305,7 @@ def _row_sums(rows: np.ndarray, center: float) -> tuple[np.ndarray, np.ndarray, 
         return sums, squares, True
     with np.errstate(invalid="ignore", over="ignore"):
         for begin in range(0, n, rows_per_piece):
-            piece = rows[begin:begin + rows_per_piece].astype(np.float64)
+            piece = rows[begin:begin + rows_per_piece].reshape(-1, width).astype(np.float64)
             if center:
                 piece -= center
             if exact:

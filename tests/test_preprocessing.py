@@ -129,17 +129,19 @@ def test_fit_makes_no_float64_copy_of_its_input(dtype):
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_fit_copies_no_more_than_a_piece_of_non_contiguous_images(dtype):
     # (n, 28, 28) images in Fortran order: each piece of rows is flattened alone
-    x = np.asfortranarray(pixels((8000, 28, 28), seed=8).astype(dtype))
+    x = np.asfortranarray(pixels((12000, 28, 28), seed=8).astype(dtype))
     x[7, 3, 4] = 0.5 if x.dtype.kind == "f" else x[7, 3, 4]
-    want = InputScaler().fit(np.ascontiguousarray(x))
-    tracemalloc.start()
-    try:
-        got = InputScaler().fit(x)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert (got.mean, got.std) == (want.mean, want.std)
-    assert peak < 2**21 < x.nbytes / 2
+    weights = np.arange(len(x)) % 3 + 0.5
+    for sample_weight in (None, weights):
+        want = InputScaler().fit(np.ascontiguousarray(x), sample_weight)
+        tracemalloc.start()
+        try:
+            got = InputScaler().fit(x, sample_weight)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (got.mean, got.std) == (want.mean, want.std)
+        assert peak < 3 * 2**20 < x.nbytes / 2  # a few pieces (the input: 9 or 38 MB)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
