@@ -6,7 +6,9 @@ tests as fixtures ("factories as fixtures"), so a test module never imports a
 conftest by name; pytest finds them as it finds any fixture.
 """
 
+import importlib.util
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +119,20 @@ def sigint_delivered():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+BENCH = Path(__file__).parents[1] / "bench"
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """``bench_script("compare_sklearn.py")``: that file of ``bench/`` imported as a module
+    (the scripts are not a package, so each is loaded from its path)."""
+    def load(relative):
+        path = BENCH / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -7,7 +7,6 @@ user's home. ``--python=same`` benchmarks the installed fastmlp in this
 interpreter instead of building environments.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -30,14 +29,6 @@ def _load_config() -> dict:
     # asv.conf.json is JSON with whole-line // comments
     lines = CONFIG.read_text().splitlines()
     return json.loads("\n".join(line for line in lines if not line.lstrip().startswith("//")))
-
-
-def _training_module():
-    path = ROOT / "bench" / "asv_benchmarks" / "training.py"
-    spec = importlib.util.spec_from_file_location("asv_benchmarks_training", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -74,8 +65,8 @@ def test_config_keeps_asv_output_in_ignored_dot_asv():
     assert ".asv/" in (ROOT / ".gitignore").read_text().split()
 
 
-def test_benchmark_params_cover_available_backends():
-    training = _training_module()
+def test_benchmark_params_cover_available_backends(bench_script):
+    training = bench_script("asv_benchmarks/training.py")
     assert set(fastmlp.available_backends()) <= set(training.BACKENDS)
     for suite in (training.Forward, training.Backward, training.Epoch, training.Accuracy):
         assert suite.params[0] == training.BACKENDS

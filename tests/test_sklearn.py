@@ -657,13 +657,8 @@ def test_mnist_digits_as_string_labels(mnist):
     assert clf.score(x_test, names[y_test]) > 0.94
 
 
-def test_benchmark_script_prints_the_table(mnist_dir, capsys):
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "bench" / "compare_sklearn.py"
-    spec = importlib.util.spec_from_file_location("compare_sklearn", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_benchmark_script_prints_the_table(mnist_dir, capsys, bench_script):
+    script = bench_script("compare_sklearn.py")
     results = script.main(["--train-size", "2000", "--repeats", "2", "--epochs", "2",
                            "--backends", "loop,default", "--data-dir", str(mnist_dir)])
     default = backends.get_backend_name()

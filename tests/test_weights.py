@@ -456,14 +456,8 @@ def test_scaler_rejects_bad_weights():
         InputScaler().fit(np.ones((3, 2)), sample_weight=[0, 0, 0])
 
 
-def test_imbalanced_mnist_script_prints_its_tables(mnist_dir, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "bench" / "imbalanced_mnist.py"
-    spec = importlib.util.spec_from_file_location("imbalanced_mnist", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_imbalanced_mnist_script_prints_its_tables(mnist_dir, capsys, bench_script):
+    script = bench_script("imbalanced_mnist.py")
     reports = script.main(["--train-size", "3000", "--epochs", "2", "--seeds", "0",
                            "--data-dir", str(mnist_dir)])
     assert list(reports) == [(0, "unweighted"), (0, "balanced")]
