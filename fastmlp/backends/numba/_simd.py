@@ -195,6 +195,19 @@ def _fma_block(builder, fma, vector_type, accumulators, a_rows, a_k, b_row, lane
             builder.store(builder.call(fma, [a, b[c], builder.load(slot)]), slot)
 
 
+def _row_pointers(builder, base, at, ld, first, count, rows):
+    """Pointers to rows ``first .. first + count - 1`` of a matrix whose row ``r``
+    starts at element ``at + r * ld`` of ``base``; a row from ``rows`` on points at
+    the last row instead (read, never stored: the same code for every row)."""
+    last_row = builder.sub(rows, ir.Constant(_I64, 1))
+    pointers = []
+    for r in range(first, first + count):
+        row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows),
+                             ir.Constant(_I64, r), last_row)
+        pointers.append(builder.gep(base, [builder.add(at, builder.mul(row, ld))]))
+    return pointers
+
+
 def _emit_tile(builder, element, lanes, a_rows, a_step, b_base, ldb, c_rows, K, rows, masks,
                accumulate, accumulators):
     """The whole tile: initialise, the k-loop, store; ``masks[c]`` (or None) for vector c."""
@@ -261,14 +274,8 @@ def make_tile_kernel(tile: Tile, masked_only: bool = False):
             pointers = [context.make_array(signature.args[i])(context, builder, value).data
                         for i, value in ((0, A_), (4, B_), (7, C_))]
             a, b, c = pointers
-            # missing rows read the last row (never stored): same code for every row
-            last_row = builder.sub(rows_, ir.Constant(_I64, 1))
-            a_rows, c_rows = [], []
-            for r in range(tile.rows):
-                row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows_),
-                                     ir.Constant(_I64, r), last_row)
-                a_rows.append(builder.gep(a, [builder.add(a_at_, builder.mul(row, lda_))]))
-                c_rows.append(builder.gep(c, [builder.add(c_at_, builder.mul(row, ldc_))]))
+            a_rows = _row_pointers(builder, a, a_at_, lda_, 0, tile.rows, rows_)
+            c_rows = _row_pointers(builder, c, c_at_, ldc_, 0, tile.rows, rows_)
             b_base = builder.gep(b, [b_at_])
             accumulators = [[cgutils.alloca_once(builder, vector_type) for _ in range(tile.vectors)]
                             for _ in range(tile.rows)]
@@ -405,16 +412,10 @@ def make_rows_dot_kernel(vector_bytes: int, groups: int = 1):
             fma = _fma_function(builder.module, vector_type)
             w, xs, o = (context.make_array(signature.args[i])(context, builder, value).data
                         for i, value in ((0, W_), (3, x_), (4, out_)))
-            last_row = builder.sub(rows_, ir.Constant(_I64, 1))
             zero = ir.Constant(vector_type, [ir.Constant(element, 0.0)] * lanes)
             group_rows, accumulators = [], []
             for g in range(groups):
-                pointers = []
-                for r in range(g * lanes, (g + 1) * lanes):
-                    row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows_),
-                                         ir.Constant(_I64, r), last_row)
-                    pointers.append(builder.gep(w, [builder.add(w_at_, builder.mul(row, ldw_))]))
-                group_rows.append(pointers)
+                group_rows.append(_row_pointers(builder, w, w_at_, ldw_, g * lanes, lanes, rows_))
                 accumulators.append(cgutils.alloca_once(builder, vector_type))
                 builder.store(zero, accumulators[-1])
             L = ir.Constant(_I64, lanes)
@@ -490,14 +491,9 @@ def make_transpose_kernel(vector_bytes: int):
             vector_type = ir.VectorType(element, lanes)
             source, target = (context.make_array(signature.args[i])(context, builder, value).data
                               for i, value in ((0, src_), (3, dst_)))
-            last_row = builder.sub(rows, ir.Constant(_I64, 1))
             cols_mask = _lane_mask(builder, cols, lanes)
-            loaded = []
-            for r in range(lanes):
-                row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), rows),
-                                     ir.Constant(_I64, r), last_row)
-                at = builder.add(src_at, builder.mul(row, lds))
-                loaded.append(_load(builder, builder.gep(source, [at]), vector_type, cols_mask))
+            loaded = [_load(builder, row, vector_type, cols_mask)
+                      for row in _row_pointers(builder, source, src_at, lds, 0, lanes, rows)]
             rows_mask = _lane_mask(builder, rows, lanes)
             for c, column in enumerate(_transpose(builder, loaded, lanes)):
                 with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, c), cols)):
