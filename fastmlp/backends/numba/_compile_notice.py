@@ -26,14 +26,19 @@ def _print_once():
         print(MESSAGE, file=sys.stderr, flush=True)
 
 
+def _settled(kernel) -> bool:
+    """Whether a call of ``kernel`` needs no watching: it has run here, or the notice is out.
+
+    A set lookup: asking numba for ``kernel.signatures`` costs several
+    microseconds, as much as a small product.
+    """
+    return kernel in _done or _printed.is_set()
+
+
 @contextlib.contextmanager
 def compile_notice(kernel):
-    """Around a call of ``kernel``: print the notice if its first call here runs long.
-
-    Later calls cost a set lookup (asking numba for ``kernel.signatures`` costs
-    several microseconds, as much as a small product).
-    """
-    if kernel in _done or _printed.is_set():
+    """Around a call of ``kernel``: print the notice if its first call here runs long."""
+    if _settled(kernel):
         yield
         return
     timer = threading.Timer(DELAY, _print_once)
@@ -49,7 +54,7 @@ def compile_notice(kernel):
 def noticed_call(kernel, *args):
     """``kernel(*args)`` under ``compile_notice``, for calls too short to pay its
     context manager (about a microsecond) once the kernel has run here."""
-    if kernel in _done or _printed.is_set():
+    if _settled(kernel):
         return kernel(*args)
     with compile_notice(kernel):
         return kernel(*args)
