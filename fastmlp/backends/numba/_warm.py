@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 
 _started = threading.Event()
+_lock = threading.Lock()
 
 
 def _prepare():
@@ -31,9 +32,10 @@ def _prepare():
 
 def start() -> threading.Thread | None:
     """Start the preparation on a daemon thread, once per process; that thread or None."""
-    if _started.is_set():
-        return None
-    _started.set()
+    with _lock:  # two callers at once start one thread
+        if _started.is_set():
+            return None
+        _started.set()
     thread = threading.Thread(target=_prepare, name="fastmlp-numba-warm", daemon=True)
     thread.start()
     return thread
