@@ -38,8 +38,8 @@ from . import _elementary, _simd
 # generates machine code for all that it calls, so fewer levels compile faster
 # (the first fit of a cold cache took 6.6 s without, 5.2 s with; inlining the
 # product's own helpers too, 6.1; the update rules into _update_slice, their one
-# caller, 6.8-7.0 s against 7.4-7.7 after later changes). A helper called from several sites is not:
-# each inlined copy is deep-copied and typed again (_update_slice and
+# caller, 6.8-7.0 s against 7.4-7.7 after later changes). A helper called from
+# several sites is not: each inlined copy is deep-copied and typed again (_update_slice and
 # _timed_barrier inlined at three sites each cost the epoch 1.2-1.5 s of its
 # 5.7 s compile).
 # cache: compiled code is kept on disk. nogil: threads predicting at once run
@@ -317,12 +317,12 @@ def predict_one(Ws, bs, x, scale, offset):
 
     The scaling rounds as NumPy's does in the parameters' dtype (a product,
     then a sum, no fused multiply-add). Each layer is the product turned
-    around, ``z.T = W @ a.T``, one vector of ``W``'s rows at a time
-    (``_simd.make_rows_dot_kernel``: ``W`` loaded a vector of ``k`` at a time
-    and transposed in registers): the same FMA chain per element as
-    ``forward``'s ``a @ W.T`` (``fma(W[j, k], a[k], s) == fma(a[k], W[j, k],
-    s)``), with no transposed copy of ``W``; then ``forward_rows``'s epilogue. So
-    the result equals ``forward`` of the scaled row exactly.
+    around, ``z.T = W @ a.T``, ``ROWS_DOT_GROUPS`` vectors of ``W``'s rows at a
+    time, then one (``_simd.make_rows_dot_kernel``: ``W`` loaded a block of
+    ``k`` at a time and transposed in registers): the same FMA chain per
+    element as ``forward``'s ``a @ W.T`` (``fma(W[j, k], a[k], s) == fma(a[k],
+    W[j, k], s)``), with no transposed copy of ``W``; then ``forward_rows``'s
+    epilogue. So the result equals ``forward`` of the scaled row exactly.
     """
     n_in = x.shape[0]
     for l in range(len(Ws)):

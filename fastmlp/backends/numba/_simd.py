@@ -26,7 +26,8 @@ same bits, many times slower.
 
 One sample's products (``predict_one``) use ``rows_dot`` instead
 (`make_rows_dot_kernel`): the same chain per element, for ``W @ x`` with
-``W``'s rows loaded a vector at a time and transposed in registers.
+``W``'s rows loaded a block at a time and transposed in registers, partly by
+the loads themselves.
 
 The helpers follow numba's own ``cgutils``: each emits one small piece of IR
 (a broadcast, a maybe-masked load or store, the FMA block of one ``k``).
