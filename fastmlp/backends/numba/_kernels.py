@@ -39,9 +39,9 @@ from . import _elementary, _simd
 # (the first fit of a cold cache took 6.6 s without, 5.2 s with; inlining the
 # product's own helpers too, 6.1; the update rules into _update_slice, their one
 # caller, 6.8-7.0 s against 7.4-7.7 after later changes). A helper called from
-# several sites is not: each inlined copy is deep-copied and typed again (_update_slice and
-# _timed_barrier inlined at three sites each cost the epoch 1.2-1.5 s of its
-# 5.7 s compile).
+# several sites is not: each inlined copy is deep-copied and typed again
+# (_update_slice and _timed_barrier inlined at three sites each cost the epoch
+# 1.2-1.5 s of its 5.7 s compile).
 # cache: compiled code is kept on disk. nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
