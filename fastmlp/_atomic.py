@@ -8,24 +8,35 @@ name the destination, as ``open(path, "wb")`` would, never the temporary file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from typing import BinaryIO
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_TRIES = 100  # names taken by other files before giving up, as tempfile's TMP_MAX bounds it
 
 
 def _temporary_beside(path: str) -> tuple[int, str]:
-    """A new temporary file in the directory of ``path``: ``(fd, name)``."""
+    """A new temporary file in the directory of ``path``: ``(fd, name)``.
+
+    Created with mode 0o666, so the kernel applies the process's umask and the
+    file gets the permissions a plain ``open`` would give ``path``. (``mkstemp``
+    creates 0o600, and reading the umask to widen that means setting it, for a
+    moment, for every thread of the process.)
+    """
     directory = os.path.dirname(os.path.abspath(path))
     # a long name is cut so that the temporary one stays within the file system's limit
-    return tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)[:100]}.",
-                            suffix=".part")
+    prefix = os.path.join(directory, f".{os.path.basename(path)[:100]}.")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_TRIES):
+        name = f"{prefix}{secrets.token_hex(4)}.part"
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", prefix)
 
 
 def _naming(error: OSError, path: str) -> OSError:
@@ -59,7 +70,6 @@ def atomic_write(path) -> Iterator[BinaryIO]:
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates the file 0600
         os.replace(tmp, path)
     except BaseException as error:
         with contextlib.suppress(OSError):

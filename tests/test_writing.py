@@ -204,3 +204,23 @@ def test_unwritable_says_why_in_words(tmp_path, monkeypatch):
                                                           "directory"
     assert unwritable(tmp_path) == f"{tmp_path} is a directory"
     assert os.listdir(tmp_path) == ["notes.txt"]  # the probe leaves nothing behind
+
+
+def test_new_files_get_the_umask_without_the_umask_being_touched(tmp_path, monkeypatch):
+    # Setting the umask, even for a moment to read it, changes it for every thread of the
+    # process: another thread creating a file then would create it world-writable.
+    old = os.umask(0o027)
+    try:
+        def umask_changed(mask):
+            raise AssertionError(f"os.umask({mask:#o}) called while writing")
+
+        monkeypatch.setattr(os, "umask", umask_changed)
+        MLP((4, 3, 2), seed=0).save(tmp_path / "model.npz")
+        with atomic_write(tmp_path / "out.bin") as file:
+            file.write(b"x")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    for name in ("model.npz", "out.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["model.npz", "out.bin"]
