@@ -315,7 +315,8 @@ def load_dataset(
     cache_dir : str or path-like, optional
         Directory to look in, and download into, when neither ``path`` nor the environment
         variable is set. Defaults to ``$FASTMLP_CACHE/<name>``, else
-        ``$XDG_CACHE_HOME/fastmlp/<name>``, else ``~/.cache/fastmlp/<name>``.
+        ``$XDG_CACHE_HOME/fastmlp/<name>``, else ``~/.cache/fastmlp/<name>`` if the home
+        directory exists (otherwise, `DataError` saying what to set).
     download : bool, default True
         Whether to fetch files missing from the cache directory.
     verify : bool, default True
@@ -549,12 +550,14 @@ def unpacked_cache_dir() -> Path | None:
 
     ``$FASTMLP_CACHE/unpacked``, else ``$XDG_CACHE_HOME/fastmlp/unpacked``, else
     ``~/.cache/fastmlp/unpacked``; None (no copies kept) when the environment
-    variable ``FASTMLP_UNPACKED_CACHE`` is ``0``. Gunzipping MNIST's training
+    variable ``FASTMLP_UNPACKED_CACHE`` is ``0``, or when the home directory does
+    not exist and neither variable names a cache. Gunzipping MNIST's training
     images takes about 0.2 s; reading and verifying the copy about 0.06 s.
     """
     if os.environ.get("FASTMLP_UNPACKED_CACHE") == "0":
         return None
-    return _cache_root() / "unpacked"
+    root = _cache_root()
+    return None if root is None else root / "unpacked"
 
 
 def _read_verified(path: Path, name: str, expected: str | None) -> bytes:
@@ -644,16 +647,37 @@ def _check_splits(splits: list[Split], n_classes: int | None) -> None:
 def _cache_dir(info: DatasetInfo, cache_dir: str | os.PathLike[str] | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    return _cache_root() / info.cache_subdir
+    root = _cache_root()
+    if root is None:
+        raise DataError(
+            f"{info.title} has no cache directory to be read from or downloaded into: "
+            f"{_homeless()}; set {info.environment_variable} to a directory holding the "
+            f"{info.title} files, or FASTMLP_CACHE to a writable directory"
+        )
+    return root / info.cache_subdir
 
 
-def _cache_root() -> Path:
-    # $FASTMLP_CACHE, else $XDG_CACHE_HOME/fastmlp, else ~/.cache/fastmlp
+def _cache_root() -> Path | None:
+    """$FASTMLP_CACHE, else $XDG_CACHE_HOME/fastmlp, else ~/.cache/fastmlp; None when
+    it would be under a home directory that does not exist (a service account's)."""
     if os.environ.get("FASTMLP_CACHE"):
         return Path(os.environ["FASTMLP_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "fastmlp"
+    if os.path.isabs(xdg):
+        return Path(xdg) / "fastmlp"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):  # no HOME and no entry in the password database
+        return None
+    # A cache is not where a home directory gets made (as root, makedirs would)
+    return home / ".cache" / "fastmlp" if home.is_dir() else None
+
+
+def _homeless() -> str:
+    """Why there is no home directory to cache in, in words."""
+    home = os.environ.get("HOME")
+    return f"the home directory {home} does not exist" if home else \
+        "HOME is not set and this user has no home directory"
 
 
 def _download(info: DatasetInfo, names: Sequence[str], directory: Path,

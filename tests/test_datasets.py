@@ -380,6 +380,7 @@ def test_cache_directory_search_order(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("FASTMLP_CACHE", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
 
     def cache_in_message(**kwargs: object) -> str:
         with pytest.raises(DataError) as info:
@@ -715,3 +716,29 @@ def test_the_unpacked_cache_can_be_turned_off_and_may_be_unwritable(
     (tmp_path / "cache").write_text("a file where the cache directory should be")
     (x_train, _), _ = load_idx_dataset(tmp_path / "data", sha256=digests)
     assert x_train.shape == (6, 28, 28)
+
+
+def test_a_home_that_does_not_exist_is_no_cache(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # A service account: HOME names a directory that does not exist. fastmlp neither makes
+    # it (root could) nor fails on it: the unpacked copies are skipped, and a download says
+    # what to set.
+    for variable in ("FASTMLP_CACHE", "XDG_CACHE_HOME", "FASTMLP_UNPACKED_CACHE", "FASTMLP_DATA"):
+        monkeypatch.delenv(variable, raising=False)
+    home = tmp_path / "no-such-home"
+    monkeypatch.setenv("HOME", str(home))
+    assert datasets.unpacked_cache_dir() is None
+    digests = gzipped_mini_mnist(tmp_path / "data")
+    (x_train, _), _ = load_idx_dataset(tmp_path / "data", sha256=digests)
+    assert x_train.shape == (6, 28, 28)
+    with pytest.raises(DataError, match=f"MNIST has no cache directory .*: the home directory "
+                                        f"{home} does not exist; set FASTMLP_DATA to a "
+                                        "directory holding the MNIST files, or FASTMLP_CACHE"):
+        datasets.load_mnist()
+    assert not home.exists()
+    monkeypatch.delenv("HOME")
+    monkeypatch.setattr(Path, "home", lambda: (_ for _ in ()).throw(
+        RuntimeError("Could not determine home directory.")))
+    assert datasets.unpacked_cache_dir() is None
+    with pytest.raises(DataError, match="HOME is not set and this user has no home directory"):
+        datasets.load_mnist()

@@ -31,10 +31,12 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "inline": "always"}
+from ._cache import cached_njit
+
+_JIT = {"nogil": True, "error_model": "numpy", "inline": "always"}
 
 
 @intrinsic
@@ -99,7 +101,7 @@ LN2_HI, LN2_LO = 0.6931471805599453, 2.3190468138462996e-17
 INVERSE_FACTORIALS = np.array([1 / math.factorial(k) for k in range(14)])
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _power_of_two(n, itemsize):
     # 2**n for n in the normal exponent range of the 4- or 8-byte float
     if itemsize == 4:
@@ -107,7 +109,7 @@ def _power_of_two(n, itemsize):
     return as_float(np.int64((n + 1023) << 52))
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _exp_loop(v, degree, itemsize, limit):
     # The loop of inplace_exp, for one dtype's constants: no branch in its body
     # (NaN and the range are selects), so LLVM vectorises it; each lane takes
@@ -131,7 +133,7 @@ def _exp_loop(v, degree, itemsize, limit):
         v[j] = v[j] if nan else e
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def inplace_exp(v):
     """``v[j] = exp(v[j])`` for a 1-D float32 or float64 array (see the module's docstring)."""
     # |x| beyond the limit gives inf or 0 (bias + mantissa bits + 3, times ln 2)
@@ -150,7 +152,7 @@ _LG4, _LG5, _LG6 = 2.222219843214978396e-01, 1.818357216161805012e-01, 1.5313837
 _LG7 = 1.479819860511658591e-01
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def log(x):
     """``log(x)`` of a float64 (see the module's docstring): NaN below 0, ``-inf`` at 0."""
     x = np.float64(x)

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from ...optim import FUSED_RULES, integer_power
 from . import _elementary, _simd
+from ._cache import cached_njit
 
 # Helpers of the fused epoch with one call site are inlined into it
 # (inline="always": numba IR, not LLVM): each compiled function links and
@@ -42,10 +42,10 @@ from . import _elementary, _simd
 # several sites is not: each inlined copy is deep-copied and typed again
 # (_update_slice and _timed_barrier inlined at three sites each cost the epoch
 # 1.2-1.5 s of its 5.7 s compile).
-# cache: compiled code is kept on disk. nogil: threads predicting at once run
+# cached_njit: compiled code is kept on disk (see _cache). nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+_JIT = {"nogil": True, "error_model": "numpy"}
 
 # Every product is a loop over tiles of the explicit-SIMD kernel of _simd, its
 # tile shape chosen for the compile target. Rows of a cache tile (the epilogue
@@ -72,13 +72,13 @@ rows_dot_groups = _simd.make_rows_dot_kernel(VECTOR_BYTES, ROWS_DOT_GROUPS)
 transpose_block = _simd.make_transpose_kernel(VECTOR_BYTES)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def fma_chains(steps, x):
     """``_simd.PEAK_CHAINS`` register-resident vector FMA chains of ``steps`` steps each,
     in ``x``'s dtype: the core's FMA limit (see ``fastmlp.profile.fma_peak``)."""
     return _fma_chains(steps, x)
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def cycles():
     """The cycle counter that the fused epoch's ``clocks`` count."""
     return _simd.cycle_counter()
@@ -150,7 +150,7 @@ BETA1, BETA2, EPS, ADAM_WEIGHT_DECAY, DECOUPLED = (
     for name in ("beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay"))
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
     """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
@@ -204,7 +204,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
             clocks[EPILOGUES] += end - middle
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _epilogue_rows(out, i0, i1, mode, bias, mask):
     # gemm_into's mode on rows i0:i1 of out
     zero = out.dtype.type(0)
@@ -218,7 +218,7 @@ def _epilogue_rows(out, i0, i1, mode, bias, mask):
         relu_backward_rows(out, mask, i0, i1)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def gemm(a, b, out, i0, i1):
     """``out[i] = a[i] @ b`` for rows ``i0:i1``: ``gemm_into`` in mode ``PLAIN``."""
     none = np.empty((0, 0), a.dtype)
@@ -227,7 +227,7 @@ def gemm(a, b, out, i0, i1):
               np.empty(0, np.int64), NOT_TRANSPOSED)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def gemm_t(a, b, out, i0, i1):
     """``out[i] = a.T[i] @ b`` for rows ``i0:i1`` of ``a.T``, ``a`` read in place."""
     none = np.empty((0, 0), a.dtype)
@@ -235,7 +235,7 @@ def gemm_t(a, b, out, i0, i1):
               np.empty(0, np.int64), TRANSPOSED)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def softmax_rows(z, out, i0, i1):
     """``out[i] = softmax(z[i])`` for rows ``i0:i1`` of C-contiguous ``(n, k)`` arrays
     (``out`` may be ``z``).
@@ -267,12 +267,12 @@ def softmax_rows(z, out, i0, i1):
             row[j] /= total
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def softmax(z, out):
     softmax_rows(z, out, 0, z.shape[0])
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def bias_softmax_rows(z, b, i0, i1):
     for i in range(i0, i1):
         row = z[i]
@@ -287,7 +287,7 @@ def bias_softmax_rows(z, b, i0, i1):
 FORWARD_TILE = 5 * ROW_TILE
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def forward_rows(a, W_ts, bs, outs, i0, i1):
     """Rows ``i0:i1`` of the forward pass: ``outs[l] = relu(a_l @ W_ts[l] + bs[l])``.
 
@@ -311,7 +311,7 @@ def forward_rows(a, W_ts, bs, outs, i0, i1):
                 bias_softmax_rows(outs[l], bs[l], t0, t1)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def predict_one(Ws, bs, x, scale, offset):
     """Probabilities of one raw sample ``x``, scaled first as ``scale * x + offset``.
 
@@ -354,7 +354,7 @@ def predict_one(Ws, bs, x, scale, offset):
     return a[0]
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def output_delta(p, y, w, delta):
     # softmax + cross-entropy: delta = (p - onehot(y)) / n, or with sample weights w
     # (unless w is empty) delta = (p - onehot(y)) * w / weight_total(w)
@@ -367,7 +367,7 @@ def output_delta(p, y, w, delta):
         _scale_delta(delta[i], w, i, n, total)
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _weight_total(w, rows):
     # fastmlp.backends.weight_total of w[rows], summed in the rows' order; 0 if w is empty
     total = 0.0
@@ -379,7 +379,7 @@ def _weight_total(w, rows):
     return total
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _scale_delta(delta, w, i, n, total):
     # the output delta of row i of a batch of n rows: / n, or * w[i] / total when
     # weighted (in float64 as / n is, so weights of 1 give the same bits)
@@ -392,7 +392,7 @@ def _scale_delta(delta, w, i, n, total):
             delta[j] /= n
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def column_sums(a, out):
     # out[j] = sum over i of a[i, j], in row order
     out[:] = 0
@@ -401,7 +401,7 @@ def column_sums(a, out):
             out[j] += a[i, j]
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def relu_backward_rows(delta, a, i0, i1):
     # delta *= (a > 0), the ReLU derivative from the layer's output
     for i in range(i0, i1):
@@ -410,7 +410,7 @@ def relu_backward_rows(delta, a, i0, i1):
                 delta[i, j] = delta[i, j] * 0  # keeps NaN * 0 = NaN, as the multiply does
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def transpose_rows(src, dst, i0, i1):
     # dst[:, i] = src[i] for rows i0:i1, a block of one vector's lanes square at a
     # time, transposed in registers (a 784 x 128 layer: 0.5 ns a value in blocks of
@@ -423,13 +423,13 @@ def transpose_rows(src, dst, i0, i1):
             transpose_block(src, r0 * m + c0, m, dst, c0 * n + r0, n, rows, min(lanes, m - c0))
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _block(flat, offset, rows, cols):
     # rows x cols C-contiguous view of flat[offset:]
     return flat[offset:offset + rows * cols].reshape(rows, cols)
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _smallest_normal(p):
     # np.finfo(p.dtype).tiny
     return p.dtype.type(1.1754943508222875e-38 if p.itemsize == 4 else 2.2250738585072014e-308)
@@ -460,7 +460,7 @@ class AdamStep(NamedTuple):
     shrink: float           # AdamW's factor on the parameters; 1 for Adam
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _sgd_update(slice_, g, step):
     # torch.optim.SGD: g += wd p; v = mu v + g; p -= lr (g + mu v) (Nesterov) or lr v;
     # v below the smallest normal float becomes 0, as in fastmlp.optim
@@ -484,7 +484,7 @@ def _sgd_update(slice_, g, step):
         p[i] = p[i] - cast(gi * step_size)
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _adam_update(slice_, g, step):
     # torch.optim.Adam / AdamW:
     #   AdamW: p *= 1 - lr wd (shrink);  Adam: g += wd p (coupled_decay)
@@ -514,10 +514,10 @@ def _adam_update(slice_, g, step):
 # Adam's bias corrections: fastmlp.optim's own function, compiled, so that the
 # fused update and optim.Adam take the same steps (the stale-cache stamp below
 # covers its source, which numba's cache does not watch here).
-_integer_power = njit(**_JIT, inline="always")(integer_power)
+_integer_power = cached_njit(**_JIT, inline="always")(integer_power)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
     """Update ``params.theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
 
@@ -543,7 +543,7 @@ def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
             shrink=1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0))
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, losses, hits,
                                 i0, i1):
     """Softmax of ``z + b`` for rows ``i0:i1``, each row's loss and hit, and its delta.
@@ -575,7 +575,7 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, l
         _scale_delta(p, weights, i, n_batch, total)
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks):
     """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows, whose
     weights (if ``buffers.wb`` is not empty) total ``total`` (see ``_weight_total``)."""
@@ -614,7 +614,7 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
 GATHER_AHEAD = 4
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
     # rows scale * x[order[i]] + offset, rounded as InputScaler.transform rounds
     # them (a product, then a sum), labels y[order[i]] and, unless w is empty,
@@ -633,7 +633,7 @@ def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
             row[j] = cast(source[j]) * s + o
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
                           c, tasks, clocks):
     """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
@@ -702,7 +702,7 @@ ARRIVED, GENERATION, ABORT, STEPS_DONE, FAILED_STEP, CORRECT = range(6)
 SYNC_SIZE = 6
 
 
-@njit(**_JIT, inline="always")
+@cached_njit(**_JIT, inline="always")
 def barrier(sync, workers):
     """Wait until all ``workers`` have arrived; False if the epoch was aborted meanwhile."""
     generation = _simd.atomic_load(sync, GENERATION)
@@ -719,7 +719,7 @@ def barrier(sync, workers):
     return True
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _timed_barrier(sync, workers, clocks):
     # barrier, its wait counted in clocks[WAIT]
     start = _simd.cycle_counter()
@@ -728,7 +728,7 @@ def _timed_barrier(sync, workers, clocks):
     return passed
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, update, buffers,
                        clocks):
     """Worker ``worker`` of ``workers`` threads running all steps of one epoch.
@@ -839,8 +839,8 @@ def _drop_stale_cache(kernel):
     with contextlib.suppress(AttributeError, OSError):
         folder = Path(kernel._cache._cache_path)
         marker = folder / "_kernels.simd-stamp"
-        if marker.exists() and marker.read_text() == stamp:
-            return
+        if marker.exists() and marker.read_bytes() == stamp.encode():
+            return  # (a damaged stamp differs, and empties the cache like a stale one)
         for path in folder.glob("_kernels.*.nb[ic]"):
             path.unlink(missing_ok=True)
         folder.mkdir(parents=True, exist_ok=True)
