@@ -13,6 +13,19 @@ import numpy as np
 _FINITE_PIECE = 1 << 16
 
 
+def refuse_sparse(x, name: str = "x") -> None:
+    """Raise ``TypeError`` naming the remedy if ``x`` is a SciPy sparse matrix or array.
+
+    ``np.asarray`` would make a 0-D object array of it, and the error that
+    follows would speak of dtype object.
+    """
+    if hasattr(x, "toarray") and hasattr(x, "nnz"):  # without importing SciPy
+        raise TypeError(
+            f"{name} is a sparse matrix ({getattr(x, 'format', 'sparse')}); fastmlp takes dense "
+            f"arrays: pass {name}.toarray(), or its rows a batch at a time"
+        )
+
+
 def check_features(x, n_features: int, name: str = "x", *,
                    check_finite: bool = True) -> np.ndarray:
     """Return ``x`` as an array of shape ``(n_samples, n_features)`` or ``(n_features,)``.
@@ -20,8 +33,9 @@ def check_features(x, n_features: int, name: str = "x", *,
     Raises ``ValueError`` for a wrong number of dimensions or features, an
     empty batch, NaN or inf (unless ``check_finite`` is False: a caller that
     has checked already skips the only test that reads every value);
-    ``TypeError`` for a non-numeric dtype.
+    ``TypeError`` for a non-numeric dtype or a SciPy sparse matrix.
     """
+    refuse_sparse(x, name)
     x = np.asarray(x)
     kind = x.dtype.kind
     if kind not in "biuf":  # bool, signed, unsigned, float

@@ -13,7 +13,13 @@ from . import backends
 from ._atomic import atomic_write
 from ._flat import flat_params
 from ._npz import ArrayHeader, read_array, read_headers
-from ._validation import check_dtype, check_features, check_labels, check_positive_int
+from ._validation import (
+    check_dtype,
+    check_features,
+    check_labels,
+    check_positive_int,
+    refuse_sparse,
+)
 from .exceptions import ModelFileError
 from .functional import cross_entropy, log_softmax
 from .preprocessing import InputScaler
@@ -170,6 +176,7 @@ class MLP:
     def _in_batches(self, of_rows, x, batch_size: int) -> np.ndarray:
         """``of_rows`` (one prediction per row of checked inputs), ``batch_size`` rows at a time."""
         check_positive_int(batch_size, "batch_size")
+        refuse_sparse(x)
         x = np.asarray(x)
         if x.ndim == 2 and x.shape[0] > batch_size:
             check_features(x[:1], self.n_features)  # each batch is checked for NaN below

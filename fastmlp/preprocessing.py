@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._validation import check_sample_weight
+from ._validation import check_sample_weight, refuse_sparse
 
 # Values per piece when statistics are computed piece by piece: the float64 (or
 # uint16) working copy of a piece stays in cache, and a piece of uint8 values
@@ -98,11 +98,12 @@ class InputScaler:
         Raises
         ------
         TypeError
-            If ``x`` does not hold real numbers.
+            If ``x`` does not hold real numbers, or is a SciPy sparse matrix.
         ValueError
             If ``x`` is empty, or its statistics are not finite (NaN or inf in
             ``x``, or values whose spread overflows float64).
         """
+        refuse_sparse(x)
         x = np.asarray(x)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")

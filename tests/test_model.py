@@ -228,6 +228,18 @@ def test_bad_inputs_name_the_problem(x, error, message):
             predict(x)
 
 
+@pytest.mark.parametrize("format", ["csr", "csc"])
+def test_sparse_input_is_refused_by_name(format):
+    sparse = pytest.importorskip("scipy.sparse")
+    x = sparse.random(4, 6, density=0.5, format=format, random_state=0)
+    model = MLP((6, 3), seed=0)
+    message = rf"x is a sparse matrix \({format}\); fastmlp takes dense arrays: pass x.toarray\(\)"
+    with pytest.raises(TypeError, match=message):
+        model.predict(x)
+    with pytest.raises(TypeError, match=message):
+        model.fit(x, np.array([0, 1, 2, 0]), epochs=1)
+
+
 @pytest.mark.parametrize("y, error, message", [
     (np.array([0, 1, 3]), ValueError, r"label 3 out of range: labels must be in \[0, 3\)"),
     (np.array([0, -1, 2]), ValueError, "label -1 out of range"),
