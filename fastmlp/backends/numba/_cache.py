@@ -80,11 +80,13 @@ def _enable_cache(kernel) -> None:
     try:
         kernel._cache = _RecoveringCache(kernel.py_func)
     except RuntimeError as error:  # numba: "cannot cache function ...: no locator available"
+        source = os.path.dirname(kernel.py_func.__code__.co_filename)
+        where = (f"it can write neither beside {source} nor under the home directory"
+                 if "no locator" in str(error) else str(error))
         _tell_once(
             "uncached",
             "numba cannot cache the compiled kernels (%s): every run compiles them again "
-            "(about 10 s); set %s to a writable directory to keep them",
-            error, SETTING)
+            "(about 7 s); set %s to a writable directory to keep them", where, SETTING)
 
 
 def cached_njit(**options):
