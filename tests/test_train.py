@@ -1,5 +1,8 @@
 """Training: real MNIST learns, histories are complete, divergence stops with a message."""
 
+import ast
+import importlib.util
+import pathlib
 import re
 import types
 import warnings
@@ -8,8 +11,10 @@ import numpy as np
 import pytest
 
 import fastmlp
+import fastmlp.steps
+import fastmlp.train
 from fastmlp import MLP, TrainingDivergedError, backends, optim
-from fastmlp.train import NO_TIMER, ComposedSteps
+from fastmlp.steps import NO_TIMER, ComposedSteps
 
 
 def synthetic(n=300, n_features=8, n_classes=3, seed=0):
@@ -271,3 +276,36 @@ def test_every_backend_declares_its_run_of_steps(backend):
         assert isinstance(module.run_steps, ComposedSteps)
         assert (module.run_steps.forward, module.run_steps.backward) == (module.forward,
                                                                          module.backward)
+
+
+def imported_modules(path, module):
+    """The modules the source file ``path`` of ``module`` imports, or imports from, by full name."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = (importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                    if node.level else node.module)
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)  # from .. import train
+
+
+def test_no_backend_imports_the_trainer():
+    # The types a backend implements and receives live in fastmlp.steps, which the trainer
+    # imports too; a backend that imported fastmlp.train would depend on the loop it plugs into.
+    package = pathlib.Path(fastmlp.__file__).parent
+    importers = []
+    for path in sorted((package / "backends").rglob("*.py")):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        if "fastmlp.train" in imported_modules(path, module):
+            importers.append(module)
+    assert importers == []
+    assert "fastmlp.steps" in imported_modules(package / "backends" / "loop.py",
+                                               "fastmlp.backends.loop")
+
+
+def test_the_trainer_still_offers_the_types_it_used_to_define():
+    for name in ("Batches", "StepsDone", "Timer", "NO_TIMER", "ComposedSteps",
+                 "training_inputs"):
+        assert getattr(fastmlp.train, name) is getattr(fastmlp.steps, name), name
