@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -42,6 +43,10 @@ from .steps import (  # noqa: F401 - re-exported: fastmlp.train.Batches etc. kee
     Timer,
     training_inputs,
 )
+
+if TYPE_CHECKING:
+    from .model import MLP
+    from .preprocessing import InputScaler
 
 
 @dataclass
@@ -304,28 +309,133 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         If ``sample_weight`` or ``class_weight`` is not as described; the
         message names the problem.
     """
-    x = check_features(x, model.n_features, check_finite=check_finite)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
-    y = check_labels(y, x.shape[0], model.n_classes)
-    weights = training_weights(y, model.n_classes, sample_weight, class_weight)
+    x, y, weights = _checked_training_data(model, x, y, sample_weight, class_weight,
+                                           check_finite)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     lines, bar = _VERBOSITY[_check_verbose(verbose)]
     scale_lr = get_schedule(schedule)
+    optimizer = training_optimizer(optimizer, learning_rate, weight_decay)
+    base_lr = optimizer.learning_rate if learning_rate is None else learning_rate
+    validation = _checked_validation_data(model, validation_data, check_finite)
+    stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
+                else None)
+    _check_checkpoint(checkpoint, resume, optimizer)
+
+    run = _Run(model, optimizer, np.random.default_rng(seed), stopping, checkpoint)
+    saved = None
+    if checkpoint is not None:
+        run.config = _run_config(model, x, y, weights, validation_data, validation_fraction,
+                                 stopping, epochs=epochs, batch_size=batch_size,
+                                 optimizer=optimizer, learning_rate=base_lr, schedule=schedule,
+                                 seed=seed)
+        saved = run.read_checkpoint() if resume else None
+    run.data = _hold_out_validation(x, y, weights, validation, stopping, validation_fraction,
+                                    run.rng, saved)
+    first_epoch = run.begin() if saved is None else run.resume(saved, epochs, lines)
+    if not model.scaler.fitted:
+        model.scaler.fit(run.data.x, sample_weight=run.data.weights)
+    run_steps = backends.get_backend().run_steps
+    run.data = run.data.scaled(model.scaler, model.dtype)
+    batches = Batches(run.data.x, run.data.y, None, batch_size, model.scaler, model.dtype,
+                      run.data.weights)
+    learning_rates = _learning_rates(base_lr, scale_lr, epochs, -(-len(run.data.y) // batch_size))
+    for epoch in range(first_epoch, epochs + 1):
+        rates = learning_rates(epoch)
+        start = time.perf_counter()
+        done = _train_epoch(run_steps, model.params, run.shuffled(batches), optimizer, rates,
+                            epoch, epochs, bar)
+        run.record(done, time.perf_counter() - start)
+        stop = stopping is not None and stopping.update(epoch, run.history, run.vector)
+        run.save(epoch, finished=stop or epoch == epochs)
+        if lines:
+            print(_epoch_line(run.history, epochs, validation_name, stopping is not None),
+                  flush=True)
+        if callback is not None:
+            callback(epoch, run.history)
+        if stop:
+            break
+    run.end(epochs, lines)
+    return run.history
+
+
+
+class _Data(NamedTuple):
+    """What a run trains on (checked) and validates on, if anything."""
+
+    x: np.ndarray                       # (n_samples, n_features), as given
+    y: np.ndarray                       # (n_samples,) int64
+    weights: np.ndarray | None          # (n_samples,) float64, or None: unweighted
+    x_val: np.ndarray | None            # (n_val, n_features): validation_data's or held out
+    y_val: np.ndarray | None            # (n_val,)
+    validation_rows: np.ndarray | None  # the rows of fit's x held out for early stopping
+
+    def scaled(self, scaler: InputScaler, dtype) -> _Data:
+        """The data as training reads it: ``x`` as batches are gathered from
+        (:func:`~fastmlp.steps.training_inputs`), the validation inputs scaled."""
+        return self._replace(
+            x=training_inputs(self.x, dtype), y=np.ascontiguousarray(self.y),
+            x_val=None if self.x_val is None else scaler.transform(self.x_val, dtype))
+
+
+def _checked_training_data(model, x, y, sample_weight, class_weight, check_finite):
+    """``x``, ``y`` and each sample's weight (None: unweighted), checked for ``model``."""
+    x = check_features(x, model.n_features, check_finite=check_finite)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
+    y = check_labels(y, x.shape[0], model.n_classes)
+    return x, y, training_weights(y, model.n_classes, sample_weight, class_weight)
+
+
+def _checked_validation_data(model, validation_data, check_finite):
+    """``(x_val, y_val)`` checked for ``model``, or None."""
+    if validation_data is None:
+        return None
+    x_val, y_val = validation_data
+    x_val = check_features(x_val, model.n_features, "x_val", check_finite=check_finite)
+    return x_val, check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
+
+
+def training_optimizer(optimizer, learning_rate: float | None = None,
+                       weight_decay: float | None = None):
+    """The optimizer ``fit`` trains with: a name made into one, an object as it is.
+
+    Parameters
+    ----------
+    optimizer : str or optimizer object
+        A name from ``fastmlp.optim.OPTIMIZERS``, made with
+        ``fastmlp.optim.make_optimizer(optimizer, learning_rate, weight_decay)``
+        (its defaults where these are None), or an object with ``step(params,
+        grads, learning_rate)``, returned unchanged: it keeps its own weight
+        decay, and ``fit`` steps it at ``learning_rate`` when one is given.
+    learning_rate, weight_decay : float, optional
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or a bad value (the message names it), or a
+        ``weight_decay`` given with an optimizer object.
+
+    Examples
+    --------
+    >>> from fastmlp.optim import Adam
+    >>> training_optimizer("sgd", 0.1).learning_rate
+    0.1
+    >>> adam = Adam()
+    >>> training_optimizer(adam) is adam
+    True
+    """
     if isinstance(optimizer, str):
-        optimizer = make_optimizer(optimizer, learning_rate, weight_decay)
-    elif weight_decay is not None:
+        return make_optimizer(optimizer, learning_rate, weight_decay)
+    if weight_decay is not None:
         raise ValueError(
             "weight_decay applies to a named optimizer; set it on the optimizer object"
         )
-    base_lr = optimizer.learning_rate if learning_rate is None else learning_rate
-    if validation_data is not None:
-        x_val, y_val = validation_data
-        x_val = check_features(x_val, model.n_features, "x_val", check_finite=check_finite)
-        y_val = check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
-    stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
-                else None)
+    return optimizer
+
+
+def _check_checkpoint(checkpoint, resume: bool, optimizer) -> None:
+    """Raise unless a run can keep (``resume``: take up) its checkpoints in ``checkpoint``."""
     if checkpoint is not None:
         if not callable(getattr(optimizer, "state_dict", None)):
             raise TypeError("checkpoints need an optimizer with state_dict() and "
@@ -334,123 +444,164 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     elif resume:
         raise ValueError("resume=True needs the checkpoint directory: checkpoint=...")
 
-    # the parameters as views of one vector (a copy only if they were not), so a
-    # fused epoch updates them in place
-    model.params = flat_params(model.params)
-    vector = base_vector([a for pair in model.params for a in pair])
-    saved = None
-    if checkpoint is not None:
-        config = _run_config(model, x, y, weights, validation_data, validation_fraction,
-                             stopping,
-                             epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                             learning_rate=base_lr, schedule=schedule, seed=seed)
-        if resume:
-            saved = _checkpoint.read(checkpoint, config,
-                                     [a.shape for pair in model.params for a in pair],
-                                     model.dtype)
-    rng = np.random.default_rng(seed)
-    validation_rows = None
-    if stopping is not None and validation_data is None:
-        validation_rows = (saved.validation_rows if saved is not None
-                           else validation_split(y, validation_fraction, rng))
-    if validation_rows is not None:
+
+def _hold_out_validation(x, y, weights, validation, stopping, fraction, rng, saved) -> _Data:
+    """The run's training and validation data: ``validation`` if given, else, for early
+    stopping, a stratified ``fraction`` of ``(x, y)`` held out (the rows of the checkpoint
+    ``saved`` when resuming, else drawn by ``rng``), else none."""
+    x_val, y_val = (None, None) if validation is None else validation
+    rows = None
+    if stopping is not None and validation is None:
+        rows = saved.validation_rows if saved is not None else validation_split(y, fraction, rng)
+    if rows is not None:
         kept = np.ones(len(y), bool)
-        kept[validation_rows] = False
-        x_val, y_val = x[validation_rows], y[validation_rows]
+        kept[rows] = False
+        x_val, y_val = x[rows], y[rows]
         x, y = x[kept], y[kept]
         if weights is not None:
             weights = weights[kept]
-    validating = validation_data is not None or validation_rows is not None
+    return _Data(x, y, weights, x_val, y_val, rows)
 
-    history = History()
-    first_epoch = 1
-    if saved is not None:
-        vector[...] = saved.params
-        for name, value in saved.scaler.items():
-            setattr(model.scaler, name, value)
-        optimizer.load_state_dict(saved.optimizer, model.params)
-        rng.bit_generator.state = saved.rng
-        history = History(**{**saved.history, "resumed_after": saved.epoch})
-        if stopping is not None:
-            stopping.load(saved.stopping)
-        first_epoch = epochs + 1 if saved.finished else saved.epoch + 1
-        if lines:
-            print(f"resuming the run checkpointed in {os.fspath(checkpoint)} after epoch "
-                  f"{saved.epoch}/{epochs}", flush=True)
-    elif checkpoint is not None:
-        _checkpoint.prepare(checkpoint)
 
-    if not model.scaler.fitted:
-        model.scaler.fit(x, sample_weight=weights)
-    run_steps = backends.get_backend().run_steps
-    if validating:
-        X_val = model.scaler.transform(x_val, model.dtype)
-
-    x, y = training_inputs(x, model.dtype), np.ascontiguousarray(y)
-    n = x.shape[0]
-    total_weight = n if weights is None else float(weights.sum())
-    steps_per_epoch = -(-n // batch_size)
+def _learning_rates(base_lr: float, scale_lr, epochs: int, steps_per_epoch: int):
+    """``rates(epoch)``: the learning rate of each step of ``epoch`` (1-based), by the
+    schedule ``scale_lr`` over every step of ``epochs`` epochs."""
     total_steps = epochs * steps_per_epoch
-    for epoch in range(first_epoch, epochs + 1):
+
+    def rates(epoch: int) -> np.ndarray:
         first = (epoch - 1) * steps_per_epoch
-        steps = range(first, first + steps_per_epoch)
-        learning_rates = np.array([base_lr * scale_lr(step, total_steps) for step in steps])
-        start = time.perf_counter()
+        return np.array([base_lr * scale_lr(step, total_steps)
+                         for step in range(first, first + steps_per_epoch)])
+    return rates
+
+
+def _train_epoch(run_steps, params, batches: Batches, optimizer, learning_rates, epoch: int,
+                 epochs: int, bar: bool) -> StepsDone:
+    """Epoch ``epoch``'s steps through the backend's ``run_steps``; with ``bar``, in parts
+    under a progress bar (the same bits).
+
+    Raises
+    ------
+    TrainingDivergedError
+        If a batch's loss is not finite; the message names the epoch and step.
+    """
+    # Overflow on the way to a diverging loss is reported here, once.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if bar:
+            with _progress_bar(len(learning_rates), f"epoch {epoch:>2}/{epochs}") as progress:
+                done = _run_in_parts(run_steps, params, batches, optimizer, learning_rates,
+                                     progress)
+        else:
+            done = run_steps(params, batches, optimizer, learning_rates)
+    if done.failed_step >= 0:
+        raise TrainingDivergedError(
+            f"training diverged: loss became non-finite (nan or inf) at epoch {epoch}, "
+            f"step {done.failed_step + 1} of {len(learning_rates)}; try a lower learning rate"
+        )
+    return done
+
+
+@dataclass
+class _Run:
+    """A training run's state: what its epochs move on, and what a checkpoint keeps of it.
+
+    ``fit`` checks its arguments, then runs these steps: ``begin`` (or
+    ``resume``), and per epoch ``shuffled``, ``record`` and ``save``; ``end``.
+    """
+
+    model: MLP
+    optimizer: object
+    rng: np.random.Generator              # the shuffling generator
+    stopping: EarlyStopping | None
+    checkpoint: str | os.PathLike | None  # the directory of its checkpoints
+    config: dict[str, str] | None = None  # the run as its checkpoint describes it
+    data: _Data | None = None
+    history: History = field(default_factory=History)
+    vector: np.ndarray = field(init=False)  # every parameter: model.params are views of it
+
+    def __post_init__(self):
+        # a copy only if the parameters were not views of one vector already, so a
+        # fused epoch updates them in place
+        self.model.params = flat_params(self.model.params)
+        self.vector = base_vector([a for pair in self.model.params for a in pair])
+
+    def read_checkpoint(self) -> _checkpoint.Saved:
+        """The checkpoint to resume, of this run (``config``): see ``fastmlp.checkpoint.read``."""
+        return _checkpoint.read(self.checkpoint, self.config,
+                                [a.shape for pair in self.model.params for a in pair],
+                                self.model.dtype)
+
+    def begin(self) -> int:
+        """Start a new run (making its checkpoint directory); the first epoch, 1."""
+        if self.checkpoint is not None:
+            _checkpoint.prepare(self.checkpoint)
+        return 1
+
+    def resume(self, saved: _checkpoint.Saved, epochs: int, lines: bool) -> int:
+        """Continue from the checkpoint ``saved`` (saying so, with ``lines``); the epoch to
+        run next, ``epochs + 1`` if the run had finished."""
+        self.vector[...] = saved.params
+        for name, value in saved.scaler.items():
+            setattr(self.model.scaler, name, value)
+        self.optimizer.load_state_dict(saved.optimizer, self.model.params)
+        self.rng.bit_generator.state = saved.rng
+        self.history = History(**{**saved.history, "resumed_after": saved.epoch})
+        if self.stopping is not None:
+            self.stopping.load(saved.stopping)
+        if lines:
+            print(f"resuming the run checkpointed in {os.fspath(self.checkpoint)} after epoch "
+                  f"{saved.epoch}/{epochs}", flush=True)
+        return epochs + 1 if saved.finished else saved.epoch + 1
+
+    def shuffled(self, batches: Batches) -> Batches:
+        """``batches`` in the next epoch's order, drawn from the shuffling generator."""
         # Batches are gathered from the inputs by this permutation inside the epoch, not
         # by a permuted copy: that 188 MB copy per MNIST epoch cost ~7 % of a numba epoch.
-        batches = Batches(x, y, rng.permutation(n), batch_size, model.scaler, model.dtype,
-                          weights)
-        # Overflow on the way to a diverging loss is reported below, once.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if bar:
-                with _progress_bar(steps_per_epoch, f"epoch {epoch:>2}/{epochs}") as progress:
-                    done = _run_in_parts(run_steps, model.params, batches, optimizer,
-                                         learning_rates, progress)
-            else:
-                done = run_steps(model.params, batches, optimizer, learning_rates)
-        if done.failed_step >= 0:
-            raise TrainingDivergedError(
-                f"training diverged: loss became non-finite (nan or inf) at epoch {epoch}, "
-                f"step {done.failed_step + 1} of {steps_per_epoch}; try a lower learning rate"
-            )
-        seconds = time.perf_counter() - start
-        history.loss.append(done.loss_sum / total_weight)
+        return batches._replace(order=self.rng.permutation(len(batches.y)))
+
+    def record(self, done: StepsDone, seconds: float) -> None:
+        """Append an epoch to the history: its loss, accuracy and time, and the validation
+        data's loss and accuracy after it."""
+        history, data = self.history, self.data
+        n = len(data.y)
+        history.loss.append(done.loss_sum / (n if data.weights is None
+                                             else float(data.weights.sum())))
         history.train_accuracy.append(done.correct / n)
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds)
-        if validating:
-            val_probs = np.atleast_2d(model._proba(X_val))
-            history.val_accuracy.append(float(np.mean(val_probs.argmax(axis=-1) == y_val)))
-            history.val_loss.append(cross_entropy(val_probs, y_val))
-        else:
+        if data.x_val is None:
             history.val_accuracy.append(None)
             history.val_loss.append(None)
-        stop = stopping is not None and stopping.update(epoch, history, vector)
-        if checkpoint is not None:
-            _checkpoint.write(checkpoint, config=config, epoch=epoch,
-                              finished=stop or epoch == epochs, model=model,
-                              optimizer=optimizer, rng=rng, history=asdict(history),
-                              stopping=None if stopping is None else stopping.state(),
-                              validation_rows=validation_rows)
-        if lines:
-            print(_epoch_line(history, epochs, validation_name, stopping is not None),
-                  flush=True)
-        if callback is not None:
-            callback(epoch, history)
-        if stop:
-            break
-    history.stop_reason = f"ran all {epochs} epochs"
-    if stopping is not None:
+        else:
+            val_probs = np.atleast_2d(self.model._proba(data.x_val))
+            history.val_accuracy.append(float(np.mean(val_probs.argmax(axis=-1) == data.y_val)))
+            history.val_loss.append(cross_entropy(val_probs, data.y_val))
+
+    def save(self, epoch: int, *, finished: bool) -> None:
+        """Write the checkpoint of the run after ``epoch``, if it keeps one."""
+        if self.checkpoint is not None:
+            _checkpoint.write(self.checkpoint, config=self.config, epoch=epoch,
+                              finished=finished, model=self.model, optimizer=self.optimizer,
+                              rng=self.rng, history=asdict(self.history),
+                              stopping=None if self.stopping is None else self.stopping.state(),
+                              validation_rows=self.data.validation_rows)
+
+    def end(self, epochs: int, lines: bool) -> None:
+        """Say why training ended; with early stopping, keep the best epoch's parameters if
+        asked (printing the best epoch when ``lines``)."""
+        history, stopping = self.history, self.stopping
+        history.stop_reason = f"ran all {epochs} epochs"
+        if stopping is None:
+            return
         history.best_epoch = stopping.best_epoch
         if len(history) < epochs:
             history.stop_reason = "early stopping: " + stopping.reason()
         if stopping.restore_best and stopping.best_params is not None:
-            vector[...] = stopping.best_params
+            self.vector[...] = stopping.best_params
         if lines:
             restored = ", weights restored" if stopping.restore_best else ""
             print(f"{history.stop_reason}; best epoch {stopping.best_epoch} "
                   f"({stopping.monitor} {stopping.best:.4f}){restored}", flush=True)
-    return history
 
 
 def _run_config(model, x, y, weights, validation_data, validation_fraction, stopping, *,
