@@ -2,6 +2,7 @@
 
 import ast
 import importlib.util
+import inspect
 import pathlib
 import re
 import types
@@ -309,3 +310,20 @@ def test_the_trainer_still_offers_the_types_it_used_to_define():
     for name in ("Batches", "StepsDone", "Timer", "NO_TIMER", "ComposedSteps",
                  "training_inputs"):
         assert getattr(fastmlp.train, name) is getattr(fastmlp.steps, name), name
+
+
+def test_mlp_fit_takes_fits_parameters_and_passes_each_on(monkeypatch):
+    # MLP.fit spells out fastmlp.fit's parameters, defaults and annotations (no **kwargs
+    # hiding them from help() and editors), and hands every one to fastmlp.fit.
+    method = list(inspect.signature(MLP.fit).parameters.values())
+    function = list(inspect.signature(fastmlp.fit).parameters.values())
+    assert [p.name for p in method][:3] == ["self", "x", "y"]
+    assert method[1:] == function[1:]
+    assert inspect.signature(MLP.fit).return_annotation == "History"
+    received = {}
+    monkeypatch.setattr(fastmlp.train, "fit",
+                        lambda model, x, y, **kwargs: received.update(kwargs, model=model))
+    given = {p.name: object() for p in function[3:]}
+    model = MLP((8, 3))
+    model.fit("x", "y", **given)
+    assert received == {**given, "model": model}
