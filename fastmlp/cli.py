@@ -632,9 +632,9 @@ class _Command(NamedTuple):
 COMMANDS = (
     _Command(
         "train", "train the MLP on MNIST, Fashion-MNIST or your own data",
-        "Train an MLP and report loss, accuracy and throughput per epoch: a progress bar over "
-        "each epoch's steps when standard output is a terminal, plain lines when it is not; a "
-        "final line sums up.",
+        "Train an MLP and report loss, accuracy and throughput per epoch: a plain line per "
+        "epoch on standard output and, when standard error is a terminal, a progress bar over "
+        "each epoch's steps there; a final line sums up.",
         "fastmlp train --epochs 5 --save mnist.npz\n"
         "fastmlp train --dataset fashion-mnist --backend numba --plot curves.png\n"
         "fastmlp train --data mine.npz --hidden 64 --quiet",

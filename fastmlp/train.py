@@ -243,15 +243,17 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         Called as ``callback(epoch, history)`` after each epoch (1-based),
         after the epoch's checkpoint is written.
     verbose : {0, 1, 2, 'auto'}
-        What to print to standard output: 0 nothing; 1 one line per epoch
-        (loss, training and validation accuracy, throughput, seconds); 2 the
+        What to print: 0 nothing; 1 one line per epoch (loss, training and
+        validation accuracy, throughput, seconds) to standard output; 2 the
         same lines and, while an epoch runs, a progress bar over its steps with
-        the running loss and training accuracy, cleared when the epoch's line
-        is printed; ``'auto'`` 2 when standard output is a terminal, else 1.
-        The bar does not change the result: the epoch runs as the same batches
-        in about 10 consecutive calls, each given a slice of the epoch's
-        shuffled order, updating the bar between them; it costs those calls
-        alone, and copies no data.
+        the running loss and training accuracy on standard error, cleared
+        before the epoch's line is printed; ``'auto'`` 2 when standard error
+        is a terminal, else 1. The lines are results, the bar is progress: so
+        ``python train.py > log.txt`` in a terminal shows the bar and keeps the
+        lines. The bar does not change the result: the epoch runs as the same
+        batches in about 10 consecutive calls, each given a slice of the
+        epoch's shuffled order, updating the bar between them; it costs those
+        calls alone, and copies no data.
     validation_name : str
         What the per-epoch lines call the validation data (``'val acc'``);
         ``fastmlp train`` passes ``'test'``.
@@ -655,7 +657,7 @@ PROGRESS_UPDATES_PER_EPOCH = 10
 
 def _check_verbose(verbose) -> int:
     if isinstance(verbose, str) and verbose == "auto":
-        isatty = getattr(sys.stdout, "isatty", None)
+        isatty = getattr(sys.stderr, "isatty", None)  # where the bar would go
         return 2 if isatty is not None and isatty() else 1
     if isinstance(verbose, str) or verbose not in _VERBOSITY:
         raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
@@ -664,7 +666,7 @@ def _check_verbose(verbose) -> int:
 
 def _progress_bar(steps: int, description: str) -> tqdm:
     # Redrawn at every update: there are only PROGRESS_UPDATES_PER_EPOCH of them.
-    return tqdm(total=steps, desc=description, unit="step", leave=False, file=sys.stdout,
+    return tqdm(total=steps, desc=description, unit="step", leave=False, file=sys.stderr,
                 dynamic_ncols=True, mininterval=0, miniters=1)
 
 

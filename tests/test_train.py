@@ -3,8 +3,10 @@
 import ast
 import importlib.util
 import inspect
+import io
 import pathlib
 import re
+import sys
 import types
 import warnings
 
@@ -197,26 +199,50 @@ def test_progress_bar_leaves_training_bit_for_bit_the_same(backend, capsys):
         with fastmlp.use_backend(backend):
             history = model.fit(x, y, epochs=2, batch_size=32, verbose=verbose, seed=3,
                                 validation_data=(x, y), validation_name="test")
-        runs[verbose] = model, history, capsys.readouterr().out
+        runs[verbose] = model, history, capsys.readouterr()
     (plain, plain_history, plain_out), (barred, barred_history, barred_out) = runs[1], runs[2]
+    assert plain_out.err == ""
+    # The epoch lines are results, on stdout; the bar is progress, on stderr.
+    (plain_out, barred_out), barred_err = (plain_out.out, barred_out.out), barred_out.err
     for (W, b), (W2, b2) in zip(plain.params, barred.params):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
     assert barred_history.train_accuracy == plain_history.train_accuracy
     assert barred_history.val_accuracy == plain_history.val_accuracy
     np.testing.assert_allclose(barred_history.loss, plain_history.loss, rtol=1e-12)
-    # The bar is drawn with carriage returns and cleared; the epoch lines stay.
-    assert "\r" not in plain_out
+    # The bar is drawn with carriage returns and cleared; the epoch lines are those of verbose=1.
+    assert "\r" not in plain_out + barred_out
     assert re.search(r"\repoch  1/2: +11%\|.*\| 10/94 \[.*step/s, loss \d\.\d{4}, acc \d+\.\d\d%\]",
-                     barred_out)
-    assert "| 94/94 [" in barred_out
-    # What stays on screen: the text after each line's last carriage return.
-    kept = [line.rsplit("\r", 1)[-1] for line in barred_out.split("\n")]
-    def untimed(lines):
-        return [re.sub(r"[\d,]+ samples/s .*", "", line) for line in lines]
+                     barred_err)
+    assert "| 94/94 [" in barred_err
+    assert "samples/s" not in barred_err
 
-    assert untimed(kept) == untimed(plain_out.split("\n"))
-    assert "test acc" in kept[0]
+    def untimed(lines):
+        return [re.sub(r"[\d,]+ samples/s .*", "", line) for line in lines.split("\n")]
+
+    assert untimed(barred_out) == untimed(plain_out)
+    assert len(barred_out.splitlines()) == 2 and "test acc" in barred_out.splitlines()[0]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_auto_shows_the_bar_when_stderr_is_a_terminal_whatever_stdout_is(monkeypatch):
+    # `python train.py > log.txt` in a terminal: the bar on the screen, the lines in the file.
+    x, y = synthetic(n=200)
+    for stdout, stderr, bar in [(io.StringIO(), Terminal(), True),
+                                (Terminal(), io.StringIO(), False),
+                                (Terminal(), Terminal(), True)]:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        monkeypatch.setattr(sys, "stderr", stderr)
+        MLP((8, 4, 3), seed=0).fit(x, y, epochs=2, batch_size=20, verbose="auto")
+        lines = stdout.getvalue().splitlines()
+        assert [line[:11] for line in lines] == ["epoch  1/2 ", "epoch  2/2 "]
+        assert "\r" not in stdout.getvalue()
+        assert ("| 10/10 [" in stderr.getvalue()) is bar
+        assert "samples/s" not in stderr.getvalue()
 
 
 def test_divergence_is_reported_at_the_same_step_with_a_bar(capsys):
