@@ -32,7 +32,7 @@ from ._validation import (
     check_positive_int,
     check_sample_weight,
 )
-from .exceptions import TrainingDivergedError
+from .exceptions import StopTraining, TrainingDivergedError
 from .functional import cross_entropy
 from .optim import get_schedule, make_optimizer
 from .steps import (  # noqa: F401 - re-exported: fastmlp.train.Batches etc. keep working
@@ -57,9 +57,11 @@ class History:
     validation data. ``samples_per_second`` and ``seconds`` time the training
     pass alone, not the evaluation of the validation data. ``best_epoch``
     (1-based) is early stopping's best epoch, None without early stopping;
-    ``stop_reason`` says why training ended. ``resumed_after`` is the epochs
-    the run had done when this ``fit`` resumed it from a checkpoint (0 when
-    it did not): the lists hold every epoch of the run.
+    ``stop_reason`` says why training ended: ``'ran all 15 epochs'``,
+    ``'early stopping: ...'`` or ``'callback stopped training after epoch
+    ...'`` (see ``fit``'s ``callback``). ``resumed_after`` is the epochs the
+    run had done when this ``fit`` resumed it from a checkpoint (0 when it
+    did not): the lists hold every epoch of the run.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -241,7 +243,16 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         in the interrupted run; the message of a refusal names what differs.
     callback : callable, optional
         Called as ``callback(epoch, history)`` after each epoch (1-based),
-        after the epoch's checkpoint is written.
+        once the epoch's checkpoint is written and its line printed. To end
+        training there, as early stopping does, it raises
+        :class:`~fastmlp.StopTraining` (``raise StopTraining("why")``):
+        ``fit`` then returns normally, ``history.stop_reason`` is
+        ``'callback stopped training after epoch 3: why'``, the checkpoint is
+        marked finished (resuming it trains nothing more) and, with early
+        stopping and ``restore_best``, the best epoch's parameters are
+        restored as usual. On the last epoch it changes nothing. Any other
+        exception (``KeyboardInterrupt``) leaves fit, and the epoch's
+        checkpoint to resume from.
     verbose : {0, 1, 2, 'auto'}
         What to print: 0 nothing; 1 one line per epoch (loss, training and
         validation accuracy, throughput, seconds) to standard output; 2 the
@@ -354,7 +365,11 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
             print(_epoch_line(run.history, epochs, validation_name, stopping is not None),
                   flush=True)
         if callback is not None:
-            callback(epoch, run.history)
+            reason = _call_back(callback, epoch, run.history)
+            if reason is not None and not (stop or epoch == epochs):
+                run.history.stop_reason = reason
+                run.save(epoch, finished=True)
+                stop = True
         if stop:
             break
     run.end(epochs, lines)
@@ -503,6 +518,17 @@ def _train_epoch(run_steps, params, batches: Batches, optimizer, learning_rates,
     return done
 
 
+def _call_back(callback, epoch: int, history: History) -> str | None:
+    """Call ``callback(epoch, history)``; if it raises ``StopTraining``, why it stopped, in
+    words (the exception's message), else None."""
+    try:
+        callback(epoch, history)
+    except StopTraining as stop:
+        return f"callback stopped training after epoch {epoch}" + (f": {stop}" if str(stop)
+                                                                    else "")
+    return None
+
+
 @dataclass
 class _Run:
     """A training run's state: what its epochs move on, and what a checkpoint keeps of it.
@@ -589,15 +615,18 @@ class _Run:
                               validation_rows=self.data.validation_rows)
 
     def end(self, epochs: int, lines: bool) -> None:
-        """Say why training ended; with early stopping, keep the best epoch's parameters if
-        asked (printing the best epoch when ``lines``)."""
+        """Say why training ended (printing it when ``lines`` and it ended early); with early
+        stopping, keep the best epoch's parameters if asked."""
         history, stopping = self.history, self.stopping
-        history.stop_reason = f"ran all {epochs} epochs"
+        if not history.stop_reason:  # a callback's, set (and checkpointed) as it stopped
+            history.stop_reason = f"ran all {epochs} epochs"
+            if stopping is not None and len(history) < epochs:
+                history.stop_reason = "early stopping: " + stopping.reason()
         if stopping is None:
+            if lines and len(history) < epochs:
+                print(history.stop_reason, flush=True)
             return
         history.best_epoch = stopping.best_epoch
-        if len(history) < epochs:
-            history.stop_reason = "early stopping: " + stopping.reason()
         if stopping.restore_best and stopping.best_params is not None:
             self.vector[...] = stopping.best_params
         if lines:

@@ -16,7 +16,7 @@ import pytest
 import fastmlp
 import fastmlp.steps
 import fastmlp.train
-from fastmlp import MLP, TrainingDivergedError, backends, optim
+from fastmlp import MLP, StopTraining, TrainingDivergedError, backends, optim
 from fastmlp.steps import NO_TIMER, ComposedSteps
 
 
@@ -102,6 +102,48 @@ def test_history_has_one_entry_per_epoch_and_callback_sees_it():
     assert history.val_accuracy == [None, None, None]
     assert all(s > 0 for s in history.samples_per_second)
     np.testing.assert_allclose(np.array(history.samples_per_second) * history.seconds, 300)
+
+
+def stop_after(epoch, message="", seen=None):
+    """A callback raising StopTraining(message) once ``epoch`` is done; it notes each call."""
+    def callback(done, history):
+        if seen is not None:
+            seen.append(done)
+        if done == epoch:
+            raise StopTraining(message)
+    return callback
+
+
+def test_a_callback_ends_training_with_its_reason(capsys):
+    x, y = synthetic()
+    interrupted = MLP((8, 4, 3), seed=0)
+    with pytest.raises(KeyboardInterrupt):  # the same 10-epoch run, cut after epoch 3
+        interrupted.fit(x, y, epochs=10, batch_size=50, callback=interrupt_after(3))
+    seen = []
+    model = MLP((8, 4, 3), seed=0)
+    history = model.fit(x, y, epochs=10, batch_size=50, verbose=1,
+                        callback=stop_after(3, "loss low enough", seen))
+    assert seen == [1, 2, 3] and len(history) == 3
+    assert history.stop_reason == "callback stopped training after epoch 3: loss low enough"
+    for (W, b), (W2, b2) in zip(model.params, interrupted.params):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("epoch  3/10 ")
+    assert lines[3] == "callback stopped training after epoch 3: loss low enough"
+    history = MLP((8, 4, 3), seed=0).fit(x, y, epochs=10, batch_size=50, callback=stop_after(1))
+    assert history.stop_reason == "callback stopped training after epoch 1"
+    # on the last epoch, training ends anyway: the run ran all its epochs
+    history = MLP((8, 4, 3), seed=0).fit(x, y, epochs=2, batch_size=50, callback=stop_after(2))
+    assert history.stop_reason == "ran all 2 epochs"
+    assert not issubclass(StopTraining, (ValueError, RuntimeError, FloatingPointError))
+
+
+def interrupt_after(epoch):
+    def callback(done, history):
+        if done == epoch:
+            raise KeyboardInterrupt
+    return callback
 
 
 def test_same_seed_gives_the_same_model_and_batches_cover_every_sample():
