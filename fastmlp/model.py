@@ -239,6 +239,7 @@ class MLP:
             monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
             restore_best: bool = True,
             checkpoint: str | os.PathLike | None = None, resume: bool = False,
+            log_csv: str | os.PathLike | None = None,
             callback: Callable[[int, History], None] | None = None,
             verbose: int | str = 0, validation_name: str = "val",
             sample_weight=None, class_weight=None, check_finite: bool = True) -> History:
@@ -259,7 +260,8 @@ class MLP:
                    validation_data=validation_data, seed=seed, early_stopping=early_stopping,
                    validation_fraction=validation_fraction, monitor=monitor,
                    patience=patience, min_delta=min_delta, restore_best=restore_best,
-                   checkpoint=checkpoint, resume=resume, callback=callback, verbose=verbose,
+                   checkpoint=checkpoint, resume=resume, log_csv=log_csv, callback=callback,
+                   verbose=verbose,
                    validation_name=validation_name, sample_weight=sample_weight,
                    class_weight=class_weight, check_finite=check_finite)
 

@@ -12,12 +12,14 @@ also importable from here, where they were first defined.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from . import backends
 from . import checkpoint as _checkpoint
+from ._atomic import unwritable
 from ._flat import base_vector, flat_params
 from ._validation import (
     check_features,
@@ -185,6 +188,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
         restore_best: bool = True,
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
+        log_csv: str | os.PathLike | None = None,
         callback: Callable[[int, History], None] | None = None,
         verbose: int | str = 0, validation_name: str = "val",
         sample_weight=None, class_weight=None, check_finite: bool = True) -> History:
@@ -241,9 +245,22 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         bit for bit that of the uninterrupted run, on the same backend (BLAS
         backends: at the same thread count). Every other argument must be as
         in the interrupted run; the message of a refusal names what differs.
+    log_csv : path, optional
+        A CSV file written as training goes, as Keras's ``CSVLogger`` writes
+        one: a header row, ``epoch`` and the per-epoch columns of
+        :class:`History` (:data:`HISTORY_COLUMNS`), then one row per epoch,
+        written and flushed as the epoch ends (after its checkpoint); floats
+        in full precision, an empty cell for None. A file already there is
+        replaced. When ``resume`` continues a run, the file is first written
+        again from the checkpoint's history, epochs ``1 .. N`` as the
+        interrupted run wrote them, then continued: so it holds every epoch
+        of the run once, with one header, even if the interrupted run wrote
+        no log, or wrote a row the checkpoint does not have (the resumed run
+        trains that epoch again).
     callback : callable, optional
         Called as ``callback(epoch, history)`` after each epoch (1-based),
-        once the epoch's checkpoint is written and its line printed. To end
+        once the epoch's checkpoint and log row are written and its line
+        printed. To end
         training there, as early stopping does, it raises
         :class:`~fastmlp.StopTraining` (``raise StopTraining("why")``):
         ``fit`` then returns normally, ``history.stop_reason`` is
@@ -318,6 +335,9 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     CheckpointError
         If ``checkpoint`` holds a checkpoint and not ``resume``, holds none
         and ``resume``, or holds one of another run.
+    OSError
+        If ``checkpoint`` or ``log_csv`` cannot be written; checked before
+        training.
     ValueError
         If ``sample_weight`` or ``class_weight`` is not as described; the
         message names the problem.
@@ -334,6 +354,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
                 else None)
     _check_checkpoint(checkpoint, resume, optimizer)
+    if log_csv is not None:
+        check_log_csv(log_csv)
 
     run = _Run(model, optimizer, np.random.default_rng(seed), stopping, checkpoint)
     saved = None
@@ -353,25 +375,27 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     batches = Batches(run.data.x, run.data.y, None, batch_size, model.scaler, model.dtype,
                       run.data.weights)
     learning_rates = _learning_rates(base_lr, scale_lr, epochs, -(-len(run.data.y) // batch_size))
-    for epoch in range(first_epoch, epochs + 1):
-        rates = learning_rates(epoch)
-        start = time.perf_counter()
-        done = _train_epoch(run_steps, model.params, run.shuffled(batches), optimizer, rates,
-                            epoch, epochs, bar)
-        run.record(done, time.perf_counter() - start)
-        stop = stopping is not None and stopping.update(epoch, run.history, run.vector)
-        run.save(epoch, finished=stop or epoch == epochs)
-        if lines:
-            print(_epoch_line(run.history, epochs, validation_name, stopping is not None),
-                  flush=True)
-        if callback is not None:
-            reason = _call_back(callback, epoch, run.history)
-            if reason is not None and not (stop or epoch == epochs):
-                run.history.stop_reason = reason
-                run.save(epoch, finished=True)
-                stop = True
-        if stop:
-            break
+    with _csv_log(log_csv, run.history) as log_epoch:
+        for epoch in range(first_epoch, epochs + 1):
+            rates = learning_rates(epoch)
+            start = time.perf_counter()
+            done = _train_epoch(run_steps, model.params, run.shuffled(batches), optimizer,
+                                rates, epoch, epochs, bar)
+            run.record(done, time.perf_counter() - start)
+            stop = stopping is not None and stopping.update(epoch, run.history, run.vector)
+            run.save(epoch, finished=stop or epoch == epochs)
+            log_epoch(epoch)
+            if lines:
+                print(_epoch_line(run.history, epochs, validation_name, stopping is not None),
+                      flush=True)
+            if callback is not None:
+                reason = _call_back(callback, epoch, run.history)
+                if reason is not None and not (stop or epoch == epochs):
+                    run.history.stop_reason = reason
+                    run.save(epoch, finished=True)
+                    stop = True
+            if stop:
+                break
     run.end(epochs, lines)
     return run.history
 
@@ -516,6 +540,58 @@ def _train_epoch(run_steps, params, batches: Batches, optimizer, learning_rates,
             f"step {done.failed_step + 1} of {len(learning_rates)}; try a lower learning rate"
         )
     return done
+
+
+HISTORY_COLUMNS = tuple(f.name for f in fields(History) if f.default_factory is list)
+"""The per-epoch lists of :class:`History`, in order: the columns of ``fit``'s ``log_csv``
+after ``epoch``."""
+
+
+def check_log_csv(path) -> None:
+    """Raise ``OSError``, naming ``path``, unless ``fit(log_csv=path)`` could write it now.
+
+    Its directory must exist and take a new file, and ``path`` must not be a
+    directory or a file that cannot be written (it would be replaced).
+
+    >>> check_log_csv("/nonexistent/log.csv")
+    Traceback (most recent call last):
+    ...
+    OSError: cannot write the training log to /nonexistent/log.csv: no directory /nonexistent
+    """
+    path = os.fspath(path)
+    problem = unwritable(path)
+    if problem is None and os.path.exists(path) and not os.access(path, os.W_OK):
+        problem = f"{path} is not writable"
+    if problem:
+        raise OSError(f"cannot write the training log to {path}: {problem}")
+
+
+@contextlib.contextmanager
+def _csv_log(path, history: History):
+    """``fit``'s ``log_csv`` open for the epochs: yields ``log_epoch(epoch)``, which writes
+    and flushes the row of ``history``'s epoch ``epoch`` (1-based).
+
+    The file starts with the header and the rows of the epochs ``history``
+    holds already (a resumed run's, from its checkpoint). With ``path`` None,
+    ``log_epoch`` does nothing.
+    """
+    if path is None:
+        yield lambda epoch: None
+        return
+    columns = [getattr(history, name) for name in HISTORY_COLUMNS]
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        rows = csv.writer(file)
+
+        def log_epoch(epoch: int) -> None:
+            rows.writerow([epoch, *("" if column[epoch - 1] is None
+                                    else repr(float(column[epoch - 1])) for column in columns)])
+            file.flush()
+
+        rows.writerow(["epoch", *HISTORY_COLUMNS])
+        for epoch in range(1, len(history) + 1):
+            log_epoch(epoch)
+        file.flush()
+        yield log_epoch
 
 
 def _call_back(callback, epoch: int, history: History) -> str | None:

@@ -1,8 +1,10 @@
 """Checkpoints: a run interrupted and resumed gives the same bits; other runs are refused."""
 
+import csv
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -154,6 +156,46 @@ def test_the_cli_resumes_a_run_a_callback_stopped_at_once(small_idx, tmp_path, c
     assert re.search(r"\nfinal  test acc \d+\.\d\d%  train acc \d+\.\d\d%  loss \d\.\d{4}  "
                      r"2 epochs, ", out)
     assert parameter_bytes(MLP.load(tmp_path / "model.npz")) == parameter_bytes(model)
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def untimed(rows):
+    """A CSV log's rows without its samples_per_second and seconds, which no rerun repeats."""
+    return [[cell for name, cell in zip(rows[0], row) if name not in ("samples_per_second",
+                                                                     "seconds")]
+            for row in rows]
+
+
+def test_the_csv_log_of_a_resumed_run_holds_each_epoch_once(tmp_path):
+    x, y = problem()
+    kwargs = dict(epochs=4, batch_size=32, seed=3, validation_data=problem(60, seed=1))
+    MLP((12, 16, 3), seed=0).fit(x, y, log_csv=tmp_path / "whole.csv", **kwargs)
+    whole = read_csv(tmp_path / "whole.csv")
+    log, run = tmp_path / "run.csv", tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, log_csv=log,
+                                     callback=interrupt_after(2), **kwargs)
+    interrupted = log.read_text()
+    assert untimed(read_csv(log)) == untimed(whole[:3])  # the header, epochs 1 and 2
+    # and a row the checkpoint does not have (a checkpoint older than the log, say)
+    with open(log, "a") as file:
+        file.write(interrupted.splitlines()[-1].replace("2,", "3,", 1) + "\n")
+    MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, resume=True, log_csv=log, **kwargs)
+    rows = read_csv(log)
+    assert log.read_text().startswith(interrupted)  # the interrupted run's rows, as they were
+    assert untimed(rows) == untimed(whole)  # one header, epochs 1 .. 4 once each
+    # a log first asked for when resuming holds the epochs before the resume too
+    shutil.rmtree(run)
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, callback=interrupt_after(3),
+                                     **kwargs)
+    MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, resume=True,
+                                 log_csv=tmp_path / "late.csv", **kwargs)
+    assert untimed(read_csv(tmp_path / "late.csv")) == untimed(whole)
 
 
 @pytest.mark.parametrize("change, difference", [

@@ -1,5 +1,6 @@
 """The fastmlp command line: data sources, training output, progress, saving, one-line errors."""
 
+import csv
 import fcntl
 import json
 import os
@@ -192,6 +193,28 @@ def test_quiet_prints_only_the_final_line(small_idx, tmp_path, capsys):
     assert status == 0
     assert re.fullmatch(FINAL + r"\d+\.\d s training\n", out)
     assert path.exists()
+
+
+def test_train_logs_each_epoch_to_csv_and_resume_continues_the_file(small_idx, tmp_path,
+                                                                     capsys):
+    log, run = tmp_path / "log.csv", tmp_path / "run"
+    options = ["--data-dir", str(small_idx), "--epochs", "2", "--hidden", "8", "--batch-size",
+               "16", "--log", str(log)]
+    assert main(["train", *options, "--checkpoint", str(run)]) == 0
+    out = capsys.readouterr().out
+    with open(log, newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["epoch", "loss", "train_accuracy", "val_accuracy", "samples_per_second",
+                       "seconds", "val_loss"]
+    assert [row[0] for row in rows[1:]] == ["1", "2"]
+    epochs = re.findall(r"epoch  \d/2  loss (\S+)  train acc (\S+)%  test acc (\S+)%", out)
+    assert [(f"{float(row[1]):.4f}", f"{100 * float(row[2]):.2f}", f"{100 * float(row[3]):.2f}")
+            for row in rows[1:]] == epochs
+    written = log.read_text()
+    # --resume of the finished run: nothing trains, the log is written again, the same
+    assert main(["train", "--resume", str(run), "--log", str(log), "--quiet"]) == 0
+    assert log.read_text() == written
+    assert "log" not in json.loads((run / "run.json").read_text())  # an output, not the run's
 
 
 @pytest.mark.parametrize("with_test", [True, False])

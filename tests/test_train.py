@@ -1,9 +1,11 @@
 """Training: real MNIST learns, histories are complete, divergence stops with a message."""
 
 import ast
+import csv
 import importlib.util
 import inspect
 import io
+import os
 import pathlib
 import re
 import sys
@@ -144,6 +146,56 @@ def interrupt_after(epoch):
         if done == epoch:
             raise KeyboardInterrupt
     return callback
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+COLUMNS = ["epoch", "loss", "train_accuracy", "val_accuracy", "samples_per_second", "seconds",
+           "val_loss"]
+
+
+def test_the_csv_log_gets_a_header_and_each_epochs_row_as_the_epoch_ends(tmp_path):
+    x, y = synthetic()
+    path = tmp_path / "log.csv"
+    path.write_text("an older file\n")
+    seen = []
+    history = MLP((8, 4, 3), seed=0).fit(
+        x, y, epochs=3, batch_size=50, validation_data=(x[:40], y[:40]), log_csv=path,
+        callback=lambda epoch, history: seen.append(read_csv(path)))
+    # flushed as each epoch ends: the callback, after the epoch, reads its row
+    assert [len(rows) for rows in seen] == [2, 3, 4]
+    rows = read_csv(path)
+    assert rows[0] == COLUMNS == ["epoch", *fastmlp.train.HISTORY_COLUMNS]
+    assert [row[0] for row in rows[1:]] == ["1", "2", "3"]
+    for name, column in zip(COLUMNS[1:], list(zip(*rows[1:]))[1:]):
+        assert [float(cell) for cell in column] == getattr(history, name), name  # exact
+    unvalidated = MLP((8, 4, 3), seed=0).fit(x, y, epochs=2, batch_size=50, log_csv=path)
+    rows = read_csv(path)
+    assert len(rows) == 3 and [row[3] for row in rows[1:]] == ["", ""]
+    assert [float(row[1]) for row in rows[1:]] == unvalidated.loss
+
+
+def test_an_unwritable_csv_log_is_refused_before_training(tmp_path):
+    x, y = synthetic(n=20)
+    (tmp_path / "read-only.csv").write_text("")
+    (tmp_path / "read-only.csv").chmod(0o444)
+    cases = [(tmp_path / "nowhere" / "log.csv", f"no directory {tmp_path / 'nowhere'}"),
+             (tmp_path, f"{tmp_path} is a directory")]
+    if not os.access(tmp_path / "read-only.csv", os.W_OK):  # root may write anywhere
+        cases.append((tmp_path / "read-only.csv", f"{tmp_path / 'read-only.csv'} is not "
+                                                  "writable"))
+    for path, problem in cases:
+        model = MLP((8, 3), seed=0)
+        before = [a.copy() for pair in model.params for a in pair]
+        with pytest.raises(OSError, match=re.escape(
+                f"cannot write the training log to {path}: {problem}")):
+            model.fit(x, y, epochs=1, log_csv=path)
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(before, [a for pair in model.params for a in pair]))
+        assert not model.scaler.fitted
 
 
 def test_same_seed_gives_the_same_model_and_batches_cover_every_sample():
