@@ -21,6 +21,7 @@ from .exceptions import (
     DataError,
     ModelFileError,
     PerformanceWarning,
+    StopTraining,
     TrainingDivergedError,
 )
 from .functional import backward, cross_entropy, forward, log_softmax, softmax
@@ -50,5 +51,6 @@ __all__ = [
     "ChecksumError",
     "ModelFileError",
     "PerformanceWarning",
+    "StopTraining",
     "TrainingDivergedError",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 from . import backends, datasets, optim
 from ._atomic import atomic_write, unwritable
 from .model import MLP
-from .train import fit
+from .train import check_log_csv, fit
 
 _DESCRIPTION = """\
 Train, profile and benchmark a multilayer perceptron on MNIST, Fashion-MNIST, \
@@ -303,6 +303,11 @@ def _train_options(parser):
     _add_output(output, "--plot", metavar="FILE.png", default=None, check=_plot_path,
                 help="draw the loss and the train and test accuracy per epoch into FILE.png "
                      "(needs matplotlib: the 'plot' extra)")
+    _add_output(output, "--log", metavar="FILE.csv", default=None, check=check_log_csv,
+                help="write a header and, as each epoch ends, its row to FILE.csv: epoch, loss, "
+                     "train_accuracy, val_accuracy, samples_per_second, seconds, val_loss (val: "
+                     "the test set, or --early-stopping's split); with --resume give it again: "
+                     "the file is rewritten from the checkpoint, then appended to")
     resuming = output.add_mutually_exclusive_group()
     _add_output(resuming, "--checkpoint", metavar="DIR", default=None,
                 check=_checkpoint_directory(resume=False),
@@ -335,8 +340,8 @@ def _seconds_since_process_start() -> float | None:
 
 
 # The options of fastmlp train that make its run, kept in RUN_FILE beside the
-# checkpoints so that --resume DIR alone continues the run (--save, --plot, --quiet
-# and --timings are this command's own)
+# checkpoints so that --resume DIR alone continues the run (--save, --plot, --log,
+# --quiet and --timings are this command's own)
 RUN_FILE = "run.json"
 _DATA_OPTIONS = ("dataset", "data_dir", "data")
 RUN_OPTIONS = ("hidden", "dtype", "seed", "backend", "epochs", "batch_size", "optimizer", "lr",
@@ -383,7 +388,7 @@ def _train(args) -> int:
                       seed=args.seed, verbose=0 if args.quiet else "auto",
                       validation_name="val" if args.early_stopping else "test",
                       checkpoint=args.checkpoint or args.resume, resume=bool(args.resume),
-                      **stopping)
+                      log_csv=args.log, **stopping)
         test_accuracy = None
         if test is not None:
             test_accuracy = (model.score(*test) if args.early_stopping
@@ -632,9 +637,9 @@ class _Command(NamedTuple):
 COMMANDS = (
     _Command(
         "train", "train the MLP on MNIST, Fashion-MNIST or your own data",
-        "Train an MLP and report loss, accuracy and throughput per epoch: a progress bar over "
-        "each epoch's steps when standard output is a terminal, plain lines when it is not; a "
-        "final line sums up.",
+        "Train an MLP and report loss, accuracy and throughput per epoch: a plain line per "
+        "epoch on standard output and, when standard error is a terminal, a progress bar over "
+        "each epoch's steps there; a final line sums up.",
         "fastmlp train --epochs 5 --save mnist.npz\n"
         "fastmlp train --dataset fashion-mnist --backend numba --plot curves.png\n"
         "fastmlp train --data mine.npz --hidden 64 --quiet",

@@ -27,3 +27,19 @@ class PerformanceWarning(UserWarning):
 
 class CheckpointError(ValueError):
     """A training checkpoint cannot be read, or was written by another configuration."""
+
+
+class StopTraining(Exception):
+    """Raised by a ``fit`` callback to end training after the epoch, as early stopping does.
+
+    ``fit`` catches it and returns normally: its message (if any) is in
+    ``History.stop_reason``, and a checkpoint of the run is marked finished,
+    so that resuming it trains nothing more. Not an error: it derives from
+    ``Exception`` alone.
+
+    Examples
+    --------
+    >>> def stop_when_good(epoch, history):
+    ...     if history.train_accuracy[-1] > 0.99:
+    ...         raise StopTraining(f"train accuracy {history.train_accuracy[-1]:.3f}")
+    """

@@ -6,6 +6,7 @@ import math
 import os
 import zipfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,11 @@ from ._validation import (
 from .exceptions import ModelFileError
 from .functional import cross_entropy, log_softmax
 from .preprocessing import InputScaler
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .train import History
 
 FORMAT_VERSION = 2
 # Version 1 predates the input rule of InputScaler: it divided uint8 inputs by
@@ -232,16 +238,39 @@ class MLP:
         y = check_labels(y, 1 if x.ndim == 1 else x.shape[0], self.n_classes)
         return float(np.mean(np.atleast_1d(self._proba(x).argmax(-1)) == y))
 
-    def fit(self, x, y, **kwargs):
-        """Train on ``(x, y)``; see ``fastmlp.train.fit`` for the keyword arguments.
+    def fit(self, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adamw",
+            learning_rate: float | None = None, weight_decay: float | None = None,
+            schedule: str = "onecycle",
+            validation_data=None, seed: int | None = 0,
+            early_stopping: bool = False, validation_fraction: float = 0.1,
+            monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+            restore_best: bool = True,
+            checkpoint: str | os.PathLike | None = None, resume: bool = False,
+            log_csv: str | os.PathLike | None = None,
+            callback: Callable[[int, History], None] | None = None,
+            verbose: int | str = 0, validation_name: str = "val",
+            sample_weight=None, class_weight=None, check_finite: bool = True) -> History:
+        """Train on ``(x, y)`` in place: ``fastmlp.fit(self, x, y, ...)``.
+
+        Every parameter, its default and what it does is :func:`fastmlp.fit`'s
+        (``fastmlp.train.fit``), which this calls with all of them.
 
         Returns
         -------
         History
+            One entry per epoch: see :func:`fastmlp.fit`.
         """
         from .train import fit
 
-        return fit(self, x, y, **kwargs)
+        return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                   learning_rate=learning_rate, weight_decay=weight_decay, schedule=schedule,
+                   validation_data=validation_data, seed=seed, early_stopping=early_stopping,
+                   validation_fraction=validation_fraction, monitor=monitor,
+                   patience=patience, min_delta=min_delta, restore_best=restore_best,
+                   checkpoint=checkpoint, resume=resume, log_csv=log_csv, callback=callback,
+                   verbose=verbose,
+                   validation_name=validation_name, sample_weight=sample_weight,
+                   class_weight=class_weight, check_finite=check_finite)
 
     def to_onnx(self, path, *, dtype=None) -> None:
         """Write the network as an ONNX graph taking raw float32 pixel values.

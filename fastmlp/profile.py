@@ -1,7 +1,7 @@
 """Where the time of a training step goes: ``fastmlp profile``.
 
 :func:`profile_training` trains a fresh model for some steps with one backend
-through ``fit``'s loop over batches, ``fastmlp.train.ComposedSteps`` of the
+through ``fit``'s loop over batches, ``fastmlp.steps.ComposedSteps`` of the
 backend's ``forward`` and ``backward``, with a timer that reads the clock
 between the phases of every step:
 
@@ -48,7 +48,7 @@ from ._validation import check_dtype, check_features, check_labels, check_positi
 from .exceptions import TrainingDivergedError
 from .machine import describe, summary
 from .model import MLP
-from .train import Batches, ComposedSteps, Timer, training_inputs
+from .steps import Batches, ComposedSteps, Timer, training_inputs
 
 PHASES = ("data", "forward", "backward", "update", "overhead")
 

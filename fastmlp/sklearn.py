@@ -34,9 +34,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from . import backends
 from ._validation import check_dtype, check_positive_int
 from .model import MLP
-from .optim import make_optimizer
 from .train import fit as train
-from .train import training_weights
+from .train import training_optimizer, training_weights
 
 __all__ = ["MLPClassifier"]
 
@@ -501,16 +500,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return tuple(int(n) for n in sizes)
 
     def _new_optimizer(self):
-        """A new optimizer from ``optimizer`` and ``weight_decay``."""
-        if isinstance(self.optimizer, str):
-            optimizer = make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
-        elif self.weight_decay is not None:
-            raise ValueError(
-                "weight_decay applies to a named optimizer; set it on the optimizer object"
-            )
-        else:
-            optimizer = copy.deepcopy(self.optimizer)
-        return optimizer
+        """A new optimizer from ``optimizer`` and ``weight_decay``, as ``fit`` makes it; an
+        optimizer object is copied, so that training leaves the parameter as it was."""
+        optimizer = training_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
+        return optimizer if isinstance(self.optimizer, str) else copy.deepcopy(optimizer)
 
     def _initialise(self, classes) -> None:
         """New network, optimizer and shuffling generator from the hyper-parameters."""

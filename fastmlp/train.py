@@ -1,22 +1,25 @@
 """The training loop: shuffled mini-batches, an optimizer, a schedule, a history.
 
 The loop over epochs is :func:`fit`'s; the loop over the batches of an epoch is
-:class:`ComposedSteps`, and there is no other in Python. A backend plugs in
-with one function, its ``run_steps`` (see ``fastmlp.backends``), which runs a
-run of steps, :class:`Batches`, and returns a :class:`StepsDone`: ``loop``,
-``einsum`` and ``matmul`` run this loop over their ``forward`` and
-``backward``; ``numba`` runs its fused epoch. ``fastmlp profile`` times the
-same loop, with a :class:`Timer` that counts.
+``fastmlp.steps.ComposedSteps``, and there is no other in Python. A backend
+plugs in with one function, its ``run_steps`` (see ``fastmlp.backends``), which
+runs a run of steps, a ``fastmlp.steps.Batches``, and returns a
+``StepsDone``: ``loop``, ``einsum`` and ``matmul`` run that loop over their
+``forward`` and ``backward``; ``numba`` runs its fused epoch. The types of
+that contract live in ``fastmlp.steps``, which the backends import; they are
+also importable from here, where they were first defined.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -24,6 +27,7 @@ from tqdm import tqdm
 
 from . import backends
 from . import checkpoint as _checkpoint
+from ._atomic import unwritable
 from ._flat import base_vector, flat_params
 from ._validation import (
     check_features,
@@ -31,11 +35,20 @@ from ._validation import (
     check_positive_int,
     check_sample_weight,
 )
-from .exceptions import TrainingDivergedError
-from .functional import _row_losses, cross_entropy
+from .exceptions import StopTraining, TrainingDivergedError
+from .functional import cross_entropy
 from .optim import get_schedule, make_optimizer
+from .steps import (  # noqa: F401 - re-exported: fastmlp.train.Batches etc. keep working
+    NO_TIMER,
+    Batches,
+    ComposedSteps,
+    StepsDone,
+    Timer,
+    training_inputs,
+)
 
 if TYPE_CHECKING:
+    from .model import MLP
     from .preprocessing import InputScaler
 
 
@@ -47,9 +60,11 @@ class History:
     validation data. ``samples_per_second`` and ``seconds`` time the training
     pass alone, not the evaluation of the validation data. ``best_epoch``
     (1-based) is early stopping's best epoch, None without early stopping;
-    ``stop_reason`` says why training ended. ``resumed_after`` is the epochs
-    the run had done when this ``fit`` resumed it from a checkpoint (0 when
-    it did not): the lists hold every epoch of the run.
+    ``stop_reason`` says why training ended: ``'ran all 15 epochs'``,
+    ``'early stopping: ...'`` or ``'callback stopped training after epoch
+    ...'`` (see ``fit``'s ``callback``). ``resumed_after`` is the epochs the
+    run had done when this ``fit`` resumed it from a checkpoint (0 when it
+    did not): the lists hold every epoch of the run.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -173,6 +188,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
         restore_best: bool = True,
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
+        log_csv: str | os.PathLike | None = None,
         callback: Callable[[int, History], None] | None = None,
         verbose: int | str = 0, validation_name: str = "val",
         sample_weight=None, class_weight=None, check_finite: bool = True) -> History:
@@ -229,19 +245,43 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         bit for bit that of the uninterrupted run, on the same backend (BLAS
         backends: at the same thread count). Every other argument must be as
         in the interrupted run; the message of a refusal names what differs.
+    log_csv : path, optional
+        A CSV file written as training goes, as Keras's ``CSVLogger`` writes
+        one: a header row, ``epoch`` and the per-epoch columns of
+        :class:`History` (:data:`HISTORY_COLUMNS`), then one row per epoch,
+        written and flushed as the epoch ends (after its checkpoint); floats
+        in full precision, an empty cell for None. A file already there is
+        replaced. When ``resume`` continues a run, the file is first written
+        again from the checkpoint's history, epochs ``1 .. N`` as the
+        interrupted run wrote them, then continued: so it holds every epoch
+        of the run once, with one header, even if the interrupted run wrote
+        no log, or wrote a row the checkpoint does not have (the resumed run
+        trains that epoch again).
     callback : callable, optional
         Called as ``callback(epoch, history)`` after each epoch (1-based),
-        after the epoch's checkpoint is written.
+        once the epoch's checkpoint and log row are written and its line
+        printed. To end
+        training there, as early stopping does, it raises
+        :class:`~fastmlp.StopTraining` (``raise StopTraining("why")``):
+        ``fit`` then returns normally, ``history.stop_reason`` is
+        ``'callback stopped training after epoch 3: why'``, the checkpoint is
+        marked finished (resuming it trains nothing more) and, with early
+        stopping and ``restore_best``, the best epoch's parameters are
+        restored as usual. On the last epoch it changes nothing. Any other
+        exception (``KeyboardInterrupt``) leaves fit, and the epoch's
+        checkpoint to resume from.
     verbose : {0, 1, 2, 'auto'}
-        What to print to standard output: 0 nothing; 1 one line per epoch
-        (loss, training and validation accuracy, throughput, seconds); 2 the
+        What to print: 0 nothing; 1 one line per epoch (loss, training and
+        validation accuracy, throughput, seconds) to standard output; 2 the
         same lines and, while an epoch runs, a progress bar over its steps with
-        the running loss and training accuracy, cleared when the epoch's line
-        is printed; ``'auto'`` 2 when standard output is a terminal, else 1.
-        The bar does not change the result: the epoch runs as the same batches
-        in about 10 consecutive calls, each given a slice of the epoch's
-        shuffled order, updating the bar between them; it costs those calls
-        alone, and copies no data.
+        the running loss and training accuracy on standard error, cleared
+        before the epoch's line is printed; ``'auto'`` 2 when standard error
+        is a terminal, else 1. The lines are results, the bar is progress: so
+        ``python train.py > log.txt`` in a terminal shows the bar and keeps the
+        lines. The bar does not change the result: the epoch runs as the same
+        batches in about 10 consecutive calls, each given a slice of the
+        epoch's shuffled order, updating the bar between them; it costs those
+        calls alone, and copies no data.
     validation_name : str
         What the per-epoch lines call the validation data (``'val acc'``);
         ``fastmlp train`` passes ``'test'``.
@@ -295,32 +335,148 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     CheckpointError
         If ``checkpoint`` holds a checkpoint and not ``resume``, holds none
         and ``resume``, or holds one of another run.
+    OSError
+        If ``checkpoint`` or ``log_csv`` cannot be written; checked before
+        training.
     ValueError
         If ``sample_weight`` or ``class_weight`` is not as described; the
         message names the problem.
     """
-    x = check_features(x, model.n_features, check_finite=check_finite)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
-    y = check_labels(y, x.shape[0], model.n_classes)
-    weights = training_weights(y, model.n_classes, sample_weight, class_weight)
+    x, y, weights = _checked_training_data(model, x, y, sample_weight, class_weight,
+                                           check_finite)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     lines, bar = _VERBOSITY[_check_verbose(verbose)]
     scale_lr = get_schedule(schedule)
+    optimizer = training_optimizer(optimizer, learning_rate, weight_decay)
+    base_lr = optimizer.learning_rate if learning_rate is None else learning_rate
+    validation = _checked_validation_data(model, validation_data, check_finite)
+    stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
+                else None)
+    _check_checkpoint(checkpoint, resume, optimizer)
+    if log_csv is not None:
+        check_log_csv(log_csv)
+
+    run = _Run(model, optimizer, np.random.default_rng(seed), stopping, checkpoint)
+    saved = None
+    if checkpoint is not None:
+        run.config = _run_config(model, x, y, weights, validation_data, validation_fraction,
+                                 stopping, epochs=epochs, batch_size=batch_size,
+                                 optimizer=optimizer, learning_rate=base_lr, schedule=schedule,
+                                 seed=seed)
+        saved = run.read_checkpoint() if resume else None
+    run.data = _hold_out_validation(x, y, weights, validation, stopping, validation_fraction,
+                                    run.rng, saved)
+    first_epoch = run.begin() if saved is None else run.resume(saved, epochs, lines)
+    if not model.scaler.fitted:
+        model.scaler.fit(run.data.x, sample_weight=run.data.weights)
+    run_steps = backends.get_backend().run_steps
+    run.data = run.data.scaled(model.scaler, model.dtype)
+    batches = Batches(run.data.x, run.data.y, None, batch_size, model.scaler, model.dtype,
+                      run.data.weights)
+    learning_rates = _learning_rates(base_lr, scale_lr, epochs, -(-len(run.data.y) // batch_size))
+    with _csv_log(log_csv, run.history) as log_epoch:
+        for epoch in range(first_epoch, epochs + 1):
+            rates = learning_rates(epoch)
+            start = time.perf_counter()
+            done = _train_epoch(run_steps, model.params, run.shuffled(batches), optimizer,
+                                rates, epoch, epochs, bar)
+            run.record(done, time.perf_counter() - start)
+            stop = stopping is not None and stopping.update(epoch, run.history, run.vector)
+            run.save(epoch, finished=stop or epoch == epochs)
+            log_epoch(epoch)
+            if lines:
+                print(_epoch_line(run.history, epochs, validation_name, stopping is not None),
+                      flush=True)
+            if callback is not None:
+                reason = _call_back(callback, epoch, run.history)
+                if reason is not None and not (stop or epoch == epochs):
+                    run.history.stop_reason = reason
+                    run.save(epoch, finished=True)
+                    stop = True
+            if stop:
+                break
+    run.end(epochs, lines)
+    return run.history
+
+
+
+class _Data(NamedTuple):
+    """What a run trains on (checked) and validates on, if anything."""
+
+    x: np.ndarray                       # (n_samples, n_features), as given
+    y: np.ndarray                       # (n_samples,) int64
+    weights: np.ndarray | None          # (n_samples,) float64, or None: unweighted
+    x_val: np.ndarray | None            # (n_val, n_features): validation_data's or held out
+    y_val: np.ndarray | None            # (n_val,)
+    validation_rows: np.ndarray | None  # the rows of fit's x held out for early stopping
+
+    def scaled(self, scaler: InputScaler, dtype) -> _Data:
+        """The data as training reads it: ``x`` as batches are gathered from
+        (:func:`~fastmlp.steps.training_inputs`), the validation inputs scaled."""
+        return self._replace(
+            x=training_inputs(self.x, dtype), y=np.ascontiguousarray(self.y),
+            x_val=None if self.x_val is None else scaler.transform(self.x_val, dtype))
+
+
+def _checked_training_data(model, x, y, sample_weight, class_weight, check_finite):
+    """``x``, ``y`` and each sample's weight (None: unweighted), checked for ``model``."""
+    x = check_features(x, model.n_features, check_finite=check_finite)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
+    y = check_labels(y, x.shape[0], model.n_classes)
+    return x, y, training_weights(y, model.n_classes, sample_weight, class_weight)
+
+
+def _checked_validation_data(model, validation_data, check_finite):
+    """``(x_val, y_val)`` checked for ``model``, or None."""
+    if validation_data is None:
+        return None
+    x_val, y_val = validation_data
+    x_val = check_features(x_val, model.n_features, "x_val", check_finite=check_finite)
+    return x_val, check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
+
+
+def training_optimizer(optimizer, learning_rate: float | None = None,
+                       weight_decay: float | None = None):
+    """The optimizer ``fit`` trains with: a name made into one, an object as it is.
+
+    Parameters
+    ----------
+    optimizer : str or optimizer object
+        A name from ``fastmlp.optim.OPTIMIZERS``, made with
+        ``fastmlp.optim.make_optimizer(optimizer, learning_rate, weight_decay)``
+        (its defaults where these are None), or an object with ``step(params,
+        grads, learning_rate)``, returned unchanged: it keeps its own weight
+        decay, and ``fit`` steps it at ``learning_rate`` when one is given.
+    learning_rate, weight_decay : float, optional
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or a bad value (the message names it), or a
+        ``weight_decay`` given with an optimizer object.
+
+    Examples
+    --------
+    >>> from fastmlp.optim import Adam
+    >>> training_optimizer("sgd", 0.1).learning_rate
+    0.1
+    >>> adam = Adam()
+    >>> training_optimizer(adam) is adam
+    True
+    """
     if isinstance(optimizer, str):
-        optimizer = make_optimizer(optimizer, learning_rate, weight_decay)
-    elif weight_decay is not None:
+        return make_optimizer(optimizer, learning_rate, weight_decay)
+    if weight_decay is not None:
         raise ValueError(
             "weight_decay applies to a named optimizer; set it on the optimizer object"
         )
-    base_lr = optimizer.learning_rate if learning_rate is None else learning_rate
-    if validation_data is not None:
-        x_val, y_val = validation_data
-        x_val = check_features(x_val, model.n_features, "x_val", check_finite=check_finite)
-        y_val = check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
-    stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
-                else None)
+    return optimizer
+
+
+def _check_checkpoint(checkpoint, resume: bool, optimizer) -> None:
+    """Raise unless a run can keep (``resume``: take up) its checkpoints in ``checkpoint``."""
     if checkpoint is not None:
         if not callable(getattr(optimizer, "state_dict", None)):
             raise TypeError("checkpoints need an optimizer with state_dict() and "
@@ -329,123 +485,230 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     elif resume:
         raise ValueError("resume=True needs the checkpoint directory: checkpoint=...")
 
-    # the parameters as views of one vector (a copy only if they were not), so a
-    # fused epoch updates them in place
-    model.params = flat_params(model.params)
-    vector = base_vector([a for pair in model.params for a in pair])
-    saved = None
-    if checkpoint is not None:
-        config = _run_config(model, x, y, weights, validation_data, validation_fraction,
-                             stopping,
-                             epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                             learning_rate=base_lr, schedule=schedule, seed=seed)
-        if resume:
-            saved = _checkpoint.read(checkpoint, config,
-                                     [a.shape for pair in model.params for a in pair],
-                                     model.dtype)
-    rng = np.random.default_rng(seed)
-    validation_rows = None
-    if stopping is not None and validation_data is None:
-        validation_rows = (saved.validation_rows if saved is not None
-                           else validation_split(y, validation_fraction, rng))
-    if validation_rows is not None:
+
+def _hold_out_validation(x, y, weights, validation, stopping, fraction, rng, saved) -> _Data:
+    """The run's training and validation data: ``validation`` if given, else, for early
+    stopping, a stratified ``fraction`` of ``(x, y)`` held out (the rows of the checkpoint
+    ``saved`` when resuming, else drawn by ``rng``), else none."""
+    x_val, y_val = (None, None) if validation is None else validation
+    rows = None
+    if stopping is not None and validation is None:
+        rows = saved.validation_rows if saved is not None else validation_split(y, fraction, rng)
+    if rows is not None:
         kept = np.ones(len(y), bool)
-        kept[validation_rows] = False
-        x_val, y_val = x[validation_rows], y[validation_rows]
+        kept[rows] = False
+        x_val, y_val = x[rows], y[rows]
         x, y = x[kept], y[kept]
         if weights is not None:
             weights = weights[kept]
-    validating = validation_data is not None or validation_rows is not None
+    return _Data(x, y, weights, x_val, y_val, rows)
 
-    history = History()
-    first_epoch = 1
-    if saved is not None:
-        vector[...] = saved.params
-        for name, value in saved.scaler.items():
-            setattr(model.scaler, name, value)
-        optimizer.load_state_dict(saved.optimizer, model.params)
-        rng.bit_generator.state = saved.rng
-        history = History(**{**saved.history, "resumed_after": saved.epoch})
-        if stopping is not None:
-            stopping.load(saved.stopping)
-        first_epoch = epochs + 1 if saved.finished else saved.epoch + 1
-        if lines:
-            print(f"resuming the run checkpointed in {os.fspath(checkpoint)} after epoch "
-                  f"{saved.epoch}/{epochs}", flush=True)
-    elif checkpoint is not None:
-        _checkpoint.prepare(checkpoint)
 
-    if not model.scaler.fitted:
-        model.scaler.fit(x, sample_weight=weights)
-    run_steps = backends.get_backend().run_steps
-    if validating:
-        X_val = model.scaler.transform(x_val, model.dtype)
-
-    x, y = training_inputs(x, model.dtype), np.ascontiguousarray(y)
-    n = x.shape[0]
-    total_weight = n if weights is None else float(weights.sum())
-    steps_per_epoch = -(-n // batch_size)
+def _learning_rates(base_lr: float, scale_lr, epochs: int, steps_per_epoch: int):
+    """``rates(epoch)``: the learning rate of each step of ``epoch`` (1-based), by the
+    schedule ``scale_lr`` over every step of ``epochs`` epochs."""
     total_steps = epochs * steps_per_epoch
-    for epoch in range(first_epoch, epochs + 1):
+
+    def rates(epoch: int) -> np.ndarray:
         first = (epoch - 1) * steps_per_epoch
-        steps = range(first, first + steps_per_epoch)
-        learning_rates = np.array([base_lr * scale_lr(step, total_steps) for step in steps])
-        start = time.perf_counter()
+        return np.array([base_lr * scale_lr(step, total_steps)
+                         for step in range(first, first + steps_per_epoch)])
+    return rates
+
+
+def _train_epoch(run_steps, params, batches: Batches, optimizer, learning_rates, epoch: int,
+                 epochs: int, bar: bool) -> StepsDone:
+    """Epoch ``epoch``'s steps through the backend's ``run_steps``; with ``bar``, in parts
+    under a progress bar (the same bits).
+
+    Raises
+    ------
+    TrainingDivergedError
+        If a batch's loss is not finite; the message names the epoch and step.
+    """
+    # Overflow on the way to a diverging loss is reported here, once.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if bar:
+            with _progress_bar(len(learning_rates), f"epoch {epoch:>2}/{epochs}") as progress:
+                done = _run_in_parts(run_steps, params, batches, optimizer, learning_rates,
+                                     progress)
+        else:
+            done = run_steps(params, batches, optimizer, learning_rates)
+    if done.failed_step >= 0:
+        raise TrainingDivergedError(
+            f"training diverged: loss became non-finite (nan or inf) at epoch {epoch}, "
+            f"step {done.failed_step + 1} of {len(learning_rates)}; try a lower learning rate"
+        )
+    return done
+
+
+HISTORY_COLUMNS = tuple(f.name for f in fields(History) if f.default_factory is list)
+"""The per-epoch lists of :class:`History`, in order: the columns of ``fit``'s ``log_csv``
+after ``epoch``."""
+
+
+def check_log_csv(path) -> None:
+    """Raise ``OSError``, naming ``path``, unless ``fit(log_csv=path)`` could write it now.
+
+    Its directory must exist and take a new file, and ``path`` must not be a
+    directory or a file that cannot be written (it would be replaced).
+
+    >>> check_log_csv("/nonexistent/log.csv")
+    Traceback (most recent call last):
+    ...
+    OSError: cannot write the training log to /nonexistent/log.csv: no directory /nonexistent
+    """
+    path = os.fspath(path)
+    problem = unwritable(path)
+    if problem is None and os.path.exists(path) and not os.access(path, os.W_OK):
+        problem = f"{path} is not writable"
+    if problem:
+        raise OSError(f"cannot write the training log to {path}: {problem}")
+
+
+@contextlib.contextmanager
+def _csv_log(path, history: History):
+    """``fit``'s ``log_csv`` open for the epochs: yields ``log_epoch(epoch)``, which writes
+    and flushes the row of ``history``'s epoch ``epoch`` (1-based).
+
+    The file starts with the header and the rows of the epochs ``history``
+    holds already (a resumed run's, from its checkpoint). With ``path`` None,
+    ``log_epoch`` does nothing.
+    """
+    if path is None:
+        yield lambda epoch: None
+        return
+    columns = [getattr(history, name) for name in HISTORY_COLUMNS]
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        rows = csv.writer(file)
+
+        def log_epoch(epoch: int) -> None:
+            rows.writerow([epoch, *("" if column[epoch - 1] is None
+                                    else repr(float(column[epoch - 1])) for column in columns)])
+            file.flush()
+
+        rows.writerow(["epoch", *HISTORY_COLUMNS])
+        for epoch in range(1, len(history) + 1):
+            log_epoch(epoch)
+        file.flush()
+        yield log_epoch
+
+
+def _call_back(callback, epoch: int, history: History) -> str | None:
+    """Call ``callback(epoch, history)``; if it raises ``StopTraining``, why it stopped, in
+    words (the exception's message), else None."""
+    try:
+        callback(epoch, history)
+    except StopTraining as stop:
+        return f"callback stopped training after epoch {epoch}" + (f": {stop}" if str(stop)
+                                                                    else "")
+    return None
+
+
+@dataclass
+class _Run:
+    """A training run's state: what its epochs move on, and what a checkpoint keeps of it.
+
+    ``fit`` checks its arguments, then runs these steps: ``begin`` (or
+    ``resume``), and per epoch ``shuffled``, ``record`` and ``save``; ``end``.
+    """
+
+    model: MLP
+    optimizer: object
+    rng: np.random.Generator              # the shuffling generator
+    stopping: EarlyStopping | None
+    checkpoint: str | os.PathLike | None  # the directory of its checkpoints
+    config: dict[str, str] | None = None  # the run as its checkpoint describes it
+    data: _Data | None = None
+    history: History = field(default_factory=History)
+    vector: np.ndarray = field(init=False)  # every parameter: model.params are views of it
+
+    def __post_init__(self):
+        # a copy only if the parameters were not views of one vector already, so a
+        # fused epoch updates them in place
+        self.model.params = flat_params(self.model.params)
+        self.vector = base_vector([a for pair in self.model.params for a in pair])
+
+    def read_checkpoint(self) -> _checkpoint.Saved:
+        """The checkpoint to resume, of this run (``config``): see ``fastmlp.checkpoint.read``."""
+        return _checkpoint.read(self.checkpoint, self.config,
+                                [a.shape for pair in self.model.params for a in pair],
+                                self.model.dtype)
+
+    def begin(self) -> int:
+        """Start a new run (making its checkpoint directory); the first epoch, 1."""
+        if self.checkpoint is not None:
+            _checkpoint.prepare(self.checkpoint)
+        return 1
+
+    def resume(self, saved: _checkpoint.Saved, epochs: int, lines: bool) -> int:
+        """Continue from the checkpoint ``saved`` (saying so, with ``lines``); the epoch to
+        run next, ``epochs + 1`` if the run had finished."""
+        self.vector[...] = saved.params
+        for name, value in saved.scaler.items():
+            setattr(self.model.scaler, name, value)
+        self.optimizer.load_state_dict(saved.optimizer, self.model.params)
+        self.rng.bit_generator.state = saved.rng
+        self.history = History(**{**saved.history, "resumed_after": saved.epoch})
+        if self.stopping is not None:
+            self.stopping.load(saved.stopping)
+        if lines:
+            print(f"resuming the run checkpointed in {os.fspath(self.checkpoint)} after epoch "
+                  f"{saved.epoch}/{epochs}", flush=True)
+        return epochs + 1 if saved.finished else saved.epoch + 1
+
+    def shuffled(self, batches: Batches) -> Batches:
+        """``batches`` in the next epoch's order, drawn from the shuffling generator."""
         # Batches are gathered from the inputs by this permutation inside the epoch, not
         # by a permuted copy: that 188 MB copy per MNIST epoch cost ~7 % of a numba epoch.
-        batches = Batches(x, y, rng.permutation(n), batch_size, model.scaler, model.dtype,
-                          weights)
-        # Overflow on the way to a diverging loss is reported below, once.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if bar:
-                with _progress_bar(steps_per_epoch, f"epoch {epoch:>2}/{epochs}") as progress:
-                    done = _run_in_parts(run_steps, model.params, batches, optimizer,
-                                         learning_rates, progress)
-            else:
-                done = run_steps(model.params, batches, optimizer, learning_rates)
-        if done.failed_step >= 0:
-            raise TrainingDivergedError(
-                f"training diverged: loss became non-finite (nan or inf) at epoch {epoch}, "
-                f"step {done.failed_step + 1} of {steps_per_epoch}; try a lower learning rate"
-            )
-        seconds = time.perf_counter() - start
-        history.loss.append(done.loss_sum / total_weight)
+        return batches._replace(order=self.rng.permutation(len(batches.y)))
+
+    def record(self, done: StepsDone, seconds: float) -> None:
+        """Append an epoch to the history: its loss, accuracy and time, and the validation
+        data's loss and accuracy after it."""
+        history, data = self.history, self.data
+        n = len(data.y)
+        history.loss.append(done.loss_sum / (n if data.weights is None
+                                             else float(data.weights.sum())))
         history.train_accuracy.append(done.correct / n)
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds)
-        if validating:
-            val_probs = np.atleast_2d(model._proba(X_val))
-            history.val_accuracy.append(float(np.mean(val_probs.argmax(axis=-1) == y_val)))
-            history.val_loss.append(cross_entropy(val_probs, y_val))
-        else:
+        if data.x_val is None:
             history.val_accuracy.append(None)
             history.val_loss.append(None)
-        stop = stopping is not None and stopping.update(epoch, history, vector)
-        if checkpoint is not None:
-            _checkpoint.write(checkpoint, config=config, epoch=epoch,
-                              finished=stop or epoch == epochs, model=model,
-                              optimizer=optimizer, rng=rng, history=asdict(history),
-                              stopping=None if stopping is None else stopping.state(),
-                              validation_rows=validation_rows)
-        if lines:
-            print(_epoch_line(history, epochs, validation_name, stopping is not None),
-                  flush=True)
-        if callback is not None:
-            callback(epoch, history)
-        if stop:
-            break
-    history.stop_reason = f"ran all {epochs} epochs"
-    if stopping is not None:
+        else:
+            val_probs = np.atleast_2d(self.model._proba(data.x_val))
+            history.val_accuracy.append(float(np.mean(val_probs.argmax(axis=-1) == data.y_val)))
+            history.val_loss.append(cross_entropy(val_probs, data.y_val))
+
+    def save(self, epoch: int, *, finished: bool) -> None:
+        """Write the checkpoint of the run after ``epoch``, if it keeps one."""
+        if self.checkpoint is not None:
+            _checkpoint.write(self.checkpoint, config=self.config, epoch=epoch,
+                              finished=finished, model=self.model, optimizer=self.optimizer,
+                              rng=self.rng, history=asdict(self.history),
+                              stopping=None if self.stopping is None else self.stopping.state(),
+                              validation_rows=self.data.validation_rows)
+
+    def end(self, epochs: int, lines: bool) -> None:
+        """Say why training ended (printing it when ``lines`` and it ended early); with early
+        stopping, keep the best epoch's parameters if asked."""
+        history, stopping = self.history, self.stopping
+        if not history.stop_reason:  # a callback's, set (and checkpointed) as it stopped
+            history.stop_reason = f"ran all {epochs} epochs"
+            if stopping is not None and len(history) < epochs:
+                history.stop_reason = "early stopping: " + stopping.reason()
+        if stopping is None:
+            if lines and len(history) < epochs:
+                print(history.stop_reason, flush=True)
+            return
         history.best_epoch = stopping.best_epoch
-        if len(history) < epochs:
-            history.stop_reason = "early stopping: " + stopping.reason()
         if stopping.restore_best and stopping.best_params is not None:
-            vector[...] = stopping.best_params
+            self.vector[...] = stopping.best_params
         if lines:
             restored = ", weights restored" if stopping.restore_best else ""
             print(f"{history.stop_reason}; best epoch {stopping.best_epoch} "
                   f"({stopping.monitor} {stopping.best:.4f}){restored}", flush=True)
-    return history
 
 
 def _run_config(model, x, y, weights, validation_data, validation_fraction, stopping, *,
@@ -499,7 +762,7 @@ PROGRESS_UPDATES_PER_EPOCH = 10
 
 def _check_verbose(verbose) -> int:
     if isinstance(verbose, str) and verbose == "auto":
-        isatty = getattr(sys.stdout, "isatty", None)
+        isatty = getattr(sys.stderr, "isatty", None)  # where the bar would go
         return 2 if isatty is not None and isatty() else 1
     if isinstance(verbose, str) or verbose not in _VERBOSITY:
         raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
@@ -508,7 +771,7 @@ def _check_verbose(verbose) -> int:
 
 def _progress_bar(steps: int, description: str) -> tqdm:
     # Redrawn at every update: there are only PROGRESS_UPDATES_PER_EPOCH of them.
-    return tqdm(total=steps, desc=description, unit="step", leave=False, file=sys.stdout,
+    return tqdm(total=steps, desc=description, unit="step", leave=False, file=sys.stderr,
                 dynamic_ncols=True, mininterval=0, miniters=1)
 
 
@@ -536,17 +799,6 @@ def _run_in_parts(run_steps, params, batches, optimizer, learning_rates, progres
                                  f"acc {100 * correct / seen:.2f}%", refresh=False)
         progress.update(min(part_steps, steps - first))
     return StepsDone(loss_sum, correct, -1)
-
-
-def training_inputs(x: np.ndarray, dtype) -> np.ndarray:
-    """``x`` as a run of steps gathers its batches from: C-contiguous, ``uint8`` if it is,
-    else in ``dtype`` (what ``InputScaler.transform`` casts it to first).
-
-    Raw ``uint8`` images stay as they are, and each batch is scaled as it is
-    gathered: no scaled float copy of the whole training set (188 MB for
-    MNIST in float32).
-    """
-    return np.ascontiguousarray(x, np.uint8 if x.dtype == np.uint8 else dtype)
 
 
 def training_weights(y, n_classes: int, sample_weight=None, class_weight=None):
@@ -631,144 +883,6 @@ def _class_weights(class_weight, y, n_classes, sample_weight) -> np.ndarray:
                              "finite numbers >= 0")
         per_class[label] = weight
     return per_class
-
-
-class Batches(NamedTuple):
-    """The mini-batches of a run of steps: what ``fit`` hands a backend's ``run_steps``.
-
-    Batch ``k`` is rows ``order[k * batch_size:(k + 1) * batch_size]`` of ``x``
-    and ``y`` (consecutive rows when ``order`` is None); the network sees its
-    inputs as ``scaler.transform(rows, dtype)``, or the rows as they are when
-    ``scaler`` is None. ``order`` may pick any rows: a permutation of all of
-    them for an epoch, or a part of one. ``sample_weight``, when given, weighs
-    each row's loss (picked by ``order`` as ``x`` and ``y`` are): each
-    batch's loss is its weighted mean (see ``fastmlp.backends``); None is
-    unweighted training. The caller has checked them (``fit`` does, once),
-    so a run of steps trusts them: ``y`` holds int64 labels of the network's
-    classes, ``order`` indices of rows, ``batch_size >= 1``, ``sample_weight``
-    finite non-negative float64; in ``fit``, ``x`` is :func:`training_inputs`.
-    """
-
-    x: np.ndarray                 # (n_samples, n_features)
-    y: np.ndarray                 # (n_samples,) int64
-    order: np.ndarray | None      # (n_steps_samples,) int64 row indices
-    batch_size: int
-    scaler: InputScaler | None
-    dtype: np.dtype               # what scaler.transform returns
-    sample_weight: np.ndarray | None = None  # (n_samples,) float64, or None: unweighted
-
-
-class StepsDone(NamedTuple):
-    """What a run of steps returns.
-
-    Attributes
-    ----------
-    loss_sum : float
-        Sum over batches of the batch's mean loss times its size; with
-        sample weights, of its weighted mean loss times its total weight
-        (``sum_i w[i] loss[i]``).
-    correct : int
-        Samples whose forward-pass prediction (before the batch's update) was right.
-    failed_step : int
-        Index of the first batch whose loss was not finite, where training
-        stopped before updating; -1 if every loss was finite.
-    """
-
-    loss_sum: float
-    correct: int
-    failed_step: int
-
-
-class Timer:
-    """What a run of steps tells about its time; this one ignores it all.
-
-    The loop of :class:`ComposedSteps` calls ``start()`` as a step begins and
-    ``stop(phase)`` as each of its phases ends (``'data'``, ``'forward'``,
-    ``'backward'``, ``'update'``); ``fastmlp.profile`` passes a timer that
-    counts. A fused run of steps cannot stop between phases: it fills
-    ``parts``, when that is a dict, with the seconds of its own parts
-    (numba's ``PARTS``).
-    """
-
-    parts: dict[str, float] | None = None
-
-    def start(self) -> None:
-        """A step begins."""
-
-    def stop(self, phase: str) -> None:
-        """``phase`` of the current step ends; the next one begins."""
-
-
-NO_TIMER = Timer()
-
-
-class ComposedSteps:
-    """The run of steps of a backend made of its ``forward`` and ``backward``: the one loop.
-
-    Per batch: gather its rows and scale them, ``forward`` and the loss,
-    ``backward``, ``optimizer.step``. ``loop``, ``einsum`` and ``matmul`` declare
-    their ``run_steps`` with it; ``fastmlp profile`` times it with a
-    :class:`Timer` that counts, and the numba backend runs it when its fused
-    epoch cannot run an optimizer.
-
-    Parameters
-    ----------
-    forward : callable
-        ``forward(params, x) -> (probs, cache)``, as in ``fastmlp.backends``.
-    backward : callable
-        ``backward(params, cache, y) -> grads``, and ``backward(params, cache,
-        y, sample_weight)`` for batches with weights.
-
-    Examples
-    --------
-    >>> import numpy as np, fastmlp
-    >>> from fastmlp.backends import matmul
-    >>> run_steps = ComposedSteps(matmul.forward, matmul.backward)
-    >>> model = fastmlp.MLP((4, 8, 3), seed=0)
-    >>> rng = np.random.default_rng(0)
-    >>> x, y = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
-    >>> batches = Batches(x, y, None, 5, model.scaler, model.dtype)
-    >>> run_steps(model.params, batches, fastmlp.optim.SGD(0.1), [0.1, 0.1]).failed_step
-    -1
-    """
-
-    def __init__(self, forward: Callable, backward: Callable):
-        self.forward, self.backward = forward, backward
-
-    def __call__(self, params, batches: Batches, optimizer, learning_rates,
-                 timer: Timer = NO_TIMER) -> StepsDone:
-        """Train ``params`` in place on ``batches``; ``learning_rates[k]`` is step ``k``'s rate."""
-        forward, backward = self.forward, self.backward
-        x, y, order, batch_size, scaler, dtype, weights = batches
-        loss_sum = 0.0
-        correct = 0
-        n = x.shape[0] if order is None else len(order)
-        for step, begin in enumerate(range(0, n, batch_size)):
-            timer.start()
-            rows = slice(begin, begin + batch_size)
-            if order is not None:
-                rows = order[rows]
-            xb, yb = x[rows], y[rows]
-            wb = None if weights is None else weights[rows]
-            if scaler is not None:
-                xb = scaler.transform(xb, dtype)
-            timer.stop("data")
-            probs, cache = forward(params, xb)
-            if wb is None:
-                loss = cross_entropy(probs, yb)
-                batch_loss = loss * len(yb)
-            else:  # sum_i w_i loss_i: the weighted mean times the batch's total weight
-                batch_loss = loss = float(np.dot(wb, _row_losses(probs, yb)))
-            timer.stop("forward")
-            if not np.isfinite(loss):
-                return StepsDone(loss_sum, correct, step)
-            grads = backward(params, cache, yb) if wb is None else backward(params, cache, yb, wb)
-            timer.stop("backward")
-            optimizer.step(params, grads, learning_rates[step])
-            timer.stop("update")
-            loss_sum += batch_loss
-            correct += int(np.count_nonzero(probs.argmax(axis=1) == yb))
-        return StepsDone(loss_sum, correct, -1)
 
 
 def train_epoch(backend, params, x, y, batch_size, optimizer, learning_rates, order=None, *,

@@ -1,8 +1,10 @@
 """Checkpoints: a run interrupted and resumed gives the same bits; other runs are refused."""
 
+import csv
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -98,6 +100,102 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     history = again.fit(x, y, epochs=2, checkpoint=tmp_path / "run", resume=True)
     assert parameter_bytes(again) == parameter_bytes(model)
     assert history.loss == expected.loss and history.seconds == expected.seconds
+
+
+def stop_after(epoch, calls=None):
+    """A callback that ends training with StopTraining once ``epoch`` is done."""
+    def callback(done, history):
+        if calls is not None:
+            calls.append(done)
+        if done == epoch:
+            raise fastmlp.StopTraining("enough")
+    return callback
+
+
+def checkpoint_meta(directory):
+    with np.load(checkpoint_file(directory)) as archive:
+        return json.loads(str(archive["meta"]))
+
+
+@pytest.mark.parametrize("settings", ["adamw", "momentum, early stopping"])
+def test_a_run_a_callback_stopped_is_finished_and_resumes_to_nothing(settings, tmp_path):
+    x, y = problem()
+    kwargs = dict(epochs=6, batch_size=32, seed=3, checkpoint=tmp_path / "run",
+                  **SETTINGS[settings])
+    model = MLP((12, 16, 3), seed=0)
+    expected = model.fit(x, y, callback=stop_after(2), **kwargs)
+    reason = "callback stopped training after epoch 2: enough"
+    assert expected.stop_reason == reason and len(expected) == 2
+    meta = checkpoint_meta(tmp_path / "run")
+    assert (meta["epoch"], meta["finished"]) == (2, True)
+    assert meta["history"]["stop_reason"] == reason
+    calls = []
+    resumed = MLP((12, 16, 3), seed=7)
+    history = resumed.fit(x, y, resume=True, callback=stop_after(None, calls), **kwargs)
+    assert calls == []  # no epoch ran
+    assert parameter_bytes(resumed) == parameter_bytes(model)
+    assert (history.loss, history.stop_reason, history.best_epoch, history.resumed_after) == \
+        (expected.loss, reason, expected.best_epoch, 2)
+
+
+def test_the_cli_resumes_a_run_a_callback_stopped_at_once(small_idx, tmp_path, capsys):
+    # a run of fit() with the options fastmlp train has by default, stopped after epoch 2 of 5
+    (x, y), (x_test, y_test) = fastmlp.datasets.load_idx_dataset(small_idx)
+    x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
+    model = MLP((64, 8, 3), seed=0)
+    model.scaler.fit(x)
+    model.fit(x, y, epochs=5, batch_size=16, validation_data=(x_test, y_test), seed=0,
+              checkpoint=tmp_path / "run", callback=stop_after(2))
+    assert main(["train", "--data-dir", str(small_idx), "--hidden", "8", "--epochs", "5",
+                 "--batch-size", "16", "--resume", str(tmp_path / "run"),
+                 "--save", str(tmp_path / "model.npz")]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming the run checkpointed in {tmp_path / 'run'} after epoch 2/5\n" in out
+    assert "\ncallback stopped training after epoch 2: enough\n" in out
+    assert "epoch " not in out.replace("after epoch 2", "")
+    assert re.search(r"\nfinal  test acc \d+\.\d\d%  train acc \d+\.\d\d%  loss \d\.\d{4}  "
+                     r"2 epochs, ", out)
+    assert parameter_bytes(MLP.load(tmp_path / "model.npz")) == parameter_bytes(model)
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def untimed(rows):
+    """A CSV log's rows without its samples_per_second and seconds, which no rerun repeats."""
+    return [[cell for name, cell in zip(rows[0], row) if name not in ("samples_per_second",
+                                                                     "seconds")]
+            for row in rows]
+
+
+def test_the_csv_log_of_a_resumed_run_holds_each_epoch_once(tmp_path):
+    x, y = problem()
+    kwargs = dict(epochs=4, batch_size=32, seed=3, validation_data=problem(60, seed=1))
+    MLP((12, 16, 3), seed=0).fit(x, y, log_csv=tmp_path / "whole.csv", **kwargs)
+    whole = read_csv(tmp_path / "whole.csv")
+    log, run = tmp_path / "run.csv", tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, log_csv=log,
+                                     callback=interrupt_after(2), **kwargs)
+    interrupted = log.read_text()
+    assert untimed(read_csv(log)) == untimed(whole[:3])  # the header, epochs 1 and 2
+    # and a row the checkpoint does not have (a checkpoint older than the log, say)
+    with open(log, "a") as file:
+        file.write(interrupted.splitlines()[-1].replace("2,", "3,", 1) + "\n")
+    MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, resume=True, log_csv=log, **kwargs)
+    rows = read_csv(log)
+    assert log.read_text().startswith(interrupted)  # the interrupted run's rows, as they were
+    assert untimed(rows) == untimed(whole)  # one header, epochs 1 .. 4 once each
+    # a log first asked for when resuming holds the epochs before the resume too
+    shutil.rmtree(run)
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, callback=interrupt_after(3),
+                                     **kwargs)
+    MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=run, resume=True,
+                                 log_csv=tmp_path / "late.csv", **kwargs)
+    assert untimed(read_csv(tmp_path / "late.csv")) == untimed(whole)
 
 
 @pytest.mark.parametrize("change, difference", [

@@ -1,5 +1,6 @@
 """The fastmlp command line: data sources, training output, progress, saving, one-line errors."""
 
+import csv
 import fcntl
 import json
 import os
@@ -194,6 +195,28 @@ def test_quiet_prints_only_the_final_line(small_idx, tmp_path, capsys):
     assert path.exists()
 
 
+def test_train_logs_each_epoch_to_csv_and_resume_continues_the_file(small_idx, tmp_path,
+                                                                     capsys):
+    log, run = tmp_path / "log.csv", tmp_path / "run"
+    options = ["--data-dir", str(small_idx), "--epochs", "2", "--hidden", "8", "--batch-size",
+               "16", "--log", str(log)]
+    assert main(["train", *options, "--checkpoint", str(run)]) == 0
+    out = capsys.readouterr().out
+    with open(log, newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["epoch", "loss", "train_accuracy", "val_accuracy", "samples_per_second",
+                       "seconds", "val_loss"]
+    assert [row[0] for row in rows[1:]] == ["1", "2"]
+    epochs = re.findall(r"epoch  \d/2  loss (\S+)  train acc (\S+)%  test acc (\S+)%", out)
+    assert [(f"{float(row[1]):.4f}", f"{100 * float(row[2]):.2f}", f"{100 * float(row[3]):.2f}")
+            for row in rows[1:]] == epochs
+    written = log.read_text()
+    # --resume of the finished run: nothing trains, the log is written again, the same
+    assert main(["train", "--resume", str(run), "--log", str(log), "--quiet"]) == 0
+    assert log.read_text() == written
+    assert "log" not in json.loads((run / "run.json").read_text())  # an output, not the run's
+
+
 @pytest.mark.parametrize("with_test", [True, False])
 def test_train_on_arrays_from_npz(with_test, tmp_path, capsys):
     rng = np.random.default_rng(0)
@@ -237,12 +260,15 @@ def test_bad_npz_data_is_one_error_line(arrays, message, tmp_path):
     assert result.stderr == f"fastmlp: error: {path}: {message}\n"
 
 
-def run_in_terminal(*args, columns=100):
-    """Run ``fastmlp`` with its output on a pseudo-terminal; return the text it wrote."""
+def run_in_terminal(*args, columns=100, stdout_to_terminal=True):
+    """Run ``fastmlp`` with its standard error, and standard output unless told otherwise,
+    on a pseudo-terminal; return the text the terminal got and, when stdout was not on it,
+    what stdout got."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    process = subprocess.Popen([sys.executable, "-m", "fastmlp", *args], stdout=terminal,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "fastmlp", *args],
+                               stdout=terminal if stdout_to_terminal else subprocess.PIPE,
+                               stderr=terminal)
     os.close(terminal)
     chunks = []
     while True:
@@ -254,9 +280,10 @@ def run_in_terminal(*args, columns=100):
             break
         chunks.append(chunk)
     os.close(controller)
-    assert process.wait(timeout=120) == 0, process.stderr.read()
-    process.stderr.close()
-    return b"".join(chunks).decode().replace("\r\n", "\n")  # the terminal's line ends
+    out = "" if stdout_to_terminal else process.stdout.read().decode()
+    screen = b"".join(chunks).decode().replace("\r\n", "\n")  # the terminal's line ends
+    assert process.wait(timeout=120) == 0, screen
+    return screen if stdout_to_terminal else (screen, out)
 
 
 def test_a_terminal_gets_a_progress_bar(small_idx):
@@ -267,8 +294,22 @@ def test_a_terminal_gets_a_progress_bar(small_idx):
     assert "| 75/75 [" in out
     # Each bar is cleared and the epoch's plain line printed in its place.
     on_screen = [line.rsplit("\r", 1)[-1] for line in out.split("\n")]
-    assert [re.match(EPOCH, line).group(1) for line in on_screen[2:4]] == ["1", "2"]
-    assert re.match(FINAL, on_screen[4])
+    epochs = [line for line in on_screen if line.startswith("epoch ")]
+    assert [re.match(EPOCH, line).group(1) for line in epochs] == ["1", "2"]
+    assert re.match(FINAL, [line for line in on_screen if line.startswith("final ")][0])
+
+
+def test_the_bar_stays_on_the_terminal_when_the_lines_go_to_a_file(small_idx):
+    # fastmlp train > log.txt: the bar is progress, on stderr, the terminal; the epoch lines
+    # are results, on stdout, the file, without a bar's carriage returns.
+    screen, out = run_in_terminal("train", "--data-dir", str(small_idx), "--epochs", "2",
+                                  "--hidden", "16", "--batch-size", "4",
+                                  stdout_to_terminal=False)
+    assert "| 75/75 [" in screen and "samples/s" not in screen
+    assert "\r" not in out
+    lines = [line for line in out.splitlines() if not line.startswith("fastmlp: ")]
+    assert [re.match(EPOCH, line).group(1) for line in lines[:2]] == ["1", "2"]
+    assert re.match(FINAL, lines[2]) and len(lines) == 3
 
 
 def test_quiet_shows_no_bar_in_a_terminal(small_idx):

@@ -96,6 +96,27 @@ def test_training_stops_early_and_ends_with_the_best_epochs_weights(backend):
     assert best_loss == pytest.approx(history.val_loss[history.best_epoch - 1], rel=1e-6)
 
 
+def test_a_callback_that_stops_training_still_gets_the_best_epochs_weights(capsys):
+    x, y = noisy_problem()
+    validation = noisy_problem(200, seed=1)
+
+    def stop_at_6(epoch, history):
+        if epoch == 6:
+            raise fastmlp.StopTraining("six is plenty")
+
+    model = MLP((20, 64, 3), seed=0)
+    history = model.fit(x, y, epochs=30, batch_size=32, optimizer="adam", learning_rate=0.01,
+                        schedule="constant", validation_data=validation, early_stopping=True,
+                        patience=10, callback=stop_at_6, verbose=1)
+    assert len(history) == 6
+    assert history.best_epoch == int(np.argmin(history.val_loss)) + 1 < 6
+    assert model.loss(*validation) == pytest.approx(min(history.val_loss), rel=1e-6)
+    assert history.stop_reason == "callback stopped training after epoch 6: six is plenty"
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (f"{history.stop_reason}; best epoch {history.best_epoch} (val_loss "
+                    f"{min(history.val_loss):.4f}), weights restored")
+
+
 def test_without_restore_best_the_last_weights_stay():
     x, y = noisy_problem()
     validation = noisy_problem(200, seed=1)

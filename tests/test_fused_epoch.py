@@ -16,7 +16,7 @@ import pytest
 import fastmlp
 from fastmlp import PerformanceWarning, backends, optim
 from fastmlp.backends import available_backends, load_backend
-from fastmlp.train import ComposedSteps
+from fastmlp.steps import ComposedSteps
 from fastmlp.train import train_epoch as generic_epoch
 
 FUSED = [name for name in available_backends() if hasattr(load_backend(name), "train_epoch")]

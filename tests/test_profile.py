@@ -21,7 +21,8 @@ from fastmlp.profile import (
     profile_training,
     side_by_side,
 )
-from fastmlp.train import ComposedSteps, train_epoch
+from fastmlp.steps import ComposedSteps
+from fastmlp.train import train_epoch
 
 
 def test_flops_match_the_layer_formula():

@@ -1,6 +1,14 @@
 """Training: real MNIST learns, histories are complete, divergence stops with a message."""
 
+import ast
+import csv
+import importlib.util
+import inspect
+import io
+import os
+import pathlib
 import re
+import sys
 import types
 import warnings
 
@@ -8,8 +16,10 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import MLP, TrainingDivergedError, backends, optim
-from fastmlp.train import NO_TIMER, ComposedSteps
+import fastmlp.steps
+import fastmlp.train
+from fastmlp import MLP, StopTraining, TrainingDivergedError, backends, optim
+from fastmlp.steps import NO_TIMER, ComposedSteps
 
 
 def synthetic(n=300, n_features=8, n_classes=3, seed=0):
@@ -94,6 +104,98 @@ def test_history_has_one_entry_per_epoch_and_callback_sees_it():
     assert history.val_accuracy == [None, None, None]
     assert all(s > 0 for s in history.samples_per_second)
     np.testing.assert_allclose(np.array(history.samples_per_second) * history.seconds, 300)
+
+
+def stop_after(epoch, message="", seen=None):
+    """A callback raising StopTraining(message) once ``epoch`` is done; it notes each call."""
+    def callback(done, history):
+        if seen is not None:
+            seen.append(done)
+        if done == epoch:
+            raise StopTraining(message)
+    return callback
+
+
+def test_a_callback_ends_training_with_its_reason(capsys):
+    x, y = synthetic()
+    interrupted = MLP((8, 4, 3), seed=0)
+    with pytest.raises(KeyboardInterrupt):  # the same 10-epoch run, cut after epoch 3
+        interrupted.fit(x, y, epochs=10, batch_size=50, callback=interrupt_after(3))
+    seen = []
+    model = MLP((8, 4, 3), seed=0)
+    history = model.fit(x, y, epochs=10, batch_size=50, verbose=1,
+                        callback=stop_after(3, "loss low enough", seen))
+    assert seen == [1, 2, 3] and len(history) == 3
+    assert history.stop_reason == "callback stopped training after epoch 3: loss low enough"
+    for (W, b), (W2, b2) in zip(model.params, interrupted.params):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("epoch  3/10 ")
+    assert lines[3] == "callback stopped training after epoch 3: loss low enough"
+    history = MLP((8, 4, 3), seed=0).fit(x, y, epochs=10, batch_size=50, callback=stop_after(1))
+    assert history.stop_reason == "callback stopped training after epoch 1"
+    # on the last epoch, training ends anyway: the run ran all its epochs
+    history = MLP((8, 4, 3), seed=0).fit(x, y, epochs=2, batch_size=50, callback=stop_after(2))
+    assert history.stop_reason == "ran all 2 epochs"
+    assert not issubclass(StopTraining, (ValueError, RuntimeError, FloatingPointError))
+
+
+def interrupt_after(epoch):
+    def callback(done, history):
+        if done == epoch:
+            raise KeyboardInterrupt
+    return callback
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+COLUMNS = ["epoch", "loss", "train_accuracy", "val_accuracy", "samples_per_second", "seconds",
+           "val_loss"]
+
+
+def test_the_csv_log_gets_a_header_and_each_epochs_row_as_the_epoch_ends(tmp_path):
+    x, y = synthetic()
+    path = tmp_path / "log.csv"
+    path.write_text("an older file\n")
+    seen = []
+    history = MLP((8, 4, 3), seed=0).fit(
+        x, y, epochs=3, batch_size=50, validation_data=(x[:40], y[:40]), log_csv=path,
+        callback=lambda epoch, history: seen.append(read_csv(path)))
+    # flushed as each epoch ends: the callback, after the epoch, reads its row
+    assert [len(rows) for rows in seen] == [2, 3, 4]
+    rows = read_csv(path)
+    assert rows[0] == COLUMNS == ["epoch", *fastmlp.train.HISTORY_COLUMNS]
+    assert [row[0] for row in rows[1:]] == ["1", "2", "3"]
+    for name, column in zip(COLUMNS[1:], list(zip(*rows[1:]))[1:]):
+        assert [float(cell) for cell in column] == getattr(history, name), name  # exact
+    unvalidated = MLP((8, 4, 3), seed=0).fit(x, y, epochs=2, batch_size=50, log_csv=path)
+    rows = read_csv(path)
+    assert len(rows) == 3 and [row[3] for row in rows[1:]] == ["", ""]
+    assert [float(row[1]) for row in rows[1:]] == unvalidated.loss
+
+
+def test_an_unwritable_csv_log_is_refused_before_training(tmp_path):
+    x, y = synthetic(n=20)
+    (tmp_path / "read-only.csv").write_text("")
+    (tmp_path / "read-only.csv").chmod(0o444)
+    cases = [(tmp_path / "nowhere" / "log.csv", f"no directory {tmp_path / 'nowhere'}"),
+             (tmp_path, f"{tmp_path} is a directory")]
+    if not os.access(tmp_path / "read-only.csv", os.W_OK):  # root may write anywhere
+        cases.append((tmp_path / "read-only.csv", f"{tmp_path / 'read-only.csv'} is not "
+                                                  "writable"))
+    for path, problem in cases:
+        model = MLP((8, 3), seed=0)
+        before = [a.copy() for pair in model.params for a in pair]
+        with pytest.raises(OSError, match=re.escape(
+                f"cannot write the training log to {path}: {problem}")):
+            model.fit(x, y, epochs=1, log_csv=path)
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(before, [a for pair in model.params for a in pair]))
+        assert not model.scaler.fitted
 
 
 def test_same_seed_gives_the_same_model_and_batches_cover_every_sample():
@@ -191,26 +293,50 @@ def test_progress_bar_leaves_training_bit_for_bit_the_same(backend, capsys):
         with fastmlp.use_backend(backend):
             history = model.fit(x, y, epochs=2, batch_size=32, verbose=verbose, seed=3,
                                 validation_data=(x, y), validation_name="test")
-        runs[verbose] = model, history, capsys.readouterr().out
+        runs[verbose] = model, history, capsys.readouterr()
     (plain, plain_history, plain_out), (barred, barred_history, barred_out) = runs[1], runs[2]
+    assert plain_out.err == ""
+    # The epoch lines are results, on stdout; the bar is progress, on stderr.
+    (plain_out, barred_out), barred_err = (plain_out.out, barred_out.out), barred_out.err
     for (W, b), (W2, b2) in zip(plain.params, barred.params):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
     assert barred_history.train_accuracy == plain_history.train_accuracy
     assert barred_history.val_accuracy == plain_history.val_accuracy
     np.testing.assert_allclose(barred_history.loss, plain_history.loss, rtol=1e-12)
-    # The bar is drawn with carriage returns and cleared; the epoch lines stay.
-    assert "\r" not in plain_out
+    # The bar is drawn with carriage returns and cleared; the epoch lines are those of verbose=1.
+    assert "\r" not in plain_out + barred_out
     assert re.search(r"\repoch  1/2: +11%\|.*\| 10/94 \[.*step/s, loss \d\.\d{4}, acc \d+\.\d\d%\]",
-                     barred_out)
-    assert "| 94/94 [" in barred_out
-    # What stays on screen: the text after each line's last carriage return.
-    kept = [line.rsplit("\r", 1)[-1] for line in barred_out.split("\n")]
-    def untimed(lines):
-        return [re.sub(r"[\d,]+ samples/s .*", "", line) for line in lines]
+                     barred_err)
+    assert "| 94/94 [" in barred_err
+    assert "samples/s" not in barred_err
 
-    assert untimed(kept) == untimed(plain_out.split("\n"))
-    assert "test acc" in kept[0]
+    def untimed(lines):
+        return [re.sub(r"[\d,]+ samples/s .*", "", line) for line in lines.split("\n")]
+
+    assert untimed(barred_out) == untimed(plain_out)
+    assert len(barred_out.splitlines()) == 2 and "test acc" in barred_out.splitlines()[0]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_auto_shows_the_bar_when_stderr_is_a_terminal_whatever_stdout_is(monkeypatch):
+    # `python train.py > log.txt` in a terminal: the bar on the screen, the lines in the file.
+    x, y = synthetic(n=200)
+    for stdout, stderr, bar in [(io.StringIO(), Terminal(), True),
+                                (Terminal(), io.StringIO(), False),
+                                (Terminal(), Terminal(), True)]:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        monkeypatch.setattr(sys, "stderr", stderr)
+        MLP((8, 4, 3), seed=0).fit(x, y, epochs=2, batch_size=20, verbose="auto")
+        lines = stdout.getvalue().splitlines()
+        assert [line[:11] for line in lines] == ["epoch  1/2 ", "epoch  2/2 "]
+        assert "\r" not in stdout.getvalue()
+        assert ("| 10/10 [" in stderr.getvalue()) is bar
+        assert "samples/s" not in stderr.getvalue()
 
 
 def test_divergence_is_reported_at_the_same_step_with_a_bar(capsys):
@@ -271,3 +397,53 @@ def test_every_backend_declares_its_run_of_steps(backend):
         assert isinstance(module.run_steps, ComposedSteps)
         assert (module.run_steps.forward, module.run_steps.backward) == (module.forward,
                                                                          module.backward)
+
+
+def imported_modules(path, module):
+    """The modules the source file ``path`` of ``module`` imports, or imports from, by full name."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = (importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                    if node.level else node.module)
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)  # from .. import train
+
+
+def test_no_backend_imports_the_trainer():
+    # The types a backend implements and receives live in fastmlp.steps, which the trainer
+    # imports too; a backend that imported fastmlp.train would depend on the loop it plugs into.
+    package = pathlib.Path(fastmlp.__file__).parent
+    importers = []
+    for path in sorted((package / "backends").rglob("*.py")):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        if "fastmlp.train" in imported_modules(path, module):
+            importers.append(module)
+    assert importers == []
+    assert "fastmlp.steps" in imported_modules(package / "backends" / "loop.py",
+                                               "fastmlp.backends.loop")
+
+
+def test_the_trainer_still_offers_the_types_it_used_to_define():
+    for name in ("Batches", "StepsDone", "Timer", "NO_TIMER", "ComposedSteps",
+                 "training_inputs"):
+        assert getattr(fastmlp.train, name) is getattr(fastmlp.steps, name), name
+
+
+def test_mlp_fit_takes_fits_parameters_and_passes_each_on(monkeypatch):
+    # MLP.fit spells out fastmlp.fit's parameters, defaults and annotations (no **kwargs
+    # hiding them from help() and editors), and hands every one to fastmlp.fit.
+    method = list(inspect.signature(MLP.fit).parameters.values())
+    function = list(inspect.signature(fastmlp.fit).parameters.values())
+    assert [p.name for p in method][:3] == ["self", "x", "y"]
+    assert method[1:] == function[1:]
+    assert inspect.signature(MLP.fit).return_annotation == "History"
+    received = {}
+    monkeypatch.setattr(fastmlp.train, "fit",
+                        lambda model, x, y, **kwargs: received.update(kwargs, model=model))
+    given = {p.name: object() for p in function[3:]}
+    model = MLP((8, 3))
+    model.fit("x", "y", **given)
+    assert received == {**given, "model": model}

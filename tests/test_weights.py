@@ -16,7 +16,8 @@ import fastmlp
 from fastmlp import optim
 from fastmlp.backends import available_backends, load_backend, weight_total
 from fastmlp.preprocessing import InputScaler
-from fastmlp.train import Batches, ComposedSteps, training_weights
+from fastmlp.steps import Batches, ComposedSteps
+from fastmlp.train import training_weights
 
 BACKENDS = available_backends()
 DTYPES = [np.float32, np.float64]

@@ -24,16 +24,16 @@ A backend is a module exposing the same four functions:
 
 ``run_steps(params, batches, optimizer, learning_rates, timer=NO_TIMER) -> StepsDone``
     What ``fit`` runs: the training steps of ``batches`` (a
-    ``fastmlp.train.Batches``: which rows of the raw inputs make each batch,
+    ``fastmlp.steps.Batches``: which rows of the raw inputs make each batch,
     and how they are scaled), updating ``params`` in place with
     ``optimizer``, ``learning_rates[k]`` for step ``k``; each batch's loss is
     weighted by ``batches.sample_weight`` when it is given. The one way a backend
     plugs into training. ``loop`` and ``einsum`` declare
-    ``run_steps = fastmlp.train.ComposedSteps(forward, backward)``, the one
+    ``run_steps = fastmlp.steps.ComposedSteps(forward, backward)``, the one
     loop over their own functions; ``matmul`` runs that loop over a forward
     and backward into buffers allocated once per run; ``numba`` runs its
     fused epoch, or, when that cannot run the optimizer, warns naming why and
-    runs the one loop. ``timer`` (a ``fastmlp.train.Timer``) is how ``fastmlp
+    runs the one loop. ``timer`` (a ``fastmlp.steps.Timer``) is how ``fastmlp
     profile`` times the steps.
 
 A backend may also offer a fast path for prediction:

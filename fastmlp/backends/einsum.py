@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..train import ComposedSteps
+from ..steps import ComposedSteps
 from . import weight_total
 
 
@@ -65,5 +65,5 @@ def backward(params, cache, y, sample_weight=None):
     return grads[::-1]
 
 
-# What fit runs: fastmlp.train's loop over this module's forward and backward.
+# What fit runs: fastmlp.steps.ComposedSteps, the one loop, over this module's functions.
 run_steps = ComposedSteps(forward, backward)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..train import ComposedSteps
+from ..steps import ComposedSteps
 from . import weight_total
 
 
@@ -100,5 +100,5 @@ def backward(params, cache, y, sample_weight=None):
     return grads
 
 
-# What fit runs: fastmlp.train's loop over this module's forward and backward.
+# What fit runs: fastmlp.steps.ComposedSteps, the one loop, over this module's functions.
 run_steps = ComposedSteps(forward, backward)

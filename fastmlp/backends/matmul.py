@@ -3,7 +3,7 @@
 Each layer is one GEMM, ``z = a @ W.T + b``, written into a preallocated
 array; the element-wise steps work in place on it. ``forward`` and
 ``backward`` allocate their results, as the interface asks; ``run_steps``,
-what ``fit`` runs, is ``fastmlp.train``'s loop over a forward and backward
+what ``fit`` runs, is ``fastmlp.steps``'s one loop over a forward and backward
 that write into arrays allocated once per run and reused for every batch.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..train import NO_TIMER, Batches, ComposedSteps
+from ..steps import NO_TIMER, Batches, ComposedSteps
 from . import weight_total
 
 
@@ -128,7 +128,7 @@ class _Buffers:
 
 
 def run_steps(params, batches: Batches, optimizer, learning_rates, timer=NO_TIMER):
-    """What ``fit`` runs: ``fastmlp.train.ComposedSteps`` over a forward and
+    """What ``fit`` runs: ``fastmlp.steps.ComposedSteps`` over a forward and
     backward into buffers allocated once for the run.
 
     See ``fastmlp.backends`` for the contract. Same result, bit for bit, as

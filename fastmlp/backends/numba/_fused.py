@@ -2,7 +2,7 @@
 
 ``run_steps`` is what ``fit`` runs (see ``fastmlp.backends``): every step of
 a run in one compiled call, or, when the compiled epoch cannot run the
-optimizer or the parameters' dtypes, ``fastmlp.train``'s loop over this
+optimizer or the parameters' dtypes, ``fastmlp.steps``'s one loop over this
 backend's ``forward`` and ``backward``, with a ``PerformanceWarning`` saying
 why. ``train_epoch`` is the same fused epoch for a caller that has not
 checked its arguments: it checks them, and runs nothing when it cannot fuse.
@@ -21,7 +21,7 @@ from ..._flat import base_vector
 from ..._validation import check_labels, check_positive_int, check_sample_weight
 from ...exceptions import PerformanceWarning
 from ...optim import FUSED_RULES
-from ...train import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
+from ...steps import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
 from . import _kernels as k
 from ._api import FLOATS, aligned_empty, backward, check_layers, forward
 from ._compile_notice import compile_notice
@@ -119,7 +119,7 @@ def run_steps(params, batches: Batches, optimizer, learning_rates,
     update with ``fused_update``, or describes one the compiled code does not
     implement) or the parameters (not all float32 or all float64), a
     ``PerformanceWarning`` names why and the steps run through
-    ``fastmlp.train.ComposedSteps`` over this backend's ``forward`` and
+    ``fastmlp.steps.ComposedSteps`` over this backend's ``forward`` and
     ``backward``: the same training, 2-3x slower.
     """
     flat = [array for layer in params for array in layer]
