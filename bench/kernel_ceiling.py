@@ -39,7 +39,7 @@ NOT, TRANSPOSED = k.NOT_TRANSPOSED, k.TRANSPOSED
 @njit(nogil=True)
 def _repeat(a, b, out, rows, a_transposed, calls, bias, mask, clocks):
     for _ in range(calls):
-        k.gemm_into(a, b, out, 0, rows, k.PLAIN, bias, mask, clocks, a_transposed)
+        k.gemm_into(a, b, out, 0, rows, k.PLAIN, bias, mask, clocks, a_transposed, b.shape[1])
 
 
 def _seconds(a, b, out, rows, a_transposed, flop) -> float:

@@ -99,7 +99,7 @@ def test_gemm_of_a_transposed_operand_read_in_place_gives_the_same_bits(dtype, n
     for i0, i1 in [(0, n), (n // 2, n)]:
         got = np.full((n, m), np.nan, dtype)
         _kernels.gemm_into(stored, b, got, i0, i1, np.int64(_kernels.PLAIN), np.empty(0, dtype),
-                           none, np.empty(0, np.int64), _kernels.TRANSPOSED)
+                           none, np.empty(0, np.int64), _kernels.TRANSPOSED, m)
         np.testing.assert_array_equal(got[i0:i1], want[i0:i1])
         assert np.isnan(got[:i0]).all()
 
@@ -300,38 +300,98 @@ def test_transpose_rows_moves_every_value_and_nothing_else(n, m, dtype):
     src = rng.standard_normal((n, m)).astype(dtype)
     for i0, i1 in ((0, n), (n // 3, n - n // 4)):
         dst = np.full((m, n), -7.0, dtype)
-        _kernels.transpose_rows(src, dst, i0, i1)
+        _kernels.transpose_rows(src, dst, n, i0, i1)
         expected = np.full((m, n), -7.0, dtype)
         expected[:, i0:i1] = src[i0:i1].T
         np.testing.assert_array_equal(dst, expected)
 
 
-def test_the_transposed_copy_of_a_layer_is_reused_per_thread():
+def _from_panels(panels, n_out, n_in):
+    """``W.T`` back from its copy in ``gemm_into``'s panel layout (padding dropped)."""
+    width = panels.shape[1]
+    count = panels.shape[0] // n_in
+    return panels.reshape(count, n_in, width).transpose(1, 0, 2).reshape(n_in, -1)[:, :n_out]
+
+
+def _to_panels(b, width):
+    """``b`` ``(K, m)`` in ``gemm_into``'s panel layout, its padding NaN."""
+    K, m = b.shape
+    count = -(-m // width)
+    padded = np.full((K, count * width), np.nan, b.dtype)
+    padded[:, :m] = b
+    return np.ascontiguousarray(padded.reshape(K, count, width).transpose(1, 0, 2)
+                                ).reshape(count * K, width)
+
+
+def test_the_paneled_copy_of_a_layer_is_reused_per_thread():
     from fastmlp.backends.numba import _api
 
     W = np.arange(12, dtype=np.float32).reshape(3, 4)
-    first = _api._transposed(W)
-    np.testing.assert_array_equal(first, W.T)
-    again = _api._transposed(W + 1)
+    first = _api._paneled(W)
+    assert first.shape == (4, _kernels.panel_width(np.float32))
+    np.testing.assert_array_equal(_from_panels(first, 3, 4), W.T)
+    again = _api._paneled(W + 1)
     assert again is first  # the thread's scratch for this shape, not fresh memory
-    np.testing.assert_array_equal(again, W.T + 1)
-    assert _api._transposed(W, slot=1) is not first  # each layer of a pass has its own
+    np.testing.assert_array_equal(_from_panels(again, 3, 4), W.T + 1)
+    assert _api._paneled(W, slot=1) is not first  # each layer of a pass has its own
     other = []
-    thread = threading.Thread(target=lambda: other.append(_api._transposed(W)))
+    thread = threading.Thread(target=lambda: other.append(_api._paneled(W)))
     thread.start()
     thread.join()
     assert other[0] is not first  # and each thread its own
 
 
-def test_the_transposed_copies_kept_stay_within_their_bounds(monkeypatch):
+def test_the_paneled_copies_kept_stay_within_their_bounds(monkeypatch):
     from fastmlp.backends.numba import _api
 
     monkeypatch.setattr(_api, "PANEL_KEEP_BYTES", 1000)
-    big = np.ones((20, 20), np.float32)  # 1 600 bytes transposed: not kept
-    assert _api._transposed(big) is not _api._transposed(big)
+    big = np.ones((20, 20), np.float32)  # 20 x 64 floats as panels: not kept
+    assert _api._paneled(big) is not _api._paneled(big)
     for n in range(1, 2 * _api.PANELS_KEPT):
-        _api._transposed(np.ones((n, 3), np.float32))
+        _api._paneled(np.ones((3, n), np.float32))
     assert 0 < len(_api._kept.panels) <= _api.PANELS_KEPT
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, m", [(1, 1), (3, 5), (LANES32, LANES32),
+                                  (LANES32 + 1, 2 * LANES32 - 1), (100, 130), (10, 128), (200, 7)])
+def test_transpose_rows_into_panels_moves_every_value_and_nothing_else(n, m, dtype):
+    # src (n, m) goes into panels of its transpose, width a multiple of the lanes:
+    # src[i, k] lands at ((i // width) * m + k) * width + i % width
+    rng = np.random.default_rng(n + m)
+    src = rng.standard_normal((n, m)).astype(dtype)
+    lanes = _kernels.VECTOR_BYTES // np.dtype(dtype).itemsize
+    for width in sorted({lanes, 2 * lanes, _kernels.panel_width(dtype)}):
+        count = -(-n // width)
+        for i0, i1 in ((0, n), (n // 3 // lanes * lanes, n - n // 4)):
+            dst = np.full((count * m, width), -7.0, dtype)
+            _kernels.transpose_rows(src, dst, width, i0, i1)
+            expected = np.full((m, count * width), -7.0, dtype)
+            expected[:, i0:i1] = src[i0:i1].T
+            expected = expected.reshape(m, count, width).transpose(1, 0, 2).reshape(-1, width)
+            np.testing.assert_array_equal(dst, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, K, m", [(1, 1, 1), (7, 5, 3), (13, 40, 10), (50, 300, 100),
+                                     (64, 784, 128), (30, 257, 200), (6, 3, 129)])
+def test_gemm_of_b_in_panels_gives_the_same_bits(dtype, n, K, m):
+    # the panel layout changes where b's elements lie, not any element's FMA chain
+    rng = np.random.default_rng(n * K + m)
+    a = rng.standard_normal((n, K)).astype(dtype)
+    b = rng.standard_normal((K, m)).astype(dtype)
+    want = np.empty((n, m), dtype)
+    _kernels.gemm(a, b, want, 0, n)
+    none = np.empty((0, 0), dtype)
+    for width in (_kernels.panel_width(dtype), 2 * _kernels.panel_width(dtype)):
+        panels = _to_panels(b, width)
+        for i0, i1 in [(0, n), (n // 2, n)]:
+            got = np.full((n, m), np.nan, dtype)
+            _kernels.gemm_into(a, panels, got, i0, i1, np.int64(_kernels.PLAIN),
+                               np.empty(0, dtype), none, np.empty(0, np.int64),
+                               _kernels.NOT_TRANSPOSED, width)
+            np.testing.assert_array_equal(got[i0:i1], want[i0:i1])
+            assert np.isnan(got[:i0]).all()
 
 
 def test_the_products_work_arrays_start_on_a_cache_line():
@@ -346,7 +406,7 @@ def test_the_products_work_arrays_start_on_a_cache_line():
     buffers = _fused.EpochBuffers.allocate(16, 12, 20, theta, theta.copy(), np.empty(0))
     for name in ("xb", "z", "d", "wt", "s1t", "grad"):
         assert getattr(buffers, name).ctypes.data % _api.ALIGNMENT == 0, name
-    assert _api._transposed(np.ones((5, 3), np.float32)).ctypes.data % _api.ALIGNMENT == 0
+    assert _api._paneled(np.ones((5, 3), np.float32)).ctypes.data % _api.ALIGNMENT == 0
 
 
 def test_the_kept_output_buffers_stay_within_their_bounds(random_params, monkeypatch):

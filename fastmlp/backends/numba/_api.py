@@ -152,34 +152,38 @@ def _gemm_t(a, b):
     return out
 
 
-# Transposed copies of at most this many bytes are kept as a thread's scratch, and at
+# Panel copies of at most this many bytes are kept as a thread's scratch, and at
 # most this many of them (a larger layer's product costs far more than faulting its
 # copy's memory in).
 PANEL_KEEP_BYTES = 16 << 20
 PANELS_KEPT = 16
 
 
-def _transposed(a, slot=0):
-    """A C-contiguous copy of ``a.T``; rows split as in ``_gemm``.
+def _paneled(W, slot=0):
+    """``W.T`` in column panels of ``k.panel_width`` (``gemm_into``'s layout of ``b``).
 
-    A copy of up to ``PANEL_KEEP_BYTES`` is the calling thread's scratch for
-    ``slot`` and ``a``'s shape and dtype, which its next call for them
-    overwrites. (A fresh copy of a 784 x 128 layer faulted its memory in on
-    every call: a forward pass of 64 rows took 330 us, half of it outside the
-    products.)
+    Each panel, ``(n_in, panel_width)``, is contiguous, so the tile reads its
+    rows one after the other instead of ``4 n_out`` bytes apart (4 KB at 1024
+    units: every row in the same cache set). A copy of up to ``PANEL_KEEP_BYTES``
+    is the calling thread's scratch for ``slot`` and ``W``'s shape and dtype,
+    which its next call for them overwrites. (A fresh copy of a 784 x 128 layer
+    faulted its memory in on every call: a forward pass of 64 rows took 330 us,
+    half of it outside the products.) Rows of ``W`` are split as in ``_gemm``.
     """
-    key = (slot, a.shape, a.dtype)
+    key = (slot, W.shape, W.dtype)
     panels = _kept.panels
     out = panels.get(key)
+    width = k.panel_width(W.dtype)
     if out is None:
-        out = aligned_empty((a.shape[1], a.shape[0]), a.dtype)
+        n_out, n_in = W.shape
+        out = aligned_empty((-(-n_out // width) * n_in, width), W.dtype)
         if out.nbytes <= PANEL_KEEP_BYTES:
             if len(panels) >= PANELS_KEPT:
                 panels.clear()
             panels[key] = out
-    tasks = _tasks(a.shape[0], 64 * a.size)
+    tasks = _tasks(W.shape[0], 64 * W.size)
     with compile_notice(k.transpose_rows):
-        split_rows(k.transpose_rows, a.shape[0], tasks, a, out)
+        split_rows(k.transpose_rows, W.shape[0], tasks, W, out, width)
     return out
 
 
@@ -205,11 +209,11 @@ def forward(params, x):
     a = kernel_array(np.atleast_2d(x), dtype)
     Ws, bs = _layers(params, dtype, a.shape[1])
     n = a.shape[0]
-    W_ts = tuple(_transposed(W, slot=l) for l, W in enumerate(Ws))
+    W_ps = tuple(_paneled(W, slot=l) for l, W in enumerate(Ws))
     outs = tuple(_fresh((n, W.shape[0]), dtype) for W in Ws)
     work = n * sum(W.size for W in Ws)
     with compile_notice(k.forward_rows):
-        split_rows(k.forward_rows, n, _tasks(n, work), a, W_ts, bs, outs)
+        split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs)
     cache = [a, *outs]
     if x.ndim == 1:
         cache = [c[0] for c in cache]

@@ -72,6 +72,12 @@ rows_dot_groups = _simd.make_rows_dot_kernel(VECTOR_BYTES, ROWS_DOT_GROUPS)
 transpose_block = _simd.make_transpose_kernel(VECTOR_BYTES)
 
 
+def panel_width(dtype) -> int:
+    """Columns of ``b`` in one panel of ``gemm_into``'s panel layout: the tile's columns
+    (64 float32 or 32 float64 on AVX-512), so that a tile reads one contiguous panel."""
+    return TILE_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
 @cached_njit(**_JIT)
 def fma_chains(steps, x):
     """``_simd.PEAK_CHAINS`` register-resident vector FMA chains of ``steps`` steps each,
@@ -151,16 +157,20 @@ BETA1, BETA2, EPS, ADAM_WEIGHT_DECAY, DECOUPLED = (
 
 
 @cached_njit(**_JIT)
-def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
+def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel):
     """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
     ``a`` is ``(n, K)``, or ``(K, n)`` holding it transposed if
     ``a_transposed`` is 1 (the tile broadcasts ``a``'s elements one at a time, so
-    the product ``a.T @ b`` needs no transposed copy), ``b`` ``(K, m)`` and
-    ``out`` ``(n, m)``, C-contiguous, one float dtype. Each element is one FMA
+    the product ``a.T @ b`` needs no transposed copy), and ``out`` ``(n, m)``,
+    C-contiguous, one float dtype. ``b`` holds ``(K, m)`` in column panels
+    ``b_panel`` wide: ``b[k, j]`` is element ``((j // b_panel) * K + k) *
+    b_panel + j % b_panel``: ``b_panel = m`` is ``b`` ``(K, m)`` as it is, and a
+    multiple of ``panel_width`` (a tile's columns) makes each tile read one
+    contiguous panel, a row after the other (``transpose_rows`` writes it). Each element is one FMA
     chain in ``k`` order (see
     ``_simd``), so its bits do not depend on where it lies, how the rows are
-    split between calls, or the target's vector width.
+    split between calls, the layout of ``b``, or the target's vector width.
 
     Each cache tile of rows then goes through ``mode``: ``PLAIN`` keeps the
     sums ``s``; ``BIAS_RELU`` makes them ``max(s + bias[j], 0)``;
@@ -171,8 +181,9 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
     ``clocks[EPILOGUES]``.
     """
     timed = clocks.shape[0] > 0
-    K = b.shape[0]
-    m = b.shape[1]
+    K = a.shape[0] if a_transposed != 0 else a.shape[1]
+    m = out.shape[1]
+    ldb = b_panel
     # a[i, k] is element i * lda + k * a_step of a
     lda, a_step = (1, a.shape[1]) if a_transposed != 0 else (a.shape[1], 1)
     lanes = VECTOR_BYTES // a.itemsize
@@ -184,17 +195,18 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed):
             depth = min(K_BLOCK, K - k0)
             for j in range(0, m, cols):
                 width = min(cols, m - j)
+                b_at = ((j // ldb) * K + k0) * ldb + j % ldb  # b[k0, j]
                 if width <= lanes:
                     # one vector wide (the output layer's 10 units, a last column
                     # block): the tile of one vector and more rows, not a full
                     # tile's vectors masked off
                     for i in range(t0, t1, COLUMN_TILE_ROWS):
-                        column_tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, k0 * m + j, m,
+                        column_tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb,
                                        out, i * m + j, m, depth, min(COLUMN_TILE_ROWS, t1 - i),
                                        width, k0 > 0)
                     continue
                 for i in range(t0, t1, TILE_ROWS):
-                    tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, k0 * m + j, m, out,
+                    tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb, out,
                             i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)
         middle = _simd.cycle_counter() if timed else 0
         _epilogue_rows(out, t0, t1, mode, bias, mask)
@@ -224,7 +236,7 @@ def gemm(a, b, out, i0, i1):
     none = np.empty((0, 0), a.dtype)
     # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
     gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
-              np.empty(0, np.int64), NOT_TRANSPOSED)
+              np.empty(0, np.int64), NOT_TRANSPOSED, b.shape[1])
 
 
 @cached_njit(**_JIT)
@@ -232,7 +244,7 @@ def gemm_t(a, b, out, i0, i1):
     """``out[i] = a.T[i] @ b`` for rows ``i0:i1`` of ``a.T``, ``a`` read in place."""
     none = np.empty((0, 0), a.dtype)
     gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
-              np.empty(0, np.int64), TRANSPOSED)
+              np.empty(0, np.int64), TRANSPOSED, b.shape[1])
 
 
 @cached_njit(**_JIT)
@@ -288,25 +300,27 @@ FORWARD_TILE = 5 * ROW_TILE
 
 
 @cached_njit(**_JIT)
-def forward_rows(a, W_ts, bs, outs, i0, i1):
-    """Rows ``i0:i1`` of the forward pass: ``outs[l] = relu(a_l @ W_ts[l] + bs[l])``.
+def forward_rows(a, W_ps, bs, outs, i0, i1):
+    """Rows ``i0:i1`` of the forward pass: ``outs[l] = relu(a_l @ W_l.T + bs[l])``.
 
     ``a_0 = a`` and ``a_l = outs[l - 1]``; the last layer is ``softmax(a_l @
-    W_ts[l] + bs[l])`` instead (``W_ts`` are the layers' ``W`` transposed,
-    ``(n_in, n_out)``, in tuples of one array type). ``FORWARD_TILE`` rows at a
+    W_l.T + bs[l])`` instead. ``W_ps[l]`` holds ``W_l.T`` in ``gemm_into``'s
+    layout of ``b`` with panels as wide as its second dimension: ``W_l.T``
+    itself, ``(n_in, n_out)``, or the panels ``panel_width`` wide that
+    ``transpose_rows`` writes (tuples of one array type). ``FORWARD_TILE`` rows at a
     time through all layers: each row's bits are the same whatever the tiles.
     (One compiled function: each level of calls links and compiles the
     products' tiles again, 0.3 s more on a first run.)
     """
-    last = len(W_ts) - 1
+    last = len(W_ps) - 1
     none = np.empty((0, 0), a.dtype)
     clocks = np.empty(0, np.int64)
     for t0 in range(i0, i1, FORWARD_TILE):
         t1 = min(t0 + FORWARD_TILE, i1)
-        for l in range(len(W_ts)):
+        for l in range(len(W_ps)):
             below = a if l == 0 else outs[l - 1]
-            gemm_into(below, W_ts[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU, bs[l],
-                      none, clocks, NOT_TRANSPOSED)
+            gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU, bs[l],
+                      none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
             if l == last:
                 bias_softmax_rows(outs[l], bs[l], t0, t1)
 
@@ -411,16 +425,24 @@ def relu_backward_rows(delta, a, i0, i1):
 
 
 @cached_njit(**_JIT)
-def transpose_rows(src, dst, i0, i1):
-    # dst[:, i] = src[i] for rows i0:i1, a block of one vector's lanes square at a
-    # time, transposed in registers (a 784 x 128 layer: 0.5 ns a value in blocks of
-    # scalar loads and stores, 0.1 ns this way)
-    n, m = src.shape
+def transpose_rows(src, dst, panel, i0, i1):
+    """``src.T`` into ``dst`` for rows ``i0:i1`` of ``src``, in column panels ``panel`` wide.
+
+    ``dst`` holds ``src.T`` (``(m, n)`` for ``src`` ``(n, m)``) in ``gemm_into``'s
+    layout of ``b``: ``src[i, k]`` goes to element ``((i // panel) * m + k) *
+    panel + i % panel``; ``panel = n`` is the plain ``dst[:, i] = src[i]``, and
+    ``panel`` a multiple of the vector's lanes is ``panel_width``'s panels. A block
+    of one vector's lanes square at a time, transposed in registers (a 784 x 128
+    layer: 0.5 ns a value in blocks of scalar loads and stores, 0.1 ns this way).
+    """
+    m = src.shape[1]
     lanes = VECTOR_BYTES // src.itemsize
     for r0 in range(i0, i1, lanes):
         rows = min(lanes, i1 - r0)
+        at = (r0 // panel) * m * panel + r0 % panel  # dst of src[r0, 0]
         for c0 in range(0, m, lanes):
-            transpose_block(src, r0 * m + c0, m, dst, c0 * n + r0, n, rows, min(lanes, m - c0))
+            transpose_block(src, r0 * m + c0, m, dst, at + c0 * panel, panel, rows,
+                            min(lanes, m - c0))
 
 
 @cached_njit(**_JIT)
@@ -601,7 +623,7 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
             a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED)
+        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, b.shape[1])
         if step == L - 1:
             start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
@@ -664,19 +686,19 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
             gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1, np.int64(PLAIN),
-                      theta[:0], none, clocks, TRANSPOSED)
+                      theta[:0], none, clocks, TRANSPOSED, n_out)
             start = _simd.cycle_counter()
             _update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, rule, hyper,
                           lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
             gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
-                      theta[:0], none, clocks, TRANSPOSED)
+                      theta[:0], none, clocks, TRANSPOSED, n_in)
             start = _simd.cycle_counter()
             _update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper, lr,
                           t)
             transpose_rows(_block(theta, w_at, n_out, n_in),
-                           _block(buffers.wt, w_at, n_in, n_out), j0, j1)
+                           _block(buffers.wt, w_at, n_in, n_out), n_out, j0, j1)
             clocks[UPDATE] += _simd.cycle_counter() - start
         if j0 == j1:
             continue
@@ -771,12 +793,12 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         j0 = min(worker * size, n_out)
         j1 = min(j0 + size, n_out)
         transpose_rows(_block(theta, w_at, n_out, n_in), _block(buffers.wt, w_at, n_in, n_out),
-                       j0, j1)
+                       n_out, j0, j1)
         if l == 0:  # the first layer's optimizer state, transposed like its W
             for state, state_t in ((state1, buffers.s1t), (state2, buffers.s2t)):
                 if state.shape[0]:
                     transpose_rows(_block(state, w_at, n_out, n_in),
-                                   _block(state_t, w_at, n_in, n_out), j0, j1)
+                                   _block(state_t, w_at, n_in, n_out), n_out, j0, j1)
     if not _timed_barrier(sync, workers, clocks):
         return
     for step, begin in enumerate(range(0, n_samples, batch_size)):
