@@ -363,7 +363,8 @@ def test_transpose_rows_into_panels_moves_every_value_and_nothing_else(n, m, dty
     lanes = _kernels.VECTOR_BYTES // np.dtype(dtype).itemsize
     for width in sorted({lanes, 2 * lanes, _kernels.panel_width(dtype)}):
         count = -(-n // width)
-        for i0, i1 in ((0, n), (n // 3 // lanes * lanes, n - n // 4)):
+        # row ranges from and to anywhere: a worker's share of a layer's units
+        for i0, i1 in ((0, n), (n // 3 // lanes * lanes, n - n // 4), (n // 3, n - n // 5)):
             dst = np.full((count * m, width), -7.0, dtype)
             _kernels.transpose_rows(src, dst, width, i0, i1)
             expected = np.full((m, count * width), -7.0, dtype)

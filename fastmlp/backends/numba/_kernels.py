@@ -437,12 +437,15 @@ def transpose_rows(src, dst, panel, i0, i1):
     """
     m = src.shape[1]
     lanes = VECTOR_BYTES // src.itemsize
-    for r0 in range(i0, i1, lanes):
-        rows = min(lanes, i1 - r0)
+    r0 = i0
+    while r0 < i1:
+        # a block of rows never crosses a panel's edge (i0 need not be on one)
+        rows = min(lanes, i1 - r0, panel - r0 % panel)
         at = (r0 // panel) * m * panel + r0 % panel  # dst of src[r0, 0]
         for c0 in range(0, m, lanes):
             transpose_block(src, r0 * m + c0, m, dst, at + c0 * panel, panel, rows,
                             min(lanes, m - c0))
+        r0 += rows
 
 
 @cached_njit(**_JIT)
@@ -598,6 +601,16 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, l
 
 
 @cached_njit(**_JIT, inline="always")
+def _wt_panel(l, n_out, theta):
+    """The panel width of layer ``l``'s ``W.T`` in ``buffers.wt`` (``gemm_into``'s
+    ``b_panel``): the tile's columns where they divide ``n_out``, so its copy fills the
+    same ``n_in * n_out`` elements; the first layer's, which the epoch updates in place,
+    and any other, plain (``n_out``)."""
+    width = TILE_VECTORS * VECTOR_BYTES // theta.itemsize
+    return width if l > 0 and n_out % width == 0 else n_out
+
+
+@cached_njit(**_JIT, inline="always")
 def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks):
     """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows, whose
     weights (if ``buffers.wb`` is not empty) total ``total`` (see ``_weight_total``)."""
@@ -613,6 +626,7 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
             a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n,
                                                       n_in)
             b, out = _block(buffers.wt, w_at, n_in, n_out), _block(buffers.z, unit_at * n, n, n_out)
+            ldb = _wt_panel(l, n_out, theta)
             hidden = l < L - 1
             mode, bias, mask = BIAS_RELU if hidden else PLAIN, theta[b_at:b_at + n_out], none
         else:
@@ -621,9 +635,10 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
             n_out, n_in, w_at, _, unit_at = layout[l]
             below = layout[l - 1, UNIT_AT]
             a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
+            ldb = n_in
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, b.shape[1])
+        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, ldb)
         if step == L - 1:
             start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
@@ -698,7 +713,8 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             _update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper, lr,
                           t)
             transpose_rows(_block(theta, w_at, n_out, n_in),
-                           _block(buffers.wt, w_at, n_in, n_out), n_out, j0, j1)
+                           _block(buffers.wt, w_at, n_in, n_out), _wt_panel(l, n_out, theta),
+                           j0, j1)
             clocks[UPDATE] += _simd.cycle_counter() - start
         if j0 == j1:
             continue
@@ -793,7 +809,7 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         j0 = min(worker * size, n_out)
         j1 = min(j0 + size, n_out)
         transpose_rows(_block(theta, w_at, n_out, n_in), _block(buffers.wt, w_at, n_in, n_out),
-                       n_out, j0, j1)
+                       _wt_panel(l, n_out, theta), j0, j1)
         if l == 0:  # the first layer's optimizer state, transposed like its W
             for state, state_t in ((state1, buffers.s1t), (state2, buffers.s2t)):
                 if state.shape[0]:
