@@ -7,6 +7,8 @@
 >>> model.score(x_test.reshape(-1, 784), y_test)                          # doctest: +SKIP
 """
 
+from importlib import metadata as _metadata
+
 from . import datasets, optim
 from .backends import (
     available_backends,
@@ -27,7 +29,23 @@ from .functional import backward, cross_entropy, forward, log_softmax, softmax
 from .model import MLP
 from .train import History, fit
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """The version of the installed distribution: pyproject.toml's ``version``, the one source.
+
+    The metadata an install (``pip install``, editable or not) records is what
+    pip, ``fastmlp --version`` and this read. A source tree imported without
+    being installed has none, and gets ``"0+unknown"``: a valid PEP 440
+    version that sorts below every release, so no check of a minimum version
+    passes by accident.
+    """
+    try:
+        return _metadata.version("fastmlp")
+    except _metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "MLP",

@@ -54,6 +54,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"fastmlp: error: {message} (see 'fastmlp --help')\n")
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed version, where it runs from and on which Python, as pip's."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the installed version, where fastmlp runs from and the Python "
+                      "version, then exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        python = ".".join(map(str, sys.version_info[:2]))
+        print(f"fastmlp {__version__} from {os.path.dirname(os.path.abspath(__file__))} "
+              f"(python {python})")
+        parser.exit()
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -692,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``fastmlp`` parser: one subparser per entry of `COMMANDS`, in that order."""
     parser = _Parser(prog="fastmlp", description=_DESCRIPTION,
                      epilog="Run 'fastmlp COMMAND --help' for what a command does and takes.")
+    parser.add_argument("--version", action=_Version)
     parser.commands = {}  # name -> subparser
     commands = parser.add_subparsers(title="commands", dest="command", required=True,
                                      parser_class=_Parser)
