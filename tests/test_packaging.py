@@ -1,10 +1,17 @@
-"""What the package declares and ships: one version source, read from the installed metadata."""
+"""What the package declares and ships: one version source, read from the installed metadata;
+its licence and py.typed in the wheel."""
 
+import email
 import os
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 import fastmlp
 
@@ -37,3 +44,44 @@ def test_a_source_tree_not_installed_has_an_unknown_version(monkeypatch):
 
     monkeypatch.setattr(fastmlp._metadata, "version", not_installed)
     assert fastmlp._installed_version() == "0+unknown"
+
+
+def test_the_licence_is_mit_and_names_its_holder():
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 the fastmlp developers\n")
+    assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
+
+
+def test_py_typed_and_the_licence_are_declared_for_setuptools_before_69():
+    # setuptools 69 and later ship py.typed unasked; 68, which pyproject.toml allows, does not
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads TOML")
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        config = tomllib.load(file)["tool"]["setuptools"]
+    assert config["package-data"]["fastmlp"] == ["py.typed"]
+    assert config["license-files"] == ["LICENSE"]
+    assert (ROOT / "fastmlp" / "py.typed").is_file()
+
+
+def test_the_wheel_ships_py_typed_and_the_licence(tmp_path):
+    pytest.importorskip("setuptools", reason="building the wheel offline needs setuptools "
+                                             "installed (the dev extra)")
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside it
+    shutil.copytree(ROOT / "fastmlp", source / "fastmlp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--wheel-dir", str(tmp_path / "dist"),
+                    str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("fastmlp-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        assert "fastmlp/py.typed" in names
+        # setuptools>=77 keeps licence files in .dist-info/licenses/, older ones beside METADATA
+        (licence,) = [name for name in names
+                      if re.fullmatch(r"fastmlp-[^/]+\.dist-info/(licenses/)?LICENSE", name)]
+        assert archive.read(licence).decode() == (ROOT / "LICENSE").read_text()
+        (info,) = [name for name in names if name.endswith(".dist-info/METADATA")]
+        fields = email.message_from_bytes(archive.read(info))
+    assert fields["License-File"] == "LICENSE"
+    assert fields["License"] == "MIT"
