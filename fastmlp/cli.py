@@ -13,7 +13,9 @@ with status 1 (2 for a bad command line, 130 on Ctrl-C); no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -782,9 +784,47 @@ def _write_run_options(args) -> None:
         file.write(json.dumps(options, indent=1).encode())
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record comes, as logging's
+    last resort does (tests and callers may replace it)."""
+
+    def __init__(self):
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
+@contextlib.contextmanager
+def _notices_on_stderr(level: int):
+    """While a command runs, show the ``fastmlp`` loggers' records of ``level`` and above on
+    stderr, one line each, ``fastmlp: ...``; and only there (no propagation to the root)."""
+    logger = logging.getLogger("fastmlp")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("fastmlp: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastmlp`` console script."""
     args = build_parser().parse_args(argv)
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    with _notices_on_stderr(level):
+        return _run(args, argv)
+
+
+def _run(args, argv) -> int:
+    """Run the command ``args`` names: errors as one line, and the exit status."""
     try:
         for dest, check in getattr(args, "outputs", {}).items():
             if getattr(args, dest) is not None:

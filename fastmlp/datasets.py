@@ -11,6 +11,11 @@ for Fashion-MNIST), the user cache directory. Only the cache falls through to a
 download; an explicit location that lacks the files is an error.
 :func:`load_arrays` reads a data set of your own from an ``.npz`` file.
 
+A download is logged to the ``logging`` logger ``"fastmlp.datasets"`` at level
+INFO ("downloading MNIST into ..."), an event of normal operation: a program
+that configures no logging shows nothing, ``logging.basicConfig(level=
+logging.INFO)`` shows it, and the ``fastmlp`` command line shows it on stderr.
+
 Examples
 --------
 >>> from fastmlp.datasets import dataset_info, load_dataset
@@ -27,9 +32,9 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import logging
 import math
 import os
-import sys
 import urllib.request
 import zipfile
 import zlib
@@ -147,6 +152,8 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 DOWNLOAD_TIMEOUT = 30.0  # seconds per request
+
+logger = logging.getLogger(__name__)
 
 _SPLITS = (IDX_FILES[:2], IDX_FILES[2:])
 
@@ -658,7 +665,7 @@ def _cache_root() -> Path:
 
 def _download(info: DatasetInfo, names: Sequence[str], directory: Path,
               mirrors: Sequence[str]) -> None:
-    print(f"fastmlp: downloading {info.title} into {directory}", file=sys.stderr)
+    logger.info("downloading %s into %s", info.title, directory)
     for name in names:
         compressed = _fetch(info, name, mirrors)
         try:

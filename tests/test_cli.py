@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from fastmlp.cli import COMMANDS, build_parser, main
 
 EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
 FINAL = r"final  (test acc \d+\.\d\d%  )?train acc \d+\.\d\d%  loss \d\.\d{4}  2 epochs, "
+COMPILING = f"fastmlp: {compile_notice.MESSAGE}"  # on stderr, while numba compiles
 
 
 def test_train_prints_one_line_per_epoch_and_saves(mnist_dir, tmp_path, capsys):
@@ -146,7 +148,7 @@ def test_a_closed_pipe_ends_output_quietly(mnist_dir):
     stderr = process.stderr.read()
     assert process.wait() == 1
     # Nothing but, on a machine whose numba cache is cold, the one-line compile notice.
-    assert [line for line in stderr.splitlines() if line != compile_notice.MESSAGE] == []
+    assert [line for line in stderr.splitlines() if line != COMPILING] == []
 
 
 def test_train_on_any_idx_data_set(small_idx, tmp_path, capsys):
@@ -349,3 +351,20 @@ def test_train_timings_split_the_whole_process(small_idx, capsys):
     shares = [float(cells[2].rstrip("%")) for label, cells in rows.items()
               if label != "total" and cells[0] != "unknown"]
     assert sum(shares) == pytest.approx(100, abs=0.5)
+
+
+def test_a_download_is_announced_on_stderr(mnist_dir, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from fastmlp import datasets
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(mnist_dir, mirror)
+    monkeypatch.setitem(datasets.DATASETS, "mnist", dataclasses.replace(
+        datasets.DATASETS["mnist"], mirrors=(mirror.as_uri() + "/",)))
+    monkeypatch.delenv("FASTMLP_DATA", raising=False)
+    monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--backend", "matmul"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"fastmlp: downloading MNIST into {tmp_path / 'cache' / 'mnist'}"
+    assert len(os.listdir(tmp_path / "cache" / "mnist")) == 4

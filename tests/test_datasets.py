@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -286,18 +287,24 @@ def test_nonexistent_path_names_every_file(tmp_path: Path) -> None:
 
 
 def test_download_into_cache(
-    mirror: Path, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str]
+    mirror: Path, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="fastmlp")
     cache = tmp_path / "cache"
     mirrors = [uri(tmp_path / "unreachable"), uri(mirror)]  # the first mirror fails
     check_real(load_mnist(cache_dir=cache, mirrors=mirrors))
     assert set(os.listdir(cache)) == GZ_NAMES
-    out, err = capsys.readouterr()
-    assert out == "" and err == f"fastmlp: downloading MNIST into {cache}\n"
+    # a notice logged at INFO, and no bar: the captured stderr is no terminal
+    assert caplog.record_tuples == [
+        ("fastmlp.datasets", logging.INFO, f"downloading MNIST into {cache}")]
+    assert capsys.readouterr() == ("", "")
 
+    caplog.clear()
     for name in GZ_NAMES:
         (mirror / name).unlink()
     check_real(load_mnist(cache_dir=cache, mirrors=mirrors))
+    assert caplog.record_tuples == []
     assert capsys.readouterr() == ("", "")
 
 
@@ -454,8 +461,9 @@ def test_unknown_data_set_lists_the_known_ones(call) -> None:
 
 def test_download_fashion_mnist_into_its_own_cache_directory(
     fashion_mnist_dir: Path, tmp_path: Path, no_env: None, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="fastmlp")
     mirror = tmp_path / "mirror"
     shutil.copytree(fashion_mnist_dir, mirror)
     monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
@@ -463,7 +471,8 @@ def test_download_fashion_mnist_into_its_own_cache_directory(
     assert y_train[:5].tolist() == FASHION_TRAIN_FIRST
     cache = tmp_path / "cache" / "fashion-mnist"
     assert set(os.listdir(cache)) == GZ_NAMES
-    assert capsys.readouterr().err == f"fastmlp: downloading Fashion-MNIST into {cache}\n"
+    assert caplog.record_tuples == [
+        ("fastmlp.datasets", logging.INFO, f"downloading Fashion-MNIST into {cache}")]
 
 
 def test_failed_fashion_download_names_its_variable(tmp_path: Path, no_env: None) -> None:
