@@ -8,6 +8,11 @@ one command takes (training, data) are declared once, in one function each.
 Every file a command writes is declared with `_add_output` and checked before
 the command starts. Errors print one line, ``fastmlp: error: ...``, and exit
 with status 1 (2 for a bad command line, 130 on Ctrl-C); no traceback.
+
+Results (epoch lines, tables, JSON) go to stdout; notices (what was read, what
+the run is, what was written, numba compiling, a download) go to stderr as
+``fastmlp: ...`` lines, through the ``fastmlp`` loggers (`_notices_on_stderr`),
+so that ``fastmlp train > out.txt`` keeps the results alone.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from . import backends, datasets, optim
 from ._atomic import atomic_write, unwritable
 from .model import MLP
 from .train import fit
+
+# The command line's own notices (what it read, what it wrote): on stderr, 'fastmlp: ...',
+# with the library's (compiling, downloading); results go to stdout. See _notices_on_stderr.
+_log = logging.getLogger(__name__)
 
 _DESCRIPTION = """\
 Train, profile and benchmark a multilayer perceptron on MNIST, Fashion-MNIST, \
@@ -383,15 +392,13 @@ def _train(args) -> int:
             model.scaler.fit(x_train)
         clock.append(("input scaling (fit)", None, time.perf_counter()))
         optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
-        if not args.quiet:
-            if getattr(args, "resumed_options", None):
-                print("fastmlp: the checkpointed run's options: "
-                      + " ".join(args.resumed_options))
-            print(f"fastmlp: {data.description}")
-            print(f"fastmlp: {'-'.join(map(str, model.layer_sizes))} {args.dtype}, backend "
-                  f"{name}, {args.optimizer} lr {optimizer.learning_rate:g} weight decay "
-                  f"{optimizer.weight_decay:g} {args.schedule}, batch {args.batch_size}",
-                  flush=True)
+        if getattr(args, "resumed_options", None):
+            _log.info("the checkpointed run's options: %s", " ".join(args.resumed_options))
+        _log.info("%s", data.description)
+        _log.info("%s %s, backend %s, %s lr %g weight decay %g %s, batch %d",
+                  "-".join(map(str, model.layer_sizes)), args.dtype, name, args.optimizer,
+                  optimizer.learning_rate, optimizer.weight_decay, args.schedule,
+                  args.batch_size)
         # Early stopping watches a split of the training data; the test set is scored
         # once, at the end, so it never chooses the model it scores.
         stopping = dict(early_stopping=True, validation_fraction=args.validation_fraction,
@@ -419,15 +426,13 @@ def _train(args) -> int:
           f"{sum(history.seconds):.1f} s training")
     if args.save:
         model.save(args.save)
-        if not args.quiet:
-            print(f"saved model to {args.save}")
+        _log.info("saved model to %s", args.save)
     if args.plot:
         from .plots import plot_history
 
         plot_history(history, args.plot,
                      validation_label="validation" if args.early_stopping else "test")
-        if not args.quiet:
-            print(f"saved plot to {args.plot}")
+        _log.info("saved plot to %s", args.plot)
     if args.timings:
         print(_timings(clock, history))
     return 0
@@ -479,7 +484,7 @@ def _profile(args) -> int:
     results = []
     for name in names:
         if not args.json and len(names) > 1:
-            print(f"profiling {name} ...", file=sys.stderr, flush=True)
+            _log.info("profiling %s ...", name)
         results.append(profile_training(
             name, x=x_train, y=y_train, steps=args.steps, batch_size=args.batch_size,
             dtype=args.dtype, hidden=args.hidden, optimizer=args.optimizer,
@@ -530,17 +535,16 @@ def _bench(args) -> int:
                      layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
                      report=lambda line: print(line, file=sys.stderr, flush=True),
                      dtype=args.dtype)
-    notes = sys.stderr if args.json else sys.stdout  # stdout holds the JSON alone
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result)
     if result.torch_version is None and not args.no_torch:
-        print("\n(PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
-              "the 'peers' extra)", file=notes)
+        _log.info("PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
+                  "the 'peers' extra")
     if args.plot:
         plot(result, args.plot)
-        print(f"\nsaved plot to {args.plot}", file=notes)
+        _log.info("saved plot to %s", args.plot)
     return 0
 
 
@@ -570,7 +574,7 @@ def _evaluate(args) -> int:
         from .plots import plot_evaluation
 
         plot_evaluation(result, data.x, args.plot)
-        print(f"saved plot to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+        _log.info("saved plot to %s", args.plot)
     return 0
 
 
@@ -631,9 +635,10 @@ def _export(args) -> int:
     model = MLP.load(args.model)
     model.to_onnx(args.out, dtype=args.dtype)
     dtype = args.dtype or model.dtype.name
-    print(f"wrote {args.out}: ONNX opset {OPSET}, {'-'.join(map(str, model.layer_sizes))} "
-          f"{dtype}; input 'pixels' float32 (N, {model.n_features}) raw 0..255, "
-          f"output 'probabilities' {dtype} (N, {model.n_classes})")
+    _log.info("wrote %s: ONNX opset %d, %s %s; input 'pixels' float32 (N, %d) raw 0..255, "
+              "output 'probabilities' %s (N, %d)", args.out, OPSET,
+              "-".join(map(str, model.layer_sizes)), dtype, model.n_features, dtype,
+              model.n_classes)
     return 0
 
 

@@ -28,23 +28,26 @@ def test_train_prints_one_line_per_epoch_and_saves(mnist_dir, tmp_path, capsys):
     path = tmp_path / "model.npz"
     status = main(["train", "--epochs", "2", "--hidden", "32", "--dataset", "mnist",
                    "--data-dir", str(mnist_dir), "--backend", "matmul", "--save", str(path)])
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     assert status == 0
-    assert out[0] == ("fastmlp: MNIST: 60,000 training and 10,000 test images of 28x28, "
-                      "10 classes")
-    assert out[1] == ("fastmlp: 784-32-10 float32, backend matmul, adamw lr 0.003 weight decay "
-                      "0.05 onecycle, batch 128")
+    # notices on stderr: what was read and what the run is, then what was written
+    assert [line for line in captured.err.splitlines() if line != COMPILING] == [
+        "fastmlp: MNIST: 60,000 training and 10,000 test images of 28x28, 10 classes",
+        "fastmlp: 784-32-10 float32, backend matmul, adamw lr 0.003 weight decay 0.05 onecycle, "
+        "batch 128",
+        f"fastmlp: saved model to {path}"]
+    # results on stdout
     assert "\r" not in "".join(out)  # captured output is no terminal: plain lines, no bar
-    epochs = out[2:4]
+    epochs = out[0:2]
     for epoch, line in enumerate(epochs, 1):
         assert re.match(EPOCH + r"[\d,]+ samples/s  \d+\.\d\d s$", line)
         assert line.startswith(f"epoch  {epoch}/2")
     accuracy = float(epochs[1].split("test acc ")[1].split("%")[0])
     assert accuracy > 90
-    assert re.match(FINAL + r"\d+\.\d s training$", out[4])
-    assert f"test acc {accuracy:.2f}%" in out[4]
-    assert out[5] == f"saved model to {path}"
-    assert len(out) == 6
+    assert re.match(FINAL + r"\d+\.\d s training$", out[2])
+    assert f"test acc {accuracy:.2f}%" in out[2]
+    assert len(out) == 3
     model = MLP.load(path)
     assert model.layer_sizes == (784, 32, 10)
     from fastmlp.datasets import load_mnist
@@ -131,11 +134,12 @@ def test_missing_data_directory_is_named(tmp_path):
 def test_diverging_training_stops_with_one_line(mnist_dir):
     result = run_cli("train", "--data-dir", str(mnist_dir), "--optimizer", "sgd", "--lr", "1e30",
                      "--schedule", "constant", "--hidden", "8")
-    assert result.returncode == 1
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("fastmlp: error: training diverged")
-    assert "at epoch 1, step" in lines[0]
+    assert result.returncode == 1 and result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line != COMPILING]
+    assert len(lines) == 3, result.stderr  # the run's two notices, then one line of error
+    assert lines[1].startswith("fastmlp: 784-8-10 float32, backend numba, sgd lr 1e+30")
+    assert lines[2].startswith("fastmlp: error: training diverged")
+    assert "at epoch 1, step" in lines[2]
 
 
 def test_a_closed_pipe_ends_output_quietly(mnist_dir):
@@ -155,13 +159,14 @@ def test_train_on_any_idx_data_set(small_idx, tmp_path, capsys):
     path = tmp_path / "small.npz"
     status = main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
                    "--batch-size", "16", "--save", str(path)])
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out, err = captured.out.splitlines(), captured.err.splitlines()
     assert status == 0
-    assert out[0] == (f"fastmlp: IDX data set in {small_idx} (no checksums: --dataset verifies "
+    assert err[0] == (f"fastmlp: IDX data set in {small_idx} (no checksums: --dataset verifies "
                       "a known one): 300 training and 60 test images of 8x8, 3 classes")
-    assert out[1].startswith("fastmlp: 64-16-3 float32, backend ")
-    assert [re.match(EPOCH, line).group(1) for line in out[2:4]] == ["1", "2"]
-    assert float(re.search(r"test acc (\S+)%", out[4]).group(1)) > 90
+    assert err[1].startswith("fastmlp: 64-16-3 float32, backend ")
+    assert [re.match(EPOCH, line).group(1) for line in out[0:2]] == ["1", "2"]
+    assert float(re.search(r"test acc (\S+)%", out[2]).group(1)) > 90
     assert MLP.load(path).layer_sizes == (64, 16, 3)
 
 
@@ -190,9 +195,10 @@ def test_quiet_prints_only_the_final_line(small_idx, tmp_path, capsys):
     path = tmp_path / "model.npz"
     status = main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
                    "--batch-size", "16", "--quiet", "--save", str(path)])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert status == 0
     assert re.fullmatch(FINAL + r"\d+\.\d s training\n", out)
+    assert [line for line in err.splitlines() if line != COMPILING] == []  # and no notices
     assert path.exists()
 
 
@@ -207,16 +213,17 @@ def test_train_on_arrays_from_npz(with_test, tmp_path, capsys):
     np.savez(tmp_path / "mine.npz", **arrays)
     status = main(["train", "--data", str(tmp_path / "mine.npz"), "--epochs", "2",
                    "--hidden", "8", "--batch-size", "10"])
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out, err = captured.out.splitlines(), captured.err.splitlines()
     assert status == 0
     tested = "50 test" if with_test else "no test"
-    assert out[0] == (f"fastmlp: {tmp_path / 'mine.npz'}: 150 training and {tested} samples of "
+    assert err[0] == (f"fastmlp: {tmp_path / 'mine.npz'}: 150 training and {tested} samples of "
                       "2x3, 4 classes")
-    assert out[1].startswith("fastmlp: 6-8-4 float32")
-    assert len(out) == 5
-    for line in out[2:]:
+    assert err[1].startswith("fastmlp: 6-8-4 float32")
+    assert len(out) == 3
+    for line in out:
         assert ("test acc" in line) == with_test
-    assert re.match(FINAL, out[4])
+    assert re.match(FINAL, out[2])
 
 
 @pytest.mark.parametrize("arrays, message", [
@@ -237,6 +244,25 @@ def test_bad_npz_data_is_one_error_line(arrays, message, tmp_path):
     result = run_cli("train", "--data", str(path))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == f"fastmlp: error: {path}: {message}\n"
+
+
+def test_train_redirected_to_a_file_leaves_the_results_alone_there(small_idx, tmp_path):
+    # fastmlp train ... > out.txt
+    with open(tmp_path / "out.txt", "w") as file:
+        result = subprocess.run(
+            [sys.executable, "-m", "fastmlp", "train", "--data-dir", str(small_idx), "--epochs",
+             "2", "--hidden", "16", "--batch-size", "16", "--backend", "matmul", "--save",
+             str(tmp_path / "model.npz")], stdout=file, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 0, result.stderr
+    out = (tmp_path / "out.txt").read_text().splitlines()
+    assert [re.match(EPOCH, line).group(1) for line in out[:2]] == ["1", "2"]
+    assert re.match(FINAL, out[2]) and len(out) == 3
+    assert result.stderr.splitlines() == [
+        f"fastmlp: IDX data set in {small_idx} (no checksums: --dataset verifies a known one): "
+        "300 training and 60 test images of 8x8, 3 classes",
+        "fastmlp: 64-16-3 float32, backend matmul, adamw lr 0.003 weight decay 0.05 onecycle, "
+        "batch 16",
+        f"fastmlp: saved model to {tmp_path / 'model.npz'}"]
 
 
 def run_in_terminal(*args, columns=100):
@@ -269,8 +295,8 @@ def test_a_terminal_gets_a_progress_bar(small_idx):
     assert "| 75/75 [" in out
     # Each bar is cleared and the epoch's plain line printed in its place.
     on_screen = [line.rsplit("\r", 1)[-1] for line in out.split("\n")]
-    assert [re.match(EPOCH, line).group(1) for line in on_screen[2:4]] == ["1", "2"]
-    assert re.match(FINAL, on_screen[4])
+    assert [re.match(EPOCH, line).group(1) for line in on_screen[0:2]] == ["1", "2"]
+    assert re.match(FINAL, on_screen[2])
 
 
 def test_quiet_shows_no_bar_in_a_terminal(small_idx):

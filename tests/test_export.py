@@ -77,9 +77,9 @@ def test_export_command_writes_the_file_and_says_what_it_holds(mnist, tmp_path, 
     model.save(tmp_path / "model.npz")
     out = tmp_path / "model.onnx"
     assert main(["export", str(tmp_path / "model.npz"), str(out), "--dtype", "float32"]) == 0
-    assert capsys.readouterr().out == (
-        f"wrote {out}: ONNX opset 17, 784-16-10 float32; input 'pixels' float32 (N, 784) "
-        "raw 0..255, output 'probabilities' float32 (N, 10)\n")
+    assert capsys.readouterr() == ("", (  # a notice of the file written, on stderr
+        f"fastmlp: wrote {out}: ONNX opset 17, 784-16-10 float32; input 'pixels' float32 "
+        "(N, 784) raw 0..255, output 'probabilities' float32 (N, 10)\n"))
     onnx.checker.check_model(onnx.load(out))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
