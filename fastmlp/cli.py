@@ -346,6 +346,11 @@ def _train_options(parser):
                      "different one is refused, naming it)")
     output.add_argument("--quiet", "-q", action="store_true",
                         help="print only the final line")
+    output.add_argument("--json", action="store_true",
+                        help="print one JSON object when training ends, alone on stdout: the "
+                             "model, the data, the options in effect, every epoch's numbers, "
+                             "the final result and the files written (with --timings, the "
+                             "timings too); no epoch lines or progress bar")
     output.add_argument("--timings", action="store_true",
                         help="end with where the whole process's time went: start-up and "
                              "imports, data, input scaling, the first epoch (which loads or "
@@ -363,8 +368,8 @@ def _seconds_since_process_start() -> float | None:
 
 
 # The options of fastmlp train that make its run, kept in RUN_FILE beside the
-# checkpoints so that --resume DIR alone continues the run (--save, --plot, --quiet
-# and --timings are this command's own)
+# checkpoints so that --resume DIR alone continues the run (--save, --plot, --quiet,
+# --json and --timings are this command's own)
 RUN_FILE = "run.json"
 _DATA_OPTIONS = ("dataset", "data_dir", "data")
 RUN_OPTIONS = ("hidden", "dtype", "seed", "backend", "epochs", "batch_size", "optimizer", "lr",
@@ -406,7 +411,7 @@ def _train(args) -> int:
         history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule,
                       validation_data=None if args.early_stopping else test,
-                      seed=args.seed, verbose=0 if args.quiet else "auto",
+                      seed=args.seed, verbose=0 if args.quiet or args.json else "auto",
                       validation_name="val" if args.early_stopping else "test",
                       checkpoint=args.checkpoint or args.resume, resume=bool(args.resume),
                       **stopping)
@@ -421,9 +426,10 @@ def _train(args) -> int:
         kept = history.best_epoch - 1
         tested += (f"best epoch {history.best_epoch}: val acc "
                    f"{100 * history.val_accuracy[kept]:.2f}%  ")
-    print(f"final  {tested}train acc {100 * history.train_accuracy[kept]:.2f}%  "
-          f"loss {history.loss[kept]:.4f}  {len(history)} epochs, "
-          f"{sum(history.seconds):.1f} s training")
+    if not args.json:
+        print(f"final  {tested}train acc {100 * history.train_accuracy[kept]:.2f}%  "
+              f"loss {history.loss[kept]:.4f}  {len(history)} epochs, "
+              f"{sum(history.seconds):.1f} s training")
     if args.save:
         model.save(args.save)
         _log.info("saved model to %s", args.save)
@@ -433,13 +439,57 @@ def _train(args) -> int:
         plot_history(history, args.plot,
                      validation_label="validation" if args.early_stopping else "test")
         _log.info("saved plot to %s", args.plot)
-    if args.timings:
-        print(_timings(clock, history))
+    phases = _timing_phases(clock, history) if args.timings else None
+    if args.json:
+        print(json.dumps(_train_result(args, name, model, data, optimizer, history,
+                                       test_accuracy, kept, phases), indent=2))
+    elif args.timings:
+        print(_timings(phases))
     return 0
 
 
-def _timings(clock, history) -> str:
-    """The whole process's time, phase by phase, from ``_train``'s clock readings."""
+def _train_result(args, backend, model, data, optimizer, history, test_accuracy, kept,
+                  phases) -> dict:
+    """What ``fastmlp train --json`` prints: the run and its result, as plain JSON types."""
+    validation = "val" if args.early_stopping else "test"
+    config = {dest: getattr(args, dest) for dest in RUN_OPTIONS}
+    config.update(hidden=list(args.hidden), backend=backend, lr=optimizer.learning_rate,
+                  weight_decay=optimizer.weight_decay)
+
+    def number(value):
+        return None if value is None else float(value)
+
+    result = {
+        "model": {"layer_sizes": list(model.layer_sizes), "dtype": model.dtype.name,
+                  "parameters": sum(W.size + b.size for W, b in model.params)},
+        "data": {"description": data.description, "train_samples": len(data.train[1]),
+                 "test_samples": None if data.test is None else len(data.test[1]),
+                 "n_classes": data.n_classes},
+        "config": config,
+        "history": [{"epoch": epoch + 1, "loss": number(history.loss[epoch]),
+                     "train_accuracy": number(history.train_accuracy[epoch]),
+                     f"{validation}_loss": number(history.val_loss[epoch]),
+                     f"{validation}_accuracy": number(history.val_accuracy[epoch]),
+                     "samples_per_second": number(history.samples_per_second[epoch]),
+                     "seconds": number(history.seconds[epoch])}
+                    for epoch in range(len(history))],
+        "final": {"test_accuracy": number(test_accuracy),
+                  "train_accuracy": number(history.train_accuracy[kept]),
+                  "loss": number(history.loss[kept]), "epochs": len(history),
+                  "best_epoch": history.best_epoch, "stop_reason": history.stop_reason,
+                  "resumed_after": history.resumed_after,
+                  "training_seconds": number(sum(history.seconds))},
+        "saved": {"model": args.save, "plot": args.plot,
+                  "checkpoint": args.checkpoint or args.resume},
+    }
+    if phases is not None:
+        result["timings"] = {label: seconds for label, seconds in phases}
+    return result
+
+
+def _timing_phases(clock, history) -> list[tuple[str, float | None]]:
+    """The whole process's time, phase by phase (None where unknown), from ``_train``'s clock
+    readings, and their total."""
     (_, startup, t_main), (_, _, t_backend), (_, _, t_data), (_, _, t_scaled), \
         (_, _, t_trained) = clock
     training = t_trained - t_scaled
@@ -452,7 +502,12 @@ def _timings(clock, history) -> str:
               (f"epochs {first + 1}-{len(history)}" if len(epochs) > 1 else "later epochs",
                sum(epochs[1:])),
               ("scoring and bookkeeping", training - sum(epochs))]
-    total = sum(seconds for _, seconds in phases if seconds is not None)
+    return [*phases, ("total", sum(seconds for _, seconds in phases if seconds is not None))]
+
+
+def _timings(phases) -> str:
+    """The table ``--timings`` prints: `_timing_phases`, with each phase's share."""
+    *phases, (_, total) = phases
     lines = ["timings (whole process):"]
     for label, seconds in phases:
         shown = "unknown" if seconds is None else f"{seconds:6.3f} s {100 * seconds / total:5.1f}%"
@@ -627,6 +682,10 @@ def _export_options(parser):
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
                         help="precision of the graph's weights and output (default: the "
                              "model's; float32 for runtimes without double kernels)")
+    parser.add_argument("--json", action="store_true",
+                        help="print what was written as JSON on stdout: the file, the opset, "
+                             "the layer sizes, and the graph's input and output (name, dtype, "
+                             "shape, with null for the free batch dimension)")
 
 
 def _export(args) -> int:
@@ -635,6 +694,15 @@ def _export(args) -> int:
     model = MLP.load(args.model)
     model.to_onnx(args.out, dtype=args.dtype)
     dtype = args.dtype or model.dtype.name
+    if args.json:
+        print(json.dumps({
+            "model": args.model, "path": args.out, "opset": OPSET,
+            "layer_sizes": list(model.layer_sizes), "dtype": dtype,
+            "input": {"name": "pixels", "dtype": "float32", "shape": [None, model.n_features],
+                      "value_range": [0, 255]},
+            "output": {"name": "probabilities", "dtype": dtype,
+                       "shape": [None, model.n_classes]},
+        }, indent=2))
     _log.info("wrote %s: ONNX opset %d, %s %s; input 'pixels' float32 (N, %d) raw 0..255, "
               "output 'probabilities' %s (N, %d)", args.out, OPSET,
               "-".join(map(str, model.layer_sizes)), dtype, model.n_features, dtype,
@@ -661,7 +729,8 @@ COMMANDS = (
         "final line sums up.",
         "fastmlp train --epochs 5 --save mnist.npz\n"
         "fastmlp train --dataset fashion-mnist --backend numba --plot curves.png\n"
-        "fastmlp train --data mine.npz --hidden 64 --quiet",
+        "fastmlp train --data mine.npz --hidden 64 --quiet\n"
+        "fastmlp train --epochs 5 --save mnist.npz --json",
         _train_options, _train),
     _Command(
         "profile", "time each phase of training steps",

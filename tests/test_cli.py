@@ -265,6 +265,67 @@ def test_train_redirected_to_a_file_leaves_the_results_alone_there(small_idx, tm
         f"fastmlp: saved model to {tmp_path / 'model.npz'}"]
 
 
+def test_train_json_is_the_run_and_its_result_alone_on_stdout(small_idx, tmp_path, capsys):
+    from fastmlp.datasets import load_idx_dataset
+
+    path = tmp_path / "model.npz"
+    assert main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
+                 "--batch-size", "16", "--backend", "matmul", "--save", str(path),
+                 "--json"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)  # nothing but the JSON: no epoch lines, no final line
+    assert list(result) == ["model", "data", "config", "history", "final", "saved"]
+    assert result["model"] == {"layer_sizes": [64, 16, 3], "dtype": "float32",
+                               "parameters": 64 * 16 + 16 + 16 * 3 + 3}
+    assert result["data"] == {
+        "description": f"IDX data set in {small_idx} (no checksums: --dataset verifies a known "
+                       "one): 300 training and 60 test images of 8x8, 3 classes",
+        "train_samples": 300, "test_samples": 60, "n_classes": 3}
+    assert result["config"] == {
+        "hidden": [16], "dtype": "float32", "seed": 0, "backend": "matmul", "epochs": 2,
+        "batch_size": 16, "optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05,
+        "schedule": "onecycle", "early_stopping": False, "validation_fraction": 0.1,
+        "patience": 5, "dataset": None, "data_dir": str(small_idx), "data": None}
+    history = result["history"]
+    assert [epoch["epoch"] for epoch in history] == [1, 2]
+    assert list(history[0]) == ["epoch", "loss", "train_accuracy", "test_loss",
+                                "test_accuracy", "samples_per_second", "seconds"]
+    final = result["final"]
+    assert final["test_accuracy"] == history[-1]["test_accuracy"] > 0.9
+    assert (final["train_accuracy"], final["loss"]) == (history[-1]["train_accuracy"],
+                                                        history[-1]["loss"])
+    assert final["epochs"] == 2 and final["best_epoch"] is None
+    assert final["stop_reason"] == "ran all 2 epochs" and final["resumed_after"] == 0
+    assert final["training_seconds"] == pytest.approx(sum(e["seconds"] for e in history))
+    assert result["saved"] == {"model": str(path), "plot": None, "checkpoint": None}
+    # the numbers are the saved model's
+    _, (x_test, y_test) = load_idx_dataset(small_idx)
+    assert MLP.load(path).score(x_test.reshape(60, -1), y_test) == final["test_accuracy"]
+    assert err.splitlines()[-1] == f"fastmlp: saved model to {path}"  # notices stay on stderr
+
+
+def test_train_json_with_early_stopping_and_timings(small_idx, capsys):
+    assert main(["train", "--data-dir", str(small_idx), "--epochs", "3", "--hidden", "8",
+                 "--batch-size", "16", "--backend", "matmul", "--early-stopping",
+                 "--validation-fraction", "0.2", "--timings", "--json", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    history, final = result["history"], result["final"]
+    assert [key for key in history[0] if key.startswith("val_")] == ["val_loss",
+                                                                     "val_accuracy"]
+    best = history[final["best_epoch"] - 1]
+    assert best["val_loss"] == min(epoch["val_loss"] for epoch in history)
+    assert (final["train_accuracy"], final["loss"]) == (best["train_accuracy"], best["loss"])
+    assert 0 < final["test_accuracy"] <= 1  # the test set, scored once at the end
+    timings = result["timings"]
+    assert list(timings) == ["start-up and imports", "backend import", "data",
+                             "input scaling (fit)", "epoch 1 (incl. kernels' first call)",
+                             "epochs 2-3", "scoring and bookkeeping", "total"]
+    assert timings["total"] == pytest.approx(sum(
+        seconds for label, seconds in timings.items() if label != "total" and seconds))
+    assert [line for line in err.splitlines() if line != COMPILING] == []  # --quiet
+
+
 def run_in_terminal(*args, columns=100):
     """Run ``fastmlp`` with its output on a pseudo-terminal; return the text it wrote."""
     controller, terminal = pty.openpty()
