@@ -44,6 +44,10 @@ Train, profile and benchmark a multilayer perceptron on MNIST, Fashion-MNIST, \
 any data set in their IDX layout or arrays of your own; score, apply and \
 export the models it saves.
 
+Results go to standard output; notices ('fastmlp: ...': what was read and \
+written, downloads, numba compiling) to standard error. --json on any command \
+prints its results as JSON alone on standard output.
+
 Errors print one line, 'fastmlp: error: ...', and exit with status 1 (2 for a \
 bad command line, 130 when interrupted)."""
 

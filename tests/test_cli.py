@@ -116,6 +116,17 @@ def test_help_documents_every_option(command, capsys):
         assert action.help, f"fastmlp {command.name} {action.option_strings or action.dest}"
 
 
+def test_the_main_help_states_where_output_goes_and_offers_the_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert ("Results go to standard output; notices ('fastmlp: ...': what was read and written, "
+            "downloads, numba compiling) to standard error. --json on any command prints its "
+            "results as JSON alone on standard output.") in help_text
+    assert "--version print the installed version, where fastmlp runs from" in help_text
+
+
 def test_every_example_parses():
     parser = build_parser()
     for command in COMMANDS:
