@@ -7,8 +7,6 @@
 >>> model.score(x_test.reshape(-1, 784), y_test)                          # doctest: +SKIP
 """
 
-from importlib import metadata as _metadata
-
 from . import datasets, optim
 from .backends import (
     available_backends,
@@ -39,13 +37,19 @@ def _installed_version() -> str:
     version that sorts below every release, so no check of a minimum version
     passes by accident.
     """
+    from importlib import metadata  # here: importing it costs `import fastmlp` about 20 ms
+
     try:
-        return _metadata.version("fastmlp")
-    except _metadata.PackageNotFoundError:
+        return metadata.version("fastmlp")
+    except metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-__version__ = _installed_version()
+def __getattr__(name: str):
+    # fastmlp.__version__, looked up when asked for (PEP 562), as attrs does
+    if name == "__version__":
+        return _installed_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "MLP",

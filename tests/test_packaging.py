@@ -42,8 +42,8 @@ def test_a_source_tree_not_installed_has_an_unknown_version(monkeypatch):
     def not_installed(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(fastmlp._metadata, "version", not_installed)
-    assert fastmlp._installed_version() == "0+unknown"
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert fastmlp.__version__ == "0+unknown"
 
 
 def test_the_licence_is_mit_and_names_its_holder():
