@@ -28,7 +28,29 @@ from .functional import backward, cross_entropy, forward, log_softmax, softmax
 from .model import MLP
 from .train import History, fit
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """The version of the installed distribution: pyproject.toml's ``version``, the one source.
+
+    The metadata an install (``pip install``, editable or not) records is what
+    pip, ``fastmlp --version`` and this read. A source tree imported without
+    being installed has none, and gets ``"0+unknown"``: a valid PEP 440
+    version that sorts below every release, so no check of a minimum version
+    passes by accident.
+    """
+    from importlib import metadata  # here: importing it costs `import fastmlp` about 20 ms
+
+    try:
+        return metadata.version("fastmlp")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def __getattr__(name: str):
+    # fastmlp.__version__, looked up when asked for (PEP 562), as attrs does
+    if name == "__version__":
+        return _installed_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "MLP",

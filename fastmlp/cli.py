@@ -8,12 +8,19 @@ one command takes (training, data) are declared once, in one function each.
 Every file a command writes is declared with `_add_output` and checked before
 the command starts. Errors print one line, ``fastmlp: error: ...``, and exit
 with status 1 (2 for a bad command line, 130 on Ctrl-C); no traceback.
+
+Results (epoch lines, tables, JSON) go to stdout; notices (what was read, what
+the run is, what was written, numba compiling, a download) go to stderr as
+``fastmlp: ...`` lines, through the ``fastmlp`` loggers (`_notices_on_stderr`),
+so that ``fastmlp train > out.txt`` keeps the results alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -28,10 +35,18 @@ from ._atomic import atomic_write, unwritable
 from .model import MLP
 from .train import check_log_csv, fit
 
+# The command line's own notices (what it read, what it wrote): on stderr, 'fastmlp: ...',
+# with the library's (compiling, downloading); results go to stdout. See _notices_on_stderr.
+_log = logging.getLogger(__name__)
+
 _DESCRIPTION = """\
 Train, profile and benchmark a multilayer perceptron on MNIST, Fashion-MNIST, \
 any data set in their IDX layout or arrays of your own; score, apply and \
 export the models it saves.
+
+Results go to standard output; notices ('fastmlp: ...': what was read and \
+written, downloads, numba compiling) to standard error. --json on any command \
+prints its results as JSON alone on standard output.
 
 Errors print one line, 'fastmlp: error: ...', and exit with status 1 (2 for a \
 bad command line, 130 when interrupted)."""
@@ -52,6 +67,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"fastmlp: error: {message} (see 'fastmlp --help')\n")
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, where it runs from and on which Python, as pip's."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the installed version, where fastmlp runs from and the Python "
+                      "version, then exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        python = ".".join(map(str, sys.version_info[:2]))
+        print(f"fastmlp {__version__} from {os.path.dirname(os.path.abspath(__file__))} "
+              f"(python {python})")
+        parser.exit()
 
 
 def _positive_int(text):
@@ -323,6 +355,11 @@ def _train_options(parser):
                      "different one is refused, naming it)")
     output.add_argument("--quiet", "-q", action="store_true",
                         help="print only the final line")
+    output.add_argument("--json", action="store_true",
+                        help="print one JSON object when training ends, alone on stdout: the "
+                             "model, the data, the options in effect, every epoch's numbers, "
+                             "the final result and the files written (with --timings, the "
+                             "timings too); no epoch lines or progress bar")
     output.add_argument("--timings", action="store_true",
                         help="end with where the whole process's time went: start-up and "
                              "imports, data, input scaling, the first epoch (which loads or "
@@ -341,7 +378,7 @@ def _seconds_since_process_start() -> float | None:
 
 # The options of fastmlp train that make its run, kept in RUN_FILE beside the
 # checkpoints so that --resume DIR alone continues the run (--save, --plot, --log,
-# --quiet and --timings are this command's own)
+# --quiet, --json and --timings are this command's own)
 RUN_FILE = "run.json"
 _DATA_OPTIONS = ("dataset", "data_dir", "data")
 RUN_OPTIONS = ("hidden", "dtype", "seed", "backend", "epochs", "batch_size", "optimizer", "lr",
@@ -369,15 +406,13 @@ def _train(args) -> int:
             model.scaler.fit(x_train)
         clock.append(("input scaling (fit)", None, time.perf_counter()))
         optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
-        if not args.quiet:
-            if getattr(args, "resumed_options", None):
-                print("fastmlp: the checkpointed run's options: "
-                      + " ".join(args.resumed_options))
-            print(f"fastmlp: {data.description}")
-            print(f"fastmlp: {'-'.join(map(str, model.layer_sizes))} {args.dtype}, backend "
-                  f"{name}, {args.optimizer} lr {optimizer.learning_rate:g} weight decay "
-                  f"{optimizer.weight_decay:g} {args.schedule}, batch {args.batch_size}",
-                  flush=True)
+        if getattr(args, "resumed_options", None):
+            _log.info("the checkpointed run's options: %s", " ".join(args.resumed_options))
+        _log.info("%s", data.description)
+        _log.info("%s %s, backend %s, %s lr %g weight decay %g %s, batch %d",
+                  "-".join(map(str, model.layer_sizes)), args.dtype, name, args.optimizer,
+                  optimizer.learning_rate, optimizer.weight_decay, args.schedule,
+                  args.batch_size)
         # Early stopping watches a split of the training data; the test set is scored
         # once, at the end, so it never chooses the model it scores.
         stopping = dict(early_stopping=True, validation_fraction=args.validation_fraction,
@@ -385,7 +420,7 @@ def _train(args) -> int:
         history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule,
                       validation_data=None if args.early_stopping else test,
-                      seed=args.seed, verbose=0 if args.quiet else "auto",
+                      seed=args.seed, verbose=0 if args.quiet or args.json else "auto",
                       validation_name="val" if args.early_stopping else "test",
                       checkpoint=args.checkpoint or args.resume, resume=bool(args.resume),
                       log_csv=args.log, **stopping)
@@ -400,27 +435,70 @@ def _train(args) -> int:
         kept = history.best_epoch - 1
         tested += (f"best epoch {history.best_epoch}: val acc "
                    f"{100 * history.val_accuracy[kept]:.2f}%  ")
-    print(f"final  {tested}train acc {100 * history.train_accuracy[kept]:.2f}%  "
-          f"loss {history.loss[kept]:.4f}  {len(history)} epochs, "
-          f"{sum(history.seconds):.1f} s training")
+    if not args.json:
+        print(f"final  {tested}train acc {100 * history.train_accuracy[kept]:.2f}%  "
+              f"loss {history.loss[kept]:.4f}  {len(history)} epochs, "
+              f"{sum(history.seconds):.1f} s training")
     if args.save:
         model.save(args.save)
-        if not args.quiet:
-            print(f"saved model to {args.save}")
+        _log.info("saved model to %s", args.save)
     if args.plot:
         from .plots import plot_history
 
         plot_history(history, args.plot,
                      validation_label="validation" if args.early_stopping else "test")
-        if not args.quiet:
-            print(f"saved plot to {args.plot}")
-    if args.timings:
-        print(_timings(clock, history))
+        _log.info("saved plot to %s", args.plot)
+    phases = _timing_phases(clock, history) if args.timings else None
+    if args.json:
+        print(json.dumps(_train_result(args, name, model, data, optimizer, history,
+                                       test_accuracy, kept, phases), indent=2))
+    elif args.timings:
+        print(_timings(phases))
     return 0
 
 
-def _timings(clock, history) -> str:
-    """The whole process's time, phase by phase, from ``_train``'s clock readings."""
+def _train_result(args, backend, model, data, optimizer, history, test_accuracy, kept,
+                  phases) -> dict:
+    """What ``fastmlp train --json`` prints: the run and its result, as plain JSON types."""
+    validation = "val" if args.early_stopping else "test"
+    config = {dest: getattr(args, dest) for dest in RUN_OPTIONS}
+    config.update(hidden=list(args.hidden), backend=backend, lr=optimizer.learning_rate,
+                  weight_decay=optimizer.weight_decay)
+
+    def number(value):
+        return None if value is None else float(value)
+
+    result = {
+        "model": {"layer_sizes": list(model.layer_sizes), "dtype": model.dtype.name,
+                  "parameters": sum(W.size + b.size for W, b in model.params)},
+        "data": {"description": data.description, "train_samples": len(data.train[1]),
+                 "test_samples": None if data.test is None else len(data.test[1]),
+                 "n_classes": data.n_classes},
+        "config": config,
+        "history": [{"epoch": epoch + 1, "loss": number(history.loss[epoch]),
+                     "train_accuracy": number(history.train_accuracy[epoch]),
+                     f"{validation}_loss": number(history.val_loss[epoch]),
+                     f"{validation}_accuracy": number(history.val_accuracy[epoch]),
+                     "samples_per_second": number(history.samples_per_second[epoch]),
+                     "seconds": number(history.seconds[epoch])}
+                    for epoch in range(len(history))],
+        "final": {"test_accuracy": number(test_accuracy),
+                  "train_accuracy": number(history.train_accuracy[kept]),
+                  "loss": number(history.loss[kept]), "epochs": len(history),
+                  "best_epoch": history.best_epoch, "stop_reason": history.stop_reason,
+                  "resumed_after": history.resumed_after,
+                  "training_seconds": number(sum(history.seconds))},
+        "saved": {"model": args.save, "plot": args.plot,
+                  "checkpoint": args.checkpoint or args.resume},
+    }
+    if phases is not None:
+        result["timings"] = {label: seconds for label, seconds in phases}
+    return result
+
+
+def _timing_phases(clock, history) -> list[tuple[str, float | None]]:
+    """The whole process's time, phase by phase (None where unknown), from ``_train``'s clock
+    readings, and their total."""
     (_, startup, t_main), (_, _, t_backend), (_, _, t_data), (_, _, t_scaled), \
         (_, _, t_trained) = clock
     training = t_trained - t_scaled
@@ -433,7 +511,12 @@ def _timings(clock, history) -> str:
               (f"epochs {first + 1}-{len(history)}" if len(epochs) > 1 else "later epochs",
                sum(epochs[1:])),
               ("scoring and bookkeeping", training - sum(epochs))]
-    total = sum(seconds for _, seconds in phases if seconds is not None)
+    return [*phases, ("total", sum(seconds for _, seconds in phases if seconds is not None))]
+
+
+def _timings(phases) -> str:
+    """The table ``--timings`` prints: `_timing_phases`, with each phase's share."""
+    *phases, (_, total) = phases
     lines = ["timings (whole process):"]
     for label, seconds in phases:
         shown = "unknown" if seconds is None else f"{seconds:6.3f} s {100 * seconds / total:5.1f}%"
@@ -465,7 +548,7 @@ def _profile(args) -> int:
     results = []
     for name in names:
         if not args.json and len(names) > 1:
-            print(f"profiling {name} ...", file=sys.stderr, flush=True)
+            _log.info("profiling %s ...", name)
         results.append(profile_training(
             name, x=x_train, y=y_train, steps=args.steps, batch_size=args.batch_size,
             dtype=args.dtype, hidden=args.hidden, optimizer=args.optimizer,
@@ -516,17 +599,16 @@ def _bench(args) -> int:
                      layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
                      report=lambda line: print(line, file=sys.stderr, flush=True),
                      dtype=args.dtype)
-    notes = sys.stderr if args.json else sys.stdout  # stdout holds the JSON alone
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result)
     if result.torch_version is None and not args.no_torch:
-        print("\n(PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
-              "the 'peers' extra)", file=notes)
+        _log.info("PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
+                  "the 'peers' extra")
     if args.plot:
         plot(result, args.plot)
-        print(f"\nsaved plot to {args.plot}", file=notes)
+        _log.info("saved plot to %s", args.plot)
     return 0
 
 
@@ -556,7 +638,7 @@ def _evaluate(args) -> int:
         from .plots import plot_evaluation
 
         plot_evaluation(result, data.x, args.plot)
-        print(f"saved plot to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+        _log.info("saved plot to %s", args.plot)
     return 0
 
 
@@ -609,6 +691,10 @@ def _export_options(parser):
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
                         help="precision of the graph's weights and output (default: the "
                              "model's; float32 for runtimes without double kernels)")
+    parser.add_argument("--json", action="store_true",
+                        help="print what was written as JSON on stdout: the file, the opset, "
+                             "the layer sizes, and the graph's input and output (name, dtype, "
+                             "shape, with null for the free batch dimension)")
 
 
 def _export(args) -> int:
@@ -617,9 +703,19 @@ def _export(args) -> int:
     model = MLP.load(args.model)
     model.to_onnx(args.out, dtype=args.dtype)
     dtype = args.dtype or model.dtype.name
-    print(f"wrote {args.out}: ONNX opset {OPSET}, {'-'.join(map(str, model.layer_sizes))} "
-          f"{dtype}; input 'pixels' float32 (N, {model.n_features}) raw 0..255, "
-          f"output 'probabilities' {dtype} (N, {model.n_classes})")
+    if args.json:
+        print(json.dumps({
+            "model": args.model, "path": args.out, "opset": OPSET,
+            "layer_sizes": list(model.layer_sizes), "dtype": dtype,
+            "input": {"name": "pixels", "dtype": "float32", "shape": [None, model.n_features],
+                      "value_range": [0, 255]},
+            "output": {"name": "probabilities", "dtype": dtype,
+                       "shape": [None, model.n_classes]},
+        }, indent=2))
+    _log.info("wrote %s: ONNX opset %d, %s %s; input 'pixels' float32 (N, %d) raw 0..255, "
+              "output 'probabilities' %s (N, %d)", args.out, OPSET,
+              "-".join(map(str, model.layer_sizes)), dtype, model.n_features, dtype,
+              model.n_classes)
     return 0
 
 
@@ -642,7 +738,8 @@ COMMANDS = (
         "each epoch's steps there; a final line sums up.",
         "fastmlp train --epochs 5 --save mnist.npz\n"
         "fastmlp train --dataset fashion-mnist --backend numba --plot curves.png\n"
-        "fastmlp train --data mine.npz --hidden 64 --quiet",
+        "fastmlp train --data mine.npz --hidden 64 --quiet\n"
+        "fastmlp train --epochs 5 --save mnist.npz --json",
         _train_options, _train),
     _Command(
         "profile", "time each phase of training steps",
@@ -697,6 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``fastmlp`` parser: one subparser per entry of `COMMANDS`, in that order."""
     parser = _Parser(prog="fastmlp", description=_DESCRIPTION,
                      epilog="Run 'fastmlp COMMAND --help' for what a command does and takes.")
+    parser.add_argument("--version", action=_Version)
     parser.commands = {}  # name -> subparser
     commands = parser.add_subparsers(title="commands", dest="command", required=True,
                                      parser_class=_Parser)
@@ -769,9 +867,47 @@ def _write_run_options(args) -> None:
         file.write(json.dumps(options, indent=1).encode())
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record comes, as logging's
+    last resort does (tests and callers may replace it)."""
+
+    def __init__(self):
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
+@contextlib.contextmanager
+def _notices_on_stderr(level: int):
+    """While a command runs, show the ``fastmlp`` loggers' records of ``level`` and above on
+    stderr, one line each, ``fastmlp: ...``; and only there (no propagation to the root)."""
+    logger = logging.getLogger("fastmlp")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("fastmlp: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastmlp`` console script."""
     args = build_parser().parse_args(argv)
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    with _notices_on_stderr(level):
+        return _run(args, argv)
+
+
+def _run(args, argv) -> int:
+    """Run the command ``args`` names: errors as one line, and the exit status."""
     try:
         for dest, check in getattr(args, "outputs", {}).items():
             if getattr(args, dest) is not None:

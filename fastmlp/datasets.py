@@ -11,6 +11,13 @@ for Fashion-MNIST), the user cache directory. Only the cache falls through to a
 download; an explicit location that lacks the files is an error.
 :func:`load_arrays` reads a data set of your own from an ``.npz`` file.
 
+A download is logged to the ``logging`` logger ``"fastmlp.datasets"`` at level
+INFO ("downloading MNIST into ..."), an event of normal operation: a program
+that configures no logging shows nothing, ``logging.basicConfig(level=
+logging.INFO)`` shows it, and the ``fastmlp`` command line shows it on stderr.
+While stderr is a terminal, each file's download also draws a progress bar
+there (tqdm); logs and pipes get none.
+
 Examples
 --------
 >>> from fastmlp.datasets import dataset_info, load_dataset
@@ -27,6 +34,7 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import logging
 import math
 import os
 import sys
@@ -147,6 +155,9 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 DOWNLOAD_TIMEOUT = 30.0  # seconds per request
+_DOWNLOAD_CHUNK = 1 << 16  # bytes read, and shown on the progress bar, at a time
+
+logger = logging.getLogger(__name__)
 
 _SPLITS = (IDX_FILES[:2], IDX_FILES[2:])
 
@@ -682,7 +693,7 @@ def _homeless() -> str:
 
 def _download(info: DatasetInfo, names: Sequence[str], directory: Path,
               mirrors: Sequence[str]) -> None:
-    print(f"fastmlp: downloading {info.title} into {directory}", file=sys.stderr)
+    logger.info("downloading %s into %s", info.title, directory)
     for name in names:
         compressed = _fetch(info, name, mirrors)
         try:
@@ -703,7 +714,7 @@ def _fetch(info: DatasetInfo, name: str, mirrors: Sequence[str]) -> bytes:
         url = f"{mirror.rstrip('/')}/{name}.gz"
         try:
             with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
-                compressed = response.read()
+                compressed = _read_body(response, f"{info.title} {name}.gz")
             _verify(_gunzip(compressed, url), info.sha256[name], name, url)
             return compressed
         except (OSError, http.client.HTTPException, ValueError) as error:
@@ -713,3 +724,18 @@ def _fetch(info: DatasetInfo, name: str, mirrors: Sequence[str]) -> bytes:
         f"last error: {last_error}. Set {info.environment_variable} to a directory holding the "
         f"{info.title} files."
     ) from last_error
+
+
+def _read_body(response, description: str) -> bytes:
+    """The body of ``response``; a progress bar named ``description`` while stderr is a terminal."""
+    from tqdm import tqdm  # imported here: `import fastmlp` does not pay for it
+
+    length = response.headers.get("Content-Length")
+    chunks = []
+    with tqdm(total=int(length) if length and length.isdigit() else None, desc=description,
+              unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+              disable=None) as bar:  # disable=None: no bar unless the file is a terminal
+        while chunk := response.read(_DOWNLOAD_CHUNK):
+            chunks.append(chunk)
+            bar.update(len(chunk))
+    return b"".join(chunks)

@@ -36,12 +36,12 @@ def test_cli_bench_prints_every_backend_and_draws_the_plot(mnist_dir, tmp_path, 
     status = main(["bench", "--samples", "2000", "--epochs", "1", "--batch-sizes", "100",
                    "--no-torch", "--data-dir", str(mnist_dir), "--plot", str(path)])
     assert status == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     rows = {line.split()[0]: line.split() for line in out.splitlines() if " 100 " in line}
     assert set(rows) == set(available_backends()) - {"loop"}
     assert rows["matmul"][-2:] == ["1.00x", "-"]
     assert "forward of all 2,000 samples as one batch" in out
-    assert out.rstrip().endswith(f"saved plot to {path}")
+    assert err.endswith(f"fastmlp: saved plot to {path}\n")  # a notice, not a result
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["bench.png"]  # no temporary file left
 

@@ -380,10 +380,10 @@ def test_resume_takes_the_runs_options_unless_given_again(small_idx, tmp_path, c
                  "--batch-size", "16", "--checkpoint", str(run), "--quiet"]) == 0
     first = capsys.readouterr().out
     assert main(["train", "--resume", str(run)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == ("fastmlp: the checkpointed run's options: --hidden 8 --epochs 2 "
+    out, err = (stream.splitlines() for stream in capsys.readouterr())
+    assert err[0] == ("fastmlp: the checkpointed run's options: --hidden 8 --epochs 2 "
                       f"--batch-size 16 --data-dir {small_idx}")
-    assert out[3] == f"resuming the run checkpointed in {run} after epoch 2/2"
+    assert out[0] == f"resuming the run checkpointed in {run} after epoch 2/2"
     assert out[-1].split(" epochs, ")[0] == first.split(" epochs, ")[0]
     for option in ("--epochs", "--epo"):  # given again, abbreviated or not, it stands
         assert main(["train", "--resume", str(run), option, "3", "--quiet"]) == 1

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -21,29 +22,33 @@ from fastmlp.cli import COMMANDS, build_parser, main
 
 EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
 FINAL = r"final  (test acc \d+\.\d\d%  )?train acc \d+\.\d\d%  loss \d\.\d{4}  2 epochs, "
+COMPILING = f"fastmlp: {compile_notice.MESSAGE}"  # on stderr, while numba compiles
 
 
 def test_train_prints_one_line_per_epoch_and_saves(mnist_dir, tmp_path, capsys):
     path = tmp_path / "model.npz"
     status = main(["train", "--epochs", "2", "--hidden", "32", "--dataset", "mnist",
                    "--data-dir", str(mnist_dir), "--backend", "matmul", "--save", str(path)])
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     assert status == 0
-    assert out[0] == ("fastmlp: MNIST: 60,000 training and 10,000 test images of 28x28, "
-                      "10 classes")
-    assert out[1] == ("fastmlp: 784-32-10 float32, backend matmul, adamw lr 0.003 weight decay "
-                      "0.05 onecycle, batch 128")
+    # notices on stderr: what was read and what the run is, then what was written
+    assert [line for line in captured.err.splitlines() if line != COMPILING] == [
+        "fastmlp: MNIST: 60,000 training and 10,000 test images of 28x28, 10 classes",
+        "fastmlp: 784-32-10 float32, backend matmul, adamw lr 0.003 weight decay 0.05 onecycle, "
+        "batch 128",
+        f"fastmlp: saved model to {path}"]
+    # results on stdout
     assert "\r" not in "".join(out)  # captured output is no terminal: plain lines, no bar
-    epochs = out[2:4]
+    epochs = out[0:2]
     for epoch, line in enumerate(epochs, 1):
         assert re.match(EPOCH + r"[\d,]+ samples/s  \d+\.\d\d s$", line)
         assert line.startswith(f"epoch  {epoch}/2")
     accuracy = float(epochs[1].split("test acc ")[1].split("%")[0])
     assert accuracy > 90
-    assert re.match(FINAL + r"\d+\.\d s training$", out[4])
-    assert f"test acc {accuracy:.2f}%" in out[4]
-    assert out[5] == f"saved model to {path}"
-    assert len(out) == 6
+    assert re.match(FINAL + r"\d+\.\d s training$", out[2])
+    assert f"test acc {accuracy:.2f}%" in out[2]
+    assert len(out) == 3
     model = MLP.load(path)
     assert model.layer_sizes == (784, 32, 10)
     from fastmlp.datasets import load_mnist
@@ -112,6 +117,17 @@ def test_help_documents_every_option(command, capsys):
         assert action.help, f"fastmlp {command.name} {action.option_strings or action.dest}"
 
 
+def test_the_main_help_states_where_output_goes_and_offers_the_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert ("Results go to standard output; notices ('fastmlp: ...': what was read and written, "
+            "downloads, numba compiling) to standard error. --json on any command prints its "
+            "results as JSON alone on standard output.") in help_text
+    assert "--version print the installed version, where fastmlp runs from" in help_text
+
+
 def test_every_example_parses():
     parser = build_parser()
     for command in COMMANDS:
@@ -130,11 +146,12 @@ def test_missing_data_directory_is_named(tmp_path):
 def test_diverging_training_stops_with_one_line(mnist_dir):
     result = run_cli("train", "--data-dir", str(mnist_dir), "--optimizer", "sgd", "--lr", "1e30",
                      "--schedule", "constant", "--hidden", "8")
-    assert result.returncode == 1
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("fastmlp: error: training diverged")
-    assert "at epoch 1, step" in lines[0]
+    assert result.returncode == 1 and result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line != COMPILING]
+    assert len(lines) == 3, result.stderr  # the run's two notices, then one line of error
+    assert lines[1].startswith("fastmlp: 784-8-10 float32, backend numba, sgd lr 1e+30")
+    assert lines[2].startswith("fastmlp: error: training diverged")
+    assert "at epoch 1, step" in lines[2]
 
 
 def test_a_closed_pipe_ends_output_quietly(mnist_dir):
@@ -147,20 +164,21 @@ def test_a_closed_pipe_ends_output_quietly(mnist_dir):
     stderr = process.stderr.read()
     assert process.wait() == 1
     # Nothing but, on a machine whose numba cache is cold, the one-line compile notice.
-    assert [line for line in stderr.splitlines() if line != compile_notice.MESSAGE] == []
+    assert [line for line in stderr.splitlines() if line != COMPILING] == []
 
 
 def test_train_on_any_idx_data_set(small_idx, tmp_path, capsys):
     path = tmp_path / "small.npz"
     status = main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
                    "--batch-size", "16", "--save", str(path)])
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out, err = captured.out.splitlines(), captured.err.splitlines()
     assert status == 0
-    assert out[0] == (f"fastmlp: IDX data set in {small_idx} (no checksums: --dataset verifies "
+    assert err[0] == (f"fastmlp: IDX data set in {small_idx} (no checksums: --dataset verifies "
                       "a known one): 300 training and 60 test images of 8x8, 3 classes")
-    assert out[1].startswith("fastmlp: 64-16-3 float32, backend ")
-    assert [re.match(EPOCH, line).group(1) for line in out[2:4]] == ["1", "2"]
-    assert float(re.search(r"test acc (\S+)%", out[4]).group(1)) > 90
+    assert err[1].startswith("fastmlp: 64-16-3 float32, backend ")
+    assert [re.match(EPOCH, line).group(1) for line in out[0:2]] == ["1", "2"]
+    assert float(re.search(r"test acc (\S+)%", out[2]).group(1)) > 90
     assert MLP.load(path).layer_sizes == (64, 16, 3)
 
 
@@ -189,9 +207,10 @@ def test_quiet_prints_only_the_final_line(small_idx, tmp_path, capsys):
     path = tmp_path / "model.npz"
     status = main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
                    "--batch-size", "16", "--quiet", "--save", str(path)])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert status == 0
     assert re.fullmatch(FINAL + r"\d+\.\d s training\n", out)
+    assert [line for line in err.splitlines() if line != COMPILING] == []  # and no notices
     assert path.exists()
 
 
@@ -228,16 +247,17 @@ def test_train_on_arrays_from_npz(with_test, tmp_path, capsys):
     np.savez(tmp_path / "mine.npz", **arrays)
     status = main(["train", "--data", str(tmp_path / "mine.npz"), "--epochs", "2",
                    "--hidden", "8", "--batch-size", "10"])
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out, err = captured.out.splitlines(), captured.err.splitlines()
     assert status == 0
     tested = "50 test" if with_test else "no test"
-    assert out[0] == (f"fastmlp: {tmp_path / 'mine.npz'}: 150 training and {tested} samples of "
+    assert err[0] == (f"fastmlp: {tmp_path / 'mine.npz'}: 150 training and {tested} samples of "
                       "2x3, 4 classes")
-    assert out[1].startswith("fastmlp: 6-8-4 float32")
-    assert len(out) == 5
-    for line in out[2:]:
+    assert err[1].startswith("fastmlp: 6-8-4 float32")
+    assert len(out) == 3
+    for line in out:
         assert ("test acc" in line) == with_test
-    assert re.match(FINAL, out[4])
+    assert re.match(FINAL, out[2])
 
 
 @pytest.mark.parametrize("arrays, message", [
@@ -258,6 +278,86 @@ def test_bad_npz_data_is_one_error_line(arrays, message, tmp_path):
     result = run_cli("train", "--data", str(path))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == f"fastmlp: error: {path}: {message}\n"
+
+
+def test_train_redirected_to_a_file_leaves_the_results_alone_there(small_idx, tmp_path):
+    # fastmlp train ... > out.txt
+    with open(tmp_path / "out.txt", "w") as file:
+        result = subprocess.run(
+            [sys.executable, "-m", "fastmlp", "train", "--data-dir", str(small_idx), "--epochs",
+             "2", "--hidden", "16", "--batch-size", "16", "--backend", "matmul", "--save",
+             str(tmp_path / "model.npz")], stdout=file, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 0, result.stderr
+    out = (tmp_path / "out.txt").read_text().splitlines()
+    assert [re.match(EPOCH, line).group(1) for line in out[:2]] == ["1", "2"]
+    assert re.match(FINAL, out[2]) and len(out) == 3
+    assert result.stderr.splitlines() == [
+        f"fastmlp: IDX data set in {small_idx} (no checksums: --dataset verifies a known one): "
+        "300 training and 60 test images of 8x8, 3 classes",
+        "fastmlp: 64-16-3 float32, backend matmul, adamw lr 0.003 weight decay 0.05 onecycle, "
+        "batch 16",
+        f"fastmlp: saved model to {tmp_path / 'model.npz'}"]
+
+
+def test_train_json_is_the_run_and_its_result_alone_on_stdout(small_idx, tmp_path, capsys):
+    from fastmlp.datasets import load_idx_dataset
+
+    path = tmp_path / "model.npz"
+    assert main(["train", "--data-dir", str(small_idx), "--epochs", "2", "--hidden", "16",
+                 "--batch-size", "16", "--backend", "matmul", "--save", str(path),
+                 "--json"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)  # nothing but the JSON: no epoch lines, no final line
+    assert list(result) == ["model", "data", "config", "history", "final", "saved"]
+    assert result["model"] == {"layer_sizes": [64, 16, 3], "dtype": "float32",
+                               "parameters": 64 * 16 + 16 + 16 * 3 + 3}
+    assert result["data"] == {
+        "description": f"IDX data set in {small_idx} (no checksums: --dataset verifies a known "
+                       "one): 300 training and 60 test images of 8x8, 3 classes",
+        "train_samples": 300, "test_samples": 60, "n_classes": 3}
+    assert result["config"] == {
+        "hidden": [16], "dtype": "float32", "seed": 0, "backend": "matmul", "epochs": 2,
+        "batch_size": 16, "optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05,
+        "schedule": "onecycle", "early_stopping": False, "validation_fraction": 0.1,
+        "patience": 5, "dataset": None, "data_dir": str(small_idx), "data": None}
+    history = result["history"]
+    assert [epoch["epoch"] for epoch in history] == [1, 2]
+    assert list(history[0]) == ["epoch", "loss", "train_accuracy", "test_loss",
+                                "test_accuracy", "samples_per_second", "seconds"]
+    final = result["final"]
+    assert final["test_accuracy"] == history[-1]["test_accuracy"] > 0.9
+    assert (final["train_accuracy"], final["loss"]) == (history[-1]["train_accuracy"],
+                                                        history[-1]["loss"])
+    assert final["epochs"] == 2 and final["best_epoch"] is None
+    assert final["stop_reason"] == "ran all 2 epochs" and final["resumed_after"] == 0
+    assert final["training_seconds"] == pytest.approx(sum(e["seconds"] for e in history))
+    assert result["saved"] == {"model": str(path), "plot": None, "checkpoint": None}
+    # the numbers are the saved model's
+    _, (x_test, y_test) = load_idx_dataset(small_idx)
+    assert MLP.load(path).score(x_test.reshape(60, -1), y_test) == final["test_accuracy"]
+    assert err.splitlines()[-1] == f"fastmlp: saved model to {path}"  # notices stay on stderr
+
+
+def test_train_json_with_early_stopping_and_timings(small_idx, capsys):
+    assert main(["train", "--data-dir", str(small_idx), "--epochs", "3", "--hidden", "8",
+                 "--batch-size", "16", "--backend", "matmul", "--early-stopping",
+                 "--validation-fraction", "0.2", "--timings", "--json", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    history, final = result["history"], result["final"]
+    assert [key for key in history[0] if key.startswith("val_")] == ["val_loss",
+                                                                     "val_accuracy"]
+    best = history[final["best_epoch"] - 1]
+    assert best["val_loss"] == min(epoch["val_loss"] for epoch in history)
+    assert (final["train_accuracy"], final["loss"]) == (best["train_accuracy"], best["loss"])
+    assert 0 < final["test_accuracy"] <= 1  # the test set, scored once at the end
+    timings = result["timings"]
+    assert list(timings) == ["start-up and imports", "backend import", "data",
+                             "input scaling (fit)", "epoch 1 (incl. kernels' first call)",
+                             "epochs 2-3", "scoring and bookkeeping", "total"]
+    assert timings["total"] == pytest.approx(sum(
+        seconds for label, seconds in timings.items() if label != "total" and seconds))
+    assert [line for line in err.splitlines() if line != COMPILING] == []  # --quiet
 
 
 def run_in_terminal(*args, columns=100, stdout_to_terminal=True):
@@ -307,7 +407,7 @@ def test_the_bar_stays_on_the_terminal_when_the_lines_go_to_a_file(small_idx):
                                   stdout_to_terminal=False)
     assert "| 75/75 [" in screen and "samples/s" not in screen
     assert "\r" not in out
-    lines = [line for line in out.splitlines() if not line.startswith("fastmlp: ")]
+    lines = out.splitlines()  # the header lines are notices, on the terminal
     assert [re.match(EPOCH, line).group(1) for line in lines[:2]] == ["1", "2"]
     assert re.match(FINAL, lines[2]) and len(lines) == 3
 
@@ -390,3 +490,20 @@ def test_train_timings_split_the_whole_process(small_idx, capsys):
     shares = [float(cells[2].rstrip("%")) for label, cells in rows.items()
               if label != "total" and cells[0] != "unknown"]
     assert sum(shares) == pytest.approx(100, abs=0.5)
+
+
+def test_a_download_is_announced_on_stderr(mnist_dir, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from fastmlp import datasets
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(mnist_dir, mirror)
+    monkeypatch.setitem(datasets.DATASETS, "mnist", dataclasses.replace(
+        datasets.DATASETS["mnist"], mirrors=(mirror.as_uri() + "/",)))
+    monkeypatch.delenv("FASTMLP_DATA", raising=False)
+    monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--backend", "matmul"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"fastmlp: downloading MNIST into {tmp_path / 'cache' / 'mnist'}"
+    assert len(os.listdir(tmp_path / "cache" / "mnist")) == 4

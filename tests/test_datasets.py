@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import logging
 import os
 import re
 import shutil
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tqdm import tqdm
 
 from fastmlp import datasets
 from fastmlp.datasets import (
@@ -286,19 +289,72 @@ def test_nonexistent_path_names_every_file(tmp_path: Path) -> None:
 
 
 def test_download_into_cache(
-    mirror: Path, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str]
+    mirror: Path, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="fastmlp")
     cache = tmp_path / "cache"
     mirrors = [uri(tmp_path / "unreachable"), uri(mirror)]  # the first mirror fails
     check_real(load_mnist(cache_dir=cache, mirrors=mirrors))
     assert set(os.listdir(cache)) == GZ_NAMES
-    out, err = capsys.readouterr()
-    assert out == "" and err == f"fastmlp: downloading MNIST into {cache}\n"
+    # a notice logged at INFO, and no bar: the captured stderr is no terminal
+    assert caplog.record_tuples == [
+        ("fastmlp.datasets", logging.INFO, f"downloading MNIST into {cache}")]
+    assert capsys.readouterr() == ("", "")
 
+    caplog.clear()
     for name in GZ_NAMES:
         (mirror / name).unlink()
     check_real(load_mnist(cache_dir=cache, mirrors=mirrors))
+    assert caplog.record_tuples == []
     assert capsys.readouterr() == ("", "")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_download_shows_a_progress_bar_when_stderr_is_a_terminal(
+    mnist_dir: Path, mirror: Path, tmp_path: Path, no_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    cache = tmp_path / "cache"
+    load_mnist(cache_dir=cache, mirrors=[uri(mirror)])
+    screen = terminal.getvalue()
+    for name in GZ_NAMES:
+        # each file's bar ends full, with the size the mirror announced, in binary units
+        # (9.27M for 9,719,438 bytes), drawn in ASCII: a StringIO has no encoding
+        shown = re.escape(tqdm.format_sizeof((mnist_dir / name).stat().st_size, divisor=1024))
+        assert re.search(rf"\rMNIST {re.escape(name)}: 100%\|#+\| {shown}/{shown} \[", screen)
+    assert screen.count("\n") == 4  # the four bars are left on the screen, one a line
+
+
+def test_a_download_has_a_bar_without_a_known_size(
+    mirror: Path, tmp_path: Path, no_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Unsized:  # a server that sends no Content-Length
+        def __init__(self, response):
+            self.response = response
+            self.headers = {}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.response.close()
+
+        def read(self, size=-1):
+            return self.response.read(size)
+
+    urlopen = datasets.urllib.request.urlopen
+    monkeypatch.setattr(datasets.urllib.request, "urlopen",
+                        lambda url, **kwargs: Unsized(urlopen(url, **kwargs)))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    check_real(load_mnist(cache_dir=tmp_path / "cache", mirrors=[uri(mirror)]))
+    assert re.search(r"\rMNIST train-labels-idx1-ubyte\.gz: 28\.2kB \[", terminal.getvalue())
 
 
 def test_download_fetches_only_missing_files(
@@ -455,8 +511,9 @@ def test_unknown_data_set_lists_the_known_ones(call) -> None:
 
 def test_download_fashion_mnist_into_its_own_cache_directory(
     fashion_mnist_dir: Path, tmp_path: Path, no_env: None, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="fastmlp")
     mirror = tmp_path / "mirror"
     shutil.copytree(fashion_mnist_dir, mirror)
     monkeypatch.setenv("FASTMLP_CACHE", str(tmp_path / "cache"))
@@ -464,7 +521,8 @@ def test_download_fashion_mnist_into_its_own_cache_directory(
     assert y_train[:5].tolist() == FASHION_TRAIN_FIRST
     cache = tmp_path / "cache" / "fashion-mnist"
     assert set(os.listdir(cache)) == GZ_NAMES
-    assert capsys.readouterr().err == f"fastmlp: downloading Fashion-MNIST into {cache}\n"
+    assert caplog.record_tuples == [
+        ("fastmlp.datasets", logging.INFO, f"downloading Fashion-MNIST into {cache}")]
 
 
 def test_failed_fashion_download_names_its_variable(tmp_path: Path, no_env: None) -> None:

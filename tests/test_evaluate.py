@@ -157,7 +157,7 @@ def test_data_and_data_dir_exclude_each_other(model_file, capsys):
 def test_evaluate_plot_draws_matrix_and_mistakes(model_file, tmp_path, capsys):
     path = tmp_path / "evaluation.png"
     assert main(["evaluate", model_file, "--plot", str(path)]) == 0
-    assert capsys.readouterr().out.endswith(f"saved plot to {path}\n")
+    assert capsys.readouterr().err.endswith(f"fastmlp: saved plot to {path}\n")
     assert_is_a_picture(path, min_size=(1400, 600))
 
 
@@ -165,7 +165,7 @@ def test_train_plot_draws_the_curves(mnist_dir, tmp_path, capsys):
     path = tmp_path / "training.png"
     assert main(["train", "--epochs", "3", "--hidden", "16", "--data-dir", str(mnist_dir),
                  "--plot", str(path)]) == 0
-    assert capsys.readouterr().out.endswith(f"saved plot to {path}\n")
+    assert capsys.readouterr().err.endswith(f"fastmlp: saved plot to {path}\n")
     assert_is_a_picture(path, min_size=(1000, 400))
 
 

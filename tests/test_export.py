@@ -1,5 +1,6 @@
 """ONNX export: a standard graph whose probabilities match fastmlp's, on raw float32 pixels."""
 
+import json
 import sys
 
 import numpy as np
@@ -77,11 +78,33 @@ def test_export_command_writes_the_file_and_says_what_it_holds(mnist, tmp_path, 
     model.save(tmp_path / "model.npz")
     out = tmp_path / "model.onnx"
     assert main(["export", str(tmp_path / "model.npz"), str(out), "--dtype", "float32"]) == 0
-    assert capsys.readouterr().out == (
-        f"wrote {out}: ONNX opset 17, 784-16-10 float32; input 'pixels' float32 (N, 784) "
-        "raw 0..255, output 'probabilities' float32 (N, 10)\n")
+    assert capsys.readouterr() == ("", (  # a notice of the file written, on stderr
+        f"fastmlp: wrote {out}: ONNX opset 17, 784-16-10 float32; input 'pixels' float32 "
+        "(N, 784) raw 0..255, output 'probabilities' float32 (N, 10)\n"))
     onnx.checker.check_model(onnx.load(out))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_export_json_describes_the_graph_written(mnist, tmp_path, capsys):
+    model = trained(mnist, (784, 16, 10), "float64")
+    model.save(tmp_path / "model.npz")
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(tmp_path / "model.npz"), str(out), "--json"]) == 0
+    printed, notices = capsys.readouterr()
+    assert json.loads(printed) == {  # stdout holds the JSON alone
+        "model": str(tmp_path / "model.npz"), "path": str(out), "opset": 17,
+        "layer_sizes": [784, 16, 10], "dtype": "float64",
+        "input": {"name": "pixels", "dtype": "float32", "shape": [None, 784],
+                  "value_range": [0, 255]},
+        "output": {"name": "probabilities", "dtype": "float64", "shape": [None, 10]}}
+    assert notices.startswith(f"fastmlp: wrote {out}: ONNX opset 17, 784-16-10 float64; ")
+    graph = onnx.load(out).graph  # what the JSON says is what the file holds
+    for value, name, elem_type, width in [(graph.input[0], "pixels", onnx.TensorProto.FLOAT, 784),
+                                          (graph.output[0], "probabilities",
+                                           onnx.TensorProto.DOUBLE, 10)]:
+        assert value.name == name and value.type.tensor_type.elem_type == elem_type
+        assert value.type.tensor_type.shape.dim[1].dim_value == width
+    assert onnx.load(out).opset_import[0].version == 17
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

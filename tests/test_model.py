@@ -280,3 +280,44 @@ def test_public_kernels_validate_parameters():
         fastmlp.backward(params, cache, [0, 7])
     with pytest.raises(ValueError, match="softmax expects 1-D or 2-D input"):
         fastmlp.softmax(np.zeros((1, 2, 3)))
+
+
+@pytest.mark.parametrize("model, text", [
+    (MLP((784, 128, 128, 10)), "MLP((784, 128, 128, 10), dtype='float32')"),
+    (MLP([6, 5, 3], dtype=np.float64, standardize=False),
+     "MLP((6, 5, 3), dtype='float64', standardize=False)"),
+])
+def test_repr_is_the_constructor_call_of_the_architecture(model, text, tmp_path):
+    assert repr(model) == text
+    again = eval(text, {"MLP": MLP})
+    assert (again.layer_sizes, again.dtype, again.scaler.standardize) == (
+        model.layer_sizes, model.dtype, model.scaler.standardize)
+    model.save(tmp_path / "model.npz")
+    assert repr(MLP.load(tmp_path / "model.npz")) == text
+
+
+def test_summary_tables_the_layers_parameters_scaling_and_backend(capsys):
+    import io
+
+    model = MLP((6, 5, 3), dtype=np.float64)
+    model.scaler.fit(np.array([[1.0, 3.0], [1.0, 3.0]]))  # mean 2, std 1
+    with fastmlp.use_backend("einsum"):
+        model.summary()
+    assert capsys.readouterr().out == (
+        "MLP((6, 5, 3), dtype='float64')\n"
+        "layer    output  W       b     parameters  activation\n"
+        "input    (N, 6)                         0  standardize (mean 2, std 1)\n"
+        "dense 1  (N, 5)  (5, 6)  (5,)          35  relu\n"
+        "dense 2  (N, 3)  (3, 5)  (3,)          18  softmax\n"
+        "total parameters: 53 (424 bytes of float64)\n"
+        "backend: einsum\n")
+    assert sum(W.size + b.size for W, b in model.params) == 53
+    file = io.StringIO()
+    MLP((4, 2), standardize=False).summary(file=file)
+    lines = file.getvalue().splitlines()
+    assert lines[2] == "input    (N, 4)                         0  none (cast to float32)"
+    assert lines[-2] == "total parameters: 10 (40 bytes of float32)"
+    file = io.StringIO()
+    MLP((784, 1000, 10)).summary(file=file)
+    assert file.getvalue().splitlines()[-2] == "total parameters: 795,010 (3.0 MiB of float32)"
+    assert lines[-1] == f"backend: {fastmlp.get_backend_name()}"

@@ -6,6 +6,8 @@ that a row's result is the same bits whatever surrounds it.
 """
 
 import copy
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -237,7 +239,8 @@ def test_one_raw_image_is_predicted_as_its_row_of_a_batch(dtype):
             np.testing.assert_array_equal(model.predict_proba(images[i:i + 1]), batch[i:i + 1])
 
 
-def test_a_long_first_call_prints_the_compile_notice_once(monkeypatch, capsys):
+def test_a_long_first_call_logs_the_compile_notice_once(monkeypatch, caplog):
+    import logging
     import time
 
     from fastmlp.backends.numba import _compile_notice as notice
@@ -248,16 +251,41 @@ def test_a_long_first_call_prints_the_compile_notice_once(monkeypatch, capsys):
     monkeypatch.setattr(notice, "DELAY", 0.05)
     monkeypatch.setattr(notice, "_printed", notice.threading.Event())
     monkeypatch.setattr(notice, "_done", set())
+    caplog.set_level(logging.DEBUG, logger="fastmlp")
     kernel = Kernel()
     with notice.compile_notice(kernel):
-        pass  # quick: nothing printed
+        pass  # quick: nothing logged
     with notice.compile_notice(kernel):
         time.sleep(0.3)  # slow, but its first call has returned: compiled, never timed again
-    assert capsys.readouterr().err == ""
+    assert caplog.record_tuples == []
     for _ in range(2):
         with notice.compile_notice(Kernel()):
             time.sleep(0.3)
-    assert capsys.readouterr().err == notice.MESSAGE + "\n"
+    assert caplog.record_tuples == [
+        ("fastmlp.backends.numba._compile_notice", logging.WARNING, notice.MESSAGE)]
+
+
+@pytest.mark.parametrize("setup, stderr", [
+    ("", "{MESSAGE}\n"),  # no logging configured: Python's last resort shows it
+    ("logging.getLogger('fastmlp').setLevel(logging.ERROR)", ""),
+    ("logging.basicConfig(format='%(name)s %(levelname)s %(message)s')",
+     "fastmlp.backends.numba._compile_notice WARNING {MESSAGE}\n"),
+], ids=["default", "silenced", "routed"])
+def test_a_library_user_sees_the_compile_notice_unless_logging_says_otherwise(setup, stderr):
+    from fastmlp.backends.numba import _compile_notice as notice
+
+    script = "\n".join([
+        "import logging, time",
+        "from fastmlp.backends.numba import _compile_notice as notice",
+        setup,
+        "notice.DELAY = 0.05",
+        "with notice.compile_notice(object()):",
+        "    time.sleep(0.5)",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stderr == stderr.format(MESSAGE=notice.MESSAGE)
+    assert result.stdout == ""
 
 
 def test_large_outputs_reuse_memory_nothing_refers_to_and_never_memory_in_use(random_params):
