@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
 import os
 import sys
@@ -50,6 +51,8 @@ from .steps import (  # noqa: F401 - re-exported: fastmlp.train.Batches etc. kee
 if TYPE_CHECKING:
     from .model import MLP
     from .preprocessing import InputScaler
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -248,7 +251,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     log_csv : path, optional
         A CSV file written as training goes, as Keras's ``CSVLogger`` writes
         one: a header row, ``epoch`` and the per-epoch columns of
-        :class:`History` (:data:`HISTORY_COLUMNS`), then one row per epoch,
+        :class:`History` (:data:`HISTORY_COLUMNS`, ``val_`` named by
+        ``validation_name``: ``test_loss`` for ``fastmlp train``), then one row per epoch,
         written and flushed as the epoch ends (after its checkpoint); floats
         in full precision, an empty cell for None. A file already there is
         replaced. When ``resume`` continues a run, the file is first written
@@ -375,7 +379,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     batches = Batches(run.data.x, run.data.y, None, batch_size, model.scaler, model.dtype,
                       run.data.weights)
     learning_rates = _learning_rates(base_lr, scale_lr, epochs, -(-len(run.data.y) // batch_size))
-    with _csv_log(log_csv, run.history) as log_epoch:
+    with _csv_log(log_csv, run.history, validation_name) as log_epoch:
         for epoch in range(first_epoch, epochs + 1):
             rates = learning_rates(epoch)
             start = time.perf_counter()
@@ -567,7 +571,7 @@ def check_log_csv(path) -> None:
 
 
 @contextlib.contextmanager
-def _csv_log(path, history: History):
+def _csv_log(path, history: History, validation_name: str = "val"):
     """``fit``'s ``log_csv`` open for the epochs: yields ``log_epoch(epoch)``, which writes
     and flushes the row of ``history``'s epoch ``epoch`` (1-based).
 
@@ -579,6 +583,8 @@ def _csv_log(path, history: History):
         yield lambda epoch: None
         return
     columns = [getattr(history, name) for name in HISTORY_COLUMNS]
+    # the validation columns named as fit's lines name them ("test" for fastmlp train's)
+    header = [name.replace("val_", f"{validation_name}_", 1) for name in HISTORY_COLUMNS]
     with open(path, "w", newline="", encoding="utf-8") as file:
         rows = csv.writer(file)
 
@@ -587,7 +593,7 @@ def _csv_log(path, history: History):
                                     else repr(float(column[epoch - 1])) for column in columns)])
             file.flush()
 
-        rows.writerow(["epoch", *HISTORY_COLUMNS])
+        rows.writerow(["epoch", *header])
         for epoch in range(1, len(history) + 1):
             log_epoch(epoch)
         file.flush()
@@ -652,9 +658,9 @@ class _Run:
         self.history = History(**{**saved.history, "resumed_after": saved.epoch})
         if self.stopping is not None:
             self.stopping.load(saved.stopping)
-        if lines:
-            print(f"resuming the run checkpointed in {os.fspath(self.checkpoint)} after epoch "
-                  f"{saved.epoch}/{epochs}", flush=True)
+        # a notice, not a result: the fastmlp logger's (fastmlp train shows it on stderr)
+        logger.info("resuming the run checkpointed in %s after epoch %d/%d",
+                    os.fspath(self.checkpoint), saved.epoch, epochs)
         return epochs + 1 if saved.finished else saved.epoch + 1
 
     def shuffled(self, batches: Batches) -> Batches:

@@ -149,9 +149,11 @@ def test_the_cli_resumes_a_run_a_callback_stopped_at_once(small_idx, tmp_path, c
     assert main(["train", "--data-dir", str(small_idx), "--hidden", "8", "--epochs", "5",
                  "--batch-size", "16", "--resume", str(tmp_path / "run"),
                  "--save", str(tmp_path / "model.npz")]) == 0
-    out = capsys.readouterr().out
-    assert f"resuming the run checkpointed in {tmp_path / 'run'} after epoch 2/5\n" in out
-    assert "\ncallback stopped training after epoch 2: enough\n" in out
+    out, err = capsys.readouterr()
+    # a notice, on stderr; the results on stdout
+    assert f"fastmlp: resuming the run checkpointed in {tmp_path / 'run'} after epoch 2/5\n" \
+        in err
+    assert out.startswith("callback stopped training after epoch 2: enough\n")
     assert "epoch " not in out.replace("after epoch 2", "")
     assert re.search(r"\nfinal  test acc \d+\.\d\d%  train acc \d+\.\d\d%  loss \d\.\d{4}  "
                      r"2 epochs, ", out)
@@ -383,7 +385,7 @@ def test_resume_takes_the_runs_options_unless_given_again(small_idx, tmp_path, c
     out, err = (stream.splitlines() for stream in capsys.readouterr())
     assert err[0] == ("fastmlp: the checkpointed run's options: --hidden 8 --epochs 2 "
                       f"--batch-size 16 --data-dir {small_idx}")
-    assert out[0] == f"resuming the run checkpointed in {run} after epoch 2/2"
+    assert err[-1] == f"fastmlp: resuming the run checkpointed in {run} after epoch 2/2"
     assert out[-1].split(" epochs, ")[0] == first.split(" epochs, ")[0]
     for option in ("--epochs", "--epo"):  # given again, abbreviated or not, it stands
         assert main(["train", "--resume", str(run), option, "3", "--quiet"]) == 1

@@ -223,8 +223,9 @@ def test_train_logs_each_epoch_to_csv_and_resume_continues_the_file(small_idx, t
     out = capsys.readouterr().out
     with open(log, newline="") as file:
         rows = list(csv.reader(file))
-    assert rows[0] == ["epoch", "loss", "train_accuracy", "val_accuracy", "samples_per_second",
-                       "seconds", "val_loss"]
+    # the validation columns named as the epoch lines name them: the test set's
+    assert rows[0] == ["epoch", "loss", "train_accuracy", "test_accuracy", "samples_per_second",
+                       "seconds", "test_loss"]
     assert [row[0] for row in rows[1:]] == ["1", "2"]
     epochs = re.findall(r"epoch  \d/2  loss (\S+)  train acc (\S+)%  test acc (\S+)%", out)
     assert [(f"{float(row[1]):.4f}", f"{100 * float(row[2]):.2f}", f"{100 * float(row[3]):.2f}")
