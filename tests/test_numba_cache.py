@@ -228,6 +228,10 @@ def test_fastmlp_train_without_a_home_or_a_writable_install(mnist_dir, way):
     assert result.stdout.splitlines()[-1].startswith("final  test acc ")
     notices = [line for line in result.stderr.splitlines() if "NUMBA_CACHE_DIR" in line]
     assert len(notices) == 1 and "every run compiles them again" in notices[0]
+    # and the compile notice does not promise a cache
+    assert "fastmlp: compiling the numba kernels (uncached: every run compiles them) ..." \
+        in result.stderr.splitlines()
+    assert "first run only" not in result.stderr
     assert not os.path.exists(home)
 
 

@@ -89,6 +89,11 @@ def _enable_cache(kernel) -> None:
             "(about 7 s); set %s to a writable directory to keep them", where, SETTING)
 
 
+def uncached() -> bool:
+    """Whether numba found nowhere to cache a kernel in this process (it was told)."""
+    return "uncached" in _told
+
+
 def cached_njit(**options):
     """``numba.njit(cache=True, **options)`` that runs uncached, or recompiles, rather than
     fail when numba's cache is missing or damaged (see the module's docstring)."""

@@ -24,9 +24,13 @@ import contextlib
 import logging
 import threading
 
+from . import _cache
+
 DELAY = 1.0
 MESSAGE = ("compiling the numba kernels for this machine (first run only; later runs load "
            "them from numba's cache) ...")
+# ... where numba has no cache (``_cache`` told why, once): every run compiles
+UNCACHED_MESSAGE = "compiling the numba kernels (uncached: every run compiles them) ..."
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ _done = set()  # kernels whose first call here has returned
 def _log_once():
     if not _printed.is_set():
         _printed.set()
-        logger.warning(MESSAGE)
+        logger.warning(UNCACHED_MESSAGE if _cache.uncached() else MESSAGE)
 
 
 def _settled(kernel) -> bool:
