@@ -56,13 +56,17 @@ def test_the_licence_is_mit_and_names_its_holder():
     assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
 
 
-def test_py_typed_and_the_licence_are_declared_for_setuptools_before_69():
-    # setuptools 69 and later ship py.typed unasked; 68, which pyproject.toml allows, does not
+def test_py_typed_and_the_licence_are_declared():
+    # PEP 639's license expression and license-files (setuptools 77 reads them; the older
+    # table form is deprecated), and py.typed as package data, which setuptools before 69
+    # did not ship unasked
     tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads TOML")
     with open(ROOT / "pyproject.toml", "rb") as file:
-        config = tomllib.load(file)["tool"]["setuptools"]
-    assert config["package-data"]["fastmlp"] == ["py.typed"]
-    assert config["license-files"] == ["LICENSE"]
+        config = tomllib.load(file)
+    assert config["project"]["license"] == "MIT"
+    assert config["project"]["license-files"] == ["LICENSE"]
+    assert config["build-system"]["requires"] == ["setuptools>=77"]
+    assert config["tool"]["setuptools"]["package-data"]["fastmlp"] == ["py.typed"]
     assert (ROOT / "fastmlp" / "py.typed").is_file()
 
 
@@ -81,11 +85,11 @@ def test_the_wheel_ships_py_typed_and_the_licence(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "fastmlp/py.typed" in names
-        # setuptools>=77 keeps licence files in .dist-info/licenses/, older ones beside METADATA
+        # setuptools>=77 keeps licence files in .dist-info/licenses/
         (licence,) = [name for name in names
-                      if re.fullmatch(r"fastmlp-[^/]+\.dist-info/(licenses/)?LICENSE", name)]
+                      if re.fullmatch(r"fastmlp-[^/]+\.dist-info/licenses/LICENSE", name)]
         assert archive.read(licence).decode() == (ROOT / "LICENSE").read_text()
         (info,) = [name for name in names if name.endswith(".dist-info/METADATA")]
         fields = email.message_from_bytes(archive.read(info))
     assert fields["License-File"] == "LICENSE"
-    assert fields["License"] == "MIT"
+    assert fields["License-Expression"] == "MIT"  # PEP 639 (core metadata 2.4)
