@@ -221,7 +221,8 @@ def test_fastmlp_train_without_a_home_or_a_writable_install(mnist_dir, way):
         prefix, home = (), "/nonexistent/fastmlp-no-such-home"
     if why is not None:
         pytest.skip(why)
-    env = {**_no_home_env(home), "FASTMLP_DATA": str(mnist_dir)}
+    # (absolute: the run starts in /, and CI names the data relative to the clone)
+    env = {**_no_home_env(home), "FASTMLP_DATA": str(Path(mnist_dir).resolve())}
     result = _train(None, env=env, cwd="/", user=user, prefix=prefix)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
