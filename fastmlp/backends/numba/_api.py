@@ -213,7 +213,7 @@ def forward(params, x):
     outs = tuple(_fresh((n, W.shape[0]), dtype) for W in Ws)
     work = n * sum(W.size for W in Ws)
     with compile_notice(k.forward_rows):
-        split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs)
+        split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs, k.forward_callees(dtype))
     cache = [a, *outs]
     if x.ndim == 1:
         cache = [c[0] for c in cache]

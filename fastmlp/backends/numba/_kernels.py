@@ -19,6 +19,7 @@ shapes, dtypes and labels first. Every kernel releases the GIL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import math
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from numba import typeof, types
+from numba.extending import typeof_impl
 
 from ...optim import FUSED_RULES, integer_power
 from . import _elementary, _simd
@@ -41,11 +44,62 @@ from ._cache import cached_njit
 # caller, 6.8-7.0 s against 7.4-7.7 after later changes). A helper called from
 # several sites is not: each inlined copy is deep-copied and typed again
 # (_update_slice and _timed_barrier inlined at three sites each cost the epoch
-# 1.2-1.5 s of its 5.7 s compile).
+# 1.2-1.5 s of its 5.7 s compile). The large kernels that the epoch and the
+# forward pass share (gemm_into, _update_slice, softmax_rows, transpose_rows,
+# bias_softmax_rows) are neither: their callers call them at their addresses
+# (see Compiled), so that each is optimised and compiled once.
 # cached_njit: compiled code is kept on disk (see _cache). nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
 _JIT = {"nogil": True, "error_model": "numpy"}
+
+
+
+class Compiled:
+    """``kernel`` compiled for ``argument_types``, handed to other kernels as an argument
+    that they call at its address (numba's C wrapper of it, a function pointer).
+
+    A kernel calling another by name links the callee's code into its own, and
+    numba optimises and generates machine code for the whole again, at every
+    level of calls: the fused epoch's compile spent as much on its callees as
+    on itself. Called at its address, a kernel is compiled (or loaded from
+    numba's cache) once, when the first kernel taking it is called; the
+    caller's own code holds a call, and is cached without it.
+    """
+
+    def __init__(self, kernel, argument_types):
+        self.kernel = kernel
+        self.argument_types = argument_types
+        self._address = 0
+
+    @property
+    def address(self) -> int:
+        if not self._address:
+            # compiled by its argument types alone, the key that a call from Python
+            # gives it in numba's cache, so that the two share one cached entry
+            self.kernel.compile(self.argument_types)
+            result = self.kernel.overloads[self.argument_types]
+            self._address = result.library.get_pointer_to_function(
+                result.fndesc.llvm_cfunc_wrapper_name)
+        return self._address
+
+
+def _address(compiled):
+    # what numba calls to unbox a Compiled argument (the type's get_pointer)
+    return compiled.address
+
+
+@typeof_impl.register(Compiled)
+def _typeof_compiled(value, context):
+    # a C function pointer of the kernel's signature: a call at its address, whose
+    # arguments numba checks against the signature when it types the caller
+    return types.ExternalFunctionPointer(types.none(*value.argument_types), get_pointer=_address)
+
+
+def _compiled(kernel, *examples):
+    # kernel compiled for the types of the example arguments
+    return Compiled(kernel, tuple(typeof(example) for example in examples))
+
 
 # Every product is a loop over tiles of the explicit-SIMD kernel of _simd, its
 # tile shape chosen for the compile target. Rows of a cache tile (the epilogue
@@ -300,7 +354,7 @@ FORWARD_TILE = 5 * ROW_TILE
 
 
 @cached_njit(**_JIT)
-def forward_rows(a, W_ps, bs, outs, i0, i1):
+def forward_rows(a, W_ps, bs, outs, callees, i0, i1):
     """Rows ``i0:i1`` of the forward pass: ``outs[l] = relu(a_l @ W_l.T + bs[l])``.
 
     ``a_0 = a`` and ``a_l = outs[l - 1]``; the last layer is ``softmax(a_l @
@@ -309,8 +363,8 @@ def forward_rows(a, W_ps, bs, outs, i0, i1):
     itself, ``(n_in, n_out)``, or the panels ``panel_width`` wide that
     ``transpose_rows`` writes (tuples of one array type). ``FORWARD_TILE`` rows at a
     time through all layers: each row's bits are the same whatever the tiles.
-    (One compiled function: each level of calls links and compiles the
-    products' tiles again, 0.3 s more on a first run.)
+    ``callees`` (``ForwardCallees``) are the products and the softmax, called at
+    their addresses.
     """
     last = len(W_ps) - 1
     none = np.empty((0, 0), a.dtype)
@@ -319,10 +373,10 @@ def forward_rows(a, W_ps, bs, outs, i0, i1):
         t1 = min(t0 + FORWARD_TILE, i1)
         for l in range(len(W_ps)):
             below = a if l == 0 else outs[l - 1]
-            gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU, bs[l],
-                      none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
+            callees.gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU,
+                              bs[l], none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
             if l == last:
-                bias_softmax_rows(outs[l], bs[l], t0, t1)
+                callees.bias_softmax_rows(outs[l], bs[l], t0, t1)
 
 
 @cached_njit(**_JIT)
@@ -570,12 +624,13 @@ def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
 
 @cached_njit(**_JIT, inline="always")
 def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, losses, hits,
-                                i0, i1):
+                                i0, i1, softmax_rows):
     """Softmax of ``z + b`` for rows ``i0:i1``, each row's loss and hit, and its delta.
 
     Writes ``losses[i] = -log max(p[y], tiny)``, ``hits[i] = argmax p == y`` and
     ``delta[i] = (p - onehot(y)) / n_batch``, or ``(p - onehot(y)) * weights[i] /
-    total`` unless ``weights`` is empty.
+    total`` unless ``weights`` is empty. ``softmax_rows`` is that kernel, called at
+    its address (``EpochCallees``).
     """
     k = z.shape[1]
     for i in range(i0, i1):
@@ -611,7 +666,7 @@ def _wt_panel(l, n_out, theta):
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks):
+def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks, callees):
     """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows, whose
     weights (if ``buffers.wb`` is not empty) total ``total`` (see ``_weight_total``)."""
     L = layout.shape[0]
@@ -638,12 +693,13 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
             ldb = n_in
             out = _block(buffers.d, below * n, n, n_in)
             mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, ldb)
+        callees.gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, ldb)
         if step == L - 1:
             start = _simd.cycle_counter()
             delta = _block(buffers.d, unit_at * n, n, n_out)
             _softmax_cross_entropy_rows(out, bias, buffers.yb, n, buffers.wb, total, tiny, delta,
-                                        buffers.losses, buffers.hits, r0, r1)
+                                        buffers.losses, buffers.hits, r0, r1,
+                                        callees.softmax_rows)
             clocks[EPILOGUES] += _simd.cycle_counter() - start
 
 
@@ -672,7 +728,7 @@ def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
 
 @cached_njit(**_JIT, inline="always")
 def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
-                          c, tasks, clocks):
+                          c, tasks, clocks, callees):
     """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
 
     The first layer's weights are kept as ``W.T`` during the epoch, in
@@ -700,21 +756,21 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             size = -(-n_in // tasks)
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
-            gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1, np.int64(PLAIN),
-                      theta[:0], none, clocks, TRANSPOSED, n_out)
+            callees.gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1,
+                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_out)
             start = _simd.cycle_counter()
-            _update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, rule, hyper,
-                          lr, t)
+            callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, rule,
+                                 hyper, lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
-            gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
-                      theta[:0], none, clocks, TRANSPOSED, n_in)
+            callees.gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1,
+                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in)
             start = _simd.cycle_counter()
-            _update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper, lr,
-                          t)
-            transpose_rows(_block(theta, w_at, n_out, n_in),
-                           _block(buffers.wt, w_at, n_in, n_out), _wt_panel(l, n_out, theta),
-                           j0, j1)
+            callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper,
+                                 lr, t)
+            callees.transpose_rows(_block(theta, w_at, n_out, n_in),
+                                   _block(buffers.wt, w_at, n_in, n_out),
+                                   _wt_panel(l, n_out, theta), j0, j1)
             clocks[UPDATE] += _simd.cycle_counter() - start
         if j0 == j1:
             continue
@@ -727,7 +783,7 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             for j in range(j0, j1):
                 db[j - j0] += row[j]
         middle = _simd.cycle_counter()
-        _update_slice(params, grad, b_at + j0, b_at + j1, rule, hyper, lr, t)
+        callees.update_slice(params, grad, b_at + j0, b_at + j1, rule, hyper, lr, t)
         clocks[EPILOGUES] += middle - start
         clocks[UPDATE] += _simd.cycle_counter() - middle
 
@@ -768,7 +824,7 @@ def _timed_barrier(sync, workers, clocks):
 
 @cached_njit(**_JIT)
 def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, update, buffers,
-                       clocks):
+                       clocks, callees):
     """Worker ``worker`` of ``workers`` threads running all steps of one epoch.
 
     ``params`` (``Parameters``) is updated in place, trained on ``data``
@@ -794,7 +850,9 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     the work to ``clocks[worker]`` (see ``N_PARTS``). With ``data.sample_weight``,
     each row's output delta and loss are weighted (``_scale_delta``) and its
     weight gathered with it: the same compiled loop, the weights an array
-    of length 0 when there are none.
+    of length 0 when there are none. ``callees`` (``EpochCallees``) are the
+    products, the update, the softmax and the transposition, called at their
+    addresses.
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
@@ -808,13 +866,14 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         size = -(-n_out // workers)
         j0 = min(worker * size, n_out)
         j1 = min(j0 + size, n_out)
-        transpose_rows(_block(theta, w_at, n_out, n_in), _block(buffers.wt, w_at, n_in, n_out),
-                       _wt_panel(l, n_out, theta), j0, j1)
+        callees.transpose_rows(_block(theta, w_at, n_out, n_in),
+                               _block(buffers.wt, w_at, n_in, n_out), _wt_panel(l, n_out, theta),
+                               j0, j1)
         if l == 0:  # the first layer's optimizer state, transposed like its W
             for state, state_t in ((state1, buffers.s1t), (state2, buffers.s2t)):
                 if state.shape[0]:
-                    transpose_rows(_block(state, w_at, n_out, n_in),
-                                   _block(state_t, w_at, n_in, n_out), n_out, j0, j1)
+                    callees.transpose_rows(_block(state, w_at, n_out, n_in),
+                                           _block(state_t, w_at, n_in, n_out), n_out, j0, j1)
     if not _timed_barrier(sync, workers, clocks):
         return
     for step, begin in enumerate(range(0, n_samples, batch_size)):
@@ -828,7 +887,7 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # every worker sums all the batch's weights, in batch order: the same total
         total = _weight_total(sample_weight, batch)
         clocks[GATHER] += _simd.cycle_counter() - start
-        _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
+        _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks, callees)
         if not _timed_barrier(sync, workers, clocks):
             return
         # the batch's loss times its size, or with weights sum_i w[i] loss[i]: its
@@ -853,12 +912,53 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         if rule == ADAM_RULE:
             t += 1
         _gradients_and_update(params, layout, buffers, n, rule, hyper, learning_rates[step], t,
-                              worker, workers, clocks)
+                              worker, workers, clocks, callees)
         if not _timed_barrier(sync, workers, clocks):
             return
         if worker == 0:
             _simd.atomic_store(sync, STEPS_DONE, step + 1)
     clocks[TOTAL] += _simd.cycle_counter() - began
+
+
+class EpochCallees(NamedTuple):
+    """The kernels that ``train_epoch_worker`` calls at their addresses (see ``Compiled``)."""
+
+    gemm_into: Compiled
+    update_slice: Compiled
+    softmax_rows: Compiled
+    transpose_rows: Compiled
+
+
+class ForwardCallees(NamedTuple):
+    """The kernels that ``forward_rows`` calls at their addresses (see ``Compiled``)."""
+
+    gemm_into: Compiled
+    bias_softmax_rows: Compiled
+
+
+@functools.cache
+def _callees(dtype) -> dict:
+    # every kernel called at its address, as it is compiled for parameters of dtype
+    vector, matrix, i = np.empty(0, dtype), np.empty((0, 0), dtype), np.int64(0)
+    return {"gemm_into": _compiled(gemm_into, matrix, matrix, matrix, i, i, i, vector, matrix,
+                                   np.empty(0, np.int64), i, i),
+            "update_slice": _compiled(_update_slice, Parameters(vector, vector, vector), vector,
+                                      i, i, i, np.empty(0), 0.0, i),
+            "softmax_rows": _compiled(softmax_rows, matrix, matrix, i, i),
+            "bias_softmax_rows": _compiled(bias_softmax_rows, matrix, vector, i, i),
+            "transpose_rows": _compiled(transpose_rows, matrix, matrix, i, i, i)}
+
+
+def epoch_callees(dtype) -> EpochCallees:
+    """``train_epoch_worker``'s callees for parameters of ``dtype``."""
+    callees = _callees(np.dtype(dtype))
+    return EpochCallees(*(callees[name] for name in EpochCallees._fields))
+
+
+def forward_callees(dtype) -> ForwardCallees:
+    """``forward_rows``'s callees for parameters of ``dtype``."""
+    callees = _callees(np.dtype(dtype))
+    return ForwardCallees(*(callees[name] for name in ForwardCallees._fields))
 
 
 def _drop_stale_cache(kernel):
