@@ -32,7 +32,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ._cache import cached_njit
 
@@ -133,15 +133,26 @@ def _exp_loop(v, degree, itemsize, limit):
         v[j] = v[j] if nan else e
 
 
+def _exp_of_dtype(v):
+    """``_exp_loop`` with the constants of ``v``'s dtype (``_exp_of_dtype_for``)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_exp_of_dtype)
+def _exp_of_dtype_for(v):
+    # The dtype's loop, chosen as numba types the call: a test of v.itemsize in
+    # compiled code compiled both dtypes' loops (softmax_rows and its exp took 0.55 s
+    # to compile, 0.41 s this way). |x| beyond the limit gives inf or 0 (bias +
+    # mantissa bits + 3, times ln 2).
+    if v.dtype == types.float32:
+        return lambda v: _exp_loop(v, 7, 4, np.float32(153 * LN2_HI))
+    return lambda v: _exp_loop(v, 13, 8, np.float64(1078 * LN2_HI))
+
+
 @cached_njit(**_JIT)
 def inplace_exp(v):
     """``v[j] = exp(v[j])`` for a 1-D float32 or float64 array (see the module's docstring)."""
-    # |x| beyond the limit gives inf or 0 (bias + mantissa bits + 3, times ln 2)
-    cast = v.dtype.type
-    if v.itemsize == 4:
-        _exp_loop(v, 7, 4, cast(153 * LN2_HI))
-    else:
-        _exp_loop(v, 13, 8, cast(1078 * LN2_HI))
+    _exp_of_dtype(v)
 
 
 # fdlibm e_log.c

@@ -45,8 +45,8 @@ from ._cache import cached_njit
 # several sites is not: each inlined copy is deep-copied and typed again
 # (_update_slice and _timed_barrier inlined at three sites each cost the epoch
 # 1.2-1.5 s of its 5.7 s compile). The large kernels that the epoch and the
-# forward pass share (gemm_into, _update_slice, softmax_rows, transpose_rows,
-# bias_softmax_rows) are neither: their callers call them at their addresses
+# forward pass share (gemm_into, _update_slice, softmax_rows, transpose_rows)
+# are neither: their callers call them at their addresses
 # (see Compiled), so that each is optimised and compiled once.
 # cached_njit: compiled code is kept on disk (see _cache). nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
@@ -375,8 +375,12 @@ def forward_rows(a, W_ps, bs, outs, callees, i0, i1):
             below = a if l == 0 else outs[l - 1]
             callees.gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU,
                               bs[l], none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
-            if l == last:
-                callees.bias_softmax_rows(outs[l], bs[l], t0, t1)
+            if l == last:  # softmax(z + b), as bias_softmax_rows computes it
+                z, b = outs[l], bs[l]
+                for i in range(t0, t1):
+                    for j in range(z.shape[1]):
+                        z[i, j] += b[j]
+                callees.softmax_rows(z, z, t0, t1)
 
 
 @cached_njit(**_JIT)
@@ -933,7 +937,7 @@ class ForwardCallees(NamedTuple):
     """The kernels that ``forward_rows`` calls at their addresses (see ``Compiled``)."""
 
     gemm_into: Compiled
-    bias_softmax_rows: Compiled
+    softmax_rows: Compiled
 
 
 @functools.cache
@@ -945,7 +949,6 @@ def _callees(dtype) -> dict:
             "update_slice": _compiled(_update_slice, Parameters(vector, vector, vector), vector,
                                       i, i, i, np.empty(0), 0.0, i),
             "softmax_rows": _compiled(softmax_rows, matrix, matrix, i, i),
-            "bias_softmax_rows": _compiled(bias_softmax_rows, matrix, vector, i, i),
             "transpose_rows": _compiled(transpose_rows, matrix, matrix, i, i, i)}
 
 
