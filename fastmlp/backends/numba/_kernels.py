@@ -270,7 +270,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
             clocks[EPILOGUES] += end - middle
 
 
-@cached_njit(**_JIT)
+@cached_njit(**_JIT, inline="always")
 def _epilogue_rows(out, i0, i1, mode, bias, mask):
     # gemm_into's mode on rows i0:i1 of out
     zero = out.dtype.type(0)
@@ -473,7 +473,7 @@ def column_sums(a, out):
             out[j] += a[i, j]
 
 
-@cached_njit(**_JIT)
+@cached_njit(**_JIT, inline="always")
 def relu_backward_rows(delta, a, i0, i1):
     # delta *= (a > 0), the ReLU derivative from the layer's output
     for i in range(i0, i1):
