@@ -532,3 +532,29 @@ def test_prefetching_a_row_changes_nothing():
         before = x.copy()
         assert ask(x, np.arange(len(x))) == before.sum()
         np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_a_block_view_is_numpys_slice_and_reshape_and_shares_the_memory(dtype):
+    # the kernels' views of their flat vectors: block_view(a, offset, shape) is
+    # a.reshape(-1)[offset:offset + prod(shape)].reshape(shape), a view into a
+    from fastmlp.backends.numba import _simd
+
+    @numba.njit
+    def views(a, offset, rows, cols):
+        block, run = _simd.block_view(a, offset, (rows, cols)), _simd.block_view(a, offset,
+                                                                                 (rows * cols,))
+        block[rows - 1, cols - 1] = -1  # through the view, into a
+        return block.copy(), run.copy(), block.shape, block.strides
+
+    for a, offset, rows, cols in [(np.arange(30), 0, 5, 6), (np.arange(30), 7, 2, 11),
+                                  (np.arange(24).reshape(4, 6), 6, 3, 5),
+                                  (np.arange(30), 29, 1, 1)]:
+        a = a.astype(dtype)
+        want = a.reshape(-1)[offset:offset + rows * cols].reshape(rows, cols).copy()
+        want[-1, -1] = -1
+        block, run, shape, strides = views(a, offset, rows, cols)
+        np.testing.assert_array_equal(block, want)
+        np.testing.assert_array_equal(run, want.reshape(-1))
+        assert shape == (rows, cols) and strides == (cols * a.itemsize, a.itemsize)
+        assert a.reshape(-1)[offset + rows * cols - 1] == -1

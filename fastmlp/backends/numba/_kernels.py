@@ -323,7 +323,7 @@ def softmax_rows(z, out, i0, i1):
         shifted = out[i]
         for j in range(k):
             shifted[j] = row[j] - top
-    _elementary.inplace_exp(out.reshape(-1)[i0 * k:i1 * k])
+    _elementary.inplace_exp(_simd.block_view(out, i0 * k, ((i1 - i0) * k,)))
     for i in range(i0, i1):
         row = out[i]
         total = z.dtype.type(0)
@@ -506,10 +506,8 @@ def transpose_rows(src, dst, panel, i0, i1):
         r0 += rows
 
 
-@cached_njit(**_JIT)
-def _block(flat, offset, rows, cols):
-    # rows x cols C-contiguous view of flat[offset:]
-    return flat[offset:offset + rows * cols].reshape(rows, cols)
+# _block(flat, offset, (rows, cols)): the rows x cols C-contiguous view of flat[offset:]
+_block = _simd.block_view
 
 
 @cached_njit(**_JIT, inline="always")
@@ -682,9 +680,10 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks,
             # forward: z[l] = max(a[l] @ W[l].T + b[l], 0); logits for the last layer
             l = step
             n_out, n_in, w_at, b_at, unit_at = layout[l]
-            a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n,
-                                                      n_in)
-            b, out = _block(buffers.wt, w_at, n_in, n_out), _block(buffers.z, unit_at * n, n, n_out)
+            a = (buffers.xb[:n] if l == 0
+                 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in)))
+            b = _block(buffers.wt, w_at, (n_in, n_out))
+            out = _block(buffers.z, unit_at * n, (n, n_out))
             ldb = _wt_panel(l, n_out, theta)
             hidden = l < L - 1
             mode, bias, mask = BIAS_RELU if hidden else PLAIN, theta[b_at:b_at + n_out], none
@@ -693,14 +692,14 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks,
             l = 2 * L - 1 - step
             n_out, n_in, w_at, _, unit_at = layout[l]
             below = layout[l - 1, UNIT_AT]
-            a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
+            a, b = _block(buffers.d, unit_at * n, (n, n_out)), _block(theta, w_at, (n_out, n_in))
             ldb = n_in
-            out = _block(buffers.d, below * n, n, n_in)
-            mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
+            out = _block(buffers.d, below * n, (n, n_in))
+            mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, (n, n_in))
         callees.gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, ldb)
         if step == L - 1:
             start = _simd.cycle_counter()
-            delta = _block(buffers.d, unit_at * n, n, n_out)
+            delta = _block(buffers.d, unit_at * n, (n, n_out))
             _softmax_cross_entropy_rows(out, bias, buffers.yb, n, buffers.wb, total, tiny, delta,
                                         buffers.losses, buffers.hits, r0, r1,
                                         callees.softmax_rows)
@@ -751,8 +750,8 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
     none = np.empty((0, 0), theta.dtype)
     for l in range(layout.shape[0]):
         n_out, n_in, w_at, b_at, unit_at = layout[l]
-        delta = _block(buffers.d, unit_at * n, n, n_out)
-        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n, n_in)
+        delta = _block(buffers.d, unit_at * n, (n, n_out))
+        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in))
         size = -(-n_out // tasks)
         j0 = min(c * size, n_out)
         j1 = min(j0 + size, n_out)
@@ -760,20 +759,20 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             size = -(-n_in // tasks)
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
-            callees.gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1,
+            callees.gemm_into(a, delta, _block(grad, w_at, (n_in, n_out)), r0, r1,
                               np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_out)
             start = _simd.cycle_counter()
             callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, rule,
                                  hyper, lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
-            callees.gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1,
+            callees.gemm_into(delta, a, _block(grad, w_at, (n_out, n_in)), j0, j1,
                               np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in)
             start = _simd.cycle_counter()
             callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper,
                                  lr, t)
-            callees.transpose_rows(_block(theta, w_at, n_out, n_in),
-                                   _block(buffers.wt, w_at, n_in, n_out),
+            callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
+                                   _block(buffers.wt, w_at, (n_in, n_out)),
                                    _wt_panel(l, n_out, theta), j0, j1)
             clocks[UPDATE] += _simd.cycle_counter() - start
         if j0 == j1:
@@ -870,14 +869,14 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         size = -(-n_out // workers)
         j0 = min(worker * size, n_out)
         j1 = min(j0 + size, n_out)
-        callees.transpose_rows(_block(theta, w_at, n_out, n_in),
-                               _block(buffers.wt, w_at, n_in, n_out), _wt_panel(l, n_out, theta),
+        callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
+                               _block(buffers.wt, w_at, (n_in, n_out)), _wt_panel(l, n_out, theta),
                                j0, j1)
         if l == 0:  # the first layer's optimizer state, transposed like its W
             for state, state_t in ((state1, buffers.s1t), (state2, buffers.s2t)):
                 if state.shape[0]:
-                    callees.transpose_rows(_block(state, w_at, n_out, n_in),
-                                           _block(state_t, w_at, n_in, n_out), n_out, j0, j1)
+                    callees.transpose_rows(_block(state, w_at, (n_out, n_in)),
+                                           _block(state_t, w_at, (n_in, n_out)), n_out, j0, j1)
     if not _timed_barrier(sync, workers, clocks):
         return
     for step, begin in enumerate(range(0, n_samples, batch_size)):
