@@ -120,14 +120,14 @@ def _exp_loop(v, degree, itemsize, limit):
     for j in range(v.shape[0]):
         x = v[j]
         nan = x != x
-        x = min(max(x, -limit), limit)
+        x = -limit if x < -limit else (limit if x > limit else x)
         n = rint(x * log2e)
         n = cast(0) if nan else n  # no int conversion of NaN
         r = fma(-n, lo, fma(-n, hi, x))
         p = cast(INVERSE_FACTORIALS[degree])
         for k in range(degree - 1, -1, -1):
             p = fma(p, r, cast(INVERSE_FACTORIALS[k]))
-        m = int(n)
+        m = np.int64(n)
         half = m >> 1
         e = p * _power_of_two(half, itemsize) * _power_of_two(m - half, itemsize)
         v[j] = v[j] if nan else e
@@ -176,9 +176,9 @@ def log(x):
         x *= _TWO54
         k = -54
     bits = as_int(x)
-    k += int(bits >> 52) - 1023
+    k += (bits >> 52) - 1023
     mantissa = bits & 0x000FFFFFFFFFFFFF
-    hx = int(mantissa >> 32)  # the mantissa's top 20 bits, fdlibm's hx
+    hx = mantissa >> 32  # the mantissa's top 20 bits, fdlibm's hx
     # 1 + f in [sqrt(2)/2, sqrt(2)): the exponent of 1, or of 1/2 above sqrt(2)
     i = (hx + 0x95F64) & 0x100000
     m = as_float(np.int64(mantissa | ((i ^ 0x3FF00000) << 32)))

@@ -354,7 +354,7 @@ FORWARD_TILE = 5 * ROW_TILE
 
 
 @cached_njit(**_JIT)
-def forward_rows(a, W_ps, bs, outs, callees, i0, i1):
+def forward_rows(a, W_ps, bs, outs, clocks, callees, i0, i1):
     """Rows ``i0:i1`` of the forward pass: ``outs[l] = relu(a_l @ W_l.T + bs[l])``.
 
     ``a_0 = a`` and ``a_l = outs[l - 1]``; the last layer is ``softmax(a_l @
@@ -363,12 +363,12 @@ def forward_rows(a, W_ps, bs, outs, callees, i0, i1):
     itself, ``(n_in, n_out)``, or the panels ``panel_width`` wide that
     ``transpose_rows`` writes (tuples of one array type). ``FORWARD_TILE`` rows at a
     time through all layers: each row's bits are the same whatever the tiles.
-    ``callees`` (``ForwardCallees``) are the products and the softmax, called at
-    their addresses.
+    ``clocks`` is ``gemm_into``'s (empty: untimed), and ``callees``
+    (``ForwardCallees``) are the products and the softmax, called at their
+    addresses.
     """
     last = len(W_ps) - 1
-    none = np.empty((0, 0), a.dtype)
-    clocks = np.empty(0, np.int64)
+    none = a[:0]
     for t0 in range(i0, i1, FORWARD_TILE):
         t1 = min(t0 + FORWARD_TILE, i1)
         for l in range(len(W_ps)):
@@ -672,7 +672,7 @@ def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks,
     """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows, whose
     weights (if ``buffers.wb`` is not empty) total ``total`` (see ``_weight_total``)."""
     L = layout.shape[0]
-    none = np.empty((0, 0), theta.dtype)
+    none = buffers.xb[:0]  # (no np.empty: it compiles an allocation of its own)
     # One product per step, 2 L - 1 steps, through one call of gemm_into:
     # numba compiles every call site of a kernel anew, and this one is large.
     for step in range(2 * L - 1):
@@ -747,7 +747,7 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
     grad = buffers.grad
     theta = params.theta
     transposed = Parameters(buffers.wt, buffers.s1t, buffers.s2t)  # the first layer's
-    none = np.empty((0, 0), theta.dtype)
+    none = buffers.xb[:0]
     for l in range(layout.shape[0]):
         n_out, n_in, w_at, b_at, unit_at = layout[l]
         delta = _block(buffers.d, unit_at * n, (n, n_out))
