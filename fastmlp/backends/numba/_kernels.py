@@ -668,42 +668,31 @@ def _wt_panel(l, n_out, theta):
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks, callees):
-    """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows, whose
-    weights (if ``buffers.wb`` is not empty) total ``total`` (see ``_weight_total``)."""
+def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into):
+    # Forward pass of rows r0:r1 of the batch of n rows: z[l] = max(a[l] @ W[l].T +
+    # b[l], 0), and the logits a[l] @ W[l].T for the last layer (its bias is added
+    # with the softmax).
     L = layout.shape[0]
     none = buffers.xb[:0]  # (no np.empty: it compiles an allocation of its own)
-    # One product per step, 2 L - 1 steps, through one call of gemm_into:
-    # numba compiles every call site of a kernel anew, and this one is large.
-    for step in range(2 * L - 1):
-        if step < L:
-            # forward: z[l] = max(a[l] @ W[l].T + b[l], 0); logits for the last layer
-            l = step
-            n_out, n_in, w_at, b_at, unit_at = layout[l]
-            a = (buffers.xb[:n] if l == 0
-                 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in)))
-            b = _block(buffers.wt, w_at, (n_in, n_out))
-            out = _block(buffers.z, unit_at * n, (n, n_out))
-            ldb = _wt_panel(l, n_out, theta)
-            hidden = l < L - 1
-            mode, bias, mask = BIAS_RELU if hidden else PLAIN, theta[b_at:b_at + n_out], none
-        else:
-            # backward: delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
-            l = 2 * L - 1 - step
-            n_out, n_in, w_at, _, unit_at = layout[l]
-            below = layout[l - 1, UNIT_AT]
-            a, b = _block(buffers.d, unit_at * n, (n, n_out)), _block(theta, w_at, (n_out, n_in))
-            ldb = n_in
-            out = _block(buffers.d, below * n, (n, n_in))
-            mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, (n, n_in))
-        callees.gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, ldb)
-        if step == L - 1:
-            start = _simd.cycle_counter()
-            delta = _block(buffers.d, unit_at * n, (n, n_out))
-            _softmax_cross_entropy_rows(out, bias, buffers.yb, n, buffers.wb, total, tiny, delta,
-                                        buffers.losses, buffers.hits, r0, r1,
-                                        callees.softmax_rows)
-            clocks[EPILOGUES] += _simd.cycle_counter() - start
+    for l in range(L):
+        n_out, n_in, w_at, b_at, unit_at = layout[l]
+        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in))
+        gemm_into(a, _block(buffers.wt, w_at, (n_in, n_out)),
+                  _block(buffers.z, unit_at * n, (n, n_out)), r0, r1,
+                  BIAS_RELU if l < L - 1 else PLAIN, theta[b_at:b_at + n_out], none, clocks,
+                  NOT_TRANSPOSED, _wt_panel(l, n_out, theta))
+
+
+@cached_njit(**_JIT, inline="always")
+def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into):
+    # Deltas of rows r0:r1 of the batch of n rows, from the output's down:
+    # delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
+    for l in range(layout.shape[0] - 1, 0, -1):
+        n_out, n_in, w_at, _, unit_at = layout[l]
+        below = layout[l - 1, UNIT_AT]
+        gemm_into(_block(buffers.d, unit_at * n, (n, n_out)), _block(theta, w_at, (n_out, n_in)),
+                  _block(buffers.d, below * n, (n, n_in)), r0, r1, RELU_MASK, theta[:0],
+                  _block(buffers.z, below * n, (n, n_in)), clocks, NOT_TRANSPOSED, n_in)
 
 
 # Rows ahead of the one it copies that the batch gather asks the CPU for.
@@ -890,7 +879,18 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # every worker sums all the batch's weights, in batch order: the same total
         total = _weight_total(sample_weight, batch)
         clocks[GATHER] += _simd.cycle_counter() - start
-        _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks, callees)
+        # forward pass, loss and deltas of the worker's rows r0:r1 of the batch: three
+        # inlined phases (a loss inlined within a phase was copied twice as numba
+        # inlined it, and cost 0.1-0.2 s more to compile)
+        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
+        start = _simd.cycle_counter()
+        n_out, b_at, unit_at = layout[L - 1, N_OUT], layout[L - 1, B_AT], layout[L - 1, UNIT_AT]
+        _softmax_cross_entropy_rows(_block(buffers.z, unit_at * n, (n, n_out)),
+                                    theta[b_at:b_at + n_out], buffers.yb, n, buffers.wb, total,
+                                    tiny, _block(buffers.d, unit_at * n, (n, n_out)),
+                                    buffers.losses, buffers.hits, r0, r1, callees.softmax_rows)
+        clocks[EPILOGUES] += _simd.cycle_counter() - start
+        _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
         if not _timed_barrier(sync, workers, clocks):
             return
         # the batch's loss times its size, or with weights sum_i w[i] loss[i]: its
