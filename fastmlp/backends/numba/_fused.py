@@ -283,7 +283,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
                         k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
                                     float(offset), sample_weight),
                         k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
-                        buffers, clocks, k.epoch_callees(dtype))
+                        buffers, clocks, k.epoch_callees(dtype, int(rule)))
             wall = time.perf_counter() - start
         if parts is not None:
             parts.update(epoch_parts(clocks, wall))

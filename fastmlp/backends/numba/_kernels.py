@@ -598,30 +598,38 @@ def _adam_update(slice_, g, step):
 _integer_power = cached_njit(**_JIT, inline="always")(integer_power)
 
 
-@cached_njit(**_JIT)
-def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
-    """Update ``params.theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
+# The update of theta[lo:hi] from grad[lo:hi] by each rule, one kernel per rule:
+# a run compiles the rule it uses (its optimizer's), and the epoch takes it as its
+# EpochCallees.update_slice. As in fastmlp.optim, the arithmetic is in the
+# parameters' dtype, with the products by the (float64) learning rate rounded
+# back to it; params.state1, state2 are the rule's state (SGD's velocity; Adam's
+# m and v).
 
-    ``params.state1, state2`` are the optimizer's state (SGD velocity; Adam m and v).
-    As in ``fastmlp.optim``, the arithmetic is in the parameters' dtype, with
-    the products by the (float64) learning rate rounded back to it.
-    """
+
+@cached_njit(**_JIT)
+def _sgd_slice(params, grad, lo, hi, hyper, lr, t):
     theta, state1, state2 = params
     cast = theta.dtype.type
-    slice_ = Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi])
-    if rule == SGD_RULE:
-        _sgd_update(slice_, grad[lo:hi],
-                    SgdStep(lr, cast(hyper[MOMENTUM]), cast(hyper[SGD_WEIGHT_DECAY]),
-                            hyper[NESTEROV] != 0))
-    else:
-        beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
-        _adam_update(slice_, grad[lo:hi], AdamStep(
-            step_size=lr / (1 - _integer_power(beta1, t)),
-            inv_bias2=cast(1 / math.sqrt(1 - _integer_power(beta2, t))),
-            beta1=cast(beta1), one_minus_beta1=cast(1 - beta1),
-            beta2=cast(beta2), one_minus_beta2=cast(1 - beta2), eps=cast(hyper[EPS]),
-            coupled_decay=cast(0) if decoupled else cast(hyper[ADAM_WEIGHT_DECAY]),
-            shrink=1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0))
+    _sgd_update(Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi]), grad[lo:hi],
+                SgdStep(lr, cast(hyper[MOMENTUM]), cast(hyper[SGD_WEIGHT_DECAY]),
+                        hyper[NESTEROV] != 0))
+
+
+@cached_njit(**_JIT)
+def _adam_slice(params, grad, lo, hi, hyper, lr, t):
+    theta, state1, state2 = params
+    cast = theta.dtype.type
+    beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
+    _adam_update(Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi]), grad[lo:hi], AdamStep(
+        step_size=lr / (1 - _integer_power(beta1, t)),
+        inv_bias2=cast(1 / math.sqrt(1 - _integer_power(beta2, t))),
+        beta1=cast(beta1), one_minus_beta1=cast(1 - beta1),
+        beta2=cast(beta2), one_minus_beta2=cast(1 - beta2), eps=cast(hyper[EPS]),
+        coupled_decay=cast(0) if decoupled else cast(hyper[ADAM_WEIGHT_DECAY]),
+        shrink=1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0))
+
+
+UPDATE_SLICES = {SGD_RULE: _sgd_slice, ADAM_RULE: _adam_slice}
 
 
 @cached_njit(**_JIT, inline="always")
@@ -719,8 +727,7 @@ def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
 
 
 @cached_njit(**_JIT, inline="always")
-def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
-                          c, tasks, clocks, callees):
+def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, c, tasks, clocks, callees):
     """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
 
     The first layer's weights are kept as ``W.T`` during the epoch, in
@@ -751,15 +758,14 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             callees.gemm_into(a, delta, _block(grad, w_at, (n_in, n_out)), r0, r1,
                               np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_out)
             start = _simd.cycle_counter()
-            callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, rule,
-                                 hyper, lr, t)
+            callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, hyper,
+                                 lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
             callees.gemm_into(delta, a, _block(grad, w_at, (n_out, n_in)), j0, j1,
                               np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in)
             start = _simd.cycle_counter()
-            callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper,
-                                 lr, t)
+            callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, hyper, lr, t)
             callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
                                    _block(buffers.wt, w_at, (n_in, n_out)),
                                    _wt_panel(l, n_out, theta), j0, j1)
@@ -775,7 +781,7 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             for j in range(j0, j1):
                 db[j - j0] += row[j]
         middle = _simd.cycle_counter()
-        callees.update_slice(params, grad, b_at + j0, b_at + j1, rule, hyper, lr, t)
+        callees.update_slice(params, grad, b_at + j0, b_at + j1, hyper, lr, t)
         clocks[EPILOGUES] += middle - start
         clocks[UPDATE] += _simd.cycle_counter() - middle
 
@@ -843,8 +849,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     each row's output delta and loss are weighted (``_scale_delta``) and its
     weight gathered with it: the same compiled loop, the weights an array
     of length 0 when there are none. ``callees`` (``EpochCallees``) are the
-    products, the update, the softmax and the transposition, called at their
-    addresses.
+    products, the update by ``update.rule``, the softmax and the transposition,
+    called at their addresses.
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
@@ -914,8 +920,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
             _simd.atomic_add(sync, CORRECT, correct)
         if rule == ADAM_RULE:
             t += 1
-        _gradients_and_update(params, layout, buffers, n, rule, hyper, learning_rates[step], t,
-                              worker, workers, clocks, callees)
+        _gradients_and_update(params, layout, buffers, n, hyper, learning_rates[step], t, worker,
+                              workers, clocks, callees)
         if not _timed_barrier(sync, workers, clocks):
             return
         if worker == 0:
@@ -943,24 +949,26 @@ class ForwardCallees(NamedTuple):
 def _callees(dtype) -> dict:
     # every kernel called at its address, as it is compiled for parameters of dtype
     vector, matrix, i = np.empty(0, dtype), np.empty((0, 0), dtype), np.int64(0)
+    update = (Parameters(vector, vector, vector), vector, i, i, np.empty(0), 0.0, i)
     return {"gemm_into": _compiled(gemm_into, matrix, matrix, matrix, i, i, i, vector, matrix,
                                    np.empty(0, np.int64), i, i),
-            "update_slice": _compiled(_update_slice, Parameters(vector, vector, vector), vector,
-                                      i, i, i, np.empty(0), 0.0, i),
+            "update_slice": {rule: _compiled(kernel, *update)
+                             for rule, kernel in UPDATE_SLICES.items()},
             "softmax_rows": _compiled(softmax_rows, matrix, matrix, i, i),
             "transpose_rows": _compiled(transpose_rows, matrix, matrix, i, i, i)}
 
 
-def epoch_callees(dtype) -> EpochCallees:
-    """``train_epoch_worker``'s callees for parameters of ``dtype``."""
+def epoch_callees(dtype, rule) -> EpochCallees:
+    """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``."""
     callees = _callees(np.dtype(dtype))
-    return EpochCallees(*(callees[name] for name in EpochCallees._fields))
+    return EpochCallees(callees["gemm_into"], callees["update_slice"][rule],
+                        callees["softmax_rows"], callees["transpose_rows"])
 
 
 def forward_callees(dtype) -> ForwardCallees:
     """``forward_rows``'s callees for parameters of ``dtype``."""
     callees = _callees(np.dtype(dtype))
-    return ForwardCallees(*(callees[name] for name in ForwardCallees._fields))
+    return ForwardCallees(callees["gemm_into"], callees["softmax_rows"])
 
 
 def _drop_stale_cache(kernel):
