@@ -632,7 +632,7 @@ def _adam_slice(params, grad, lo, hi, hyper, lr, t):
 UPDATE_SLICES = {SGD_RULE: _sgd_slice, ADAM_RULE: _adam_slice}
 
 
-@cached_njit(**_JIT, inline="always")
+@cached_njit(**_JIT)
 def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, losses, hits,
                                 i0, i1, softmax_rows):
     """Softmax of ``z + b`` for rows ``i0:i1``, each row's loss and hit, and its delta.
@@ -640,7 +640,8 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, l
     Writes ``losses[i] = -log max(p[y], tiny)``, ``hits[i] = argmax p == y`` and
     ``delta[i] = (p - onehot(y)) / n_batch``, or ``(p - onehot(y)) * weights[i] /
     total`` unless ``weights`` is empty. ``softmax_rows`` is that kernel, called at
-    its address (``EpochCallees``).
+    its address. (The epoch calls this at its address too: inlined, it took 0.1-0.2 s
+    longer to compile.)
     """
     k = z.shape[1]
     for i in range(i0, i1):
@@ -849,8 +850,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     each row's output delta and loss are weighted (``_scale_delta``) and its
     weight gathered with it: the same compiled loop, the weights an array
     of length 0 when there are none. ``callees`` (``EpochCallees``) are the
-    products, the update by ``update.rule``, the softmax and the transposition,
-    called at their addresses.
+    products, the update by ``update.rule``, the softmax, the transposition and
+    the loss, called at their addresses.
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
@@ -885,16 +886,16 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # every worker sums all the batch's weights, in batch order: the same total
         total = _weight_total(sample_weight, batch)
         clocks[GATHER] += _simd.cycle_counter() - start
-        # forward pass, loss and deltas of the worker's rows r0:r1 of the batch: three
-        # inlined phases (a loss inlined within a phase was copied twice as numba
-        # inlined it, and cost 0.1-0.2 s more to compile)
+        # forward pass, loss and deltas of the worker's rows r0:r1 of the batch (the
+        # passes inlined one after the other: nested, numba copied the inner one's IR
+        # again with the outer, 0.1-0.2 s more to compile)
         _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
         start = _simd.cycle_counter()
         n_out, b_at, unit_at = layout[L - 1, N_OUT], layout[L - 1, B_AT], layout[L - 1, UNIT_AT]
-        _softmax_cross_entropy_rows(_block(buffers.z, unit_at * n, (n, n_out)),
-                                    theta[b_at:b_at + n_out], buffers.yb, n, buffers.wb, total,
-                                    tiny, _block(buffers.d, unit_at * n, (n, n_out)),
-                                    buffers.losses, buffers.hits, r0, r1, callees.softmax_rows)
+        callees.softmax_cross_entropy_rows(
+            _block(buffers.z, unit_at * n, (n, n_out)), theta[b_at:b_at + n_out], buffers.yb, n,
+            buffers.wb, total, tiny, _block(buffers.d, unit_at * n, (n, n_out)), buffers.losses,
+            buffers.hits, r0, r1, callees.softmax_rows)
         clocks[EPILOGUES] += _simd.cycle_counter() - start
         _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
         if not _timed_barrier(sync, workers, clocks):
@@ -936,6 +937,7 @@ class EpochCallees(NamedTuple):
     update_slice: Compiled
     softmax_rows: Compiled
     transpose_rows: Compiled
+    softmax_cross_entropy_rows: Compiled
 
 
 class ForwardCallees(NamedTuple):
@@ -949,20 +951,26 @@ class ForwardCallees(NamedTuple):
 def _callees(dtype) -> dict:
     # every kernel called at its address, as it is compiled for parameters of dtype
     vector, matrix, i = np.empty(0, dtype), np.empty((0, 0), dtype), np.int64(0)
-    update = (Parameters(vector, vector, vector), vector, i, i, np.empty(0), 0.0, i)
+    floats, ints = np.empty(0), np.empty(0, np.int64)
+    update = (Parameters(vector, vector, vector), vector, i, i, floats, 0.0, i)
+    softmax = _compiled(softmax_rows, matrix, matrix, i, i)
     return {"gemm_into": _compiled(gemm_into, matrix, matrix, matrix, i, i, i, vector, matrix,
-                                   np.empty(0, np.int64), i, i),
+                                   ints, i, i),
             "update_slice": {rule: _compiled(kernel, *update)
                              for rule, kernel in UPDATE_SLICES.items()},
-            "softmax_rows": _compiled(softmax_rows, matrix, matrix, i, i),
-            "transpose_rows": _compiled(transpose_rows, matrix, matrix, i, i, i)}
+            "softmax_rows": softmax,
+            "transpose_rows": _compiled(transpose_rows, matrix, matrix, i, i, i),
+            "softmax_cross_entropy_rows": _compiled(_softmax_cross_entropy_rows, matrix, vector,
+                                                    ints, i, floats, 0.0, 0.0, matrix, floats,
+                                                    ints, i, i, softmax)}
 
 
 def epoch_callees(dtype, rule) -> EpochCallees:
     """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``."""
     callees = _callees(np.dtype(dtype))
     return EpochCallees(callees["gemm_into"], callees["update_slice"][rule],
-                        callees["softmax_rows"], callees["transpose_rows"])
+                        callees["softmax_rows"], callees["transpose_rows"],
+                        callees["softmax_cross_entropy_rows"])
 
 
 def forward_callees(dtype) -> ForwardCallees:
