@@ -12,6 +12,7 @@ import numpy as np
 from numba import get_num_threads
 
 from ..._validation import check_labels
+from . import _compile_helper
 from . import _kernels as k
 from ._compile_notice import compile_notice, noticed_call
 from ._threads import split_rows
@@ -217,6 +218,7 @@ def forward(params, x):
     W_ps = tuple(_paneled(W, slot=l) for l, W in enumerate(Ws))
     outs = tuple(_fresh((n, W.shape[0]), dtype) for W in Ws)
     work = n * sum(W.size for W in Ws)
+    _compile_helper.wait()  # (a helper compiling forward_rows puts it in numba's cache)
     with compile_notice(k.forward_rows):
         split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs, _UNTIMED,
                    k.forward_callees(dtype))

@@ -22,6 +22,7 @@ from ..._validation import check_labels, check_positive_int, check_sample_weight
 from ...exceptions import PerformanceWarning
 from ...optim import FUSED_RULES
 from ...steps import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
+from . import _compile_helper
 from . import _kernels as k
 from ._api import FLOATS, aligned_empty, backward, check_layers, forward
 from ._compile_notice import compile_notice
@@ -275,6 +276,8 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     loss_sum = np.zeros(1)
     workers = max(1, min(get_num_threads(), n))
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
+    # if numba now compiles the worker, a second process may compile the rest meanwhile
+    _compile_helper.request(dtype, rule, len(Ws))
     try:
         with compile_notice(k.train_epoch_worker):
             start = time.perf_counter()

@@ -33,7 +33,7 @@ from numba import typeof, types
 from numba.extending import typeof_impl
 
 from ...optim import FUSED_RULES, integer_power
-from . import _elementary, _simd
+from . import _compile_helper, _elementary, _simd
 from ._cache import cached_njit
 
 # How kernels call each other decides how long a first run compiles: a kernel
@@ -76,6 +76,7 @@ class Compiled:
     @property
     def address(self) -> int:
         if not self._address:
+            _compile_helper.wait()  # a helper compiling it now puts it in numba's cache
             # compiled by its argument types alone, the key that a call from Python
             # gives it in numba's cache, so that the two share one cached entry
             self.kernel.compile(self.argument_types)
@@ -980,6 +981,15 @@ def forward_callees(dtype) -> ForwardCallees:
     return ForwardCallees(callees["gemm_into"], callees["softmax_rows"])
 
 
+def forward_argument_types(dtype, layers) -> tuple:
+    """The types of ``forward_rows``' arguments as ``forward`` passes them, for
+    ``layers`` layers of ``dtype``."""
+    vector, matrix = np.empty(0, dtype), np.empty((0, 0), dtype)
+    examples = (matrix, (matrix,) * layers, (vector,) * layers, (matrix,) * layers,
+                np.empty(0, np.int64), forward_callees(dtype), 0, 0)
+    return tuple(typeof(example) for example in examples)
+
+
 def _drop_stale_cache(kernel):
     """Empty this module's numba cache if ``_simd``, ``_elementary``, the tile or what
     ``fastmlp.optim`` lends the kernels changed since it was written.
@@ -1008,3 +1018,4 @@ def _drop_stale_cache(kernel):
 
 
 _drop_stale_cache(gemm)
+_compile_helper.watch(train_epoch_worker)
