@@ -218,7 +218,7 @@ def forward(params, x):
     W_ps = tuple(_paneled(W, slot=l) for l, W in enumerate(Ws))
     outs = tuple(_fresh((n, W.shape[0]), dtype) for W in Ws)
     work = n * sum(W.size for W in Ws)
-    _compile_helper.wait()  # (a helper compiling forward_rows puts it in numba's cache)
+    _compile_helper.wait_for(_compile_helper.FORWARD)  # (then loaded from numba's cache)
     with compile_notice(k.forward_rows):
         split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs, _UNTIMED,
                    k.forward_callees(dtype))

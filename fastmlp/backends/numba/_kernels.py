@@ -76,7 +76,8 @@ class Compiled:
     @property
     def address(self) -> int:
         if not self._address:
-            _compile_helper.wait()  # a helper compiling it now puts it in numba's cache
+            # a helper compiling it meanwhile puts it in numba's cache
+            _compile_helper.wait_for(self.kernel.py_func.__name__)
             # compiled by its argument types alone, the key that a call from Python
             # gives it in numba's cache, so that the two share one cached entry
             self.kernel.compile(self.argument_types)
