@@ -47,6 +47,8 @@ FORWARD = "forward_rows"
 # How long this process waits for a kernel of the helper's before compiling it
 # itself (the helper takes a few seconds; this bounds a helper that hangs).
 WAIT_SECONDS = 120
+# How long this process, ending, lets a helper still at work finish.
+EXIT_SECONDS = 10
 
 _changed = threading.Condition()  # guards everything below
 _job: dict | None = None  # what a helper would compile (set by request)
@@ -143,13 +145,24 @@ def watch(worker) -> None:
     event.register("numba:compile", _WorkerCompiles(worker))
 
 
-@atexit.register
 def _stop() -> None:
-    # a helper that hangs, or still runs as this process ends, compiles for nobody
+    # a helper that hangs compiles for nobody
     process = _process
     if process is not None and process.poll() is None:
         process.kill()
         process.wait()
+
+
+@atexit.register
+def _finish() -> None:
+    # a helper still compiling as this process ends (the forward pass, say) finishes
+    # for the next run, briefly, rather than leave a half-written file in the cache
+    process = _process
+    if process is not None:
+        try:
+            process.wait(EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            _stop()
 
 
 def main(job) -> None:
