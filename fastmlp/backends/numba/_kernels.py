@@ -48,8 +48,9 @@ from ._cache import cached_njit
 #   at three sites each cost the epoch 1.2-1.5 s of its 5.7 s compile), and
 #   inlined helpers do not nest where it can be helped (a nested one is copied
 #   again with its caller).
-# A cold `fastmlp train --epochs 1` compiled for 6.4 s before (7.0-7.8 s in all),
-# 3.9-4.1 s this way (5.2-5.5 s in all), on the project's 2-core Xeon.
+# A cold `fastmlp train --epochs 1` spent 6.4 s compiling before (7.0-8.4 s in all),
+# about 4 s this way (5.4-6.1 s in all; 3.8-4.1 s with _compile_helper's second
+# process compiling the callees meanwhile), on the project's 2-core Xeon.
 # cached_njit: compiled code is kept on disk (see _cache). nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
