@@ -46,7 +46,6 @@ from numba.core import cgutils, config
 from numba.core.codegen import get_host_cpu_features
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
-from numba.np.arrayobj import populate_array
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -687,6 +686,10 @@ def block_view(typingctx, array, offset, shape):
     view = array.copy(ndim=shape.count)
 
     def codegen(context, builder, signature, args):
+        # (imported here: numba.np.arrayobj imports much of numba's lowering, which
+        # numba loads anyway before it compiles, on the thread that readies it)
+        from numba.np.arrayobj import populate_array
+
         source = context.make_array(signature.args[0])(context, builder, args[0])
         result = context.make_array(signature.return_type)(context, builder)
         sizes = cgutils.unpack_tuple(builder, args[2], shape.count)
