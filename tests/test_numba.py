@@ -612,12 +612,12 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.splitlines()[-1])
 
-    helped = run("helped", tmp_path / "helped")
+    helped = run("helped", tmp_path / "helped", setting="1")  # whatever the load
     assert helped["helper"] and helped["loaded"] == [1, 1] and helped["compiled"] == [0, 0]
-    again = run("helped", tmp_path / "helped")
+    again = run("helped", tmp_path / "helped", setting="1")
     assert not again["helper"] and again["loaded"] == [1, 1]
     off = run("off", tmp_path / "off", setting="0")
     assert not off["helper"] and off["compiled"] == [1, 1]
-    broken = run("broken", tmp_path / "broken")
+    broken = run("broken", tmp_path / "broken", setting="1")
     assert broken["helper"] and broken["compiled"] == [1, 1]
     assert helped["digest"] == again["digest"] == off["digest"] == broken["digest"]
