@@ -6,8 +6,11 @@ finds what the same search finds run sequentially here, score for score: the
 numba backend's results do not depend on the thread count, so one thread per
 worker and all of this process's give the same bits. The workers' kernels use
 the one thread each was given (dask's nanny sets ``OMP_NUM_THREADS=1`` in them,
-which ``fastmlp.backends.numba.num_threads`` honours).
+which ``fastmlp.backends.numba.num_threads`` honours), while this process's
+keep theirs, though the nanny sets the variable here too.
 """
+
+import os
 
 import numpy as np
 import pytest
@@ -27,11 +30,24 @@ GRID = {"hidden_layer_sizes": [(16,), (32,)], "batch_size": [32, 64]}
 
 
 @pytest.fixture(scope="module")
-def client():
-    with (distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                   dashboard_address=None) as cluster,
-          distributed.Client(cluster) as client):
-        yield client
+def limits_before_the_cluster():
+    return thread_limits()
+
+
+@pytest.fixture(scope="module")
+def client(limits_before_the_cluster):
+    # the nanny sets OMP_NUM_THREADS=1 and the like here before it starts each worker
+    # (distributed.nanny.pre-spawn-environ): give later tests' subprocesses this
+    # process's environment back
+    environment = dict(os.environ)
+    try:
+        with (distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None) as cluster,
+              distributed.Client(cluster) as client):
+            yield client
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 def test_grid_search_on_a_cluster_finds_what_it_finds_here(client):
@@ -59,3 +75,9 @@ def test_each_workers_kernels_use_the_one_thread_it_was_given(client):
         threads = client.submit(num_threads, workers=[worker], pure=False).result()
         assert limits["OMP_NUM_THREADS"] == 1
         assert threads == 1
+
+
+def test_the_process_that_started_the_cluster_keeps_its_threads(client,
+                                                               limits_before_the_cluster):
+    assert os.environ["OMP_NUM_THREADS"] == "1"  # set here by the nanny
+    assert thread_limits() == limits_before_the_cluster

@@ -2,12 +2,13 @@
 
 The rule (its docstring, and the threads section of the backends page): the
 smallest of numba's thread count in the calling thread, the CPUs in the
-process's affinity mask, and ``OMP_NUM_THREADS``. Each bound is tested where it
-comes from: numba's count and the variable in this process, the affinity mask
-in a subprocess that restricts its own after importing numba (when numba has
-already sized its threads by the whole machine), where the fused epoch must
-start that many workers, a large product split into that many ranges, and the
-model come out the same bits as without the restriction.
+process's affinity mask, and ``OMP_NUM_THREADS`` as it was when fastmlp was
+imported. Each bound is tested where it comes from: numba's count and the
+variable's value in this process, and in subprocesses the affinity mask,
+restricted after importing numba (when numba has already sized its threads by
+the whole machine), and the variable, set when the process starts; there the
+fused epoch must start that many workers, a large product split into that many
+ranges, and the model come out the same bits as without the restriction.
 """
 
 import json
@@ -22,13 +23,19 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
+from fastmlp import backends  # noqa: E402
 from fastmlp.backends.numba import num_threads, settings, thread_limits  # noqa: E402
 from fastmlp.machine import usable_cpus  # noqa: E402
 
 
+def set_variable(monkeypatch, value):
+    """As if ``OMP_NUM_THREADS`` had been ``value`` (None: unset) when fastmlp was imported."""
+    monkeypatch.setattr(backends, "OMP_NUM_THREADS_AT_IMPORT", value)
+
+
 @pytest.fixture
 def no_variable(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    set_variable(monkeypatch, None)
 
 
 def unrestricted():
@@ -45,17 +52,21 @@ def test_without_the_variable_the_kernels_use_numbas_threads_on_the_usable_cpus(
 @pytest.mark.parametrize("value, limit", [("1", 1), ("1,4", 1), (" 2 ", 2), ("3,1", 3),
                                           ("100000", 100000)])
 def test_omp_num_threads_caps_the_kernels_threads(monkeypatch, value, limit):
-    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    set_variable(monkeypatch, value)
     assert thread_limits()["OMP_NUM_THREADS"] == limit
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert num_threads() == unrestricted()
-    monkeypatch.setenv("OMP_NUM_THREADS", value)
     assert num_threads() == min(limit, unrestricted())
 
 
 @pytest.mark.parametrize("value", ["", "0", "-2", "two", "1.5", ",2"])
 def test_an_omp_num_threads_that_is_not_a_positive_count_is_no_limit(monkeypatch, value):
-    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    set_variable(monkeypatch, value)
+    assert "OMP_NUM_THREADS" not in thread_limits()
+    assert num_threads() == unrestricted()
+
+
+def test_omp_num_threads_set_after_the_import_changes_nothing(monkeypatch, no_variable):
+    # what a dask LocalCluster's nanny does to the process that starts the workers
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert "OMP_NUM_THREADS" not in thread_limits()
     assert num_threads() == unrestricted()
 
@@ -78,7 +89,7 @@ def test_numba_set_num_threads_limits_the_calling_thread_only(no_variable):
 
 def test_the_epochs_workers_and_the_product_splits_follow_num_threads(monkeypatch, no_variable,
                                                                      random_problem):
-    # in this process: a lowered OMP_NUM_THREADS reaches both places that start threads
+    # in this process: a lower bound reaches both places that start threads
     if unrestricted() < 2:
         pytest.skip("one thread here whatever the variable says")
     from fastmlp.backends.numba import _api, _fused, train_epoch
@@ -100,8 +111,7 @@ def test_the_epochs_workers_and_the_product_splits_follow_num_threads(monkeypatc
     monkeypatch.setattr(_api, "PARALLEL_WORK", 1)
     params, x, y = random_problem((20, 16, 3), 64, np.float64)
     for variable, threads in ((None, unrestricted()), ("1", 1)):
-        if variable is not None:
-            monkeypatch.setenv("OMP_NUM_THREADS", variable)
+        set_variable(monkeypatch, variable)
         workers.clear()
         tasks.clear()
         _api.forward(params, x)

@@ -23,13 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from numba import get_num_threads
 
+from ... import backends
 from ...machine import usable_cpus
-
-# The environment variable that process pools set in their workers to say how many
-# threads native code there may use: joblib's loky sets it to the CPUs over the
-# jobs, dask's nanny to 1 (``distributed.nanny.pre-spawn-environ``), batch
-# schedulers to the CPUs of a task; OpenMP reads it, and so do PyTorch and numexpr.
-THREADS_VARIABLE = "OMP_NUM_THREADS"
 
 
 def thread_limits() -> dict[str, int]:
@@ -38,15 +33,16 @@ def thread_limits() -> dict[str, int]:
     ``"numba"``: numba's thread count in the calling thread
     (``numba.get_num_threads()``: ``NUMBA_NUM_THREADS``, or
     ``numba.set_num_threads``); ``"affinity"``: the CPUs the process may run
-    on now (``machine.usable_cpus``); ``"OMP_NUM_THREADS"``: that variable,
-    only when it holds a positive integer (the first of a list such as
+    on now (``machine.usable_cpus``); ``"OMP_NUM_THREADS"``: that variable as
+    it was when fastmlp was imported (``backends.OMP_NUM_THREADS_AT_IMPORT``),
+    only when it held a positive integer (the first of a list such as
     ``"4,2"``, OpenMP's syntax for nested levels). :func:`num_threads` is
     the smallest.
     """
     limits = {"numba": get_num_threads(), "affinity": usable_cpus()}
-    variable = _positive_int(os.environ.get(THREADS_VARIABLE, ""))
+    variable = _positive_int(backends.OMP_NUM_THREADS_AT_IMPORT or "")
     if variable is not None:
-        limits[THREADS_VARIABLE] = variable
+        limits["OMP_NUM_THREADS"] = variable
     return limits
 
 
@@ -63,9 +59,14 @@ def num_threads() -> int:
       (``os.sched_getaffinity``), which ``taskset``, cgroup CPU sets, batch
       schedulers and ``os.sched_setaffinity`` restrict, also after numba was
       imported;
-    - ``OMP_NUM_THREADS`` when it holds a positive integer, as joblib's loky
-      workers and dask's nanny-started workers have it (loky sets
-      ``NUMBA_NUM_THREADS`` too).
+    - ``OMP_NUM_THREADS``, as it was when fastmlp was imported, when it holds
+      a positive integer: process pools set it in their workers to say how
+      many threads native code there may use (joblib's loky, to the CPUs over
+      the jobs, with ``NUMBA_NUM_THREADS``; dask's nanny, to 1), and OpenMP,
+      BLAS, PyTorch and numexpr follow it. Read once,
+      as they read it when they load: a dask ``LocalCluster`` sets it to 1 in
+      the process that starts its workers as well, whose own kernels keep
+      their threads.
 
     The fused epoch starts this many workers (no more than the epoch's
     samples); a forward or backward pass splits a large product into this
