@@ -453,8 +453,6 @@ def _predict_seconds(name, x, layer_sizes, dtype, calls=2000):
     model.scaler.fit(x[:1000])
     sample = x[0]
     with backends.use_backend(name):
-        for _ in range(10):
-            model.predict(sample)
         return per_call(lambda: model.predict(sample), calls)
 
 

@@ -3,12 +3,14 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 import fastmlp
 from fastmlp import available_backends, peers
+from fastmlp._timing import per_call
 from fastmlp.benchmark import (
     Comparison,
     Sweep,
@@ -241,6 +243,17 @@ np.savez({str(tmp_path / "end.npz")!r}, *[a for layer in peer.get_params() for a
                                    atol=1e-12)
         np.testing.assert_allclose(end[f"arr_{2 * l + 1}"], b - peers.LEARNING_RATE * db,
                                    rtol=1e-7, atol=1e-12)
+
+
+def test_a_slow_call_is_timed_over_fewer_calls():
+    made = []
+
+    def slow():  # 10 ms or more a call: 0.05 s holds at most 5 of them
+        made.append(1)
+        time.sleep(0.01)
+
+    assert per_call(slow, calls=2000, seconds=0.05) >= 0.01
+    assert 10 + 5 <= len(made) <= 10 + 5 * 5  # the estimate's 10, then 5 runs of 1 to 5 calls
 
 
 def test_cli_bench_unknown_backend_is_one_line(mnist_dir, capsys):
