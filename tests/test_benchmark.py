@@ -1,6 +1,7 @@
 """``fastmlp bench``: its tables and ratios, the width sweep, threads, the peers, the plots."""
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -210,6 +211,23 @@ def test_the_jax_peer_times_a_jitted_epoch_in_its_own_process(small_images):
     for seconds in (*result.epoch_seconds.values(), result.forward_seconds,
                     result.predict_seconds):
         assert list(seconds) == ["matmul", "jax"] and seconds["jax"] > 0
+
+
+@pytest.mark.parametrize("name", list(peers.PEERS))
+def test_closing_a_peer_mid_request_kills_it_and_an_idle_one_ends(name, small_images):
+    """After Ctrl-C nobody reads the answer: the peer's process must not work on for it."""
+    pytest.importorskip(name)
+    x, y = small_images(100, 0)
+    with peers.shared_data(x, y) as data:
+        idle = peers.PeerProcess(name, (64, 8, 3), "float32", 1, data)
+        idle.close()
+        busy = peers.PeerProcess(name, (64, 8, 3), "float32", 1, data)
+        busy._process.stdin.write(json.dumps({"do": "trainer", "batch_size": 10}) + "\n")
+        busy._process.stdin.flush()
+        busy._waiting = True  # as _ask leaves it while the answer is awaited
+        busy.close()
+    assert idle._process.returncode == 0
+    assert busy._process.returncode == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("name", list(peers.PEERS))

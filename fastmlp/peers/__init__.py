@@ -100,6 +100,7 @@ class PeerProcess:
         if name not in PEERS:
             raise ValueError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
         self.name = name
+        self._waiting = True  # for an answer: first, that the peer is ready
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
         env = dict(os.environ)
         # The worker imports this very fastmlp, wherever it was imported from.
@@ -118,6 +119,7 @@ class PeerProcess:
         except BaseException:
             self.close()
             raise
+        self._waiting = False
         self.version = hello["version"]
         self.threads = hello["threads"]
         self.threads_set_by = hello["threads_set_by"]
@@ -139,12 +141,15 @@ class PeerProcess:
         return self._ask(do="predict")["seconds"]
 
     def _ask(self, **request) -> dict:
+        self._waiting = True
         try:
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()
         except BrokenPipeError:
             pass  # the process has ended: _receive says why
-        return self._receive()
+        answer = self._receive()
+        self._waiting = False
+        return answer
 
     def _receive(self) -> dict:
         line = self._process.stdout.readline()
@@ -163,7 +168,14 @@ class PeerProcess:
         return f"after: {lines[-1]}" if lines else ""
 
     def close(self) -> None:
-        """Ask the process to end, wait for it (killing it after 10 s), and free its pipes."""
+        """End the process and free its pipes.
+
+        An idle process is asked to end, and killed if it has not within 10 s; one
+        still working on a request nobody will read (after Ctrl-C or an error) is
+        killed at once.
+        """
+        if self._waiting:
+            self._process.kill()
         with contextlib.suppress(OSError):
             self._process.stdin.close()
         try:
