@@ -119,11 +119,11 @@ class Comparison:
                          f"{numba['k_block']}, products of >= {numba['parallel_work']:,} "
                          "multiply-adds split across threads (FASTMLP_NUMBA_PARALLEL_WORK)")
         gemm = "" if self.gemm_gflops is None else f", BLAS GEMM {self.gemm_gflops:.0f}"
-        on = "" if self.threads is None else f" on {self.threads} threads"
+        on = "" if self.threads is None else f" on {threads_text(self.threads)}"
         lines.append(f"{self.dtype} FMA peak{on} {self.peak_gflops:.0f} GFLOP/s{gemm}")
         if self.contenders:
             lines.append("contenders:" if self.threads is None
-                         else f"contenders, each on {self.threads} threads:")
+                         else f"contenders, each on {threads_text(self.threads)}:")
             lines += [f"  {name:<7} {_contender(about)}" for name, about in self.contenders.items()]
         return lines
 
@@ -165,11 +165,16 @@ def _ratios(seconds: dict, value: float) -> str:
                    else f" {'-':>9}" for reference in REFERENCES)
 
 
+def threads_text(threads: int) -> str:
+    """``"1 thread"``, ``"2 threads"``."""
+    return f"{threads} thread" + ("" if threads == 1 else "s")
+
+
 def _contender(about: dict) -> str:
     """One contender's line: its version, threads and process."""
     line = about.get("version", "?")
     if "threads" in about:
-        line += f"; {about['threads']} threads ({about['threads_set_by']})"
+        line += f"; {threads_text(about['threads'])} ({about['threads_set_by']})"
     if about.get("process") == "own":
         line += ", in a process of its own"
     return line
@@ -525,7 +530,7 @@ def plot_widths(result: Sweep, path: str | os.PathLike) -> None:
     peak, gemm = first.peak_gflops, first.gemm_gflops
     fig = Figure(figsize=(3 + 3.5 * len(batch_sizes), 5), layout="constrained")
     axes = fig.subplots(1, len(batch_sizes), sharey=True, squeeze=False)[0]
-    threads = "" if first.threads is None else f", {first.threads} threads"
+    threads = "" if first.threads is None else f", {threads_text(first.threads)}"
     for ax, batch_size in zip(axes, batch_sizes):
         for i, name in enumerate(names):
             points = [(width, run.gflops(batch_size, name))

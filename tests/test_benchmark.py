@@ -152,7 +152,7 @@ def test_every_contender_runs_on_the_threads_asked_for(small_images):
     assert {name: about["threads"] for name, about in result.contenders.items()} == {
         "matmul": 1, "numba": 1}
     assert {library["threads"] for library in result.machine["blas"]} == {1}
-    assert "float32 FMA peak on 1 threads" in str(result)
+    assert "float32 FMA peak on 1 thread " in str(result)
     assert numba.get_num_threads() == before  # left as it was
 
 
