@@ -528,7 +528,7 @@ def plot_widths(result: Sweep, path: str | os.PathLike) -> None:
     names = list(dict.fromkeys(name for _, name in rows))
     first = result.runs[0]
     peak, gemm = first.peak_gflops, first.gemm_gflops
-    fig = Figure(figsize=(3 + 3.5 * len(batch_sizes), 5), layout="constrained")
+    fig = Figure(figsize=(4.5 + 3.5 * len(batch_sizes), 5), layout="constrained")
     axes = fig.subplots(1, len(batch_sizes), sharey=True, squeeze=False)[0]
     threads = "" if first.threads is None else f", {threads_text(first.threads)}"
     for ax, batch_size in zip(axes, batch_sizes):
