@@ -275,15 +275,24 @@ def check_threads(threads: int | None) -> int:
 @contextlib.contextmanager
 def limited_threads(threads: int):
     """numba's threads (``numba.set_num_threads``, of the calling thread) and every BLAS's
-    (threadpoolctl) at ``threads`` inside the block, as they were after it."""
+    (threadpoolctl) at ``threads`` inside the block, as they were after it.
+
+    Yields a function that limits the BLAS libraries loaded since, to call
+    before timing: numba loads SciPy's OpenBLAS, where SciPy is installed, the
+    first time it compiles or loads a kernel.
+    """
     import numba
     from threadpoolctl import threadpool_limits
 
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        with threadpool_limits(limits=threads, user_api="blas"):
-            yield
+        with contextlib.ExitStack() as limits:
+            def limit_blas():
+                limits.enter_context(threadpool_limits(limits=threads, user_api="blas"))
+
+            limit_blas()
+            yield limit_blas
     finally:
         numba.set_num_threads(before)
 
@@ -354,24 +363,21 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
             raise ValueError(f"unknown peer {name!r}; choose from {', '.join(peers.PEERS)}")
     peer_names = [name for name in peer_names if peers.importable(name)]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(limited_threads(threads))
+        limit_blas = stack.enter_context(limited_threads(threads))
         result = Comparison(tuple(layer_sizes), len(x), fma_peak(dtype, threads=threads),
                             gemm_gflops=gemm_peak(dtype, threads=threads), threads=threads,
                             dtype=dtype.name)
-        result.contenders = {name: _backend_contender(name) for name in names}
         running = {}
         if peer_names:
             data = stack.enter_context(peers.shared_data(x, y))
             for name in peer_names:
                 running[name] = stack.enter_context(
                     peers.PeerProcess(name, layer_sizes, dtype.name, threads, data))
-                result.contenders[name] = {
-                    "version": running[name].version, "threads": running[name].threads,
-                    "threads_set_by": running[name].threads_set_by, "process": "own"}
         for batch_size in batch_sizes:
             contenders = {name: _FastmlpEpoch(name, x, y, batch_size, layer_sizes, dtype)
                           for name in names}
             contenders.update({name: peer.trainer(batch_size) for name, peer in running.items()})
+            limit_blas()  # and any BLAS the warm-up epochs loaded
             # In turns, so a slow spell of the machine hits every contender alike.
             best = dict.fromkeys(contenders, float("inf"))
             for _ in range(epochs):
@@ -382,6 +388,7 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
             if report is not None:
                 report(f"batch {batch_size}: " + ", ".join(f"{name} {seconds:.3f} s"
                                                           for name, seconds in best.items()))
+        limit_blas()
         for name in names:
             result.forward_seconds[name] = _forward_seconds(name, x, layer_sizes, dtype)
             result.predict_seconds[name] = _predict_seconds(name, x, layer_sizes, dtype)
@@ -389,6 +396,11 @@ def compare(x: np.ndarray, y: np.ndarray, *, backend_names: Sequence[str] | None
             result.forward_seconds[name] = peer.forward()
             result.predict_seconds[name] = peer.predict_one()
         # after the contenders ran: every BLAS loaded, numba's layer chosen, threads as they ran
+        limit_blas()
+        result.contenders = {name: _backend_contender(name) for name in names}
+        result.contenders.update({name: {"version": peer.version, "threads": peer.threads,
+                                         "threads_set_by": peer.threads_set_by,
+                                         "process": "own"} for name, peer in running.items()})
         result.machine = describe()
     if "numba" in names:
         result.machine["numba_settings"] = backends.load_backend("numba").settings()

@@ -16,7 +16,6 @@ from fastmlp.benchmark import (
     Comparison,
     Sweep,
     compare,
-    limited_threads,
     max_threads,
     plot,
     plot_format,
@@ -156,17 +155,34 @@ def test_every_contender_runs_on_the_threads_asked_for(small_images):
     assert numba.get_num_threads() == before  # left as it was
 
 
-def test_limited_threads_restores_numba_and_blas():
-    import numba
-    from threadpoolctl import threadpool_info
+def test_limited_threads_limits_a_blas_loaded_inside_it_and_restores_all():
+    # In a fresh process: NumPy's BLAS is loaded before the block, SciPy's inside it.
+    pytest.importorskip("scipy")
+    script = """
+import json, numba, numpy
+from threadpoolctl import threadpool_info
+from fastmlp.benchmark import limited_threads
 
-    def blas_threads():
-        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+def pools():
+    return {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()
+            if pool["user_api"] == "blas"}
 
-    before = (numba.get_num_threads(), blas_threads())
-    with limited_threads(1):
-        assert numba.get_num_threads() == 1 and set(blas_threads()) == {1}
-    assert (numba.get_num_threads(), blas_threads()) == before
+before = (numba.get_num_threads(), pools())
+with limited_threads(1) as limit_blas:
+    inside = (numba.get_num_threads(), pools())
+    import scipy.linalg  # noqa: F401  (loads SciPy's own OpenBLAS)
+    loaded = pools()
+    limit_blas()
+    limited = pools()
+print(json.dumps([before, inside, loaded, limited, (numba.get_num_threads(), pools())]))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    before, inside, loaded, limited, after = json.loads(run.stdout)
+    assert inside == [1, dict.fromkeys(before[1], 1)]
+    assert set(loaded) > set(before[1])  # SciPy brought a BLAS of its own
+    assert set(limited.values()) == {1}
+    assert after[0] == before[0] and after[1] == {**loaded, **before[1]}
 
 
 def test_a_missing_peer_is_left_out_with_one_line_naming_the_extra(small_images, tmp_path,
