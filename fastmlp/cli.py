@@ -124,6 +124,13 @@ def _batch_sizes(text):
     return sizes
 
 
+def _widths(text):
+    widths = _sizes(text)
+    if not widths:
+        raise argparse.ArgumentTypeError(f"expected at least one width, got {text!r}")
+    return widths
+
+
 def _names(text):
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
@@ -566,48 +573,64 @@ def _profile(args) -> int:
 def _bench_options(parser):
     parser.add_argument("--backends", type=_names, default=None,
                         help="comma-separated (default: every backend but the slow loop)")
+    parser.add_argument("--hidden", type=_widths, default=(128,), metavar="WIDTHS",
+                        help="hidden widths to sweep, comma-separated: each width W times the "
+                             "network n_features-W-W-n_classes, two hidden layers of W units "
+                             "(default: 128; unlike train's --hidden, which lists the layers "
+                             "of one network)")
     parser.add_argument("--batch-sizes", type=_batch_sizes, default=(32, 128, 1000),
                         metavar="SIZES", help="comma-separated (default: 32,128,1000)")
     parser.add_argument("--epochs", type=_positive_int, default=4,
                         help="timed epochs per contender, in turns; the best counts (default: 4)")
     parser.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                         help="train on the first N training samples only (default: all)")
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help="threads of every contender and of the FMA peak (default: the "
+                             "CPUs this process may run on)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                        help="precision of every contender, PyTorch included, and of the FMA "
+                        help="precision of every contender, the peers included, and of the FMA "
                              "peak (default: float32)")
     _add_output(parser, "--plot", metavar="PATH", default=None, check=_plot_path,
-                help="also draw the results as bar charts into PATH (needs matplotlib)")
+                help="also draw the results into PATH (needs matplotlib): bar charts for one "
+                     "width, GFLOP/s against the width with the FMA peak for several")
     parser.add_argument("--json", action="store_true",
-                        help="print the results as JSON (fastmlp.benchmark.Comparison.to_dict, "
-                             "the machine included) instead of tables; progress goes to stderr")
+                        help="print the results as JSON (fastmlp.benchmark.Sweep.to_dict, a "
+                             "Comparison per width, the machine included) instead of tables; "
+                             "progress goes to stderr")
     _add_data_options(parser, "train")
 
 
 def _bench(args) -> int:
-    from .benchmark import compare, plot
+    from . import peers
+    from .benchmark import check_threads, plot, plot_widths, sweep
 
     for name in args.backends or ():
         backends.load_backend(name)  # an unknown name fails before the data is read
+    threads = check_threads(args.threads)  # and so does a thread count beyond the CPUs
+    wanted = [name for name in peers.PEERS if not getattr(args, f"no_{name}")]
     data = _load_data(args)
     x_train, y_train = data.train
     if args.samples:
         x_train, y_train = x_train[:args.samples], y_train[:args.samples]
-    result = compare(x_train, y_train, backend_names=args.backends,
-                     batch_sizes=args.batch_sizes, epochs=args.epochs,
-                     with_torch=not args.no_torch,
-                     layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
-                     report=lambda line: print(line, file=sys.stderr, flush=True),
-                     dtype=args.dtype)
+    result = sweep(x_train, y_train, widths=args.hidden, n_classes=data.n_classes,
+                   backend_names=args.backends, batch_sizes=args.batch_sizes,
+                   epochs=args.epochs, peer_names=wanted, threads=threads,
+                   report=lambda line: print(line, file=sys.stderr, flush=True),
+                   dtype=args.dtype)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result)
-    if result.torch_version is None and not args.no_torch:
-        _log.info("PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
-                  "the 'peers' extra")
+    for name in wanted:
+        if name not in result.runs[0].contenders:
+            _log.info("%s", peers.missing_message(name))
     if args.plot:
-        plot(result, args.plot)
+        if len(result.runs) > 1:
+            plot_widths(result, args.plot)
+        else:
+            plot(result.runs[0], args.plot)
         _log.info("saved plot to %s", args.plot)
     return 0
 
@@ -754,12 +777,16 @@ COMMANDS = (
         "fastmlp profile --all-backends --json",
         _profile_options, _profile),
     _Command(
-        "bench", "compare backends, plain NumPy and PyTorch",
+        "bench", "compare backends, plain NumPy, PyTorch and JAX",
         "Time training epochs, the full forward pass and single-sample predict for every "
-        "backend (and PyTorch when importable), taking turns, and print the ratios; with "
-        "--json, the numbers and the machine as JSON.",
+        "backend and, when importable, PyTorch and JAX (the 'peers' extra), each peer in a "
+        "process of its own and every contender on the same threads, taking turns; print "
+        "each one's version, its GFLOP/s and share of this machine's FMA peak, and the "
+        "ratios. --hidden sweeps the hidden width; with --json, the numbers and the machine "
+        "as JSON.",
         "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png\n"
-        "fastmlp bench --samples 10000 --epochs 2 --no-torch --json",
+        "fastmlp bench --hidden 128,512,1024,2048 --batch-sizes 128 --plot widths.png\n"
+        "fastmlp bench --samples 10000 --epochs 2 --no-torch --no-jax --json",
         _bench_options, _bench),
     _Command(
         "evaluate", "score a saved model on the test set",
