@@ -1,5 +1,7 @@
-"""Early stopping: the stratified split, Keras's rule, the best weights restored, the CLI."""
+"""Early stopping: the stratified split, Keras's rule, the anneal, the best weights restored, the
+CLI."""
 
+import json
 import math
 import re
 import warnings
@@ -263,6 +265,29 @@ def test_the_cli_holds_out_a_split_and_scores_the_test_set_once(small_idx, capsy
     assert re.fullmatch(r"(ran all 4 epochs|early stopping: .*); best epoch \d \(val_loss "
                         r"\d\.\d{4}\), weights restored", out[-2])
     assert re.match(r"final  test acc \d+\.\d\d%  best epoch \d: val acc \d+\.\d\d%  ", out[-1])
+
+
+def test_the_cli_anneals_for_anneal_epochs_after_the_stall(small_idx, capsys):
+    finals = {}
+    for anneal in ("2", "0"):
+        assert main(["train", "--data-dir", str(small_idx), "--epochs", "30", "--hidden", "16",
+                     "--batch-size", "16", "--lr", "0.03", "--early-stopping",
+                     "--validation-fraction", "0.2", "--patience", "1", "--anneal-epochs",
+                     anneal, "--json"]) == 0
+        finals[anneal] = json.loads(capsys.readouterr().out)["final"]
+    # stalled after epoch 7 (best 6): 2 epochs of annealing, or none
+    assert [finals[a][key] for a in ("2", "0") for key in ("epochs", "best_epoch",
+                                                            "annealed_from")] == \
+        [9, 6, 8, 7, 6, None]
+    assert finals["2"]["stop_reason"] == ("early stopping: validation loss did not improve for "
+                                          "1 epochs, so the learning rate annealed over epochs "
+                                          "8 to 9")
+
+
+def test_the_cli_refuses_a_negative_anneal(small_idx, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--data-dir", str(small_idx), "--early-stopping", "--anneal-epochs", "-1"])
+    assert "--anneal-epochs: expected an integer >= 0, got '-1'" in capsys.readouterr().err
 
 
 def test_the_held_out_rows_do_not_shape_the_input_scaling():
