@@ -302,3 +302,26 @@ def test_the_held_out_rows_do_not_shape_the_input_scaling():
     expected = InputScaler().fit(x[kept])
     assert (model.scaler.mean, model.scaler.std) == (expected.mean, expected.std)
     assert model.scaler.mean != InputScaler().fit(x).mean
+
+
+def test_the_mnist_script_prints_its_table(mnist_dir, capsys, bench_script):
+    script = bench_script("early_stopping.py")
+    results = script.main(["--train-size", "2000", "--epochs", "40", "--seeds", "0",
+                           "--data-dir", str(mnist_dir)])
+    assert list(results) == [(path, 0, run) for path in ("fit", "estimator")
+                             for run in ("plain", "stop", "anneal")]
+    fit = {run: results["fit", 0, run] for run in ("plain", "stop", "anneal")}
+    assert (fit["plain"]["epochs"], fit["plain"]["best"]) == (15, None)
+    assert (fit["stop"]["epochs"], fit["stop"]["best"], fit["stop"]["annealed_from"]) == \
+        (23, 18, None)
+    # on 1,800 images the anneal does not beat epoch 18's validation loss: the same model
+    assert (fit["anneal"]["epochs"], fit["anneal"]["best"], fit["anneal"]["annealed_from"]) == \
+        (28, 18, 24)
+    assert fit["anneal"]["accuracy"] == fit["stop"]["accuracy"] > 0.85
+    estimator = {run: results["estimator", 0, run] for run in ("stop", "anneal")}
+    assert estimator["anneal"]["epochs"] == estimator["stop"]["epochs"] + 5
+    out = capsys.readouterr().out
+    assert out.startswith("MNIST, 2,000 training images, 10,000 test; test accuracy")
+    assert ("| path | seed | plain (15 epochs) | early stopping, epochs=40, anneal_epochs=0 | "
+            "early stopping, epochs=40 |") in out
+    assert "| MLP.fit | 0 | " in out and "| MLPClassifier | mean | " in out
