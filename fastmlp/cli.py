@@ -96,6 +96,16 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -216,8 +226,9 @@ def _add_training_options(parser, *, training_run: bool):
     if training_run:
         training.add_argument("--early-stopping", action="store_true",
                               help="hold out --validation-fraction of the training data "
-                                   "(stratified, drawn from --seed) and stop when its loss has "
-                                   "not improved for --patience epochs, keeping the best "
+                                   "(stratified, drawn from --seed); when its loss has not "
+                                   "improved for --patience epochs, anneal the learning rate "
+                                   "over --anneal-epochs epochs and stop, keeping the best "
                                    "epoch's weights; the test set is scored once, at the end")
         training.add_argument("--validation-fraction", type=_fraction, default=0.1,
                               metavar="F", help="share held out by --early-stopping "
@@ -225,6 +236,10 @@ def _add_training_options(parser, *, training_run: bool):
         training.add_argument("--patience", type=_positive_int, default=5, metavar="N",
                               help="epochs without improvement before --early-stopping stops "
                                    "(default: 5)")
+        training.add_argument("--anneal-epochs", type=_non_negative_int, default=5, metavar="N",
+                              help="once --patience runs out, train N epochs more while the "
+                                   "learning rate anneals to the schedule's end, then stop; 0 "
+                                   "stops at once (default: 5)")
         training.add_argument("--weight-decay", type=float, default=None,
                               help="weight decay (default: 0.05 for adamw, else 0)")
         training.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES),
@@ -390,6 +405,7 @@ RUN_FILE = "run.json"
 _DATA_OPTIONS = ("dataset", "data_dir", "data")
 RUN_OPTIONS = ("hidden", "dtype", "seed", "backend", "epochs", "batch_size", "optimizer", "lr",
                "weight_decay", "schedule", "early_stopping", "validation_fraction", "patience",
+               "anneal_epochs",
                *_DATA_OPTIONS)
 
 
@@ -423,7 +439,8 @@ def _train(args) -> int:
         # Early stopping watches a split of the training data; the test set is scored
         # once, at the end, so it never chooses the model it scores.
         stopping = dict(early_stopping=True, validation_fraction=args.validation_fraction,
-                        patience=args.patience) if args.early_stopping else {}
+                        patience=args.patience, anneal_epochs=args.anneal_epochs
+                        ) if args.early_stopping else {}
         history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule,
                       validation_data=None if args.early_stopping else test,
@@ -492,7 +509,8 @@ def _train_result(args, backend, model, data, optimizer, history, test_accuracy,
         "final": {"test_accuracy": number(test_accuracy),
                   "train_accuracy": number(history.train_accuracy[kept]),
                   "loss": number(history.loss[kept]), "epochs": len(history),
-                  "best_epoch": history.best_epoch, "stop_reason": history.stop_reason,
+                  "best_epoch": history.best_epoch, "annealed_from": history.annealed_from,
+                  "stop_reason": history.stop_reason,
                   "resumed_after": history.resumed_after,
                   "training_seconds": number(sum(history.seconds))},
         "saved": {"model": args.save, "plot": args.plot,

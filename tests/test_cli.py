@@ -323,7 +323,8 @@ def test_train_json_is_the_run_and_its_result_alone_on_stdout(small_idx, tmp_pat
         "hidden": [16], "dtype": "float32", "seed": 0, "backend": "matmul", "epochs": 2,
         "batch_size": 16, "optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05,
         "schedule": "onecycle", "early_stopping": False, "validation_fraction": 0.1,
-        "patience": 5, "dataset": None, "data_dir": str(small_idx), "data": None}
+        "patience": 5, "anneal_epochs": 5, "dataset": None, "data_dir": str(small_idx),
+        "data": None}
     history = result["history"]
     assert [epoch["epoch"] for epoch in history] == [1, 2]
     assert list(history[0]) == ["epoch", "loss", "train_accuracy", "test_loss",
@@ -332,7 +333,7 @@ def test_train_json_is_the_run_and_its_result_alone_on_stdout(small_idx, tmp_pat
     assert final["test_accuracy"] == history[-1]["test_accuracy"] > 0.9
     assert (final["train_accuracy"], final["loss"]) == (history[-1]["train_accuracy"],
                                                         history[-1]["loss"])
-    assert final["epochs"] == 2 and final["best_epoch"] is None
+    assert final["epochs"] == 2 and final["best_epoch"] is None and final["annealed_from"] is None
     assert final["stop_reason"] == "ran all 2 epochs" and final["resumed_after"] == 0
     assert final["training_seconds"] == pytest.approx(sum(e["seconds"] for e in history))
     assert result["saved"] == {"model": str(path), "plot": None, "checkpoint": None}
