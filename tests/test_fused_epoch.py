@@ -412,7 +412,8 @@ def test_the_epoch_kernel_takes_its_arrays_named_and_refuses_them_swapped():
     clocks = np.zeros((1, _kernels.N_PARTS), np.int64)
     with pytest.raises(numba.core.errors.TypingError):
         _kernels.train_epoch_worker(0, 1, sync, np.zeros(1), data, layout, params, update,
-                                    buffers, clocks)
+                                    buffers, clocks,
+                                    _kernels.epoch_callees(np.float32, _kernels.SGD_RULE))
 
 
 def test_the_update_rules_take_their_state_and_scalars_named():

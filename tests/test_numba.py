@@ -6,6 +6,7 @@ that a row's result is the same bits whatever surrounds it.
 """
 
 import copy
+import os
 import subprocess
 import sys
 import threading
@@ -532,3 +533,91 @@ def test_prefetching_a_row_changes_nothing():
         before = x.copy()
         assert ask(x, np.arange(len(x))) == before.sum()
         np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_a_block_view_is_numpys_slice_and_reshape_and_shares_the_memory(dtype):
+    # the kernels' views of their flat vectors: block_view(a, offset, shape) is
+    # a.reshape(-1)[offset:offset + prod(shape)].reshape(shape), a view into a
+    from fastmlp.backends.numba import _simd
+
+    @numba.njit
+    def views(a, offset, rows, cols):
+        block, run = _simd.block_view(a, offset, (rows, cols)), _simd.block_view(a, offset,
+                                                                                 (rows * cols,))
+        block[rows - 1, cols - 1] = -1  # through the view, into a
+        return block.copy(), run.copy(), block.shape, block.strides
+
+    for a, offset, rows, cols in [(np.arange(30), 0, 5, 6), (np.arange(30), 7, 2, 11),
+                                  (np.arange(24).reshape(4, 6), 6, 3, 5),
+                                  (np.arange(30), 29, 1, 1)]:
+        a = a.astype(dtype)
+        want = a.reshape(-1)[offset:offset + rows * cols].reshape(rows, cols).copy()
+        want[-1, -1] = -1
+        block, run, shape, strides = views(a, offset, rows, cols)
+        np.testing.assert_array_equal(block, want)
+        np.testing.assert_array_equal(run, want.reshape(-1))
+        assert shape == (rows, cols) and strides == (cols * a.itemsize, a.itemsize)
+        assert a.reshape(-1)[offset + rows * cols - 1] == -1
+
+
+# Trains for one epoch through the fused epoch with numba's cache as the test sets it
+# (and, with "broken", a helper that exits at once without compiling), then runs
+# forward; prints a digest of the results, whether a compile helper started, and
+# how gemm_into and forward_rows came to this process: loaded (hits) or compiled here.
+HELPER_SCRIPT = """
+import hashlib, json, shutil, sys
+import numpy as np
+from fastmlp import optim
+from fastmlp.backends import load_backend
+from fastmlp.backends.numba import _compile_helper, _kernels
+if sys.argv[1] == "broken":
+    sys.executable = shutil.which("false")
+nb = load_backend("numba")
+rng = np.random.default_rng(0)
+sizes = (37, 29, 10)
+params = [((rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(np.float32),
+           np.zeros(o, np.float32)) for i, o in zip(sizes, sizes[1:])]
+x, y = rng.integers(0, 256, (203, 37)).astype(np.uint8), rng.integers(0, 10, 203)
+out = nb.train_epoch(params, x, y, 50, optim.Adam(1e-2), np.full(5, 1e-2), scale=1 / 255)
+probs, _ = nb.forward(params, (x / 255).astype(np.float32))
+digest = hashlib.sha256(repr(out).encode() + probs.tobytes())
+for W, b in params:
+    digest.update(W.tobytes() + b.tobytes())
+print(json.dumps({"digest": digest.hexdigest(), "helper": _compile_helper._started,
+                  "loaded": [sum(kernel.stats.cache_hits.values())
+                             for kernel in (_kernels.gemm_into, _kernels.forward_rows)],
+                  "compiled": [sum(kernel.stats.cache_misses.values())
+                               for kernel in (_kernels.gemm_into, _kernels.forward_rows)]}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs the POSIX tool 'false' as a helper")
+def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp_path):
+    # A first epoch starts a second process that compiles the worker's callees and
+    # the forward pass while this one compiles the worker, and this one loads them;
+    # switched off, or failing, this process compiles them itself; a second run
+    # finds everything cached and starts none. The results are the same bits.
+    import json
+
+    from fastmlp.backends.numba import _compile_helper
+
+    def run(case, cache, setting=None):
+        env = {key: value for key, value in os.environ.items() if key != _compile_helper.SETTING}
+        env.update(NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="2")
+        if setting is not None:
+            env[_compile_helper.SETTING] = setting
+        done = subprocess.run([sys.executable, "-c", HELPER_SCRIPT, case], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    helped = run("helped", tmp_path / "helped")
+    assert helped["helper"] and helped["loaded"] == [1, 1] and helped["compiled"] == [0, 0]
+    again = run("helped", tmp_path / "helped")
+    assert not again["helper"] and again["loaded"] == [1, 1]
+    off = run("off", tmp_path / "off", setting="0")
+    assert not off["helper"] and off["compiled"] == [1, 1]
+    broken = run("broken", tmp_path / "broken")
+    assert broken["helper"] and broken["compiled"] == [1, 1]
+    assert helped["digest"] == again["digest"] == off["digest"] == broken["digest"]

@@ -21,7 +21,8 @@ many threads there are and whatever the vector width.
 
 The modules: ``_simd`` generates the micro-kernels and atomics, ``_kernels``
 holds every compiled function, ``_api`` the forward and backward passes,
-``_fused`` the fused epoch, ``_threads`` the worker threads and thread pool.
+``_fused`` the fused epoch, ``_threads`` the worker threads and thread pool,
+``_compile_helper`` the second process that compiles beside a first epoch.
 """
 
 from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax

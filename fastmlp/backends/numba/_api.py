@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from ..._validation import check_labels
+from . import _compile_helper
 from . import _kernels as k
 from ._compile_notice import compile_notice, noticed_call
 from ._threads import num_threads, split_rows, thread_limits
@@ -201,6 +202,11 @@ def softmax(z):
     return out.reshape(z.shape)
 
 
+# gemm_into's clocks where nothing is timed: an empty array made once (np.empty in the
+# compiled forward pass would compile an allocation of its own)
+_UNTIMED = np.empty(0, np.int64)
+
+
 def forward(params, x):
     """Forward pass. See ``fastmlp.backends`` for the contract.
 
@@ -215,8 +221,10 @@ def forward(params, x):
     W_ps = tuple(_paneled(W, slot=l) for l, W in enumerate(Ws))
     outs = tuple(_fresh((n, W.shape[0]), dtype) for W in Ws)
     work = n * sum(W.size for W in Ws)
+    _compile_helper.wait_for(_compile_helper.FORWARD)  # (then loaded from numba's cache)
     with compile_notice(k.forward_rows):
-        split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs)
+        split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs, _UNTIMED,
+                   k.forward_callees(dtype))
     cache = [a, *outs]
     if x.ndim == 1:
         cache = [c[0] for c in cache]

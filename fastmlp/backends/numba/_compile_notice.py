@@ -2,8 +2,8 @@
 
 numba compiles a kernel on its first call on a machine and later loads it from
 its on-disk cache (a fraction of a second). With an empty cache, a whole
-``fastmlp train --epochs 1`` took 7.5 to 10.5 s on the project's 2-core Xeon,
-5.6 to 6.4 s of it the first epoch, whose fused kernels compile then.
+``fastmlp train --epochs 1`` took 3.9 to 4.1 s on the project's 2-core Xeon,
+about 3 s of it the first epoch, whose fused kernels compile then.
 Whichever happens, if a kernel's first call in this process takes longer than
 ``DELAY`` seconds, the notice is logged, once per process.
 

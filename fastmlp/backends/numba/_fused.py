@@ -21,6 +21,7 @@ from ..._validation import check_labels, check_positive_int, check_sample_weight
 from ...exceptions import PerformanceWarning
 from ...optim import FUSED_RULES
 from ...steps import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
+from . import _compile_helper
 from . import _kernels as k
 from ._api import FLOATS, aligned_empty, backward, check_layers, forward
 from ._compile_notice import compile_notice
@@ -275,6 +276,8 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     loss_sum = np.zeros(1)
     workers = max(1, min(num_threads(), n))
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
+    # if numba now compiles the worker, a second process may compile the rest meanwhile
+    _compile_helper.request(dtype, rule, len(Ws))
     try:
         with compile_notice(k.train_epoch_worker):
             start = time.perf_counter()
@@ -283,7 +286,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
                         k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
                                     float(offset), sample_weight),
                         k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
-                        buffers, clocks)
+                        buffers, clocks, k.epoch_callees(dtype, int(rule)))
             wall = time.perf_counter() - start
         if parts is not None:
             parts.update(epoch_parts(clocks, wall))

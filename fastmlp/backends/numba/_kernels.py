@@ -19,6 +19,7 @@ shapes, dtypes and labels first. Every kernel releases the GIL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import math
@@ -28,24 +29,81 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from numba import typeof, types
+from numba.extending import typeof_impl
 
 from ...optim import FUSED_RULES, integer_power
-from . import _elementary, _simd
+from . import _compile_helper, _elementary, _simd
 from ._cache import cached_njit
 
-# Helpers of the fused epoch with one call site are inlined into it
-# (inline="always": numba IR, not LLVM): each compiled function links and
-# generates machine code for all that it calls, so fewer levels compile faster
-# (the first fit of a cold cache took 6.6 s without, 5.2 s with; inlining the
-# product's own helpers too, 6.1; the update rules into _update_slice, their one
-# caller, 6.8-7.0 s against 7.4-7.7 after later changes). A helper called from
-# several sites is not: each inlined copy is deep-copied and typed again
-# (_update_slice and _timed_barrier inlined at three sites each cost the epoch
-# 1.2-1.5 s of its 5.7 s compile).
+# How kernels call each other decides how long a first run compiles: a kernel
+# that calls another by name links the callee's code into its own, and numba
+# optimises and compiles it again as part of every caller. So:
+# - the large kernels that the epoch and the forward pass share (gemm_into, the
+#   update rules, softmax_rows, the loss, transpose_rows) are called at their
+#   addresses (see Compiled), and each is compiled once;
+# - small helpers with one call site are inlined at numba's level
+#   (inline="always"); each inlined copy is copied and typed again, so a helper
+#   called from several sites is not (the update and _timed_barrier inlined
+#   at three sites each cost the epoch 1.2-1.5 s of its 5.7 s compile), and
+#   inlined helpers do not nest where it can be helped (a nested one is copied
+#   again with its caller).
+# A cold `fastmlp train --epochs 1` spent 6.4 s compiling before (7.0-8.4 s in all),
+# about 4 s this way (5.4-6.1 s in all; 3.8-4.1 s with _compile_helper's second
+# process compiling the callees meanwhile), on the project's 2-core Xeon.
 # cached_njit: compiled code is kept on disk (see _cache). nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
 _JIT = {"nogil": True, "error_model": "numpy"}
+
+
+class Compiled:
+    """``kernel`` compiled for ``argument_types``, handed to other kernels as an argument
+    that they call at its address (numba's C wrapper of it, a function pointer).
+
+    A kernel calling another by name links the callee's code into its own, and
+    numba optimises and generates machine code for the whole again, at every
+    level of calls: the fused epoch's compile spent as much on its callees as
+    on itself. Called at its address, a kernel is compiled (or loaded from
+    numba's cache) once, when the first kernel taking it is called; the
+    caller's own code holds a call, and is cached without it.
+    """
+
+    def __init__(self, kernel, argument_types):
+        self.kernel = kernel
+        self.argument_types = argument_types
+        self._address = 0
+
+    @property
+    def address(self) -> int:
+        if not self._address:
+            # a helper compiling it meanwhile puts it in numba's cache
+            _compile_helper.wait_for(self.kernel.py_func.__name__)
+            # compiled by its argument types alone, the key that a call from Python
+            # gives it in numba's cache, so that the two share one cached entry
+            self.kernel.compile(self.argument_types)
+            result = self.kernel.overloads[self.argument_types]
+            self._address = result.library.get_pointer_to_function(
+                result.fndesc.llvm_cfunc_wrapper_name)
+        return self._address
+
+
+def _address(compiled):
+    # what numba calls to unbox a Compiled argument (the type's get_pointer)
+    return compiled.address
+
+
+@typeof_impl.register(Compiled)
+def _typeof_compiled(value, context):
+    # a C function pointer of the kernel's signature: a call at its address, whose
+    # arguments numba checks against the signature when it types the caller
+    return types.ExternalFunctionPointer(types.none(*value.argument_types), get_pointer=_address)
+
+
+def _compiled(kernel, *examples):
+    # kernel compiled for the types of the example arguments
+    return Compiled(kernel, tuple(typeof(example) for example in examples))
+
 
 # Every product is a loop over tiles of the explicit-SIMD kernel of _simd, its
 # tile shape chosen for the compile target. Rows of a cache tile (the epilogue
@@ -216,7 +274,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
             clocks[EPILOGUES] += end - middle
 
 
-@cached_njit(**_JIT)
+@cached_njit(**_JIT, inline="always")
 def _epilogue_rows(out, i0, i1, mode, bias, mask):
     # gemm_into's mode on rows i0:i1 of out
     zero = out.dtype.type(0)
@@ -269,7 +327,7 @@ def softmax_rows(z, out, i0, i1):
         shifted = out[i]
         for j in range(k):
             shifted[j] = row[j] - top
-    _elementary.inplace_exp(out.reshape(-1)[i0 * k:i1 * k])
+    _elementary.inplace_exp(_simd.block_view(out, i0 * k, ((i1 - i0) * k,)))
     for i in range(i0, i1):
         row = out[i]
         total = z.dtype.type(0)
@@ -300,7 +358,7 @@ FORWARD_TILE = 5 * ROW_TILE
 
 
 @cached_njit(**_JIT)
-def forward_rows(a, W_ps, bs, outs, i0, i1):
+def forward_rows(a, W_ps, bs, outs, clocks, callees, i0, i1):
     """Rows ``i0:i1`` of the forward pass: ``outs[l] = relu(a_l @ W_l.T + bs[l])``.
 
     ``a_0 = a`` and ``a_l = outs[l - 1]``; the last layer is ``softmax(a_l @
@@ -309,20 +367,24 @@ def forward_rows(a, W_ps, bs, outs, i0, i1):
     itself, ``(n_in, n_out)``, or the panels ``panel_width`` wide that
     ``transpose_rows`` writes (tuples of one array type). ``FORWARD_TILE`` rows at a
     time through all layers: each row's bits are the same whatever the tiles.
-    (One compiled function: each level of calls links and compiles the
-    products' tiles again, 0.3 s more on a first run.)
+    ``clocks`` is ``gemm_into``'s (empty: untimed), and ``callees``
+    (``ForwardCallees``) are the products and the softmax, called at their
+    addresses.
     """
     last = len(W_ps) - 1
-    none = np.empty((0, 0), a.dtype)
-    clocks = np.empty(0, np.int64)
+    none = a[:0]
     for t0 in range(i0, i1, FORWARD_TILE):
         t1 = min(t0 + FORWARD_TILE, i1)
         for l in range(len(W_ps)):
             below = a if l == 0 else outs[l - 1]
-            gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU, bs[l],
-                      none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
-            if l == last:
-                bias_softmax_rows(outs[l], bs[l], t0, t1)
+            callees.gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU,
+                              bs[l], none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
+            if l == last:  # softmax(z + b), as bias_softmax_rows computes it
+                z, b = outs[l], bs[l]
+                for i in range(t0, t1):
+                    for j in range(z.shape[1]):
+                        z[i, j] += b[j]
+                callees.softmax_rows(z, z, t0, t1)
 
 
 @cached_njit(**_JIT)
@@ -415,7 +477,7 @@ def column_sums(a, out):
             out[j] += a[i, j]
 
 
-@cached_njit(**_JIT)
+@cached_njit(**_JIT, inline="always")
 def relu_backward_rows(delta, a, i0, i1):
     # delta *= (a > 0), the ReLU derivative from the layer's output
     for i in range(i0, i1):
@@ -448,10 +510,8 @@ def transpose_rows(src, dst, panel, i0, i1):
         r0 += rows
 
 
-@cached_njit(**_JIT)
-def _block(flat, offset, rows, cols):
-    # rows x cols C-contiguous view of flat[offset:]
-    return flat[offset:offset + rows * cols].reshape(rows, cols)
+# _block(flat, offset, (rows, cols)): the rows x cols C-contiguous view of flat[offset:]
+_block = _simd.block_view
 
 
 @cached_njit(**_JIT, inline="always")
@@ -542,40 +602,50 @@ def _adam_update(slice_, g, step):
 _integer_power = cached_njit(**_JIT, inline="always")(integer_power)
 
 
-@cached_njit(**_JIT)
-def _update_slice(params, grad, lo, hi, rule, hyper, lr, t):
-    """Update ``params.theta[lo:hi]`` from ``grad[lo:hi]`` by ``rule``.
+# The update of theta[lo:hi] from grad[lo:hi] by each rule, one kernel per rule:
+# a run compiles the rule it uses (its optimizer's), and the epoch takes it as its
+# EpochCallees.update_slice. As in fastmlp.optim, the arithmetic is in the
+# parameters' dtype, with the products by the (float64) learning rate rounded
+# back to it; params.state1, state2 are the rule's state (SGD's velocity; Adam's
+# m and v).
 
-    ``params.state1, state2`` are the optimizer's state (SGD velocity; Adam m and v).
-    As in ``fastmlp.optim``, the arithmetic is in the parameters' dtype, with
-    the products by the (float64) learning rate rounded back to it.
-    """
+
+@cached_njit(**_JIT)
+def _sgd_slice(params, grad, lo, hi, hyper, lr, t):
     theta, state1, state2 = params
     cast = theta.dtype.type
-    slice_ = Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi])
-    if rule == SGD_RULE:
-        _sgd_update(slice_, grad[lo:hi],
-                    SgdStep(lr, cast(hyper[MOMENTUM]), cast(hyper[SGD_WEIGHT_DECAY]),
-                            hyper[NESTEROV] != 0))
-    else:
-        beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
-        _adam_update(slice_, grad[lo:hi], AdamStep(
-            step_size=lr / (1 - _integer_power(beta1, t)),
-            inv_bias2=cast(1 / math.sqrt(1 - _integer_power(beta2, t))),
-            beta1=cast(beta1), one_minus_beta1=cast(1 - beta1),
-            beta2=cast(beta2), one_minus_beta2=cast(1 - beta2), eps=cast(hyper[EPS]),
-            coupled_decay=cast(0) if decoupled else cast(hyper[ADAM_WEIGHT_DECAY]),
-            shrink=1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0))
+    _sgd_update(Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi]), grad[lo:hi],
+                SgdStep(lr, cast(hyper[MOMENTUM]), cast(hyper[SGD_WEIGHT_DECAY]),
+                        hyper[NESTEROV] != 0))
 
 
-@cached_njit(**_JIT, inline="always")
+@cached_njit(**_JIT)
+def _adam_slice(params, grad, lo, hi, hyper, lr, t):
+    theta, state1, state2 = params
+    cast = theta.dtype.type
+    beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
+    _adam_update(Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi]), grad[lo:hi], AdamStep(
+        step_size=lr / (1 - _integer_power(beta1, t)),
+        inv_bias2=cast(1 / math.sqrt(1 - _integer_power(beta2, t))),
+        beta1=cast(beta1), one_minus_beta1=cast(1 - beta1),
+        beta2=cast(beta2), one_minus_beta2=cast(1 - beta2), eps=cast(hyper[EPS]),
+        coupled_decay=cast(0) if decoupled else cast(hyper[ADAM_WEIGHT_DECAY]),
+        shrink=1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0))
+
+
+UPDATE_SLICES = {SGD_RULE: _sgd_slice, ADAM_RULE: _adam_slice}
+
+
+@cached_njit(**_JIT)
 def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, losses, hits,
-                                i0, i1):
+                                i0, i1, softmax_rows):
     """Softmax of ``z + b`` for rows ``i0:i1``, each row's loss and hit, and its delta.
 
     Writes ``losses[i] = -log max(p[y], tiny)``, ``hits[i] = argmax p == y`` and
     ``delta[i] = (p - onehot(y)) / n_batch``, or ``(p - onehot(y)) * weights[i] /
-    total`` unless ``weights`` is empty.
+    total`` unless ``weights`` is empty. ``softmax_rows`` is that kernel, called at
+    its address. (The epoch calls this at its address too: inlined, it took 0.1-0.2 s
+    longer to compile.)
     """
     k = z.shape[1]
     for i in range(i0, i1):
@@ -611,40 +681,31 @@ def _wt_panel(l, n_out, theta):
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks):
-    """Forward pass, loss and deltas of rows ``r0:r1`` of the batch of ``n`` rows, whose
-    weights (if ``buffers.wb`` is not empty) total ``total`` (see ``_weight_total``)."""
+def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into):
+    # Forward pass of rows r0:r1 of the batch of n rows: z[l] = max(a[l] @ W[l].T +
+    # b[l], 0), and the logits a[l] @ W[l].T for the last layer (its bias is added
+    # with the softmax).
     L = layout.shape[0]
-    none = np.empty((0, 0), theta.dtype)
-    # One product per step, 2 L - 1 steps, through one call of gemm_into:
-    # numba compiles every call site of a kernel anew, and this one is large.
-    for step in range(2 * L - 1):
-        if step < L:
-            # forward: z[l] = max(a[l] @ W[l].T + b[l], 0); logits for the last layer
-            l = step
-            n_out, n_in, w_at, b_at, unit_at = layout[l]
-            a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n,
-                                                      n_in)
-            b, out = _block(buffers.wt, w_at, n_in, n_out), _block(buffers.z, unit_at * n, n, n_out)
-            ldb = _wt_panel(l, n_out, theta)
-            hidden = l < L - 1
-            mode, bias, mask = BIAS_RELU if hidden else PLAIN, theta[b_at:b_at + n_out], none
-        else:
-            # backward: delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
-            l = 2 * L - 1 - step
-            n_out, n_in, w_at, _, unit_at = layout[l]
-            below = layout[l - 1, UNIT_AT]
-            a, b = _block(buffers.d, unit_at * n, n, n_out), _block(theta, w_at, n_out, n_in)
-            ldb = n_in
-            out = _block(buffers.d, below * n, n, n_in)
-            mode, bias, mask = RELU_MASK, theta[:0], _block(buffers.z, below * n, n, n_in)
-        gemm_into(a, b, out, r0, r1, mode, bias, mask, clocks, NOT_TRANSPOSED, ldb)
-        if step == L - 1:
-            start = _simd.cycle_counter()
-            delta = _block(buffers.d, unit_at * n, n, n_out)
-            _softmax_cross_entropy_rows(out, bias, buffers.yb, n, buffers.wb, total, tiny, delta,
-                                        buffers.losses, buffers.hits, r0, r1)
-            clocks[EPILOGUES] += _simd.cycle_counter() - start
+    none = buffers.xb[:0]  # (no np.empty: it compiles an allocation of its own)
+    for l in range(L):
+        n_out, n_in, w_at, b_at, unit_at = layout[l]
+        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in))
+        gemm_into(a, _block(buffers.wt, w_at, (n_in, n_out)),
+                  _block(buffers.z, unit_at * n, (n, n_out)), r0, r1,
+                  BIAS_RELU if l < L - 1 else PLAIN, theta[b_at:b_at + n_out], none, clocks,
+                  NOT_TRANSPOSED, _wt_panel(l, n_out, theta))
+
+
+@cached_njit(**_JIT, inline="always")
+def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into):
+    # Deltas of rows r0:r1 of the batch of n rows, from the output's down:
+    # delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
+    for l in range(layout.shape[0] - 1, 0, -1):
+        n_out, n_in, w_at, _, unit_at = layout[l]
+        below = layout[l - 1, UNIT_AT]
+        gemm_into(_block(buffers.d, unit_at * n, (n, n_out)), _block(theta, w_at, (n_out, n_in)),
+                  _block(buffers.d, below * n, (n, n_in)), r0, r1, RELU_MASK, theta[:0],
+                  _block(buffers.z, below * n, (n, n_in)), clocks, NOT_TRANSPOSED, n_in)
 
 
 # Rows ahead of the one it copies that the batch gather asks the CPU for.
@@ -671,8 +732,7 @@ def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
 
 
 @cached_njit(**_JIT, inline="always")
-def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
-                          c, tasks, clocks):
+def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, c, tasks, clocks, callees):
     """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
 
     The first layer's weights are kept as ``W.T`` during the epoch, in
@@ -688,11 +748,11 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
     grad = buffers.grad
     theta = params.theta
     transposed = Parameters(buffers.wt, buffers.s1t, buffers.s2t)  # the first layer's
-    none = np.empty((0, 0), theta.dtype)
+    none = buffers.xb[:0]
     for l in range(layout.shape[0]):
         n_out, n_in, w_at, b_at, unit_at = layout[l]
-        delta = _block(buffers.d, unit_at * n, n, n_out)
-        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, n, n_in)
+        delta = _block(buffers.d, unit_at * n, (n, n_out))
+        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in))
         size = -(-n_out // tasks)
         j0 = min(c * size, n_out)
         j1 = min(j0 + size, n_out)
@@ -700,21 +760,20 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             size = -(-n_in // tasks)
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
-            gemm_into(a, delta, _block(grad, w_at, n_in, n_out), r0, r1, np.int64(PLAIN),
-                      theta[:0], none, clocks, TRANSPOSED, n_out)
+            callees.gemm_into(a, delta, _block(grad, w_at, (n_in, n_out)), r0, r1,
+                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_out)
             start = _simd.cycle_counter()
-            _update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, rule, hyper,
-                          lr, t)
+            callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, hyper,
+                                 lr, t)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
-            gemm_into(delta, a, _block(grad, w_at, n_out, n_in), j0, j1, np.int64(PLAIN),
-                      theta[:0], none, clocks, TRANSPOSED, n_in)
+            callees.gemm_into(delta, a, _block(grad, w_at, (n_out, n_in)), j0, j1,
+                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in)
             start = _simd.cycle_counter()
-            _update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, rule, hyper, lr,
-                          t)
-            transpose_rows(_block(theta, w_at, n_out, n_in),
-                           _block(buffers.wt, w_at, n_in, n_out), _wt_panel(l, n_out, theta),
-                           j0, j1)
+            callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, hyper, lr, t)
+            callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
+                                   _block(buffers.wt, w_at, (n_in, n_out)),
+                                   _wt_panel(l, n_out, theta), j0, j1)
             clocks[UPDATE] += _simd.cycle_counter() - start
         if j0 == j1:
             continue
@@ -727,7 +786,7 @@ def _gradients_and_update(params, layout, buffers, n, rule, hyper, lr, t,
             for j in range(j0, j1):
                 db[j - j0] += row[j]
         middle = _simd.cycle_counter()
-        _update_slice(params, grad, b_at + j0, b_at + j1, rule, hyper, lr, t)
+        callees.update_slice(params, grad, b_at + j0, b_at + j1, hyper, lr, t)
         clocks[EPILOGUES] += middle - start
         clocks[UPDATE] += _simd.cycle_counter() - middle
 
@@ -768,7 +827,7 @@ def _timed_barrier(sync, workers, clocks):
 
 @cached_njit(**_JIT)
 def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, update, buffers,
-                       clocks):
+                       clocks, callees):
     """Worker ``worker`` of ``workers`` threads running all steps of one epoch.
 
     ``params`` (``Parameters``) is updated in place, trained on ``data``
@@ -794,7 +853,9 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     the work to ``clocks[worker]`` (see ``N_PARTS``). With ``data.sample_weight``,
     each row's output delta and loss are weighted (``_scale_delta``) and its
     weight gathered with it: the same compiled loop, the weights an array
-    of length 0 when there are none.
+    of length 0 when there are none. ``callees`` (``EpochCallees``) are the
+    products, the update by ``update.rule``, the softmax, the transposition and
+    the loss, called at their addresses.
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
@@ -808,13 +869,14 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         size = -(-n_out // workers)
         j0 = min(worker * size, n_out)
         j1 = min(j0 + size, n_out)
-        transpose_rows(_block(theta, w_at, n_out, n_in), _block(buffers.wt, w_at, n_in, n_out),
-                       _wt_panel(l, n_out, theta), j0, j1)
+        callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
+                               _block(buffers.wt, w_at, (n_in, n_out)), _wt_panel(l, n_out, theta),
+                               j0, j1)
         if l == 0:  # the first layer's optimizer state, transposed like its W
             for state, state_t in ((state1, buffers.s1t), (state2, buffers.s2t)):
                 if state.shape[0]:
-                    transpose_rows(_block(state, w_at, n_out, n_in),
-                                   _block(state_t, w_at, n_in, n_out), n_out, j0, j1)
+                    callees.transpose_rows(_block(state, w_at, (n_out, n_in)),
+                                           _block(state_t, w_at, (n_in, n_out)), n_out, j0, j1)
     if not _timed_barrier(sync, workers, clocks):
         return
     for step, begin in enumerate(range(0, n_samples, batch_size)):
@@ -828,7 +890,18 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # every worker sums all the batch's weights, in batch order: the same total
         total = _weight_total(sample_weight, batch)
         clocks[GATHER] += _simd.cycle_counter() - start
-        _rows_forward_deltas(theta, layout, buffers, tiny, n, total, r0, r1, clocks)
+        # forward pass, loss and deltas of the worker's rows r0:r1 of the batch (the
+        # passes inlined one after the other: nested, numba copied the inner one's IR
+        # again with the outer, 0.1-0.2 s more to compile)
+        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
+        start = _simd.cycle_counter()
+        n_out, b_at, unit_at = layout[L - 1, N_OUT], layout[L - 1, B_AT], layout[L - 1, UNIT_AT]
+        callees.softmax_cross_entropy_rows(
+            _block(buffers.z, unit_at * n, (n, n_out)), theta[b_at:b_at + n_out], buffers.yb, n,
+            buffers.wb, total, tiny, _block(buffers.d, unit_at * n, (n, n_out)), buffers.losses,
+            buffers.hits, r0, r1, callees.softmax_rows)
+        clocks[EPILOGUES] += _simd.cycle_counter() - start
+        _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
         if not _timed_barrier(sync, workers, clocks):
             return
         # the batch's loss times its size, or with weights sum_i w[i] loss[i]: its
@@ -852,13 +925,71 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
             _simd.atomic_add(sync, CORRECT, correct)
         if rule == ADAM_RULE:
             t += 1
-        _gradients_and_update(params, layout, buffers, n, rule, hyper, learning_rates[step], t,
-                              worker, workers, clocks)
+        _gradients_and_update(params, layout, buffers, n, hyper, learning_rates[step], t, worker,
+                              workers, clocks, callees)
         if not _timed_barrier(sync, workers, clocks):
             return
         if worker == 0:
             _simd.atomic_store(sync, STEPS_DONE, step + 1)
     clocks[TOTAL] += _simd.cycle_counter() - began
+
+
+class EpochCallees(NamedTuple):
+    """The kernels that ``train_epoch_worker`` calls at their addresses (see ``Compiled``)."""
+
+    gemm_into: Compiled
+    update_slice: Compiled
+    softmax_rows: Compiled
+    transpose_rows: Compiled
+    softmax_cross_entropy_rows: Compiled
+
+
+class ForwardCallees(NamedTuple):
+    """The kernels that ``forward_rows`` calls at their addresses (see ``Compiled``)."""
+
+    gemm_into: Compiled
+    softmax_rows: Compiled
+
+
+@functools.cache
+def _callees(dtype) -> dict:
+    # every kernel called at its address, as it is compiled for parameters of dtype
+    vector, matrix, i = np.empty(0, dtype), np.empty((0, 0), dtype), np.int64(0)
+    floats, ints = np.empty(0), np.empty(0, np.int64)
+    update = (Parameters(vector, vector, vector), vector, i, i, floats, 0.0, i)
+    softmax = _compiled(softmax_rows, matrix, matrix, i, i)
+    return {"gemm_into": _compiled(gemm_into, matrix, matrix, matrix, i, i, i, vector, matrix,
+                                   ints, i, i),
+            "update_slice": {rule: _compiled(kernel, *update)
+                             for rule, kernel in UPDATE_SLICES.items()},
+            "softmax_rows": softmax,
+            "transpose_rows": _compiled(transpose_rows, matrix, matrix, i, i, i),
+            "softmax_cross_entropy_rows": _compiled(_softmax_cross_entropy_rows, matrix, vector,
+                                                    ints, i, floats, 0.0, 0.0, matrix, floats,
+                                                    ints, i, i, softmax)}
+
+
+def epoch_callees(dtype, rule) -> EpochCallees:
+    """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``."""
+    callees = _callees(np.dtype(dtype))
+    return EpochCallees(callees["gemm_into"], callees["update_slice"][rule],
+                        callees["softmax_rows"], callees["transpose_rows"],
+                        callees["softmax_cross_entropy_rows"])
+
+
+def forward_callees(dtype) -> ForwardCallees:
+    """``forward_rows``'s callees for parameters of ``dtype``."""
+    callees = _callees(np.dtype(dtype))
+    return ForwardCallees(callees["gemm_into"], callees["softmax_rows"])
+
+
+def forward_argument_types(dtype, layers) -> tuple:
+    """The types of ``forward_rows``' arguments as ``forward`` passes them, for
+    ``layers`` layers of ``dtype``."""
+    vector, matrix = np.empty(0, dtype), np.empty((0, 0), dtype)
+    examples = (matrix, (matrix,) * layers, (vector,) * layers, (matrix,) * layers,
+                np.empty(0, np.int64), forward_callees(dtype), 0, 0)
+    return tuple(typeof(example) for example in examples)
 
 
 def _drop_stale_cache(kernel):
@@ -889,3 +1020,4 @@ def _drop_stale_cache(kernel):
 
 
 _drop_stale_cache(gemm)
+_compile_helper.watch(train_epoch_worker)

@@ -44,6 +44,7 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
 from numba.core.codegen import get_host_cpu_features
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 _I32 = ir.IntType(32)
@@ -669,3 +670,37 @@ def prefetch_row(typingctx, array, row):
         return context.get_dummy_value()
 
     return types.void(array, types.intp), codegen
+
+
+@intrinsic
+def block_view(typingctx, array, offset, shape):
+    """The C-contiguous view of ``shape`` (a tuple of integers) whose first element is
+    element ``offset`` of C-contiguous ``array``'s buffer: ``array.reshape(-1)[offset:
+    offset + prod(shape)].reshape(shape)``, its array structure written directly (data
+    pointer, shape, strides), where numba's slice and reshape compile a function of
+    checks. The caller guarantees it lies within ``array``."""
+    if not (isinstance(array, types.Array) and array.layout == "C"
+            and isinstance(offset, types.Integer) and isinstance(shape, types.UniTuple)
+            and isinstance(shape.dtype, types.Integer)):
+        return None
+    view = array.copy(ndim=shape.count)
+
+    def codegen(context, builder, signature, args):
+        # (imported here: numba.np.arrayobj imports much of numba's lowering, which
+        # numba loads anyway before it compiles, on the thread that readies it)
+        from numba.np.arrayobj import populate_array
+
+        source = context.make_array(signature.args[0])(context, builder, args[0])
+        result = context.make_array(signature.return_type)(context, builder)
+        sizes = cgutils.unpack_tuple(builder, args[2], shape.count)
+        sizes = [context.cast(builder, size, shape.dtype, types.intp) for size in sizes]
+        strides = [source.itemsize]
+        for size in sizes[:0:-1]:
+            strides.insert(0, builder.mul(strides[0], size))
+        offset_ = context.cast(builder, args[1], signature.args[1], types.intp)
+        populate_array(result, data=builder.gep(source.data, [offset_]), shape=sizes,
+                       strides=strides, itemsize=source.itemsize, meminfo=source.meminfo,
+                       parent=source.parent)
+        return impl_ret_borrowed(context, builder, signature.return_type, result._getvalue())
+
+    return view(array, offset, shape), codegen
