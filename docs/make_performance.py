@@ -1,11 +1,14 @@
-"""Render the saved ``fastmlp bench`` run of ``_data/bench.json`` for the performance page.
+"""Render the saved ``fastmlp bench`` runs of ``_data/`` for the performance page.
 
-Writes ``_generated/bench_tables.md`` (the machine and the tables, included by
-``user_guide/performance.md``) and ``_generated/bench.png`` (the same run as
-bar charts, drawn by :func:`fastmlp.benchmark.plot`). ``conf.py`` runs it at
-every build; to refresh the numbers, record a new run with
-``record_bench.py`` (which saves ``fastmlp bench --json``) and build again.
-Nothing here is typed in by hand: every number comes from the JSON.
+For each record of ``RECORDS``, writes ``_generated/<name>_tables.md`` (the
+machine, the contenders and the tables, included by
+``user_guide/performance.md``) and ``_generated/<name>.png``: the default run
+of ``bench.json`` as bar charts (:func:`fastmlp.benchmark.plot`), the width
+sweep of ``bench_sweep.json`` as GFLOP/s against the hidden width with the FMA
+peak (:func:`fastmlp.benchmark.plot_widths`). ``conf.py`` runs it at every
+build; to refresh the numbers, record new runs with ``record_bench.py`` (which
+saves ``fastmlp bench --json``) and build again. Nothing here is typed in by
+hand: every number comes from the JSON.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from fastmlp.benchmark import NUMPY_BASELINE, Comparison, plot
-from fastmlp.machine import summary
+from fastmlp.benchmark import REFERENCES, Comparison, Sweep, plot, plot_widths, threads_text
 
 HERE = Path(__file__).resolve().parent
+RECORDS = {"bench": "bench.json", "bench_sweep": "bench_sweep.json"}  # name: file in _data/
 
 
 def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
@@ -28,8 +31,10 @@ def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
             + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _ratio(seconds: dict, reference: str, value: float) -> str:
-    return f"{seconds[reference] / value:.2f}x" if reference in seconds else "-"
+def _ratios(seconds: dict, value: float) -> list[str]:
+    """The "vs" cells: how many times faster than each reference, or '-'."""
+    return [f"{seconds[reference] / value:.2f}x" if reference in seconds else "-"
+            for reference in REFERENCES]
 
 
 def _load(record: dict) -> str:
@@ -42,68 +47,114 @@ def _load(record: dict) -> str:
             + (" (other work shared the cores, so some rows may read slow)." if busy else "."))
 
 
+def _recorded(record: dict, function: str) -> str:
+    return (f"Recorded {record['recorded_at']} at commit `{record['fastmlp_commit']}` with "
+            f"`{record['command']}`, which saves what `{record['bench_command']}` prints "
+            f"(`fastmlp.benchmark.{function}`).")
+
+
+def _peak(run: Comparison) -> str:
+    threads = "" if run.threads is None else f" on {threads_text(run.threads)}"
+    return (f"{run.dtype} FMA peak{threads} {run.peak_gflops:.0f} GFLOP/s"
+            + (f", BLAS GEMM {run.gemm_gflops:.0f} GFLOP/s" if run.gemm_gflops else ""))
+
+
+def _context(run: Comparison) -> list[str]:
+    """The machine and the contenders, as ``fastmlp bench`` prints them."""
+    return ["", "```text", *run.context_lines(), "```", ""]
+
+
+def render_run(record: dict, run: Comparison) -> str:
+    """The Markdown of a record of one network: epochs, forward pass and predict."""
+    lines = [_recorded(record, "compare") + f" {'-'.join(map(str, run.layer_sizes))} "
+             f"{run.dtype}, plain SGD, {run.samples:,} samples per epoch "
+             f"({run.epoch_gflop:.1f} GFLOP of matrix products); {_peak(run)}."
+             + _load(record) + " The machine and the contenders, as `fastmlp bench` prints "
+             "them:", *_context(run), "Training, the best of the timed epochs of each "
+             "contender:", ""]
+    rows = []
+    for batch_size, seconds in run.epoch_seconds.items():
+        for name, value in seconds.items():
+            gflops = run.epoch_gflop / value
+            rows.append([f"`{name}`", f"{batch_size}", f"{value:.3f}",
+                         f"{run.samples / value:,.0f}", f"{gflops:.1f}",
+                         f"{100 * gflops / run.peak_gflops:.1f} %", *_ratios(seconds, value)])
+    vs = list(REFERENCES.values())
+    lines += _table(["backend", "batch", "s/epoch", "samples/s", "GFLOP/s", "% peak", *vs],
+                    rows, "lrrrrr" + "r" * len(vs))
+    if run.forward_seconds:
+        forward = run.forward_seconds
+        lines += ["", f"The forward pass of all {run.samples:,} samples as one batch:", ""]
+        lines += _table(["backend", "seconds", *vs],
+                        [[f"`{name}`", f"{value:.3f}", *_ratios(forward, value)]
+                         for name, value in forward.items()], "lr" + "r" * len(vs))
+    if run.predict_seconds:
+        lines += ["", "Single-sample `predict` of one raw image:", ""]
+        lines += _table(["backend", "µs per call"],
+                        [[f"`{name}`", f"{1e6 * value:.1f}"]
+                         for name, value in run.predict_seconds.items()], "lr")
+    lines += ["", "The same run as `fastmlp bench` prints it without `--json`:", "", "```text",
+              str(run), "```", ""]
+    return "\n".join(lines)
+
+
+def render_sweep(record: dict, result: Sweep) -> str:
+    """The Markdown of a record of several widths: GFLOP/s and seconds by width."""
+    first = result.runs[0]
+    network = f"{first.layer_sizes[0]}-W-W-{first.layer_sizes[-1]}"
+    widths = ", ".join(map(str, result.widths))
+    lines = [_recorded(record, "sweep") + f" {network} for W = {widths}, {first.dtype}, "
+             f"plain SGD, {first.samples:,} samples per epoch; {_peak(first)}."
+             + _load(record) + " The machine and the contenders, as `fastmlp bench` prints "
+             "them:", *_context(first)]
+    by_width = {}  # (batch size, contender): {width: seconds}
+    for width, run in zip(result.widths, result.runs):
+        for batch_size, seconds in run.epoch_seconds.items():
+            for name, value in seconds.items():
+                by_width.setdefault((batch_size, name), {})[width] = (run, value)
+    cells = {"GFLOP/s of the best epoch and its share of the FMA peak, by the hidden width W:":
+             lambda run, value: (f"{run.epoch_gflop / value:.1f} "
+                                 f"({100 * run.epoch_gflop / value / run.peak_gflops:.0f} %)"),
+             "Seconds of the best epoch:": lambda run, value: f"{value:.3f}"}
+    for title, cell in cells.items():
+        rows = [[f"`{name}`", f"{batch_size}", *(cell(*timed[width]) if width in timed else "-"
+                                                for width in result.widths)]
+                for (batch_size, name), timed in sorted(by_width.items(),
+                                                        key=lambda item: item[0][0])]
+        lines += [title, "", *_table(["backend", "batch", *(f"W = {w}" for w in result.widths)],
+                                     rows, "lr" + "r" * len(result.widths)), ""]
+    lines += ["The same run as `fastmlp bench` prints it without `--json` (the forward pass "
+              "and `predict` at each width too):", "", "```text", str(result), "```", ""]
+    return "\n".join(lines)
+
+
 def render(record: dict) -> str:
     """The Markdown of the page's generated part, from a record of ``record_bench.py``.
 
     ``record["result"]`` is what ``fastmlp bench --json`` printed.
     """
-    result = Comparison.from_dict(record["result"])
-    lines = [f"Recorded {record['recorded_at']} at commit `{record['fastmlp_commit']}` with "
-             f"`{record['command']}`, which saves what `{record['bench_command']}` prints "
-             f"(`fastmlp.benchmark.compare`). {'-'.join(map(str, result.layer_sizes))} "
-             f"float32, plain SGD, {result.samples:,} samples per epoch "
-             f"({result.epoch_gflop:.1f} GFLOP of matrix products); float32 FMA peak "
-             f"{result.peak_gflops:.0f} GFLOP/s"
-             + (f", BLAS GEMM {result.gemm_gflops:.0f} GFLOP/s" if result.gemm_gflops else "")
-             + (f"; torch {result.torch_version}" if result.torch_version else "")
-             + "." + _load(record) + " The machine, as `fastmlp.machine.summary` gives it:",
-             "", "```text"]
-    if result.machine:
-        lines.append(summary(result.machine))
-        numba = result.machine.get("numba_settings")
-        if numba:
-            lines.append(f"numba backend: {numba['tile']} register tiles, {numba['row_tile']} "
-                         f"rows per cache tile, k in passes of {numba['k_block']}, products "
-                         f"of >= {numba['parallel_work']:,} multiply-adds split across threads")
-    lines += ["```", "", "Training, the best of the timed epochs of each contender:", ""]
-    rows = []
-    for batch_size, seconds in result.epoch_seconds.items():
-        for name, value in seconds.items():
-            gflops = result.epoch_gflop / value
-            rows.append([f"`{name}`", f"{batch_size}", f"{value:.3f}",
-                         f"{result.samples / value:,.0f}", f"{gflops:.1f}",
-                         f"{100 * gflops / result.peak_gflops:.1f} %",
-                         _ratio(seconds, NUMPY_BASELINE, value), _ratio(seconds, "torch", value)])
-    lines += _table(["backend", "batch", "s/epoch", "samples/s", "GFLOP/s", "% peak",
-                     "vs numpy", "vs torch"], rows, "lrrrrrrr")
-    if result.forward_seconds:
-        forward = result.forward_seconds
-        lines += ["", f"The forward pass of all {result.samples:,} samples as one batch:", ""]
-        lines += _table(["backend", "seconds", "vs numpy", "vs torch"],
-                        [[f"`{name}`", f"{value:.3f}", _ratio(forward, NUMPY_BASELINE, value),
-                          _ratio(forward, "torch", value)] for name, value in forward.items()],
-                        "lrrr")
-    if result.predict_seconds:
-        lines += ["", "Single-sample `predict` of one raw image:", ""]
-        lines += _table(["backend", "µs per call"],
-                        [[f"`{name}`", f"{1e6 * value:.1f}"]
-                         for name, value in result.predict_seconds.items()], "lr")
-    lines += ["", "The same run as `fastmlp bench` prints it without `--json`:", "", "```text",
-              str(result), "```", ""]
-    return "\n".join(lines)
+    result = Sweep.from_dict(record["result"])
+    if len(result.runs) == 1:
+        return render_run(record, result.runs[0])
+    return render_sweep(record, result)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=HERE / "_data" / "bench.json")
+    parser.add_argument("--data", type=Path, default=HERE / "_data")
     parser.add_argument("--out", type=Path, default=HERE / "_generated")
     parser.add_argument("--no-plot", action="store_true", help="write the tables only")
     args = parser.parse_args(argv)
-    record = json.loads(args.data.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_tables.md").write_text(render(record))
-    if not args.no_plot:
-        plot(Comparison.from_dict(record["result"]), args.out / "bench.png")
+    for name, file in RECORDS.items():
+        record = json.loads((args.data / file).read_text())
+        (args.out / f"{name}_tables.md").write_text(render(record))
+        if not args.no_plot:
+            result = Sweep.from_dict(record["result"])
+            if len(result.runs) == 1:
+                plot(result.runs[0], args.out / f"{name}.png")
+            else:
+                plot_widths(result, args.out / f"{name}.png")
     return 0
 
 

@@ -1,16 +1,24 @@
-"""Record a real ``fastmlp bench --json`` run as ``docs/_data/bench.json`` for the performance page.
+"""Record a real ``fastmlp bench --json`` run in ``docs/_data/`` for the performance page.
 
-Runs ``fastmlp bench --json`` with its defaults (every backend but ``loop``,
-batch sizes 32, 128 and 1000, the best of 4 epochs, PyTorch when it is
-importable) on the MNIST training set, and saves what it prints (the results
-and the machine they ran on, `fastmlp.benchmark.Comparison.to_dict`) with the
-time, the commit and the machine's load average before and after::
+Runs ``fastmlp bench --json`` on the MNIST training set and saves what it
+prints (the results and the machine they ran on,
+`fastmlp.benchmark.Sweep.to_dict`) with the time, the commit and the
+machine's load average before and after. The page shows two runs: the
+defaults (784-128-128-10; every backend but ``loop``, batch sizes 32, 128 and
+1000, the best of 4 epochs, PyTorch and JAX when importable), saved as
+``bench.json``::
 
     FASTMLP_DATA=../shared/data/mnist python docs/record_bench.py
 
-It takes a few minutes; other arguments go to ``fastmlp bench`` (``--no-torch``,
+and the width sweep, saved as ``bench_sweep.json``::
+
+    FASTMLP_DATA=../shared/data/mnist python docs/record_bench.py \
+        --out docs/_data/bench_sweep.json --hidden 128,512,1024,2048 --batch-sizes 128 \
+        --epochs 2
+
+Each takes minutes; other arguments go to ``fastmlp bench`` (``--no-torch``,
 or ``--samples 2000 --epochs 1 --out /tmp/bench.json`` for a quick try).
-``docs/make_performance.py`` turns the file into the page's tables and plot;
+``docs/make_performance.py`` turns the files into the page's tables and plots;
 nothing on that page is typed in by hand.
 """
 
@@ -25,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fastmlp.benchmark import Comparison
+from fastmlp.benchmark import Sweep
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(Comparison.from_dict(result))
+    print(Sweep.from_dict(result))
     print(f"\nwrote {args.out}")
     return 0
 

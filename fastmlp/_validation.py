@@ -114,6 +114,14 @@ def check_positive_int(value, name: str) -> int:
     return value
 
 
+def check_non_negative_int(value, name: str) -> int:
+    """Return ``value`` if it is an integer >= 0, else raise ``ValueError`` naming ``name``."""
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            and value >= 0):
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
 def check_dtype(dtype) -> np.dtype:
     """Return ``dtype`` as float32 or float64, else raise ``ValueError``."""
     try:

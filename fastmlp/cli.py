@@ -96,6 +96,16 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -122,6 +132,13 @@ def _batch_sizes(text):
     if not sizes:
         raise argparse.ArgumentTypeError(f"expected at least one batch size, got {text!r}")
     return sizes
+
+
+def _widths(text):
+    widths = _sizes(text)
+    if not widths:
+        raise argparse.ArgumentTypeError(f"expected at least one width, got {text!r}")
+    return widths
 
 
 def _names(text):
@@ -209,8 +226,9 @@ def _add_training_options(parser, *, training_run: bool):
     if training_run:
         training.add_argument("--early-stopping", action="store_true",
                               help="hold out --validation-fraction of the training data "
-                                   "(stratified, drawn from --seed) and stop when its loss has "
-                                   "not improved for --patience epochs, keeping the best "
+                                   "(stratified, drawn from --seed); when its loss has not "
+                                   "improved for --patience epochs, anneal the learning rate "
+                                   "over --anneal-epochs epochs and stop, keeping the best "
                                    "epoch's weights; the test set is scored once, at the end")
         training.add_argument("--validation-fraction", type=_fraction, default=0.1,
                               metavar="F", help="share held out by --early-stopping "
@@ -218,6 +236,10 @@ def _add_training_options(parser, *, training_run: bool):
         training.add_argument("--patience", type=_positive_int, default=5, metavar="N",
                               help="epochs without improvement before --early-stopping stops "
                                    "(default: 5)")
+        training.add_argument("--anneal-epochs", type=_non_negative_int, default=5, metavar="N",
+                              help="once --patience runs out, train N epochs more while the "
+                                   "learning rate anneals to the schedule's end, then stop; 0 "
+                                   "stops at once (default: 5)")
         training.add_argument("--weight-decay", type=float, default=None,
                               help="weight decay (default: 0.05 for adamw, else 0)")
         training.add_argument("--schedule", default="onecycle", choices=list(optim.SCHEDULES),
@@ -383,6 +405,7 @@ RUN_FILE = "run.json"
 _DATA_OPTIONS = ("dataset", "data_dir", "data")
 RUN_OPTIONS = ("hidden", "dtype", "seed", "backend", "epochs", "batch_size", "optimizer", "lr",
                "weight_decay", "schedule", "early_stopping", "validation_fraction", "patience",
+               "anneal_epochs",
                *_DATA_OPTIONS)
 
 
@@ -416,7 +439,8 @@ def _train(args) -> int:
         # Early stopping watches a split of the training data; the test set is scored
         # once, at the end, so it never chooses the model it scores.
         stopping = dict(early_stopping=True, validation_fraction=args.validation_fraction,
-                        patience=args.patience) if args.early_stopping else {}
+                        patience=args.patience, anneal_epochs=args.anneal_epochs
+                        ) if args.early_stopping else {}
         history = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule,
                       validation_data=None if args.early_stopping else test,
@@ -485,7 +509,8 @@ def _train_result(args, backend, model, data, optimizer, history, test_accuracy,
         "final": {"test_accuracy": number(test_accuracy),
                   "train_accuracy": number(history.train_accuracy[kept]),
                   "loss": number(history.loss[kept]), "epochs": len(history),
-                  "best_epoch": history.best_epoch, "stop_reason": history.stop_reason,
+                  "best_epoch": history.best_epoch, "annealed_from": history.annealed_from,
+                  "stop_reason": history.stop_reason,
                   "resumed_after": history.resumed_after,
                   "training_seconds": number(sum(history.seconds))},
         "saved": {"model": args.save, "plot": args.plot,
@@ -566,48 +591,64 @@ def _profile(args) -> int:
 def _bench_options(parser):
     parser.add_argument("--backends", type=_names, default=None,
                         help="comma-separated (default: every backend but the slow loop)")
+    parser.add_argument("--hidden", type=_widths, default=(128,), metavar="WIDTHS",
+                        help="hidden widths to sweep, comma-separated: each width W times the "
+                             "network n_features-W-W-n_classes, two hidden layers of W units "
+                             "(default: 128; unlike train's --hidden, which lists the layers "
+                             "of one network)")
     parser.add_argument("--batch-sizes", type=_batch_sizes, default=(32, 128, 1000),
                         metavar="SIZES", help="comma-separated (default: 32,128,1000)")
     parser.add_argument("--epochs", type=_positive_int, default=4,
                         help="timed epochs per contender, in turns; the best counts (default: 4)")
     parser.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                         help="train on the first N training samples only (default: all)")
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help="threads of every contender and of the FMA peak (default: the "
+                             "CPUs this process may run on)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                        help="precision of every contender, PyTorch included, and of the FMA "
+                        help="precision of every contender, the peers included, and of the FMA "
                              "peak (default: float32)")
     _add_output(parser, "--plot", metavar="PATH", default=None, check=_plot_path,
-                help="also draw the results as bar charts into PATH (needs matplotlib)")
+                help="also draw the results into PATH (needs matplotlib): bar charts for one "
+                     "width, GFLOP/s against the width with the FMA peak for several")
     parser.add_argument("--json", action="store_true",
-                        help="print the results as JSON (fastmlp.benchmark.Comparison.to_dict, "
-                             "the machine included) instead of tables; progress goes to stderr")
+                        help="print the results as JSON (fastmlp.benchmark.Sweep.to_dict, a "
+                             "Comparison per width, the machine included) instead of tables; "
+                             "progress goes to stderr")
     _add_data_options(parser, "train")
 
 
 def _bench(args) -> int:
-    from .benchmark import compare, plot
+    from . import peers
+    from .benchmark import check_threads, plot, plot_widths, sweep
 
     for name in args.backends or ():
         backends.load_backend(name)  # an unknown name fails before the data is read
+    threads = check_threads(args.threads)  # and so does a thread count beyond the CPUs
+    wanted = [name for name in peers.PEERS if not getattr(args, f"no_{name}")]
     data = _load_data(args)
     x_train, y_train = data.train
     if args.samples:
         x_train, y_train = x_train[:args.samples], y_train[:args.samples]
-    result = compare(x_train, y_train, backend_names=args.backends,
-                     batch_sizes=args.batch_sizes, epochs=args.epochs,
-                     with_torch=not args.no_torch,
-                     layer_sizes=(x_train.shape[1], 128, 128, data.n_classes),
-                     report=lambda line: print(line, file=sys.stderr, flush=True),
-                     dtype=args.dtype)
+    result = sweep(x_train, y_train, widths=args.hidden, n_classes=data.n_classes,
+                   backend_names=args.backends, batch_sizes=args.batch_sizes,
+                   epochs=args.epochs, peer_names=wanted, threads=threads,
+                   report=lambda line: print(line, file=sys.stderr, flush=True),
+                   dtype=args.dtype)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result)
-    if result.torch_version is None and not args.no_torch:
-        _log.info("PyTorch is not importable, so no torch column: pip install torch==2.13.0, "
-                  "the 'peers' extra")
+    for name in wanted:
+        if name not in result.runs[0].contenders:
+            _log.info("%s", peers.missing_message(name))
     if args.plot:
-        plot(result, args.plot)
+        if len(result.runs) > 1:
+            plot_widths(result, args.plot)
+        else:
+            plot(result.runs[0], args.plot)
         _log.info("saved plot to %s", args.plot)
     return 0
 
@@ -754,12 +795,16 @@ COMMANDS = (
         "fastmlp profile --all-backends --json",
         _profile_options, _profile),
     _Command(
-        "bench", "compare backends, plain NumPy and PyTorch",
+        "bench", "compare backends, plain NumPy, PyTorch and JAX",
         "Time training epochs, the full forward pass and single-sample predict for every "
-        "backend (and PyTorch when importable), taking turns, and print the ratios; with "
-        "--json, the numbers and the machine as JSON.",
+        "backend and, when importable, PyTorch and JAX (the 'peers' extra), each peer in a "
+        "process of its own and every contender on the same threads, taking turns; print "
+        "each one's version, its GFLOP/s and share of this machine's FMA peak, and the "
+        "ratios. --hidden sweeps the hidden width; with --json, the numbers and the machine "
+        "as JSON.",
         "fastmlp bench --backends matmul,numba --batch-sizes 128 --plot bench.png\n"
-        "fastmlp bench --samples 10000 --epochs 2 --no-torch --json",
+        "fastmlp bench --hidden 128,512,1024,2048 --batch-sizes 128 --plot widths.png\n"
+        "fastmlp bench --samples 10000 --epochs 2 --no-torch --no-jax --json",
         _bench_options, _bench),
     _Command(
         "evaluate", "score a saved model on the test set",

@@ -52,6 +52,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on: its affinity mask where the OS has one.
+
+    Less than ``os.cpu_count()`` under ``taskset``, a batch scheduler or a
+    container's CPU set; it is what numba and XLA size their thread pools by.
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity mask to read
+        return os.cpu_count() or 1
+
+
 def cpu_vector_level(flags: set[str] | None = None) -> str | None:
     """Widest x86 vector extension of the CPU: 'avx512', 'avx2', 'avx', 'sse'; None if unknown."""
     if flags is None:

@@ -311,7 +311,7 @@ class MLP:
             validation_data=None, seed: int | None = 0,
             early_stopping: bool = False, validation_fraction: float = 0.1,
             monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-            restore_best: bool = True,
+            restore_best: bool = True, anneal_epochs: int = 5,
             checkpoint: str | os.PathLike | None = None, resume: bool = False,
             log_csv: str | os.PathLike | None = None,
             callback: Callable[[int, History], None] | None = None,
@@ -334,8 +334,8 @@ class MLP:
                    validation_data=validation_data, seed=seed, early_stopping=early_stopping,
                    validation_fraction=validation_fraction, monitor=monitor,
                    patience=patience, min_delta=min_delta, restore_best=restore_best,
-                   checkpoint=checkpoint, resume=resume, log_csv=log_csv, callback=callback,
-                   verbose=verbose,
+                   anneal_epochs=anneal_epochs, checkpoint=checkpoint, resume=resume,
+                   log_csv=log_csv, callback=callback, verbose=verbose,
                    validation_name=validation_name, sample_weight=sample_weight,
                    class_weight=class_weight, check_finite=check_finite)
 

@@ -18,6 +18,9 @@ asks the optimizer to describe its update instead::
 A schedule maps training progress to a factor of the base learning rate::
 
     learning_rate = base_learning_rate * SCHEDULES[name](step, total_steps)
+
+and ``annealed(schedule, start_step, anneal_steps)`` is one that anneals from
+``start_step`` on, as early stopping has it once the run has stalled.
 """
 
 from __future__ import annotations
@@ -409,6 +412,62 @@ def onecycle(step: int, total_steps: int, pct_start=0.3, div_factor=25.0,
     else:
         start, end, t = 1.0, final, min((step - warm) / max(total_steps - warm, 1.0), 1.0)
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def annealed(schedule, start_step: int, anneal_steps: int):
+    """``schedule`` until ``start_step``, then annealed to its final value over ``anneal_steps``.
+
+    What early stopping runs once the validation metric has stalled: the
+    factor follows ``schedule`` (a function of ``(step, total_steps)``, as
+    in :data:`SCHEDULES`) up to step ``start_step``; from there it falls
+    along a half cosine from ``schedule(start_step, total_steps)`` to the
+    schedule's final value, ``schedule(total_steps, total_steps)``, which
+    it reaches after ``anneal_steps`` steps, or at ``total_steps`` if that
+    comes first, and keeps. One-cycle's annealing phase, started where the
+    run stalled instead of where it was planned.
+
+    Parameters
+    ----------
+    schedule : callable
+        ``schedule(step, total_steps) -> float``, the factor of the base rate.
+    start_step : int
+        The first step of the anneal (>= 0).
+    anneal_steps : int
+        Its length in steps (>= 1).
+
+    Returns
+    -------
+    callable
+        ``factor(step, total_steps) -> float``, a schedule like ``schedule``.
+
+    Examples
+    --------
+    A cosine decay over 100 steps, annealed from step 50 (where it is at
+    0.5) to its final 0 over 10 steps:
+
+    >>> factor = annealed(cosine, 50, 10)
+    >>> [round(factor(step, 100), 3) for step in (0, 49, 50, 55, 59, 60, 99)]
+    [1.0, 0.516, 0.5, 0.25, 0.012, 0.0, 0.0]
+    """
+
+    def factor(step: int, total_steps: int) -> float:
+        if step < start_step:
+            return schedule(step, total_steps)
+        start, end = schedule(start_step, total_steps), schedule(total_steps, total_steps)
+        length = max(min(anneal_steps, total_steps - start_step), 1)
+        t = min((step - start_step) / length, 1.0)
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
+
+
+def anneals(schedule) -> bool:
+    """Whether ``schedule`` ends below where it starts: what :func:`annealed` can bring down.
+
+    >>> anneals(onecycle), anneals(cosine), anneals(constant)
+    (True, True, False)
+    """
+    return schedule(100, 100) < schedule(0, 100)
 
 
 SCHEDULES = {"constant": constant, "cosine": cosine, "onecycle": onecycle}

@@ -83,21 +83,24 @@ def flops_per_sample(layer_sizes: Sequence[int]) -> dict[str, int]:
     return {"forward": forward, "backward": backward, "total": forward + backward}
 
 
-_peaks: dict[tuple[str, int], float] = {}
+_peaks: dict[tuple, float] = {}
 
 
-def fma_peak(dtype=np.float32, seconds: float = 0.1, repeats: int = 3) -> float:
-    """GFLOP/s of the machine's fused multiply-add limit, all cores at once.
+def fma_peak(dtype=np.float32, seconds: float = 0.1, repeats: int = 3,
+             threads: int | None = None) -> float:
+    """GFLOP/s of the machine's fused multiply-add limit, on ``threads`` cores at once.
 
     One thread per core runs ``12`` independent vector FMA chains held in
     registers (numba's ``fma_chains``, at the vector width it compiles for) for
     about ``seconds``; the best of ``repeats``. No product can run faster, so
     this, not what BLAS reaches, is the 100 % of the ``% peak`` columns.
-    Measured once per process for each dtype.
+    ``threads`` defaults to every core (``os.cpu_count()``). Measured once per
+    process for each dtype and thread count.
     """
     from .backends.numba import _kernels, _simd
 
-    key = ("fma", np.dtype(dtype).name)
+    cores = threads or os.cpu_count() or 1
+    key = ("fma", np.dtype(dtype).name, cores)
     if key not in _peaks:
         x = np.dtype(dtype).type(0.999999)
         lanes = _simd.TILE.lanes(np.dtype(dtype).itemsize)
@@ -105,7 +108,6 @@ def fma_peak(dtype=np.float32, seconds: float = 0.1, repeats: int = 3) -> float:
         start = time.perf_counter()
         _kernels.fma_chains(1_000_000, x)
         steps = max(1000, int(1_000_000 * seconds / max(time.perf_counter() - start, 1e-6)))
-        cores = os.cpu_count() or 1
         best = float("inf")
         with ThreadPoolExecutor(cores) as pool:
             for _ in range(repeats):
@@ -116,25 +118,30 @@ def fma_peak(dtype=np.float32, seconds: float = 0.1, repeats: int = 3) -> float:
     return _peaks[key]
 
 
-def gemm_peak(dtype=np.float32, n: int = 2048, repeats: int = 5) -> float:
+def gemm_peak(dtype=np.float32, n: int = 2048, repeats: int = 5,
+              threads: int | None = None) -> float:
     """GFLOP/s of the best of ``repeats`` square ``n x n`` ``np.matmul`` calls.
 
-    This is what the BLAS behind NumPy achieves on this machine with its
-    default threads: the practical ceiling for the products of a training step.
-    Measured once per process for each ``(dtype, n)``.
+    This is what the BLAS behind NumPy achieves on this machine with
+    ``threads`` threads (default: its own default, usually one per core): the
+    practical ceiling for the products of a training step. Measured once per
+    process for each ``(dtype, n, threads)``.
     """
-    key = (np.dtype(dtype).name, n)
+    key = (np.dtype(dtype).name, n, threads)
     if key not in _peaks:
+        from threadpoolctl import threadpool_limits
+
         rng = np.random.default_rng(0)
         a = rng.standard_normal((n, n)).astype(dtype)
         b = rng.standard_normal((n, n)).astype(dtype)
         out = np.empty_like(a)
-        np.matmul(a, b, out=out)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
+        with threadpool_limits(limits=threads, user_api="blas"):
             np.matmul(a, b, out=out)
-            best = min(best, time.perf_counter() - start)
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                np.matmul(a, b, out=out)
+                best = min(best, time.perf_counter() - start)
         _peaks[key] = 2 * n**3 / best / 1e9
     return _peaks[key]
 

@@ -110,7 +110,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Hold out a stratified ``validation_fraction`` of the training data in
         ``fit`` and stop when its accuracy has not improved by more than
         ``tol`` for ``n_iter_no_change`` epochs, ending with the weights of the
-        best epoch, as scikit-learn does. ``partial_fit`` ignores it.
+        best epoch, as scikit-learn does; with a ``schedule`` that comes down
+        (``'onecycle'``, ``'cosine'``), after ``anneal_epochs`` epochs more
+        that anneal the learning rate. ``partial_fit`` ignores it.
     validation_fraction : float, default 0.1
         Share of the training data held out by ``early_stopping``.
     n_iter_no_change : int, default 10
@@ -118,6 +120,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``early_stopping`` allows; training stops at the next.
     tol : float, default 1e-4
         The smallest rise of validation accuracy that counts as an improvement.
+    anneal_epochs : int, default 5
+        With ``early_stopping``, the epochs trained once validation accuracy
+        has stalled, while the learning rate anneals from where ``schedule``
+        has it to the schedule's final value; then training stops. 0 stops
+        at the stall, as scikit-learn does (see ``fastmlp.fit``).
     class_weight : dict, 'balanced' or None, default None
         Weight of each class in the loss, multiplying ``sample_weight``: a
         dict maps class labels (as in ``y``) to weights, a class it does not
@@ -185,8 +192,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     ``early_stopping``, ``validation_fraction``, ``n_iter_no_change`` and ``tol``
     are scikit-learn's, passed to ``fastmlp.fit`` as ``monitor='val_accuracy'``,
-    ``patience=n_iter_no_change + 1`` and ``min_delta=tol``: training stops
-    at the same epoch as scikit-learn's rule would. Without
+    ``patience=n_iter_no_change + 1`` and ``min_delta=tol``: the run stalls
+    at the epoch where scikit-learn's rule stops it. With a one-cycle or
+    cosine schedule, planned for ``epochs`` epochs, the learning rate is then
+    still high; ``anneal_epochs`` more epochs bring it down before training
+    stops (``anneal_epochs=0`` stops at the stall). Without
     ``early_stopping`` scikit-learn also stops when the training loss stalls;
     here every epoch runs, as a learning-rate schedule over ``epochs``
     expects.
@@ -220,7 +230,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  standardize: bool = True, random_state=None, verbose: int = 0,
                  warm_start: bool = False, early_stopping: bool = False,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10,
-                 tol: float = 1e-4, class_weight=None):
+                 tol: float = 1e-4, anneal_epochs: int = 5, class_weight=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.backend = backend
         self.dtype = dtype
@@ -238,6 +248,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.anneal_epochs = anneal_epochs
         self.class_weight = class_weight
 
     def fit(self, X, y, sample_weight=None) -> MLPClassifier:
@@ -562,7 +573,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # scikit-learn stops once more than n_iter_no_change epochs have not improved
         stopping = dict(early_stopping=True, validation_fraction=self.validation_fraction,
                         monitor="val_accuracy", patience=self.n_iter_no_change + 1,
-                        min_delta=self.tol) if early_stopping else {}
+                        min_delta=self.tol, anneal_epochs=self.anneal_epochs
+                        ) if early_stopping else {}
         first_epoch = self.n_iter_
 
         def report(epoch, history):

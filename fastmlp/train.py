@@ -33,12 +33,13 @@ from ._flat import base_vector, flat_params
 from ._validation import (
     check_features,
     check_labels,
+    check_non_negative_int,
     check_positive_int,
     check_sample_weight,
 )
 from .exceptions import StopTraining, TrainingDivergedError
 from .functional import cross_entropy
-from .optim import get_schedule, make_optimizer
+from .optim import annealed, anneals, get_schedule, make_optimizer
 from .steps import (  # noqa: F401 - re-exported: fastmlp.train.Batches etc. keep working
     NO_TIMER,
     Batches,
@@ -63,11 +64,14 @@ class History:
     validation data. ``samples_per_second`` and ``seconds`` time the training
     pass alone, not the evaluation of the validation data. ``best_epoch``
     (1-based) is early stopping's best epoch, None without early stopping;
-    ``stop_reason`` says why training ended: ``'ran all 15 epochs'``,
-    ``'early stopping: ...'`` or ``'callback stopped training after epoch
-    ...'`` (see ``fit``'s ``callback``). ``resumed_after`` is the epochs the
-    run had done when this ``fit`` resumed it from a checkpoint (0 when it
-    did not): the lists hold every epoch of the run.
+    ``annealed_from`` the first epoch (1-based) of the anneal of the learning
+    rate that early stopping began when the run stalled, None if it did not
+    (see ``fit``'s ``anneal_epochs``); ``stop_reason`` says why training
+    ended: ``'ran all 15 epochs'``, ``'early stopping: ...'`` or ``'callback
+    stopped training after epoch ...'`` (see ``fit``'s ``callback``).
+    ``resumed_after`` is the epochs the run had done when this ``fit``
+    resumed it from a checkpoint (0 when it did not): the lists hold every
+    epoch of the run.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -77,6 +81,7 @@ class History:
     seconds: list[float] = field(default_factory=list)
     val_loss: list[float | None] = field(default_factory=list)
     best_epoch: int | None = None
+    annealed_from: int | None = None
     stop_reason: str = ""
     resumed_after: int = 0
 
@@ -93,9 +98,14 @@ class EarlyStopping:
 
     An epoch improves on the best so far when its ``monitor`` value is lower
     than the best by more than ``min_delta`` (``'val_accuracy'``: higher).
-    Training stops after ``patience`` epochs in a row without an improvement.
-    With ``restore_best``, ``fit`` ends with the parameters of the best epoch,
-    whether training stopped early or ran every epoch.
+    After ``patience`` epochs in a row without an improvement the run has
+    stalled: with ``anneal_epochs`` 0 training stops there (Keras's rule);
+    otherwise the learning rate anneals from the next epoch on, over
+    ``anneal_epochs`` epochs, and training stops when they are done, whatever
+    the monitor does meanwhile (``fit`` brings the schedule down: see
+    :func:`fastmlp.optim.annealed`). With ``restore_best``, ``fit`` ends with
+    the parameters of the best epoch of the whole run, whether training
+    stopped early or ran every epoch.
 
     Parameters
     ----------
@@ -106,10 +116,18 @@ class EarlyStopping:
         The smallest change that counts as an improvement, >= 0.
     restore_best : bool
         Keep a copy of the best epoch's parameters, to end with them.
+    anneal_epochs : int
+        Epochs of annealing between the stall and the stop, >= 0; 0 stops at
+        the stall.
+
+    Attributes
+    ----------
+    annealed_from : int or None
+        The first epoch (1-based) of the anneal, once the run has stalled.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True):
+                 restore_best: bool = True, anneal_epochs: int = 0):
         if monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(map(repr, MONITORS))}, "
                              f"got {monitor!r}")
@@ -119,6 +137,8 @@ class EarlyStopping:
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         self.monitor, self.patience = monitor, patience
         self.min_delta, self.restore_best = float(min_delta), restore_best
+        self.anneal_epochs = check_non_negative_int(anneal_epochs, "anneal_epochs")
+        self.annealed_from: int | None = None
         self.sign = 1.0 if monitor == "val_loss" else -1.0  # lower is better after the sign
         self.best: float | None = None
         self.best_epoch: int | None = None
@@ -129,15 +149,29 @@ class EarlyStopping:
         """Take epoch ``epoch``'s value from ``history``; True if training should stop.
 
         ``params`` is the flat parameter vector, copied when the epoch is the best.
+        When the run stalls and ``anneal_epochs`` is not 0, ``annealed_from``
+        is set to the next epoch, and training stops after the anneal's last.
         """
         value = (history.val_loss if self.monitor == "val_loss" else history.val_accuracy)[-1]
         if self.best is None or self.sign * value < self.sign * self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = float(value), epoch, 0
             if self.restore_best:
                 self.best_params = params.copy()
+        else:
+            self.wait += 1
+        if self.annealed_from is not None:
+            return epoch >= self.annealed_from + self.anneal_epochs - 1
+        if self.wait < self.patience:
             return False
-        self.wait += 1
-        return self.wait >= self.patience
+        if self.anneal_epochs:
+            self.annealed_from = epoch + 1
+            return False
+        return True
+
+    @property
+    def anneal(self) -> tuple[int, int] | None:
+        """``(first epoch, epochs)`` of the anneal once the run has stalled, else None."""
+        return None if self.annealed_from is None else (self.annealed_from, self.anneal_epochs)
 
     def reason(self) -> str:
         """Why training stopped, in words."""
@@ -145,19 +179,25 @@ class EarlyStopping:
         return f"{MONITORS[self.monitor]} did not improve {by}for {self.patience} epochs"
 
     def state(self) -> dict:
-        """What a checkpoint keeps of it: ``best``, ``best_epoch``, ``wait``, ``best_params``."""
+        """What a checkpoint keeps of it: ``best``, ``best_epoch``, ``wait``, ``best_params``,
+        ``annealed_from``."""
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "best_params": self.best_params}
+                "best_params": self.best_params, "annealed_from": self.annealed_from}
 
     def load(self, state: dict) -> None:
         """Continue from ``state()`` of a checkpoint."""
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         self.best_params = state["best_params"]
+        # absent from the checkpoints of fastmlp before the anneal, which had none
+        self.annealed_from = state.get("annealed_from")
 
     def describe(self, validation: str) -> str:
         """The settings, as a checkpoint's configuration records them."""
+        # without an anneal, as fastmlp described its runs before it had one, so that
+        # their checkpoints still resume
+        anneal = f", anneal_epochs {self.anneal_epochs}" if self.anneal_epochs else ""
         return (f"{self.monitor} of {validation}, patience {self.patience}, min_delta "
-                f"{self.min_delta!r}, restore_best {self.restore_best}")
+                f"{self.min_delta!r}, restore_best {self.restore_best}{anneal}")
 
 
 def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -189,7 +229,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         validation_data=None, seed: int | None = 0,
         early_stopping: bool = False, validation_fraction: float = 0.1,
         monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-        restore_best: bool = True,
+        restore_best: bool = True, anneal_epochs: int = 5,
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
         log_csv: str | os.PathLike | None = None,
         callback: Callable[[int, History], None] | None = None,
@@ -217,16 +257,18 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     weight_decay : float, optional
         Weight decay of a named optimizer (for an object, set it on the object).
     schedule : str
-        ``'constant'``, ``'cosine'`` or ``'onecycle'``, over all steps of
-        training (``epochs`` epochs, also when early stopping ends it sooner).
+        ``'constant'``, ``'cosine'`` or ``'onecycle'``, planned over all
+        steps of ``epochs`` epochs; with early stopping, followed until the
+        run stalls, and then annealed (see ``anneal_epochs``).
     validation_data : tuple (x_val, y_val), optional
         Scored after every epoch (loss and accuracy), and what early stopping
         watches.
     seed : int or None
         Seed of the per-epoch shuffling and of the validation split.
     early_stopping : bool
-        Stop when the validation ``monitor`` has not improved for ``patience``
-        epochs (see :class:`EarlyStopping`). Without ``validation_data``, a
+        When the validation ``monitor`` has not improved for ``patience``
+        epochs, anneal the learning rate over ``anneal_epochs`` epochs and
+        stop (see :class:`EarlyStopping`). Without ``validation_data``, a
         stratified ``validation_fraction`` of the training data is held out
         for it, drawn from ``seed``.
     validation_fraction : float
@@ -239,6 +281,17 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
         The smallest change of ``monitor`` that counts as an improvement.
     restore_best : bool
         With early stopping, end with the parameters of the best epoch.
+    anneal_epochs : int
+        With early stopping, once ``patience`` epochs have passed without an
+        improvement (the run has stalled), train this many epochs more while
+        the learning rate anneals, along a half cosine, from where the
+        schedule has it to the schedule's final value (one-cycle's end), and
+        then stop (:func:`fastmlp.optim.annealed`): a schedule planned for a
+        longer run than the stall allows ends low, as it would have at
+        ``epochs``, instead of at its peak. Improvements during the anneal do
+        not prolong it; never past ``epochs``. 0 stops at the stall (Keras's
+        rule), as a ``'constant'`` schedule, which does not come down, always
+        does.
     checkpoint : path, optional
         A directory (created if its parent exists) where a checkpoint of the
         run is written, atomically, after every epoch: see
@@ -355,8 +408,11 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     optimizer = training_optimizer(optimizer, learning_rate, weight_decay)
     base_lr = optimizer.learning_rate if learning_rate is None else learning_rate
     validation = _checked_validation_data(model, validation_data, check_finite)
-    stopping = (EarlyStopping(monitor, patience, min_delta, restore_best) if early_stopping
-                else None)
+    stopping = None
+    if early_stopping:
+        check_non_negative_int(anneal_epochs, "anneal_epochs")
+        stopping = EarlyStopping(monitor, patience, min_delta, restore_best,
+                                 anneal_epochs if anneals(scale_lr) else 0)
     _check_checkpoint(checkpoint, resume, optimizer)
     if log_csv is not None:
         check_log_csv(log_csv)
@@ -381,7 +437,7 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     learning_rates = _learning_rates(base_lr, scale_lr, epochs, -(-len(run.data.y) // batch_size))
     with _csv_log(log_csv, run.history, validation_name) as log_epoch:
         for epoch in range(first_epoch, epochs + 1):
-            rates = learning_rates(epoch)
+            rates = learning_rates(epoch, None if stopping is None else stopping.anneal)
             start = time.perf_counter()
             done = _train_epoch(run_steps, model.params, run.shuffled(batches), optimizer,
                                 rates, epoch, epochs, bar)
@@ -509,13 +565,19 @@ def _hold_out_validation(x, y, weights, validation, stopping, fraction, rng, sav
 
 
 def _learning_rates(base_lr: float, scale_lr, epochs: int, steps_per_epoch: int):
-    """``rates(epoch)``: the learning rate of each step of ``epoch`` (1-based), by the
-    schedule ``scale_lr`` over every step of ``epochs`` epochs."""
+    """``rates(epoch, anneal=None)``: the learning rate of each step of ``epoch``
+    (1-based), by the schedule ``scale_lr`` over every step of ``epochs`` epochs, annealed
+    from the first epoch of ``anneal`` over its epochs (``EarlyStopping.anneal``)."""
     total_steps = epochs * steps_per_epoch
 
-    def rates(epoch: int) -> np.ndarray:
+    def rates(epoch: int, anneal: tuple[int, int] | None = None) -> np.ndarray:
+        scale = scale_lr
+        if anneal is not None:
+            first_epoch, anneal_epochs = anneal
+            scale = annealed(scale_lr, (first_epoch - 1) * steps_per_epoch,
+                             anneal_epochs * steps_per_epoch)
         first = (epoch - 1) * steps_per_epoch
-        return np.array([base_lr * scale_lr(step, total_steps)
+        return np.array([base_lr * scale(step, total_steps)
                          for step in range(first, first + steps_per_epoch)])
     return rates
 
@@ -671,12 +733,15 @@ class _Run:
 
     def record(self, done: StepsDone, seconds: float) -> None:
         """Append an epoch to the history: its loss, accuracy and time, and the validation
-        data's loss and accuracy after it."""
+        data's loss and accuracy after it (and, for the first epoch of early stopping's
+        anneal, that it was)."""
         history, data = self.history, self.data
         n = len(data.y)
         history.loss.append(done.loss_sum / (n if data.weights is None
                                              else float(data.weights.sum())))
         history.train_accuracy.append(done.correct / n)
+        if self.stopping is not None and self.stopping.annealed_from == len(history):
+            history.annealed_from = len(history)
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds)
         if data.x_val is None:
@@ -702,7 +767,12 @@ class _Run:
         history, stopping = self.history, self.stopping
         if not history.stop_reason:  # a callback's, set (and checkpointed) as it stopped
             history.stop_reason = f"ran all {epochs} epochs"
-            if stopping is not None and len(history) < epochs:
+            if history.annealed_from is not None:
+                first, last = history.annealed_from, len(history)
+                span = f"epoch {last}" if last == first else f"epochs {first} to {last}"
+                history.stop_reason = (f"early stopping: {stopping.reason()}, so the learning "
+                                       f"rate annealed over {span}")
+            elif stopping is not None and len(history) < epochs:
                 history.stop_reason = "early stopping: " + stopping.reason()
         if stopping is None:
             if lines and len(history) < epochs:

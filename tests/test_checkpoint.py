@@ -74,6 +74,72 @@ def test_a_resumed_run_ends_with_the_bits_of_the_uninterrupted_one(backend, sett
     assert (history.resumed_after, expected.resumed_after) == (2, 0)
 
 
+def noise(n=300, seed=0):
+    """Labels that do not depend on the inputs: the validation loss soon stalls."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 12)), rng.integers(0, 3, n)
+
+
+# best epoch 9, stalled after 11 (patience 2), annealed over 12-14, on every backend
+ANNEALING = dict(epochs=20, batch_size=32, seed=3, optimizer="adam", learning_rate=0.01,
+                 early_stopping=True, validation_fraction=0.2, patience=2, anneal_epochs=3)
+
+
+@pytest.mark.parametrize("interrupted", [11, 12], ids=["at the stall", "in the anneal"])
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_a_run_resumed_at_its_stall_or_in_its_anneal_ends_with_the_same_bits(
+        backend, interrupted, tmp_path):
+    x, y = noise()
+    with fastmlp.use_backend(backend):
+        whole = MLP((12, 16, 3), seed=0)
+        expected = whole.fit(x, y, **ANNEALING)
+        with pytest.raises(KeyboardInterrupt):
+            MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=tmp_path / "run",
+                                         callback=interrupt_after(interrupted), **ANNEALING)
+        assert checkpoint_meta(tmp_path / "run")["stopping"]["annealed_from"] == 12
+        resumed = MLP((12, 16, 3), seed=7)
+        history = resumed.fit(x, y, checkpoint=tmp_path / "run", resume=True, **ANNEALING)
+    assert (expected.best_epoch, expected.annealed_from, len(expected)) == (9, 12, 14)
+    assert parameter_bytes(resumed) == parameter_bytes(whole)
+    assert (history.loss, history.val_loss) == (expected.loss, expected.val_loss)
+    assert (history.annealed_from, history.stop_reason) == (12, expected.stop_reason)
+
+
+def test_a_checkpoint_from_before_the_anneal_resumes_without_one(tmp_path):
+    x, y = noise()
+    kwargs = {**ANNEALING, "anneal_epochs": 0}
+    whole = MLP((12, 16, 3), seed=0)
+    expected = whole.fit(x, y, **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=tmp_path / "run",
+                                     callback=interrupt_after(5), **kwargs)
+    # as fastmlp wrote it before early stopping could anneal: no annealed_from
+    path = checkpoint_file(tmp_path / "run")
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["stopping"]["annealed_from"]
+    assert "anneal" not in meta["config"]["early stopping"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    resumed = MLP((12, 16, 3), seed=7)
+    history = resumed.fit(x, y, checkpoint=tmp_path / "run", resume=True, **kwargs)
+    assert parameter_bytes(resumed) == parameter_bytes(whole)
+    assert (len(history), history.annealed_from) == (len(expected), None) == (11, None)
+
+
+def test_a_checkpoint_with_another_anneal_is_refused(tmp_path):
+    x, y = noise()
+    with pytest.raises(KeyboardInterrupt):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=tmp_path / "run",
+                                     callback=interrupt_after(1), **ANNEALING)
+    with pytest.raises(CheckpointError, match="restore_best True, anneal_epochs 3 in the "
+                                              "checkpoint, .*restore_best True, anneal_epochs 4 "
+                                              "now"):
+        MLP((12, 16, 3), seed=0).fit(x, y, checkpoint=tmp_path / "run", resume=True,
+                                     **{**ANNEALING, "anneal_epochs": 4})
+
+
 def test_the_optimizer_state_comes_back(tmp_path):
     x, y = problem()
     whole = fastmlp.optim.AdamW(learning_rate=3e-3)

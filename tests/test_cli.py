@@ -17,7 +17,7 @@ import pytest
 
 from fastmlp import MLP
 from fastmlp.backends.numba import _compile_notice as compile_notice
-from fastmlp.benchmark import Comparison
+from fastmlp.benchmark import Sweep
 from fastmlp.cli import COMMANDS, build_parser, main
 
 EPOCH = r"epoch  (\d)/2  loss \d\.\d{4}  train acc \d+\.\d\d%  (test acc \d+\.\d\d%  )?"
@@ -76,6 +76,9 @@ def run_cli(*args, env=None):
     (["bench", "--batch-sizes", "128,big"], "fastmlp: error: argument --batch-sizes: expected"),
     (["bench", "--batch-sizes", ","], "fastmlp: error: argument --batch-sizes: expected at least"),
     (["bench", "--backends", ","], "fastmlp: error: argument --backends: expected comma-sep"),
+    (["bench", "--hidden", ","], "fastmlp: error: argument --hidden: expected at least one width"),
+    (["bench", "--threads", "0"], "fastmlp: error: argument --threads: expected a positive"),
+    (["bench", "--threads", "100000"], "fastmlp: error: threads must be between 1 and "),
     (["train", "--dataset", "cifar"],
      "fastmlp: error: argument --dataset: invalid choice: 'cifar'"),
     (["train", "--data", "a.npz", "--data-dir", "b"],
@@ -320,7 +323,8 @@ def test_train_json_is_the_run_and_its_result_alone_on_stdout(small_idx, tmp_pat
         "hidden": [16], "dtype": "float32", "seed": 0, "backend": "matmul", "epochs": 2,
         "batch_size": 16, "optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05,
         "schedule": "onecycle", "early_stopping": False, "validation_fraction": 0.1,
-        "patience": 5, "dataset": None, "data_dir": str(small_idx), "data": None}
+        "patience": 5, "anneal_epochs": 5, "dataset": None, "data_dir": str(small_idx),
+        "data": None}
     history = result["history"]
     assert [epoch["epoch"] for epoch in history] == [1, 2]
     assert list(history[0]) == ["epoch", "loss", "train_accuracy", "test_loss",
@@ -329,7 +333,7 @@ def test_train_json_is_the_run_and_its_result_alone_on_stdout(small_idx, tmp_pat
     assert final["test_accuracy"] == history[-1]["test_accuracy"] > 0.9
     assert (final["train_accuracy"], final["loss"]) == (history[-1]["train_accuracy"],
                                                         history[-1]["loss"])
-    assert final["epochs"] == 2 and final["best_epoch"] is None
+    assert final["epochs"] == 2 and final["best_epoch"] is None and final["annealed_from"] is None
     assert final["stop_reason"] == "ran all 2 epochs" and final["resumed_after"] == 0
     assert final["training_seconds"] == pytest.approx(sum(e["seconds"] for e in history))
     assert result["saved"] == {"model": str(path), "plot": None, "checkpoint": None}
@@ -426,34 +430,38 @@ def test_profile_and_bench_take_any_data(small_idx, small_images, tmp_path, caps
     x, y = small_images(120, 2)
     np.savez(tmp_path / "mine.npz", x_train=x.reshape(120, -1)[:, :10], y_train=y)
     assert main(["bench", "--data", str(tmp_path / "mine.npz"), "--backends", "matmul",
-                 "--batch-sizes", "32", "--epochs", "1", "--no-torch"]) == 0
+                 "--batch-sizes", "32", "--epochs", "1", "--no-torch", "--no-jax"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("cpu ")  # what it ran on, then the tables
     assert "\n10-128-128-3 float32, plain SGD, 120 samples" in out
 
 
-def test_bench_json_is_the_comparison_alone_on_stdout(small_images, tmp_path, capsys):
+def test_bench_json_is_the_sweep_alone_on_stdout(small_images, tmp_path, capsys):
     x, y = small_images(120, 2)
     np.savez(tmp_path / "mine.npz", x_train=x.reshape(120, -1)[:, :10], y_train=y)
     assert main(["bench", "--data", str(tmp_path / "mine.npz"), "--backends", "matmul",
-                 "--batch-sizes", "32,64", "--epochs", "1", "--no-torch", "--json"]) == 0
+                 "--batch-sizes", "32,64", "--epochs", "1", "--no-torch", "--no-jax",
+                 "--json"]) == 0
     captured = capsys.readouterr()
     data = json.loads(captured.out)  # nothing but the JSON
-    assert set(data) == {"layer_sizes", "samples", "peak_gflops", "gemm_gflops",
-                         "torch_version", "machine", "dtype", "epoch_seconds", "forward_seconds",
-                         "predict_seconds"}
-    assert data["dtype"] == "float32"
-    assert data["layer_sizes"] == [10, 128, 128, 3] and data["samples"] == 120
-    assert data["torch_version"] is None
-    assert isinstance(data["peak_gflops"], float) and data["peak_gflops"] > 0
-    assert list(data["epoch_seconds"]) == ["32", "64"]
-    for seconds in [*data["epoch_seconds"].values(), data["forward_seconds"],
-                    data["predict_seconds"]]:
+    assert list(data) == ["runs"] and len(data["runs"]) == 1  # one width: the default 128
+    (run,) = data["runs"]
+    assert set(run) == {"layer_sizes", "samples", "peak_gflops", "gemm_gflops", "threads",
+                        "contenders", "machine", "dtype", "epoch_seconds", "forward_seconds",
+                        "predict_seconds"}
+    assert run["dtype"] == "float32"
+    assert run["layer_sizes"] == [10, 128, 128, 3] and run["samples"] == 120
+    assert list(run["contenders"]) == ["matmul"]
+    assert run["contenders"]["matmul"]["threads"] == run["threads"] >= 1
+    assert isinstance(run["peak_gflops"], float) and run["peak_gflops"] > 0
+    assert list(run["epoch_seconds"]) == ["32", "64"]
+    for seconds in [*run["epoch_seconds"].values(), run["forward_seconds"],
+                    run["predict_seconds"]]:
         assert list(seconds) == ["matmul"]
         assert isinstance(seconds["matmul"], float) and seconds["matmul"] > 0
-    assert data["machine"]["cpu"]["cores"] >= 1  # what it ran on
-    result = Comparison.from_dict(data)
-    assert result.epoch_seconds[64]["matmul"] == data["epoch_seconds"]["64"]["matmul"]
+    assert run["machine"]["cpu"]["cores"] >= 1  # what it ran on
+    result = Sweep.from_dict(data).runs[0]
+    assert result.epoch_seconds[64]["matmul"] == run["epoch_seconds"]["64"]["matmul"]
     assert "batch 32: matmul " in captured.err  # the progress lines go to stderr
 
 
@@ -468,12 +476,12 @@ def test_bench_in_float64_times_every_contender_in_float64(small_images, tmp_pat
     x, y = small_images(120, 2)
     np.savez(tmp_path / "mine.npz", x_train=x.reshape(120, -1)[:, :10], y_train=y)
     assert main(["bench", "--data", str(tmp_path / "mine.npz"), "--backends", "matmul",
-                 "--batch-sizes", "64", "--epochs", "1", "--no-torch", "--dtype", "float64",
-                 "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["dtype"] == "float64"
+                 "--batch-sizes", "64", "--epochs", "1", "--no-torch", "--no-jax", "--dtype",
+                 "float64", "--json"]) == 0
+    result = Sweep.from_dict(json.loads(capsys.readouterr().out))
+    assert result.runs[0].dtype == "float64"
     assert dtypes and {np.dtype(d) for d in dtypes} == {np.dtype(np.float64)}
-    assert "10-128-128-3 float64, plain SGD" in str(Comparison.from_dict(data))
+    assert "10-128-128-3 float64, plain SGD" in str(result)
 
 
 def test_train_timings_split_the_whole_process(small_idx, capsys):

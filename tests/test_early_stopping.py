@@ -1,5 +1,8 @@
-"""Early stopping: the stratified split, Keras's rule, the best weights restored, the CLI."""
+"""Early stopping: the stratified split, Keras's rule, the anneal, the best weights restored, the
+CLI."""
 
+import json
+import math
 import re
 import warnings
 
@@ -9,6 +12,7 @@ import pytest
 import fastmlp
 from fastmlp import MLP, PerformanceWarning
 from fastmlp.cli import main
+from fastmlp.optim import Adam, annealed, onecycle
 from fastmlp.train import EarlyStopping, History, validation_split
 
 
@@ -61,7 +65,23 @@ def test_accuracy_is_better_when_higher():
     assert (epochs, stopping.best_epoch, stopping.best) == (4, 2, 0.95)
 
 
+def test_a_stall_starts_the_anneal_and_training_stops_when_it_is_done():
+    # 0.41 and 0.42 do not beat 0.4: stalled after epoch 4; epochs 5-7 anneal, improving or not
+    epochs, stopping = run_rule([0.5, 0.4, 0.41, 0.42, 0.3, 0.2, 0.1, 0.05], patience=2,
+                                anneal_epochs=3)
+    assert (epochs, stopping.annealed_from, stopping.anneal) == (7, 5, (5, 3))
+    assert (stopping.best_epoch, stopping.best) == (7, 0.1)
+    epochs, stopping = run_rule([0.5, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45, 0.46], patience=2,
+                                anneal_epochs=3)
+    assert (epochs, stopping.annealed_from, stopping.best_epoch) == (7, 5, 2)
+    epochs, stopping = run_rule([0.5, 0.4, 0.41, 0.42, 0.3], patience=2)  # Keras's rule
+    assert (epochs, stopping.annealed_from, stopping.anneal) == (4, None, None)
+
+
 @pytest.mark.parametrize("settings, message", [
+    (dict(anneal_epochs=-1), "anneal_epochs must be an integer >= 0, got -1"),
+    (dict(anneal_epochs=2.5), "anneal_epochs must be an integer >= 0, got 2.5"),
+    (dict(anneal_epochs=True), "anneal_epochs must be an integer >= 0, got True"),
     (dict(monitor="loss"), "monitor must be one of 'val_loss', 'val_accuracy', got 'loss'"),
     (dict(patience=0), "patience must be a positive integer"),
     (dict(min_delta=-0.1), "min_delta must be a finite number >= 0, got -0.1"),
@@ -93,7 +113,94 @@ def test_training_stops_early_and_ends_with_the_best_epochs_weights(backend):
     assert history.best_epoch == int(np.argmin(history.val_loss)) + 1
     assert len(history) == history.best_epoch + 3
     assert history.stop_reason == "early stopping: validation loss did not improve for 3 epochs"
+    assert history.annealed_from is None  # a constant rate has nothing to anneal
     assert best_loss == pytest.approx(history.val_loss[history.best_epoch - 1], rel=1e-6)
+
+
+class RecordingAdam(Adam):
+    """Adam that keeps the learning rate of every step it takes."""
+
+    def __init__(self, learning_rate):
+        super().__init__(learning_rate)
+        self.rates = []
+
+    def step(self, params, grads, learning_rate=None):
+        self.rates.append(learning_rate)
+        super().step(params, grads, learning_rate)
+
+
+STEPS = 13  # batches of 32 in noisy_problem's 400 samples
+
+
+def fit_recording_rates(epochs, patience, anneal_epochs):
+    """Early stopping on the noisy problem with a one-cycle schedule, on matmul (whose
+    steps call ``optimizer.step``); the model, its history, every step's rate, the
+    validation data and the ``annealed_from`` a callback saw after each epoch."""
+    x, y = noisy_problem()
+    validation = noisy_problem(200, seed=1)
+    optimizer = RecordingAdam(learning_rate=0.01)
+    model = MLP((20, 64, 3), seed=0)
+    seen = []
+    with fastmlp.use_backend("matmul"):
+        history = model.fit(x, y, epochs=epochs, batch_size=32, optimizer=optimizer,
+                            validation_data=validation, early_stopping=True, patience=patience,
+                            anneal_epochs=anneal_epochs,
+                            callback=lambda epoch, history: seen.append(history.annealed_from))
+    return model, history, np.array(optimizer.rates), validation, seen
+
+
+def test_a_stalled_run_anneals_the_rate_to_the_schedules_end_and_stops():
+    model, history, rates, validation, seen = fit_recording_rates(60, patience=3,
+                                                                  anneal_epochs=4)
+    # validation loss falls until epoch 9, then rises: stalled after 12, annealed over 13-16
+    assert (history.best_epoch, history.annealed_from, len(history)) == (9, 13, 16)
+    assert seen == [None] * 12 + [13] * 4
+    assert history.stop_reason == ("early stopping: validation loss did not improve for 3 "
+                                   "epochs, so the learning rate annealed over epochs 13 to 16")
+    total, start = 60 * STEPS, 12 * STEPS
+    assert len(rates) == 16 * STEPS
+    # the one-cycle planned for 60 epochs up to the stall, still warming up there ...
+    assert rates[:start].tolist() == [0.01 * onecycle(s, total) for s in range(start)]
+    assert rates[start - 1] == pytest.approx(0.00754, rel=1e-3)  # 155 of 234 warm-up steps
+    # ... then half a cosine from there down to one-cycle's end, 1/25e4 of the peak
+    first, end = 0.01 * onecycle(start, total), 0.01 / 25 / 1e4
+    anneal = rates[start:]
+    assert anneal[0] == first
+    assert anneal[2 * STEPS] == pytest.approx((first + end) / 2, rel=1e-12)
+    assert anneal[-1] == pytest.approx(
+        end + (first - end) * (1 + math.cos(math.pi * (4 * STEPS - 1) / (4 * STEPS))) / 2,
+        rel=1e-12)
+    assert anneal[-1] < first / 1000
+    assert np.all(np.diff(anneal) < 0)
+    assert model.loss(*validation) == pytest.approx(history.val_loss[8], rel=1e-6)
+
+
+def test_an_anneal_is_cut_to_end_with_training():
+    _, history, rates, _, _ = fit_recording_rates(9, patience=2, anneal_epochs=4)
+    # stalled after epoch 6 of 9: the anneal has 3 epochs, not 4, and ends at one-cycle's end
+    assert (history.annealed_from, len(history)) == (7, 9)
+    assert history.stop_reason.endswith("so the learning rate annealed over epochs 7 to 9")
+    total, start = 9 * STEPS, 6 * STEPS
+    assert rates[start:].tolist() == [0.01 * annealed(onecycle, start, 4 * STEPS)(s, total)
+                                      for s in range(start, total)]
+    first, end = 0.01 * onecycle(start, total), 0.01 / 25 / 1e4
+    assert rates[-1] == pytest.approx(
+        end + (first - end) * (1 + math.cos(math.pi * (3 * STEPS - 1) / (3 * STEPS))) / 2,
+        rel=1e-12)
+
+
+def test_anneal_epochs_0_stops_at_the_stall_as_before():
+    _, history, rates, _, seen = fit_recording_rates(60, patience=3, anneal_epochs=0)
+    assert (history.best_epoch, history.annealed_from, len(history)) == (9, None, 12)
+    assert history.stop_reason == "early stopping: validation loss did not improve for 3 epochs"
+    assert rates.tolist() == [0.01 * onecycle(s, 60 * STEPS) for s in range(12 * STEPS)]
+    assert seen == [None] * 12
+
+
+def test_a_bad_anneal_epochs_is_refused_by_fit():
+    x, y = noisy_problem()
+    with pytest.raises(ValueError, match="anneal_epochs must be an integer >= 0, got -2"):
+        MLP((20, 8, 3), seed=0).fit(x, y, epochs=2, early_stopping=True, anneal_epochs=-2)
 
 
 def test_a_callback_that_stops_training_still_gets_the_best_epochs_weights(capsys):
@@ -160,6 +267,29 @@ def test_the_cli_holds_out_a_split_and_scores_the_test_set_once(small_idx, capsy
     assert re.match(r"final  test acc \d+\.\d\d%  best epoch \d: val acc \d+\.\d\d%  ", out[-1])
 
 
+def test_the_cli_anneals_for_anneal_epochs_after_the_stall(small_idx, capsys):
+    finals = {}
+    for anneal in ("2", "0"):
+        assert main(["train", "--data-dir", str(small_idx), "--epochs", "30", "--hidden", "16",
+                     "--batch-size", "16", "--lr", "0.03", "--early-stopping",
+                     "--validation-fraction", "0.2", "--patience", "1", "--anneal-epochs",
+                     anneal, "--json"]) == 0
+        finals[anneal] = json.loads(capsys.readouterr().out)["final"]
+    # stalled after epoch 7 (best 6): 2 epochs of annealing, or none
+    assert [finals[a][key] for a in ("2", "0") for key in ("epochs", "best_epoch",
+                                                            "annealed_from")] == \
+        [9, 6, 8, 7, 6, None]
+    assert finals["2"]["stop_reason"] == ("early stopping: validation loss did not improve for "
+                                          "1 epochs, so the learning rate annealed over epochs "
+                                          "8 to 9")
+
+
+def test_the_cli_refuses_a_negative_anneal(small_idx, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--data-dir", str(small_idx), "--early-stopping", "--anneal-epochs", "-1"])
+    assert "--anneal-epochs: expected an integer >= 0, got '-1'" in capsys.readouterr().err
+
+
 def test_the_held_out_rows_do_not_shape_the_input_scaling():
     from fastmlp.preprocessing import InputScaler
 
@@ -172,3 +302,26 @@ def test_the_held_out_rows_do_not_shape_the_input_scaling():
     expected = InputScaler().fit(x[kept])
     assert (model.scaler.mean, model.scaler.std) == (expected.mean, expected.std)
     assert model.scaler.mean != InputScaler().fit(x).mean
+
+
+def test_the_mnist_script_prints_its_table(mnist_dir, capsys, bench_script):
+    script = bench_script("early_stopping.py")
+    results = script.main(["--train-size", "2000", "--epochs", "40", "--seeds", "0",
+                           "--data-dir", str(mnist_dir)])
+    assert list(results) == [(path, 0, run) for path in ("fit", "estimator")
+                             for run in ("plain", "stop", "anneal")]
+    fit = {run: results["fit", 0, run] for run in ("plain", "stop", "anneal")}
+    assert (fit["plain"]["epochs"], fit["plain"]["best"]) == (15, None)
+    assert (fit["stop"]["epochs"], fit["stop"]["best"], fit["stop"]["annealed_from"]) == \
+        (23, 18, None)
+    # on 1,800 images the anneal does not beat epoch 18's validation loss: the same model
+    assert (fit["anneal"]["epochs"], fit["anneal"]["best"], fit["anneal"]["annealed_from"]) == \
+        (28, 18, 24)
+    assert fit["anneal"]["accuracy"] == fit["stop"]["accuracy"] > 0.85
+    estimator = {run: results["estimator", 0, run] for run in ("stop", "anneal")}
+    assert estimator["anneal"]["epochs"] == estimator["stop"]["epochs"] + 5
+    out = capsys.readouterr().out
+    assert out.startswith("MNIST, 2,000 training images, 10,000 test; test accuracy")
+    assert ("| path | seed | plain (15 epochs) | early stopping, epochs=40, anneal_epochs=0 | "
+            "early stopping, epochs=40 |") in out
+    assert "| MLP.fit | 0 | " in out and "| MLPClassifier | mean | " in out

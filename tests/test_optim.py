@@ -113,6 +113,35 @@ def test_schedules_start_and_end_where_documented():
     assert math.isclose(max(values), values[300])
 
 
+def test_annealed_follows_the_schedule_then_falls_along_a_half_cosine_to_its_end():
+    total, start, length = 1000, 200, 100
+    factor = optim.annealed(optim.onecycle, start, length)
+    assert [factor(s, total) for s in range(start)] == \
+        [optim.onecycle(s, total) for s in range(start)]
+    first, end = optim.onecycle(start, total), optim.onecycle(total, total)
+    # still warming up: 2/3 of the way from 1/25 to 1 along a cosine
+    assert factor(start, total) == first == pytest.approx(1 - (1 - 1 / 25) / 4, rel=1e-12)
+    assert factor(start + length // 2, total) == pytest.approx((first + end) / 2, rel=1e-12)
+    assert factor(start + length // 4, total) == pytest.approx(
+        end + (first - end) * (2 + math.sqrt(2)) / 4, rel=1e-12)  # cos(pi / 4)
+    assert [factor(s, total) for s in (start + length, 500, total)] == [end, end, end]
+    anneal = [factor(s, total) for s in range(start, start + length + 1)]
+    assert all(a > b for a, b in zip(anneal, anneal[1:]))
+
+
+def test_an_anneal_that_would_outlast_training_ends_with_it():
+    factor = optim.annealed(optim.cosine, 900, 400)  # only 100 steps are left
+    assert factor(950, 1000) == pytest.approx(optim.cosine(900, 1000) / 2, rel=1e-12)
+    assert factor(1000, 1000) == 0.0
+
+
+def test_only_a_schedule_that_comes_down_anneals():
+    assert [optim.anneals(optim.SCHEDULES[name]) for name in ("constant", "cosine", "onecycle")] \
+        == [False, True, True]
+    factor = optim.annealed(optim.constant, 10, 10)
+    assert {factor(s, 100) for s in range(101)} == {1.0}
+
+
 def test_unknown_names_list_the_choices():
     with pytest.raises(ValueError, match="unknown schedule 'step'; choose from constant, cosine"):
         optim.get_schedule("step")

@@ -37,6 +37,27 @@ def test_flops_match_the_layer_formula():
     assert flops_per_sample((4, 3)) == {"forward": 24, "backward": 24, "total": 48}
 
 
+def test_flops_are_what_a_training_step_multiplies(monkeypatch):
+    """Count 2 m k n for every product the BLAS backend's forward and backward make."""
+    from fastmlp.backends import matmul
+
+    counted = []
+    real = np.matmul
+
+    def counting(a, b, **kwargs):
+        counted.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
+        return real(a, b, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting)
+    sizes, n = (20, 12, 7, 5, 3), 9
+    params = [(np.ones((n_out, n_in)), np.zeros(n_out)) for n_in, n_out in zip(sizes, sizes[1:])]
+    _, cache = matmul.forward(params, np.ones((n, 20)))
+    forward = sum(counted)
+    matmul.backward(params, cache, np.zeros(n, int))
+    assert {"forward": forward, "backward": sum(counted) - forward, "total": sum(counted)} == {
+        phase: n * flop for phase, flop in flops_per_sample(sizes).items()}
+
+
 @pytest.fixture
 def data():
     rng = np.random.default_rng(0)

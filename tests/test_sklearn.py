@@ -531,6 +531,23 @@ def test_early_stopping_follows_scikit_learns_rule_and_keeps_the_best_epoch():
     assert all(round(score * 120, 6).is_integer() for score in scores)  # 20 % of 600 held out
 
 
+def test_early_stopping_anneals_a_one_cycle_for_anneal_epochs_after_the_stall():
+    X, y = noise(600, 0)
+    settings = dict(hidden_layer_sizes=(64,), epochs=60, batch_size=32, learning_rate=0.01,
+                    early_stopping=True, validation_fraction=0.2, n_iter_no_change=3, tol=0.0,
+                    random_state=0)
+    stopped = MLPClassifier(**settings, anneal_epochs=0).fit(X, y)
+    annealed = MLPClassifier(**settings).fit(X, y)  # anneal_epochs=5, the default
+    stall = stopped.n_iter_  # scikit-learn's rule ends the run where it stalls
+    best = int(np.argmax(stopped.validation_scores_))
+    assert stall == best + 1 + 3 + 1 == 5
+    # the same epochs up to the stall, then 5 more while the rate comes down
+    assert annealed.n_iter_ == stall + 5
+    assert annealed.validation_scores_[:stall] == stopped.validation_scores_
+    assert annealed.loss_curve_[:stall] == stopped.loss_curve_
+    assert annealed.loss_ < stopped.loss_  # 1.13 after the anneal, 1.27 at the stall
+
+
 def test_without_early_stopping_best_loss_is_the_lowest_training_loss():
     X, y = noise(200, 0)
     clf = MLPClassifier((16,), epochs=3, random_state=0).fit(X, y)
@@ -541,6 +558,7 @@ def test_without_early_stopping_best_loss_is_the_lowest_training_loss():
 @pytest.mark.parametrize("settings, message", [
     (dict(n_iter_no_change=0), "n_iter_no_change must be a positive integer"),
     (dict(tol=-1.0), "tol must be a finite number >= 0, got -1.0"),
+    (dict(anneal_epochs=-1), "anneal_epochs must be an integer >= 0, got -1"),
     (dict(validation_fraction=1.5), "validation_fraction must be between 0 and 1, got 1.5"),
 ])
 def test_bad_early_stopping_settings_name_the_parameter(settings, message):

@@ -76,6 +76,12 @@ _named_backends: dict[str, str] = {
 # (docs/user_guide/backends.md has the figures).
 DEFAULT_BACKEND = "numba"
 
+# OMP_NUM_THREADS as the process had it when fastmlp was imported: one bound on the
+# numba backend's threads (fastmlp.backends.numba.num_threads). Read once, as OpenMP
+# and BLAS read it when they load, because a dask LocalCluster sets it to 1 in the
+# process that starts its workers as well, whose own kernels keep their threads.
+OMP_NUM_THREADS_AT_IMPORT: str | None = os.environ.get("OMP_NUM_THREADS")
+
 _loaded: dict[str, ModuleType] = {}
 
 _default_name: str | None = None  # process-wide, set by set_backend

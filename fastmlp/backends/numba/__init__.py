@@ -12,8 +12,9 @@ the element-wise work of the layer::
 
 ``run_steps`` (what ``fit`` runs) and ``train_epoch`` run every step of an
 epoch (batch gather, forward, loss, backward, optimizer update) in one
-compiled loop on each of its worker threads, which split every batch's rows
-and every layer's units between them and meet at a barrier. Each element of
+compiled loop on each of its worker threads (``num_threads()`` of them: the
+rule is in its docstring), which split every batch's rows and every layer's
+units between them and meet at a barrier. Each element of
 every product is one FMA chain in a fixed order wherever it lies, so results
 are the same bits whichever thread calls, however many call at once, however
 many threads there are and whatever the vector width.
@@ -26,7 +27,9 @@ holds every compiled function, ``_api`` the forward and backward passes,
 
 from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax
 from ._fused import PARTS, run_steps, train_epoch
+from ._threads import num_threads, thread_limits
 from ._warm import start as prepare_in_background
 
 __all__ = ["forward", "backward", "softmax", "predict_one", "run_steps", "train_epoch",
-           "prepare_in_background", "PARALLEL_WORK", "PARTS", "settings"]
+           "prepare_in_background", "PARALLEL_WORK", "PARTS", "settings", "num_threads",
+           "thread_limits"]

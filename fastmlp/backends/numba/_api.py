@@ -9,13 +9,12 @@ import sys
 import threading
 
 import numpy as np
-from numba import get_num_threads
 
 from ..._validation import check_labels
 from . import _compile_helper
 from . import _kernels as k
 from ._compile_notice import compile_notice, noticed_call
-from ._threads import split_rows
+from ._threads import num_threads, split_rows, thread_limits
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -91,9 +90,13 @@ def _fresh(shape, dtype) -> np.ndarray:
 
 
 def settings() -> dict:
-    """The backend's speed settings, for benchmarks to print."""
+    """The backend's speed settings, for benchmarks to print.
+
+    ``threads`` is :func:`num_threads` in the calling thread, ``thread_limits``
+    the bounds it is the smallest of.
+    """
     return {"parallel_work": PARALLEL_WORK, "tile": str(k.TILE), "row_tile": k.ROW_TILE,
-            "k_block": k.K_BLOCK}
+            "k_block": k.K_BLOCK, "threads": num_threads(), "thread_limits": thread_limits()}
 
 
 def kernel_array(a, dtype) -> np.ndarray:
@@ -133,7 +136,7 @@ def _tasks(rows, work):
     """Row ranges to split a product of ``work`` multiply-adds into: 1 when it is small."""
     if work < PARALLEL_WORK:
         return 1
-    threads = get_num_threads()  # a few microseconds: asked only for large products
+    threads = num_threads()  # a few microseconds: asked only for large products
     return min(threads, rows) if threads > 1 else 1
 
 

@@ -86,7 +86,7 @@ def _enable_cache(kernel) -> None:
         _tell_once(
             "uncached",
             "numba cannot cache the compiled kernels (%s): every run compiles them again "
-            "(about 4 s); set %s to a writable directory to keep them", where, SETTING)
+            "(about 5 s); set %s to a writable directory to keep them", where, SETTING)
 
 
 def uncached() -> bool:

@@ -15,7 +15,6 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads
 
 from ..._flat import base_vector
 from ..._validation import check_labels, check_positive_int, check_sample_weight
@@ -26,7 +25,7 @@ from . import _compile_helper
 from . import _kernels as k
 from ._api import FLOATS, aligned_empty, backward, check_layers, forward
 from ._compile_notice import compile_notice
-from ._threads import run_workers
+from ._threads import num_threads, run_workers
 
 
 class EpochBuffers(NamedTuple):
@@ -152,9 +151,10 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     ``optimizer.advance`` is told the steps taken, so fused and generic epochs
     can be mixed. ``fit`` runs the same epoch through :func:`run_steps`.
 
-    Each batch's rows are split across numba's threads for the forward and
-    backward passes, and the rows of every ``W`` for the gradients and the
-    update; the result does not depend on the number of threads.
+    Each batch's rows are split across :func:`num_threads` worker threads for
+    the forward and backward passes, and the rows of every ``W`` for the
+    gradients and the update; the result does not depend on the number of
+    threads.
 
     Parameters
     ----------
@@ -274,7 +274,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(1)
-    workers = max(1, min(get_num_threads(), n))
+    workers = max(1, min(num_threads(), n))
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
     # if numba now compiles the worker, a second process may compile the rest meanwhile
     _compile_helper.request(dtype, rule, len(Ws))
