@@ -612,12 +612,24 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.splitlines()[-1])
 
-    helped = run("helped", tmp_path / "helped")
+    helped = run("helped", tmp_path / "helped", setting="1")  # whatever the load
     assert helped["helper"] and helped["loaded"] == [1, 1] and helped["compiled"] == [0, 0]
-    again = run("helped", tmp_path / "helped")
+    again = run("helped", tmp_path / "helped", setting="1")
     assert not again["helper"] and again["loaded"] == [1, 1]
     off = run("off", tmp_path / "off", setting="0")
     assert not off["helper"] and off["compiled"] == [1, 1]
-    broken = run("broken", tmp_path / "broken")
+    broken = run("broken", tmp_path / "broken", setting="1")
     assert broken["helper"] and broken["compiled"] == [1, 1]
     assert helped["digest"] == again["digest"] == off["digest"] == broken["digest"]
+
+
+def test_a_compile_helper_needs_a_free_core(monkeypatch):
+    # a helper on a busy core costs its start and saves nothing: it starts where numba
+    # may use two threads and the load average leaves half a core of them
+    from fastmlp.backends.numba import _compile_helper
+
+    for threads, load, free in [(2, 0.9, True), (2, 1.5, True), (2, 1.6, False),
+                                (1, 0.0, False), (4, 3.2, True), (4, 3.6, False)]:
+        monkeypatch.setattr(_compile_helper, "get_num_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(_compile_helper.os, "getloadavg", lambda load=load: (load, 0, 0))
+        assert _compile_helper._core_free() is free, (threads, load)

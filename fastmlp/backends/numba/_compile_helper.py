@@ -14,9 +14,10 @@ train --epochs 1`` took 3.8-4.1 s this way against 5.9-6.1 s, alternating runs
 on the project's 2-core Xeon.
 
 It starts only where it can help: numba is compiling the worker (its cache
-held none for the call), numba has a cache to share, numba may use two threads
-or more, and the executable is Python (not a frozen application).
-``FASTMLP_NUMBA_COMPILE_HELPER=0`` turns it off. It changes when kernels
+held none for the call), numba has a cache to share, a second core is likely
+free (``_core_free``), and the executable is Python (not a frozen application).
+``FASTMLP_NUMBA_COMPILE_HELPER=0`` turns it off, ``1`` starts it whatever the
+load (where numba caches and the executable is Python). It changes when kernels
 compile, never what they compute; if it fails, this process compiles what it
 lacks itself.
 """
@@ -79,9 +80,23 @@ def wait_for(name: str) -> None:
         _stop()
 
 
+def _core_free() -> bool:
+    """Whether another core is likely free for a helper: numba may use two threads or
+    more, and the load average leaves half a core of them (a helper on a busy core
+    costs its start, about a second of processor time, and saves nothing: 5.6-5.9 s
+    alone against 6.8 s helped, load average 2-2.7 on the project's 2-core Xeon)."""
+    threads = get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform: threads alone decide
+        load = 0.0
+    return threads > 1 and load <= threads - 0.5
+
+
 def _enabled() -> bool:
-    return (os.environ.get(SETTING, "1") != "0" and not getattr(sys, "frozen", False)
-            and bool(sys.executable) and not _cache.uncached() and get_num_threads() > 1)
+    setting = os.environ.get(SETTING, "")
+    return (setting != "0" and not getattr(sys, "frozen", False) and bool(sys.executable)
+            and not _cache.uncached() and (setting == "1" or _core_free()))
 
 
 def _start() -> None:
@@ -116,10 +131,11 @@ def _names(job) -> list[str]:
 def _follow(process) -> None:
     # the helper prints each kernel's name as it has compiled it
     global _exited
-    for line in process.stdout:
-        with _changed:
-            _finished.add(line.strip())
-            _changed.notify_all()
+    with process.stdout:
+        for line in process.stdout:
+            with _changed:
+                _finished.add(line.strip())
+                _changed.notify_all()
     process.wait()
     with _changed:
         _exited = True

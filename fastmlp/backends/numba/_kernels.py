@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from llvmlite import ir
 from numba import typeof, types
-from numba.extending import typeof_impl
+from numba.extending import intrinsic, typeof_impl
+from numba.np.numpy_support import as_dtype
 
 from ...optim import FUSED_RULES, integer_power
 from . import _compile_helper, _elementary, _simd
@@ -72,6 +74,10 @@ class Compiled:
     def __init__(self, kernel, argument_types):
         self.kernel = kernel
         self.argument_types = argument_types
+        # numba's type of it: a C function pointer of the kernel's signature, whose
+        # arguments numba checks against the signature when it types a caller
+        self.numba_type = types.ExternalFunctionPointer(types.none(*argument_types),
+                                                        get_pointer=_address)
         self._address = 0
 
     @property
@@ -95,9 +101,7 @@ def _address(compiled):
 
 @typeof_impl.register(Compiled)
 def _typeof_compiled(value, context):
-    # a C function pointer of the kernel's signature: a call at its address, whose
-    # arguments numba checks against the signature when it types the caller
-    return types.ExternalFunctionPointer(types.none(*value.argument_types), get_pointer=_address)
+    return value.numba_type
 
 
 def _compiled(kernel, *examples):
@@ -368,23 +372,24 @@ def forward_rows(a, W_ps, bs, outs, clocks, callees, i0, i1):
     ``transpose_rows`` writes (tuples of one array type). ``FORWARD_TILE`` rows at a
     time through all layers: each row's bits are the same whatever the tiles.
     ``clocks`` is ``gemm_into``'s (empty: untimed), and ``callees``
-    (``ForwardCallees``) are the products and the softmax, called at their
-    addresses.
+    (``forward_callees``) the addresses of the products and the softmax.
     """
     last = len(W_ps) - 1
     none = a[:0]
+    gemm_into = _kernel_at(callees, FORWARD_GEMM, a.dtype)
+    softmax_rows = _kernel_at(callees, FORWARD_SOFTMAX, a.dtype)
     for t0 in range(i0, i1, FORWARD_TILE):
         t1 = min(t0 + FORWARD_TILE, i1)
         for l in range(len(W_ps)):
             below = a if l == 0 else outs[l - 1]
-            callees.gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU,
-                              bs[l], none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
+            gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU, bs[l],
+                      none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
             if l == last:  # softmax(z + b), as bias_softmax_rows computes it
                 z, b = outs[l], bs[l]
                 for i in range(t0, t1):
                     for j in range(z.shape[1]):
                         z[i, j] += b[j]
-                callees.softmax_rows(z, z, t0, t1)
+                softmax_rows(z, z, t0, t1)
 
 
 @cached_njit(**_JIT)
@@ -944,13 +949,6 @@ class EpochCallees(NamedTuple):
     softmax_cross_entropy_rows: Compiled
 
 
-class ForwardCallees(NamedTuple):
-    """The kernels that ``forward_rows`` calls at their addresses (see ``Compiled``)."""
-
-    gemm_into: Compiled
-    softmax_rows: Compiled
-
-
 @functools.cache
 def _callees(dtype) -> dict:
     # every kernel called at its address, as it is compiled for parameters of dtype
@@ -969,6 +967,7 @@ def _callees(dtype) -> dict:
                                                     ints, i, i, softmax)}
 
 
+@functools.cache
 def epoch_callees(dtype, rule) -> EpochCallees:
     """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``."""
     callees = _callees(np.dtype(dtype))
@@ -977,18 +976,50 @@ def epoch_callees(dtype, rule) -> EpochCallees:
                         callees["softmax_cross_entropy_rows"])
 
 
-def forward_callees(dtype) -> ForwardCallees:
-    """``forward_rows``'s callees for parameters of ``dtype``."""
+# Slots of forward_rows' callees in the addresses it takes (forward_callees).
+FORWARD_GEMM, FORWARD_SOFTMAX = range(2)
+FORWARD_CALLEES = ("gemm_into", "softmax_rows")
+
+
+@functools.cache
+def forward_callees(dtype) -> np.ndarray:
+    """The addresses of ``forward_rows``' callees for parameters of ``dtype``, by slot
+    (each compiled, or loaded from numba's cache, first).
+
+    The forward pass takes them as an int64 array where the epoch takes its
+    ``EpochCallees``: numba's dispatcher types an array argument natively, and a
+    tuple of function pointers in Python on every call (9 us against 1 us a call,
+    10-15 % of a forward pass of a few rows; ``_kernel_at`` makes the pointers).
+    """
     callees = _callees(np.dtype(dtype))
-    return ForwardCallees(callees["gemm_into"], callees["softmax_rows"])
+    return np.array([callees[name].address for name in FORWARD_CALLEES], np.int64)
+
+
+@intrinsic(prefer_literal=True)
+def _kernel_at(typingctx, addresses, slot, dtype):
+    # forward_rows' callee in slot (FORWARD_CALLEES), compiled for dtype: the function
+    # pointer at addresses[slot], of the type a Compiled of it has, so that numba
+    # checks each call's arguments against the kernel's signature
+    if not (isinstance(slot, types.IntegerLiteral) and isinstance(dtype, types.DType)):
+        return None
+    name = FORWARD_CALLEES[slot.literal_value]
+    pointer = _callees(as_dtype(dtype.dtype))[name].numba_type
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        address = builder.load(builder.gep(data, [ir.Constant(ir.IntType(64),
+                                                              slot.literal_value)]))
+        return builder.inttoptr(address, context.get_value_type(pointer))
+
+    return pointer(addresses, slot, dtype), codegen
 
 
 def forward_argument_types(dtype, layers) -> tuple:
     """The types of ``forward_rows``' arguments as ``forward`` passes them, for
     ``layers`` layers of ``dtype``."""
-    vector, matrix = np.empty(0, dtype), np.empty((0, 0), dtype)
-    examples = (matrix, (matrix,) * layers, (vector,) * layers, (matrix,) * layers,
-                np.empty(0, np.int64), forward_callees(dtype), 0, 0)
+    vector, matrix, ints = np.empty(0, dtype), np.empty((0, 0), dtype), np.empty(0, np.int64)
+    examples = (matrix, (matrix,) * layers, (vector,) * layers, (matrix,) * layers, ints,
+                ints, 0, 0)
     return tuple(typeof(example) for example in examples)
 
 
