@@ -624,12 +624,12 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
 
 
 def test_a_compile_helper_needs_a_free_core(monkeypatch):
-    # a helper on a busy core costs its start and saves nothing: it starts where numba
-    # may use two threads and the load average leaves half a core of them
+    # a helper on a busy core costs its start and saves nothing: it starts where the
+    # kernels may use two threads and the load average leaves half a core of them
     from fastmlp.backends.numba import _compile_helper
 
     for threads, load, free in [(2, 0.9, True), (2, 1.5, True), (2, 1.6, False),
                                 (1, 0.0, False), (4, 3.2, True), (4, 3.6, False)]:
-        monkeypatch.setattr(_compile_helper, "get_num_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(_compile_helper, "num_threads", lambda threads=threads: threads)
         monkeypatch.setattr(_compile_helper.os, "getloadavg", lambda load=load: (load, 0, 0))
         assert _compile_helper._core_free() is free, (threads, load)

@@ -32,10 +32,10 @@ import sys
 import threading
 
 import numpy as np
-from numba import get_num_threads
 from numba.core import event
 
 from . import _cache
+from ._threads import num_threads
 
 SETTING = "FASTMLP_NUMBA_COMPILE_HELPER"
 
@@ -81,11 +81,12 @@ def wait_for(name: str) -> None:
 
 
 def _core_free() -> bool:
-    """Whether another core is likely free for a helper: numba may use two threads or
-    more, and the load average leaves half a core of them (a helper on a busy core
-    costs its start, about a second of processor time, and saves nothing: 5.6-5.9 s
-    alone against 6.8 s helped, load average 2-2.7 on the project's 2-core Xeon)."""
-    threads = get_num_threads()
+    """Whether another core is likely free for a helper: the kernels may use two threads
+    or more (``_threads.num_threads``), and the load average leaves half a core of
+    them (a helper on a busy core costs its start, about a second of processor time,
+    and saves nothing: 5.6-5.9 s alone against 6.8 s helped, load average 2-2.7 on
+    the project's 2-core Xeon)."""
+    threads = num_threads()
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on this platform: threads alone decide
