@@ -32,6 +32,7 @@ import numpy as np
 
 from . import backends, datasets, optim
 from ._atomic import atomic_write, unwritable
+from ._words import count as _count
 from .model import MLP
 from .train import check_log_csv, fit
 
@@ -461,7 +462,7 @@ def _train(args) -> int:
                    f"{100 * history.val_accuracy[kept]:.2f}%  ")
     if not args.json:
         print(f"final  {tested}train acc {100 * history.train_accuracy[kept]:.2f}%  "
-              f"loss {history.loss[kept]:.4f}  {len(history)} epochs, "
+              f"loss {history.loss[kept]:.4f}  {_count(len(history), 'epoch')}, "
               f"{sum(history.seconds):.1f} s training")
     if args.save:
         model.save(args.save)

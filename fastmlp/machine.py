@@ -24,6 +24,8 @@ import re
 import subprocess
 import sys
 
+from ._words import count as _count
+
 # OpenBLAS kernel names by the widest vector instructions they use; a CPU's
 # level comes from its flags. Names are matched in lower case.
 _KERNEL_LEVELS = {
@@ -178,11 +180,12 @@ def summary(info: dict) -> str:
              f"python {info['python']}, numpy {info['numpy']}"]
     for library in info["blas"]:
         lines.append(f"blas {library['library']} {library['version']}, kernel "
-                     f"{library['kernel']}, {library['threads']} threads ({library['file']})")
+                     f"{library['kernel']}, {_count(library['threads'], 'thread')} "
+                     f"({library['file']})")
     if info["numba"]:
         numba = info["numba"]
-        lines.append(f"numba {numba['version']}, {numba['threads']} threads, threading layer "
-                     f"{numba['threading_layer']}")
+        lines.append(f"numba {numba['version']}, {_count(numba['threads'], 'thread')}, "
+                     f"threading layer {numba['threading_layer']}")
     if info["openblas_coretype"]:
         lines.append(f"OPENBLAS_CORETYPE={info['openblas_coretype']}")
     lines += [f"warning: {warning}" for warning in info["kernel_warnings"]]

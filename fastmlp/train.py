@@ -37,6 +37,7 @@ from ._validation import (
     check_positive_int,
     check_sample_weight,
 )
+from ._words import count as _count
 from .exceptions import StopTraining, TrainingDivergedError
 from .functional import cross_entropy
 from .optim import annealed, anneals, get_schedule, make_optimizer
@@ -176,7 +177,7 @@ class EarlyStopping:
     def reason(self) -> str:
         """Why training stopped, in words."""
         by = f"by more than {self.min_delta:g} " if self.min_delta else ""
-        return f"{MONITORS[self.monitor]} did not improve {by}for {self.patience} epochs"
+        return f"{MONITORS[self.monitor]} did not improve {by}for {_count(self.patience, 'epoch')}"
 
     def state(self) -> dict:
         """What a checkpoint keeps of it: ``best``, ``best_epoch``, ``wait``, ``best_params``,
@@ -766,7 +767,7 @@ class _Run:
         stopping, keep the best epoch's parameters if asked."""
         history, stopping = self.history, self.stopping
         if not history.stop_reason:  # a callback's, set (and checkpointed) as it stopped
-            history.stop_reason = f"ran all {epochs} epochs"
+            history.stop_reason = "ran its one epoch" if epochs == 1 else f"ran all {epochs} epochs"
             if history.annealed_from is not None:
                 first, last = history.annealed_from, len(history)
                 span = f"epoch {last}" if last == first else f"epochs {first} to {last}"

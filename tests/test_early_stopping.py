@@ -280,7 +280,7 @@ def test_the_cli_anneals_for_anneal_epochs_after_the_stall(small_idx, capsys):
                                                             "annealed_from")] == \
         [9, 6, 8, 7, 6, None]
     assert finals["2"]["stop_reason"] == ("early stopping: validation loss did not improve for "
-                                          "1 epochs, so the learning rate annealed over epochs "
+                                          "1 epoch, so the learning rate annealed over epochs "
                                           "8 to 9")
 
 
