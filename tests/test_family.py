@@ -8,7 +8,7 @@ from fastmlp import family
 from fastmlp.backends import load_backend
 
 # the backends that take activation= and output=
-FAMILY_BACKENDS = ["loop"]
+FAMILY_BACKENDS = ["loop", "einsum", "matmul"]
 COMBINATIONS = [(activation, output) for activation in family.ACTIVATION_NAMES
                 for output in family.OUTPUT_NAMES]
 TOLERANCE = {np.float64: (1e-7, 1e-12), np.float32: (1e-4, 1e-5)}
@@ -215,3 +215,90 @@ def test_targets_as_a_matrix():
     with pytest.raises(ValueError, match=r"targets have shape \(2, 2\); the network's output "
                                          r"needs \(2, 3\)"):
         family.targets(np.ones((2, 2)), 2, 3, np.float64)
+
+
+@pytest.mark.parametrize("backend", [name for name in FAMILY_BACKENDS if name != "loop"])
+@pytest.mark.parametrize("activation, output", [("tanh", "softmax"), ("relu", "logistic"),
+                                                ("logistic", "identity"),
+                                                ("leaky_relu", "exp"), ("identity", "softmax")])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_run_steps_agrees_with_loop(backend, activation, output, dtype, weighted):
+    from fastmlp import optim
+    from fastmlp.steps import Batches
+
+    sizes = (7, 9, 3)
+    params, x, Y = problem(sizes, 40, dtype, output, seed=5)
+    weights = np.random.default_rng(6).uniform(0.5, 1.5, 40) if weighted else None
+    order = np.random.default_rng(7).permutation(40)
+    results = {}
+    for name in ("loop", backend):
+        trained = [(W.copy(), b.copy()) for W, b in params]
+        batches = Batches(x, Y, order, 16, None, dtype, weights)
+        done = load_backend(name).run_steps(trained, batches, optim.Adam(), [1e-2] * 3,
+                                            activation=activation, output=output)
+        results[name] = trained, done
+    (want, want_done), (got, done) = results["loop"], results[backend]
+    assert done.failed_step == want_done.failed_step == -1
+    assert done.correct == want_done.correct
+    rtol = 1e-9 if dtype == np.float64 else 1e-4
+    assert done.loss_sum == pytest.approx(want_done.loss_sum, rel=rtol)
+    for (W, b), (W0, b0) in zip(got, want):
+        assert_close(W, W0, dtype)
+        assert_close(b, b0, dtype)
+
+
+def test_run_steps_loss_is_the_outputs_loss():
+    from fastmlp import optim
+    from fastmlp.steps import Batches
+
+    sizes = (4, 5, 2)
+    params, x, Y = problem(sizes, 12, np.float64, "identity", seed=3)
+    loop = load_backend("loop")
+    P, _ = loop.forward(params, x, activation="tanh", output="identity")
+    done = loop.run_steps([(W.copy(), b.copy()) for W, b in params],
+                          Batches(x, Y, None, 12, None, np.float64), optim.SGD(0.0), [0.0],
+                          activation="tanh", output="identity")
+    assert done.loss_sum == pytest.approx(12 * 0.5 * ((P - Y) ** 2).sum(axis=1).mean())
+    assert done.correct == 0
+
+
+@pytest.mark.parametrize("backend", FAMILY_BACKENDS)
+def test_functional_passes_the_family_through(backend):
+    import fastmlp
+    from fastmlp import functional
+
+    sizes = (4, 6, 2)
+    params, x, Y = problem(sizes, 5, np.float64, "logistic", seed=1)
+    with fastmlp.use_backend(backend):
+        P, cache = functional.forward(params, x, activation="tanh", output="logistic")
+        want_P, want_cache = load_backend("loop").forward(params, x, "tanh", "logistic")
+        assert_close(P, want_P, np.float64)
+        grads = functional.backward(params, cache, Y, activation="tanh", output="logistic")
+        want = load_backend("loop").backward(params, want_cache, Y, activation="tanh")
+        for (dW, db), (dW0, db0) in zip(grads, want):
+            assert_close(dW, dW0, np.float64)
+            assert_close(db, db0, np.float64)
+    assert functional.loss(P, Y, "logistic") == pytest.approx(family.LOSSES["logistic"](P, Y))
+
+
+def test_functional_checks_targets_and_names():
+    from fastmlp import functional
+
+    params, x, Y = problem((4, 3, 2), 5, np.float64, "logistic", seed=1)
+    P, cache = load_backend("loop").forward(params, x, "relu", "logistic")
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        functional.forward(params, x, activation="swish")
+    with pytest.raises(ValueError, match="unknown output 'probit'"):
+        functional.backward(params, cache, Y, output="probit")
+    with pytest.raises(ValueError, match=r"y has shape \(5, 3\); a network of 2 logistic "
+                                         r"outputs needs targets of shape \(5, 2\)"):
+        functional.backward(params, cache, np.zeros((5, 3)), output="logistic")
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        functional.loss(P, Y * 2, "logistic")
+    with pytest.raises(ValueError, match="negative targets"):
+        functional.loss(P, -Y, "exp")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        functional.loss(P, Y * np.nan, "identity")
+    with pytest.raises(ValueError, match="rows must sum to 1"):
+        functional.loss(P, Y * 0, "softmax")
