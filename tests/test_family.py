@@ -346,3 +346,15 @@ def test_numba_bits_do_not_depend_on_threads_or_the_batch(activation, output, dt
     for (W, b), (W0, b0) in zip(got, want):
         np.testing.assert_array_equal(W, W0)
         np.testing.assert_array_equal(b, b0)
+
+
+def test_the_epoch_comparison_script_times_every_combination(mnist_dir, capsys, bench_script):
+    script = bench_script("family_epochs.py")
+    times = script.main(["--repeats", "1", "--rows", "640", "--data-dir", str(mnist_dir)])
+    assert list(times) == script.COMBINATIONS
+    assert all(len(seconds) == 1 and seconds[0] > 0 for seconds in times.values())
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("numba fused epoch, 784-128-128-10, batch 128, float32, 640 rows, "
+                      f"{load_backend('numba').num_threads()} threads, median of 1 turns")
+    assert out[2].startswith("relu        softmax") and out[2].endswith("1.000")
+    assert len(out) == 2 + len(script.COMBINATIONS)
