@@ -356,5 +356,7 @@ def test_the_epoch_comparison_script_times_every_combination(mnist_dir, capsys, 
     out = capsys.readouterr().out.splitlines()
     assert out[0] == ("numba fused epoch, 784-128-128-10, batch 128, float32, 640 rows, "
                       f"{load_backend('numba').num_threads()} threads, median of 1 turns")
-    assert out[2].startswith("relu        softmax") and out[2].endswith("1.000")
+    assert out[2].startswith("relu        softmax") and out[2].endswith("   0.0%")
+    assert out[1].split() == ["activation", "output", "median", "s", "min", "s", "ratio",
+                              "epilogues", "s", "extra"]
     assert len(out) == 2 + len(script.COMBINATIONS)

@@ -49,9 +49,10 @@ class EpochBuffers(NamedTuple):
     losses: np.ndarray  # (rows,) float64: each row's loss
     hits: np.ndarray    # (rows,) int64: 1 where the row's prediction was right
     wb: np.ndarray      # (rows,) float64, or empty when unweighted: the batch's weights
+    tb: np.ndarray      # (rows, n_out), or (0, 0) with labels: the batch's target rows
 
     @classmethod
-    def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False):
+    def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False, n_targets=0):
         # the products' operands aligned (see _api.ALIGNMENT): the batch, the layers'
         # outputs and deltas, the transposed weights and the gradient
         dtype = theta.dtype
@@ -61,7 +62,8 @@ class EpochBuffers(NamedTuple):
                    s1t=aligned_empty(state1.shape, dtype),
                    s2t=aligned_empty(state2.shape, dtype),
                    grad=aligned_empty(theta.shape, dtype), losses=np.empty(rows),
-                   hits=np.empty(rows, np.int64), wb=np.empty(rows if weighted else 0))
+                   hits=np.empty(rows, np.int64), wb=np.empty(rows if weighted else 0),
+                   tb=np.empty((rows, n_targets) if n_targets else (0, 0), dtype))
 
 
 def _fallback(reason: str):
@@ -306,7 +308,8 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     unused = np.empty(0, dtype)
     theta, state1, state2 = (vectors + [unused, unused])[:3]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
-                                    state1, state2, sample_weight.shape[0] > 0)
+                                    state1, state2, sample_weight.shape[0] > 0,
+                                    targets.shape[1] if targets.shape[0] else 0)
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(1)
