@@ -276,3 +276,16 @@ def test_predict_on_images(tmp_path, capsys, output, units):
         assert 0 <= p <= 1
     else:
         assert len(result["outputs"]) == 2 and "class" not in result
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_probabilities_of_a_logistic_output(dtype):
+    model = MLP((3, 4, 2), activation="tanh", output="logistic", dtype=dtype, seed=0)
+    W, b = model.params[-1]
+    W *= 1e4  # logits far from 0: probabilities of 0 and 1 in the dtype
+    x = np.random.default_rng(0).standard_normal((50, 3))
+    log_probs = model.predict_log_proba(x)
+    assert log_probs.dtype == dtype and np.isfinite(log_probs).all()
+    np.testing.assert_allclose(np.exp(log_probs), model.predict_proba(x), rtol=1e-4,
+                               atol=1e-30)
+    assert log_probs.min() < np.log(np.finfo(dtype).tiny)  # where predict_proba gives 0
