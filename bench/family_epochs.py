@@ -89,8 +89,10 @@ def main(argv=None) -> dict:
     base = statistics.median(times["relu", "softmax"])
     base_epilogues = statistics.median(epilogues["relu", "softmax"])
     base_busy = statistics.median(busy["relu", "softmax"])
+    threads = numba.num_threads()
     print(f"numba fused epoch, 784-128-128-10, batch 128, {args.dtype}, {len(y):,} rows, "
-          f"{numba.num_threads()} threads, median of {args.repeats} turns")
+          f"{threads} thread{'s' * (threads != 1)}, median of {args.repeats} "
+          f"turn{'s' * (args.repeats != 1)}")
     print(f"{'activation':<12}{'output':<10}{'median s':>10}{'min s':>9}{'ratio':>8}"
           f"{'epilogues s':>13}{'extra':>8}")
     for combination, seconds in times.items():

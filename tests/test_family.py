@@ -354,8 +354,9 @@ def test_the_epoch_comparison_script_times_every_combination(mnist_dir, capsys, 
     assert list(times) == script.COMBINATIONS
     assert all(len(seconds) == 1 and seconds[0] > 0 for seconds in times.values())
     out = capsys.readouterr().out.splitlines()
+    threads = load_backend("numba").num_threads()
     assert out[0] == ("numba fused epoch, 784-128-128-10, batch 128, float32, 640 rows, "
-                      f"{load_backend('numba').num_threads()} threads, median of 1 turns")
+                      f"{threads} thread{'s' * (threads != 1)}, median of 1 turn")
     assert out[2].startswith("relu        softmax") and out[2].endswith("   0.0%")
     assert out[1].split() == ["activation", "output", "median", "s", "min", "s", "ratio",
                               "epilogues", "s", "extra"]

@@ -269,13 +269,17 @@ def test_predict_on_images(tmp_path, capsys, output, units):
     model.save(tmp_path / "model.npz")
     assert main(["predict", str(tmp_path / "model.npz"), str(path), "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
-    if output == "logistic":
-        p = float(model.predict_proba(np.zeros((1, 784)) + 0)[0, 0])  # shape only
-        assert result["class"] in (0, 1) and len(result["probabilities"]) == 2
-        assert result["probabilities"][1] == pytest.approx(1 - result["probabilities"][0])
-        assert 0 <= p <= 1
+    from fastmlp.images import read_image, to_mnist
+
+    digit = to_mnist(read_image(path)).reshape(1, 784)
+    if output == "logistic":  # two classes, [1 - p, p], not one
+        p = float(model.predict_proba(digit)[0, 0])
+        assert result["probabilities"] == pytest.approx([1 - p, p])
+        assert result["class"] == int(p > 0.5) == model.predict(digit)[0]
+        assert result["probability"] == pytest.approx(max(p, 1 - p))
     else:
-        assert len(result["outputs"]) == 2 and "class" not in result
+        assert "class" not in result
+        assert result["outputs"] == pytest.approx(model.predict(digit)[0].tolist())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
