@@ -1,6 +1,7 @@
 """The numba backend's own ``exp`` and ``log`` (``_elementary``): within one ulp of the
 correctly rounded value over their whole ranges, exact at the special values, and the
-ones the kernels use (so their bits do not come from the C library)."""
+ones the kernels use (so their bits do not come from the C library); its ``tanh`` and
+``logistic``, the activations', within three."""
 
 import inspect
 
@@ -116,3 +117,48 @@ def test_adams_bias_correction_power_has_the_same_bits_in_python_and_in_the_kern
             assert got == kernel_power(base, n)
             # each squaring doubles the relative error: about n ulps at most
             assert got == pytest.approx(float(base) ** n, rel=(n + 1) * 2.3e-16, abs=1e-300)
+
+
+@njit
+def apply_of(v, function):
+    out = v.copy()
+    if function == 1:
+        _elementary.inplace_tanh(out)
+    else:
+        _elementary.inplace_logistic(out)
+    return out
+
+
+def _logistic(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code, function", [(1, np.tanh), (2, _logistic)])
+def test_tanh_and_logistic_are_within_three_ulps(dtype, code, function):
+    # no cancellation near 0 (tanh keeps its relative accuracy there) or far below it
+    # (logistic's e / (1 + e) keeps it where the result is tiny)
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.linspace(-40, 40, 200_001), rng.uniform(-1, 1, 100_000),
+                        np.geomspace(1e-30, 1, 2_000), -np.geomspace(1e-30, 1, 2_000)])
+    x = x.astype(dtype)
+    got = apply_of(x, code)
+    assert got.dtype == dtype
+    with np.errstate(over="ignore"):
+        error = ulps(got, x, function, dtype)
+    assert error[np.isfinite(error)].max() < 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_and_logistic_at_special_values(dtype):
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e4, -1e4], dtype)
+    tanh = apply_of(x, 1)
+    np.testing.assert_array_equal(tanh, [0, -0.0, 1, -1, np.nan, 1, -1])
+    assert np.signbit(tanh[1]) and not np.signbit(tanh[0])
+    np.testing.assert_array_equal(apply_of(x, 2), [0.5, 0.5, 1, 0, np.nan, 1, 0])
+    # logistic of large negative x is exp(x), down to the subnormals
+    info = np.finfo(dtype)
+    x = np.linspace(float(np.log(np.longdouble(info.tiny))) - 5,
+                    float(np.log(np.longdouble(info.tiny))), 1001).astype(dtype)
+    want = np.exp(x.astype(np.longdouble)).astype(dtype)
+    assert np.abs(apply_of(x, 2) - want).max() <= info.smallest_subnormal

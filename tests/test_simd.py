@@ -28,8 +28,9 @@ backend = load_backend("numba")
 from fastmlp.backends.numba import _api, _elementary, _kernels, _simd  # noqa: E402
 
 # Trains a small network for one epoch (SGD, then Adam) through the fused
-# epoch, runs forward, backward and predict_one, and prints a digest of every
-# result, and the tile it compiled for.
+# epoch, runs forward, backward and predict_one, then the same for three other
+# activations and outputs, and prints a digest of every result, and the tile it
+# compiled for.
 SCRIPT = textwrap.dedent("""
     import hashlib
     import numpy as np
@@ -54,6 +55,18 @@ SCRIPT = textwrap.dedent("""
     arrays = [p for layer in params for p in layer] + [probs]
     arrays += [g for layer in nb.backward(params, cache, y) for g in layer]
     arrays.append(nb.predict_one(params, x[7], 1 / 255, -0.5))
+    # the other activations and outputs: table entries of the same kernels
+    one_hot = np.eye(10, dtype=np.float32)[y]
+    for activation, output in (("tanh", "logistic"), ("logistic", "exp"),
+                               ("leaky_relu", "identity")):
+        out = nb.train_epoch(params, x, one_hot, 50, optim.Adam(1e-2), np.full(5, 1e-2),
+                             scale=1 / 255, offset=-0.5, activation=activation, output=output)
+        digest.update(repr(out).encode())
+        outputs, cache = nb.forward(params, scaled, activation=activation, output=output)
+        arrays += [outputs, nb.predict_one(params, x[7], 1 / 255, -0.5, activation=activation,
+                                           output=output)]
+        arrays += [g for layer in nb.backward(params, cache, one_hot, activation=activation)
+                   for g in layer]
     for a in arrays:
         digest.update(np.ascontiguousarray(a).tobytes())
     print(_kernels.TILE, digest.hexdigest())

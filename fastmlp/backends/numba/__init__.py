@@ -5,10 +5,16 @@ the micro-kernel that ``_simd`` generates as LLVM vector IR (no BLAS),
 followed by a compiled sweep over each cache tile of its output that does all
 the element-wise work of the layer::
 
-    hidden layer   a = max(z + b, 0)
-    output layer   p = softmax(z + b), loss -log p[y], argmax p,
-                   delta = (p - onehot(y)) / n, or (p - onehot(y)) w / sum(w)
-    backward       delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
+    hidden layer   a = f(z + b)                 (ReLU: max(z + b, 0))
+    output layer   p = g(z + b), the output's loss, its hit,
+                   delta = (p - Y) / n, or (p - Y) w / sum(w)
+                   (softmax with labels: loss -log p[y], Y = onehot(y))
+    backward       delta[l-1] = (delta[l] @ W[l]) * f'(z[l-1])   (ReLU: a[l] > 0)
+
+The activation ``f`` and the output ``g`` are entries of one table of
+element-wise functions (``_kernels.ACTIVATION_CODES``, ``OUTPUT_CODES``) that
+the epilogues switch on, each written in IEEE operations (``_elementary``), so
+every member of ``fastmlp.family`` keeps the promise below.
 
 ``run_steps`` (what ``fit`` runs) and ``train_epoch`` run every step of an
 epoch (batch gather, forward, loss, backward, optimizer update) in one
