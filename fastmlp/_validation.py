@@ -158,3 +158,48 @@ def check_sample_weight(sample_weight, n_samples: int, name: str = "sample_weigh
         raise ValueError(f"{name} has a negative weight ({weights[at]} at sample {at}); "
                          "weights must be >= 0")
     return weights
+
+
+def check_targets(y, n_samples: int, n_outputs: int, output: str = "softmax", dtype=np.float64,
+                  name: str = "y") -> np.ndarray:
+    """``y`` as training and ``backward`` take it for a network whose last layer has
+    ``n_outputs`` units followed by ``output`` (see ``fastmlp.family``).
+
+    For softmax, 1-D ``y`` is class labels (``check_labels``: int64 of shape
+    ``(n_samples,)``). Otherwise, and for a 2-D ``y`` with softmax, it is a
+    float target matrix, returned in ``dtype`` with shape ``(n_samples,
+    n_outputs)`` (1-D ``y`` is one output's column): finite, in ``[0, 1]``
+    for the logistic and softmax outputs (rows of softmax targets summing to
+    1), and ``>= 0`` for exp (Poisson counts or rates).
+
+    Raises
+    ------
+    ValueError
+        Naming the problem: a wrong shape, a NaN or inf, a value outside the
+        output's range.
+    """
+    y = np.asarray(y)
+    if output == "softmax" and y.ndim <= 1:
+        return check_labels(y, n_samples, n_outputs, name)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
+    if y.ndim <= 1 and n_outputs == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape != (n_samples, n_outputs):
+        raise ValueError(f"{name} has shape {y.shape}; a network of {n_outputs} {output} "
+                         f"outputs needs targets of shape ({n_samples}, {n_outputs})"
+                         + (" or class labels of shape (n_samples,)"
+                            if output == "softmax" else ""))
+    Y = np.asarray(y, dtype)
+    if not np.isfinite(Y).all():
+        raise ValueError(f"{name} holds NaN or inf targets")
+    if output in ("softmax", "logistic") and Y.size and (Y.min() < 0 or Y.max() > 1):
+        raise ValueError(f"{name} holds targets outside [0, 1]; {output} outputs are "
+                         "probabilities")
+    if output == "softmax" and Y.size and not np.allclose(Y.sum(axis=1), 1, atol=1e-3):
+        raise ValueError(f"{name}'s rows must sum to 1 for softmax outputs (one-hot or "
+                         "probabilities)")
+    if output == "exp" and Y.size and Y.min() < 0:
+        raise ValueError(f"{name} holds negative targets; exp outputs (Poisson) need "
+                         "targets >= 0")
+    return Y

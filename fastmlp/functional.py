@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import backends
-from ._validation import check_features, check_labels, check_sample_weight
+from ._validation import check_features, check_sample_weight, check_targets
+from .family import LOSSES, check_activation, check_output
 
 
 def softmax(z):
@@ -117,7 +118,7 @@ def _check_params(params):
     return params
 
 
-def forward(params, x):
+def forward(params, x, activation: str = "relu", output: str = "softmax"):
     """Forward pass through the network with the backend in effect.
 
     Parameters
@@ -125,31 +126,64 @@ def forward(params, x):
     params : list of (W, b)
         ``W`` of shape ``(n_out, n_in)``, ``b`` of shape ``(n_out,)``.
     x : array_like, shape (n_samples, n_in) or (n_in,)
+    activation : str, default 'relu'
+        What follows every layer but the last: a name of
+        ``fastmlp.family.ACTIVATIONS`` (``'identity'``, ``'logistic'``,
+        ``'tanh'``, ``'relu'``, ``'leaky_relu'``).
+    output : str, default 'softmax'
+        What follows the last layer: ``'softmax'``, ``'logistic'``,
+        ``'identity'`` or ``'exp'`` (``fastmlp.family.OUTPUTS``).
 
     Returns
     -------
-    probs : ndarray, shape (n_samples, n_out) or (n_out,)
+    outputs : ndarray, shape (n_samples, n_out) or (n_out,)
+        Probabilities for softmax (and per-output ones for logistic), the
+        predicted values for identity and exp.
     cache : list of ndarray
-        Every layer's input, then ``probs``; pass it to ``backward``.
+        Every layer's input, then ``outputs``; pass it to ``backward``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmlp
+    >>> params = [(np.array([[1.0, -1.0]]), np.array([0.0]))]
+    >>> with fastmlp.use_backend("matmul"):
+    ...     fastmlp.forward(params, [[2.0, 1.0]], output="identity")[0]
+    array([[1.]])
     """
     params = _check_params(params)
     x = check_features(x, params[0][0].shape[1])
-    return backends.get_backend().forward(params, x)
+    activation, output = check_activation(activation), check_output(output)
+    if (activation, output) == ("relu", "softmax"):
+        return backends.get_backend().forward(params, x)
+    return backends.get_backend().forward(params, x, activation=activation, output=output)
 
 
-def backward(params, cache, y, sample_weight=None):
-    """Gradients of the mean cross-entropy with the backend in effect.
+def backward(params, cache, y, sample_weight=None, activation: str = "relu",
+             output: str = "softmax"):
+    """Gradients of the mean loss of the output with the backend in effect.
+
+    The loss is the output's own (``fastmlp.family.LOSSES``): cross-entropy
+    for softmax, binary cross-entropy for logistic, squared error for
+    identity, Poisson for exp; each makes the output delta ``(p - y) / n``.
 
     Parameters
     ----------
     params : list of (W, b)
     cache : list of ndarray
         As returned by ``forward``.
-    y : array_like of int, shape (n_samples,) or scalar
+    y : array_like
+        Class labels, int of shape ``(n_samples,)`` or a scalar, for softmax;
+        or float targets ``(n_samples, n_out)`` for any output (1-D for one
+        output; for softmax, one-hot rows or probabilities).
     sample_weight : array_like of float, shape (n_samples,), optional
         Finite, non-negative weights: the gradients are those of the weighted
         mean loss ``sum_i w[i] loss[i] / sum_i w[i]`` (scikit-learn's), zero
         when every weight is 0.
+    activation : str, default 'relu'
+        The hidden layers' activation, as given to ``forward``.
+    output : str, default 'softmax'
+        The output function given to ``forward``: it decides what ``y`` may
+        be (the gradient's form is the same for every output).
 
     Returns
     -------
@@ -163,9 +197,46 @@ def backward(params, cache, y, sample_weight=None):
         NaN, an inf or a negative weight; the message names the problem.
     """
     params = _check_params(params)
+    activation, output = check_activation(activation), check_output(output)
     probs = np.atleast_2d(cache[-1])
-    y = check_labels(y, probs.shape[0], probs.shape[1])
+    y = check_targets(y, probs.shape[0], probs.shape[1], output, probs.dtype)
+    family = {} if activation == "relu" else {"activation": activation}
     if sample_weight is None:
-        return backends.get_backend().backward(params, cache, y)
+        return backends.get_backend().backward(params, cache, y, **family)
     sample_weight = check_sample_weight(np.atleast_1d(sample_weight), probs.shape[0])
-    return backends.get_backend().backward(params, cache, y, sample_weight)
+    return backends.get_backend().backward(params, cache, y, sample_weight, **family)
+
+
+def loss(outputs, y, output: str = "softmax", sample_weight=None) -> float:
+    """The mean loss of a network's ``outputs`` against ``y``: the output's own loss.
+
+    Parameters
+    ----------
+    outputs : ndarray, shape (n_samples, n_out) or (n_out,)
+        What ``forward`` returned with this ``output``.
+    y : array_like
+        As for ``backward``: labels or float targets.
+    output : str, default 'softmax'
+        Picks the loss (``fastmlp.family.LOSSES``): cross-entropy (softmax),
+        binary cross-entropy (logistic), ``(p - y)**2 / 2`` (identity), ``p -
+        y log p`` (exp, Poisson); each summed over outputs and averaged over
+        samples.
+    sample_weight : array_like of float, shape (n_samples,), optional
+        The weighted mean ``sum_i w[i] loss[i] / sum_i w[i]`` instead.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np, fastmlp
+    >>> fastmlp.functional.loss(np.array([[1.0, 3.0]]), [[0.0, 1.0]], output="identity")
+    2.5
+    """
+    output = check_output(output)
+    probs = np.atleast_2d(outputs)
+    y = check_targets(y, probs.shape[0], probs.shape[1], output, probs.dtype)
+    if sample_weight is not None:
+        sample_weight = check_sample_weight(np.atleast_1d(sample_weight), probs.shape[0])
+    return LOSSES[output](probs, y, sample_weight)

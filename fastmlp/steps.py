@@ -1,7 +1,8 @@
 """A run of training steps: what a backend's ``run_steps`` receives and returns.
 
 A backend plugs into training with one function, ``run_steps(params,
-batches, optimizer, learning_rates, timer=NO_TIMER) -> StepsDone`` (see
+batches, optimizer, learning_rates, timer=NO_TIMER, *, activation="relu",
+output="softmax") -> StepsDone`` (see
 ``fastmlp.backends``). This module holds what that contract names:
 :class:`Batches` (the mini-batches of a run, handed over by ``fit``),
 :class:`StepsDone` (what the run returns), :class:`Timer` (what it tells about
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .backends import weight_total
-from .functional import _row_losses, cross_entropy
+from .family import HITS, LOSSES, ROW_LOSSES
 
 if TYPE_CHECKING:
     from .preprocessing import InputScaler
@@ -48,12 +49,14 @@ class Batches(NamedTuple):
     batch's loss is its weighted mean (see ``fastmlp.backends``); None is
     unweighted training. The caller has checked them (``fit`` does, once),
     so a run of steps trusts them: ``y`` holds int64 labels of the network's
-    classes, ``order`` indices of rows, ``batch_size >= 1``, ``sample_weight``
-    finite non-negative float64; in ``fit``, ``x`` is :func:`training_inputs`.
+    classes (softmax output), or float targets ``(n_samples, n_outputs)`` in
+    the network's dtype (any output; see ``fastmlp.family``), ``order``
+    indices of rows, ``batch_size >= 1``, ``sample_weight`` finite
+    non-negative float64; in ``fit``, ``x`` is :func:`training_inputs`.
     """
 
     x: np.ndarray                 # (n_samples, n_features)
-    y: np.ndarray                 # (n_samples,) int64
+    y: np.ndarray                 # (n_samples,) int64, or (n_samples, n_outputs) float
     order: np.ndarray | None      # (n_steps_samples,) int64 row indices
     batch_size: int
     scaler: InputScaler | None
@@ -67,11 +70,14 @@ class StepsDone(NamedTuple):
     Attributes
     ----------
     loss_sum : float
-        Sum over batches of the batch's mean loss times its size; with
+        Sum over batches of the batch's mean loss (the output's loss of
+        ``fastmlp.family.LOSSES``) times its size; with
         sample weights, of its weighted mean loss times its total weight
         (``sum_i w[i] loss[i]``).
     correct : int
-        Samples whose forward-pass prediction (before the batch's update) was right.
+        Samples whose forward-pass prediction (before the batch's update) was
+        right (``fastmlp.family.HITS``: always 0 for the regression outputs
+        ``identity`` and ``exp``).
     failed_step : int
         Index of the first batch whose loss was not finite, where training
         stopped before updating; -1 if every loss was finite.
@@ -122,10 +128,14 @@ class ComposedSteps:
     Parameters
     ----------
     forward : callable
-        ``forward(params, x) -> (probs, cache)``, as in ``fastmlp.backends``.
+        ``forward(params, x) -> (probs, cache)``, as in ``fastmlp.backends``;
+        called with ``activation=`` and ``output=`` keywords when the run's
+        are not ReLU and softmax (so a forward of two arguments serves the
+        default network).
     backward : callable
         ``backward(params, cache, y) -> grads``, and ``backward(params, cache,
-        y, sample_weight)`` for batches with weights.
+        y, sample_weight)`` for batches with weights; with ``activation=``
+        when it is not ReLU.
 
     Examples
     --------
@@ -144,9 +154,18 @@ class ComposedSteps:
         self.forward, self.backward = forward, backward
 
     def __call__(self, params, batches: Batches, optimizer, learning_rates,
-                 timer: Timer = NO_TIMER) -> StepsDone:
-        """Train ``params`` in place on ``batches``; ``learning_rates[k]`` is step ``k``'s rate."""
+                 timer: Timer = NO_TIMER, *, activation: str = "relu",
+                 output: str = "softmax") -> StepsDone:
+        """Train ``params`` in place on ``batches``; ``learning_rates[k]`` is step ``k``'s rate.
+
+        ``activation`` follows every hidden layer and ``output`` the last
+        (``fastmlp.family``), trained with the output's loss.
+        """
         forward, backward = self.forward, self.backward
+        forward_family = {} if (activation, output) == ("relu", "softmax") else {
+            "activation": activation, "output": output}
+        backward_family = {} if activation == "relu" else {"activation": activation}
+        losses, row_losses, hits = LOSSES[output], ROW_LOSSES[output], HITS[output]
         x, y, order, batch_size, scaler, dtype, weights = batches
         loss_sum = 0.0
         correct = 0
@@ -161,16 +180,17 @@ class ComposedSteps:
             if scaler is not None:
                 xb = scaler.transform(xb, dtype)
             timer.stop("data")
-            probs, cache = forward(params, xb)
+            probs, cache = forward(params, xb, **forward_family)
             if wb is None:
-                loss = cross_entropy(probs, yb)
+                loss = losses(probs, yb)
                 batch_loss = loss * len(yb)
             else:  # sum_i w_i loss_i: the weighted mean times the batch's total weight
-                batch_loss = loss = float(np.dot(wb, _row_losses(probs, yb)))
+                batch_loss = loss = float(np.dot(wb, row_losses(probs, yb)))
             timer.stop("forward")
             if not np.isfinite(loss):
                 return StepsDone(loss_sum, correct, step)
-            grads = backward(params, cache, yb) if wb is None else backward(params, cache, yb, wb)
+            grads = (backward(params, cache, yb, **backward_family) if wb is None
+                     else backward(params, cache, yb, wb, **backward_family))
             timer.stop("backward")
             if getattr(optimizer, "wants_batch_total", False):
                 # scikit-learn's rules divide their L2 term by the batch's size or weight
@@ -180,5 +200,5 @@ class ComposedSteps:
                 optimizer.step(params, grads, learning_rates[step])
             timer.stop("update")
             loss_sum += batch_loss
-            correct += int(np.count_nonzero(probs.argmax(axis=1) == yb))
+            correct += hits(probs, yb)
         return StepsDone(loss_sum, correct, -1)

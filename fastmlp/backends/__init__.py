@@ -2,30 +2,45 @@
 
 A backend is a module exposing the same four functions:
 
-``forward(params, x) -> (probs, cache)``
+``forward(params, x, activation="relu", output="softmax") -> (out, cache)``
     ``params`` is a list of ``(W, b)`` pairs, ``W`` of shape ``(n_out, n_in)``
     and ``b`` of shape ``(n_out,)`` as in ``torch.nn.Linear``. ``x`` has shape
-    ``(n_samples, n_in)`` or ``(n_in,)``. ReLU follows every layer but the
-    last, softmax follows the last. ``probs`` has shape ``(n_samples, n_out)``
-    (or ``(n_out,)``); ``cache`` is the list of every layer's input
-    activations followed by ``probs``, which is what ``backward`` needs.
+    ``(n_samples, n_in)`` or ``(n_in,)``. ``activation`` follows every layer
+    but the last and ``output`` follows the last: names of
+    ``fastmlp.family.ACTIVATIONS`` (``identity``, ``logistic``, ``tanh``,
+    ``relu``, ``leaky_relu``) and ``fastmlp.family.OUTPUTS`` (``softmax``,
+    ``logistic``, ``identity``, ``exp``); the defaults keep the bits of the
+    ReLU + softmax network. ``out`` has shape ``(n_samples, n_out)`` (or
+    ``(n_out,)``); ``cache`` is the list of every layer's input activations
+    followed by ``out``, which is what ``backward`` needs.
 ``softmax(z) -> probs``
     Row-wise, numerically stable softmax of 1-D or 2-D ``z``.
-``backward(params, cache, y, sample_weight=None) -> grads``
-    Gradients of the mean cross-entropy loss for integer labels ``y``, as a
-    list of ``(dW, db)`` pairs shaped like ``params``. With ``sample_weight``
+``backward(params, cache, y, sample_weight=None, activation="relu") -> grads``
+    Gradients of the mean loss of the output (``fastmlp.family.LOSSES``:
+    cross-entropy for softmax, binary cross-entropy for logistic, squared
+    error for identity, Poisson for exp), as a list of ``(dW, db)`` pairs
+    shaped like ``params``. ``y`` is 1-D integer labels (softmax only: ``Y``
+    is their one-hot matrix) or a float target matrix ``Y`` of shape
+    ``(n_samples, n_out)`` (any output). Every output with its loss gives the
+    output delta ``(out - Y) / n``; the hidden deltas are multiplied by the
+    activation's derivative computed from the layer's output in ``cache``
+    (``fastmlp.family.DERIVATIVES``). No L2 term: a penalty belongs to the
+    optimizer's rule. With ``sample_weight``
     (float64, shape ``(n_samples,)``, finite and non-negative) the loss is the
     weighted mean ``sum_i w[i] loss[i] / sum_i w[i]``, as in scikit-learn's
-    ``MLPClassifier``: the output delta of sample ``i`` is ``(p[i] -
-    onehot(y[i])) * w[i] / sum(w)``. A batch whose weights sum to 0 has a zero
+    ``MLPClassifier``: the output delta of sample ``i`` is ``(out[i] -
+    Y[i]) * w[i] / sum(w)``. A batch whose weights sum to 0 has a zero
     gradient (scikit-learn would divide 0 by 0); see :func:`weight_total`.
     ``None`` is the unweighted computation, bit for bit; weights all 1 give
     the same bits too.
 
-``run_steps(params, batches, optimizer, learning_rates, timer=NO_TIMER) -> StepsDone``
-    What ``fit`` runs: the training steps of ``batches`` (a
+``run_steps(params, batches, optimizer, learning_rates, timer, *, activation, output)``
+    Returns a ``StepsDone``; ``timer=NO_TIMER``, ``activation="relu"`` and
+    ``output="softmax"`` by default. What ``fit`` runs: the training steps of ``batches`` (a
     ``fastmlp.steps.Batches``: which rows of the raw inputs make each batch,
-    and how they are scaled), updating ``params`` in place with
+    and how they are scaled; ``batches.y`` int labels ``(n,)`` or float
+    targets ``(n, n_out)``) through the network of ``activation`` and
+    ``output``, trained with the output's loss, updating ``params`` in place with
     ``optimizer``, ``learning_rates[k]`` for step ``k``; each batch's loss is
     weighted by ``batches.sample_weight`` when it is given. The one way a backend
     plugs into training. ``loop`` and ``einsum`` declare
@@ -38,8 +53,8 @@ A backend is a module exposing the same four functions:
 
 A backend may also offer a fast path for prediction:
 
-``predict_one(params, x, scale, offset) -> probs``
-    Probabilities for one raw sample ``x`` of shape ``(n_in,)``, scaled as
+``predict_one(params, x, scale, offset, activation="relu", output="softmax") -> out``
+    The outputs for one raw sample ``x`` of shape ``(n_in,)``, scaled as
     ``scale * x + offset`` inside the kernel, without batch machinery.
 
 ``matmul`` and ``numba`` keep ``train_epoch(params, x, y, batch_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..family import ACTIVATIONS, DERIVATIVES, OUTPUTS, is_labels, target_matrix
 from ..steps import ComposedSteps
 from . import weight_total
 
@@ -27,7 +28,7 @@ def softmax(z):
     return e / np.einsum("...k->...", e)[..., None]
 
 
-def forward(params, x):
+def forward(params, x, activation="relu", output="softmax"):
     """Forward pass. See ``fastmlp.backends`` for the contract."""
     a = np.asarray(x)
     cache = [a]
@@ -35,19 +36,27 @@ def forward(params, x):
     for l, (W, b) in enumerate(params):
         z = _einsum("...i,oi->...o", a, W)
         z += b
-        a = softmax(z) if l == last else np.maximum(z, 0, out=z)
+        if l < last:
+            a = ACTIVATIONS[activation](z)
+        else:
+            a = softmax(z) if output == "softmax" else OUTPUTS[output](z)
         cache.append(a)
     return a, cache
 
 
-def backward(params, cache, y, sample_weight=None):
-    """Gradients of the (weighted) mean cross-entropy. See ``fastmlp.backends``."""
+def backward(params, cache, y, sample_weight=None, activation="relu"):
+    """Gradients of the (weighted) mean loss of the output. See ``fastmlp.backends``."""
     cache = [np.atleast_2d(a) for a in cache]
-    y = np.atleast_1d(y)
-    n = y.shape[0]
-    # softmax + cross-entropy: delta = (p - onehot(y)) / n, or (p - onehot(y)) w / sum(w)
-    delta = cache[-1].copy()
-    delta[np.arange(n), y] -= 1
+    # each output with its loss: delta = (p - y) / n, or (p - y) w / sum(w), where y is
+    # onehot(labels) for labels
+    if is_labels(y):
+        y = np.atleast_1d(y)
+        n = y.shape[0]
+        delta = cache[-1].copy()
+        delta[np.arange(n), y] -= 1
+    else:
+        delta = cache[-1] - target_matrix(y, cache[-1])
+        n = delta.shape[0]
     if sample_weight is None:
         delta /= n
     else:
@@ -60,8 +69,8 @@ def backward(params, cache, y, sample_weight=None):
         # not a transposed view, which the optimizer's element-wise update walks 2x slower
         grads.append((_einsum("ni,no->oi", a, delta), np.einsum("no->o", delta)))
         if l > 0:
-            delta = _einsum("no,oi->ni", delta, params[l][0])
-            delta *= a > 0  # ReLU derivative, from the layer's output
+            # times the activation's derivative, from the layer's output
+            delta = DERIVATIVES[activation](a, _einsum("no,oi->ni", delta, params[l][0]))
     return grads[::-1]
 
 
