@@ -381,7 +381,7 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n_samples:
                 warnings.warn("Got `batch_size` less than 1 or larger than "
-                              "sample size. It is going to be clipped", stacklevel=4)
+                              "sample size. It is going to be clipped", stacklevel=5)
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         steps = -(-n_samples // batch_size)
 
@@ -460,10 +460,10 @@ class _BaseMLP(BaseEstimator):
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
                         "reached and the optimization hasn't converged yet.",
-                        ConvergenceWarning, stacklevel=4,
+                        ConvergenceWarning, stacklevel=5,
                     )
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            warnings.warn("Training interrupted by user.", stacklevel=5)
 
         if early_stopping:
             # restore best weights
