@@ -42,10 +42,15 @@ def _flat(pairs):
 # formula reads: attributes of the optimizer by these names, in this order (the
 # order of the numba kernel's slots). A new hyper-parameter is one name here and
 # the formula in two places: the optimizer's ``step`` and the kernel's update
-# (``fastmlp/backends/numba/_kernels.py``: ``_sgd_update``, ``_adam_update``).
+# (``fastmlp/backends/numba/_kernels.py``: ``_sgd_update``, ``_adam_update``,
+# ``_sklearn_sgd_update``, ``_sklearn_adam_update``).
 FUSED_RULES = {
     "sgd": ("momentum", "nesterov", "weight_decay"),
     "adam": ("beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay"),
+    # scikit-learn's rules (SklearnSGD, SklearnAdam): alpha's L2 term is divided by each
+    # batch's size or weight sum, which the kernel passes the update with the weights
+    "sklearn_sgd": ("momentum", "nesterov", "alpha"),
+    "sklearn_adam": ("beta1", "beta2", "eps", "alpha"),
 }
 
 
@@ -459,9 +464,19 @@ class SklearnSGD:
             print(message + f" Setting learning rate to {self.learning_rate:f}")
         return False
 
-    def fused_update(self, params) -> None:
-        """None: the numba backend's fused epoch has no rule for this update yet."""
-        return None
+    def fused_update(self, params) -> FusedUpdate | None:
+        """Describe the update for a compiled epoch (creating the state), or None.
+
+        None when a subclass overrides ``step`` without describing its own
+        update. The compiled epoch adds the step's L2 penalty to
+        ``penalty_sum``, as ``step`` does.
+        """
+        if _overrides_step(self, SklearnSGD):
+            return None
+        if self.velocity is None:
+            self.velocity = flat_zeros_like(_flat(params))
+        return FusedUpdate("sklearn_sgd", _fused_hyper(self, "sklearn_sgd"), (self.velocity,),
+                           0)
 
     def advance(self, steps: int) -> None:
         """Nothing to record (the schedule moves per epoch, in :meth:`iteration_ends`)."""
@@ -561,12 +576,23 @@ class SklearnAdam:
             print(message + " Stopping.")
         return True
 
-    def fused_update(self, params) -> None:
-        """None: the numba backend's fused epoch has no rule for this update yet."""
-        return None
+    def fused_update(self, params) -> FusedUpdate | None:
+        """Describe the update for a compiled epoch (creating the state), or None.
+
+        None when a subclass overrides ``step`` without describing its own
+        update. The compiled epoch adds the steps' L2 penalty to
+        ``penalty_sum``, as ``step`` does.
+        """
+        if _overrides_step(self, SklearnAdam):
+            return None
+        if self.m is None:
+            self.m = flat_zeros_like(_flat(params))
+            self.v = flat_zeros_like(_flat(params))
+        return FusedUpdate("sklearn_adam", _fused_hyper(self, "sklearn_adam"), (self.m, self.v),
+                           self.t)
 
     def advance(self, steps: int) -> None:
-        """Record ``steps`` updates made elsewhere: the bias correction moves on."""
+        """Record ``steps`` updates made by a compiled epoch: the bias correction moves on."""
         self.t += steps
 
 

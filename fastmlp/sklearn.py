@@ -61,7 +61,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from . import backends
 from ._flat import flat_copy
 from ._validation import check_dtype
-from .exceptions import PerformanceWarning
 from .optim import AdamW, SklearnAdam, SklearnSGD, annealed, anneals, get_schedule
 from .preprocessing import InputScaler
 from .steps import Batches, ComposedSteps
@@ -407,13 +406,9 @@ class _BaseMLP(BaseEstimator):
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
                 if hasattr(self._optimizer, "penalty_sum"):
                     self._optimizer.penalty_sum = 0.0
-                with warnings.catch_warnings():
-                    # the numba backend runs scikit-learn's rules through its per-step loop
-                    warnings.filterwarnings("ignore", "numba backend: optimizer Sklearn",
-                                            PerformanceWarning)
-                    done = run_steps(params, batches._replace(
-                        order=sample_idx if self.shuffle else None), self._optimizer,
-                        rates(it), **family)
+                done = run_steps(params, batches._replace(
+                    order=sample_idx if self.shuffle else None), self._optimizer, rates(it),
+                    **family)
                 if done.failed_step >= 0:
                     # scikit-learn goes on where the loss overflows, and its weights
                     # become NaN; so do these, without the steps

@@ -335,3 +335,49 @@ def test_regressor_with_several_targets():
                         random_state=0).fit(X, y / y.std())
     assert regr.predict(X).shape == (200, 3) and regr.n_outputs_ == 3
     assert regr.out_activation_ == "identity" and regr.score(X, y / y.std()) > 0.9
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("settings", [dict(solver="adam", alpha=0.01),
+                                      dict(solver="sgd", learning_rate_init=0.05),
+                                      dict(solver="sgd", nesterovs_momentum=False, alpha=0.1),
+                                      dict(solver="sgd", momentum=0.0)])
+def test_numbas_fused_epoch_runs_scikit_learns_rules(settings, dtype, monkeypatch):
+    # no PerformanceWarning: the fused epoch implements the rule (with weights, too), and
+    # trains what the per-step loop over the same kernels trains, at any thread count
+    import numba
+
+    import fastmlp.backends.numba as numba_backend
+    from fastmlp.backends.numba import _fused
+    from fastmlp.exceptions import PerformanceWarning
+
+    X, y = X_DIGITS[:500].astype(dtype), Y_DIGITS[:500]
+    weights = np.linspace(0.5, 2.0, 500)
+    common = dict(hidden_layer_sizes=(32, 16), max_iter=2, batch_size=64, random_state=0,
+                  backend="numba", **settings)
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("error", PerformanceWarning)
+            return MLPClassifier(**common).fit(X, y, sample_weight=weights)
+
+    fused = fit()
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one_thread = fit()
+    finally:
+        numba.set_num_threads(threads)
+    monkeypatch.setattr(numba_backend, "run_steps", _fused._COMPOSED)  # the per-step loop
+    stepped = fit()
+    tolerance = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12,
+                                                                             atol=1e-14)
+    for a, b, c in zip(fused.coefs_ + fused.intercepts_,
+                       one_thread.coefs_ + one_thread.intercepts_,
+                       stepped.coefs_ + stepped.intercepts_):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, **tolerance)
+    assert fused.loss_curve_ == one_thread.loss_curve_
+    np.testing.assert_allclose(fused.loss_curve_, stepped.loss_curve_, rtol=tolerance["rtol"])
