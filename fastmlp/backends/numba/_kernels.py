@@ -734,13 +734,23 @@ def _l2_alpha(rule, hyper):
 def _squared_weights(theta, wt, layout):
     # sum(W^2) over every layer's weights in float64, in a fixed order: the first
     # layer's from its working copy W.T in wt (which the epoch updates), the rest from
-    # theta
-    total = 0.0
+    # theta; eight independent sums (element i into sum i % 8), added at the end, so
+    # that the additions overlap (one chain took 0.2 ms a step for 784-128-128-10)
+    sums = np.zeros(8)
     for l in range(layout.shape[0]):
         n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
         block = wt[w_at:w_at + n_out * n_in] if l == 0 else theta[w_at:w_at + n_out * n_in]
-        for i in range(block.shape[0]):
-            total += float(block[i]) * float(block[i])
+        whole = block.shape[0] - block.shape[0] % 8
+        for i in range(0, whole, 8):
+            for lane in range(8):
+                value = float(block[i + lane])
+                sums[lane] += value * value
+        for i in range(whole, block.shape[0]):
+            value = float(block[i])
+            sums[i % 8] += value * value
+    total = 0.0
+    for lane in range(8):
+        total += sums[lane]
     return total
 
 
