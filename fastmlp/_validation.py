@@ -186,10 +186,12 @@ def check_targets(y, n_samples: int, n_outputs: int, output: str = "softmax", dt
     if y.ndim <= 1 and n_outputs == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape != (n_samples, n_outputs):
+        if output == "softmax":
+            raise ValueError(f"{name} must be a 1-D array of class indices or a matrix of "
+                             f"target rows of shape ({n_samples}, {n_outputs}), got shape "
+                             f"{y.shape}")
         raise ValueError(f"{name} has shape {y.shape}; a network of {n_outputs} {output} "
-                         f"outputs needs targets of shape ({n_samples}, {n_outputs})"
-                         + (" or class labels of shape (n_samples,)"
-                            if output == "softmax" else ""))
+                         f"outputs needs targets of shape ({n_samples}, {n_outputs})")
     Y = np.asarray(y, dtype)
     if not np.isfinite(Y).all():
         raise ValueError(f"{name} holds NaN or inf targets")

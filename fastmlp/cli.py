@@ -687,10 +687,12 @@ def _predict_options(parser):
     parser.add_argument("model", metavar="MODEL", help="model file (.npz) of a 784-input model")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     parser.add_argument("--json", action="store_true",
-                        help="print a JSON list of {path, class, probability, probabilities}")
+                        help="print a JSON list of {path, class, probability, probabilities} "
+                             "(for a model that is not a classifier: {path, outputs})")
 
 
 def _predict(args) -> int:
+    from .evaluate import class_probabilities, model_classes
     from .images import FIELD, read_image, to_mnist
 
     model = MLP.load(args.model)
@@ -710,19 +712,32 @@ def _predict(args) -> int:
         print(f"fastmlp: error: {message}", file=sys.stderr, flush=True)
         failed += 1
     results = []
-    if digits:
-        probabilities = model.predict_proba(np.stack(digits))
+    try:
+        model_classes(model)
+        classifier = True
+    except ValueError:  # multilabel or a regression: its outputs as they are
+        classifier = False
+    if digits and classifier:
+        # one logistic unit is two classes, [1 - p, p], not one
+        probabilities = class_probabilities(model, np.stack(digits))
         for path, probs in zip(paths, probabilities):
             label = int(probs.argmax())
             results.append({"path": path, "class": label, "probability": float(probs[label]),
                             "probabilities": [float(p) for p in probs]})
+    elif digits:
+        for path, values in zip(paths, np.atleast_2d(model.predict_values(np.stack(digits)))):
+            results.append({"path": path, "outputs": [float(v) for v in values]})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         width = max((len(result["path"]) for result in results), default=0)
         for result in results:
-            print(f"{result['path']:<{width}}  {result['class']}  "
-                  f"{result['probability']:.4f}")
+            if classifier:
+                print(f"{result['path']:<{width}}  {result['class']}  "
+                      f"{result['probability']:.4f}")
+            else:
+                print(f"{result['path']:<{width}}  "
+                      + "  ".join(f"{v:.4g}" for v in result["outputs"]))
     return 1 if failed else 0
 
 
@@ -739,7 +754,7 @@ def _export_options(parser):
 
 
 def _export(args) -> int:
-    from .export import OPSET
+    from .export import OPSET, output_name
 
     model = MLP.load(args.model)
     model.to_onnx(args.out, dtype=args.dtype)
@@ -750,13 +765,14 @@ def _export(args) -> int:
             "layer_sizes": list(model.layer_sizes), "dtype": dtype,
             "input": {"name": "pixels", "dtype": "float32", "shape": [None, model.n_features],
                       "value_range": [0, 255]},
-            "output": {"name": "probabilities", "dtype": dtype,
+            "activation": model.activation, "output_function": model.output,
+            "output": {"name": output_name(model.output), "dtype": dtype,
                        "shape": [None, model.n_classes]},
         }, indent=2))
     _log.info("wrote %s: ONNX opset %d, %s %s; input 'pixels' float32 (N, %d) raw 0..255, "
-              "output 'probabilities' %s (N, %d)", args.out, OPSET,
-              "-".join(map(str, model.layer_sizes)), dtype, model.n_features, dtype,
-              model.n_classes)
+              "output '%s' %s (N, %d)", args.out, OPSET,
+              "-".join(map(str, model.layer_sizes)), dtype, model.n_features,
+              output_name(model.output), dtype, model.n_classes)
     return 0
 
 

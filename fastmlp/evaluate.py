@@ -15,7 +15,8 @@ import numpy as np
 from . import datasets
 from .metrics import ClassReport, classification_report
 
-__all__ = ["MNIST_CLASSES", "Evaluation", "EvaluationData", "evaluate", "evaluation_data"]
+__all__ = ["MNIST_CLASSES", "Evaluation", "EvaluationData", "class_probabilities", "evaluate",
+           "evaluation_data", "model_classes"]
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 
@@ -189,6 +190,42 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def model_classes(model) -> int:
+    """The classes ``model`` tells apart: its softmax units, or 2 for one logistic unit (a
+    binary classifier).
+
+    Raises
+    ------
+    ValueError
+        For a model that is not a classifier of one label: several logistic
+        units (multilabel) or a regression (identity or exp output).
+    """
+    output = getattr(model, "output", "softmax")
+    if output == "softmax":
+        return model.n_classes
+    if output == "logistic" and model.n_classes == 1:
+        return 2
+    what = (f"{model.n_classes} logistic outputs (multilabel)" if output == "logistic"
+            else f"an {output} output (a regression)")
+    raise ValueError(f"the model has {what}; classes are scored for a softmax output or one "
+                     "logistic unit")
+
+
+def class_probabilities(model, x) -> np.ndarray:
+    """The probability of each of ``model_classes(model)`` classes for each row of ``x``:
+    ``predict_proba``, or ``[1 - p, p]`` for one logistic unit's ``p``.
+
+    Returns
+    -------
+    ndarray, shape (n_samples, n_classes)
+    """
+    model_classes(model)
+    probabilities = np.atleast_2d(model.predict_proba(x))
+    if getattr(model, "output", "softmax") == "logistic":
+        return np.concatenate([1 - probabilities, probabilities], axis=1)
+    return probabilities
+
+
 def evaluate(model, data: EvaluationData) -> Evaluation:
     """Run ``model`` over ``data`` and score its predictions.
 
@@ -197,18 +234,28 @@ def evaluate(model, data: EvaluationData) -> Evaluation:
     model : MLP
     data : EvaluationData
         From ``evaluation_data``; its class names must match the model's
-        number of classes.
+        number of classes (2 for a model of one logistic unit, a binary
+        classifier: class 1 where its probability is above 1/2).
 
     Returns
     -------
     Evaluation
+
+    Raises
+    ------
+    ValueError
+        If the classes do not match, or the model is not a classifier of
+        one label (``model_classes``).
     """
-    if len(data.class_names) != model.n_classes:
-        raise ValueError(f"the model has {model.n_classes} classes but {data.source} has "
+    n_classes = model_classes(model)
+    if len(data.class_names) != n_classes:
+        raise ValueError(f"the model has {n_classes} classes but {data.source} has "
                          f"{len(data.class_names)} ({', '.join(data.class_names)})")
-    probabilities = np.atleast_2d(model.predict_proba(data.x))
+    probabilities = class_probabilities(model, data.x)
+    # (for one logistic unit, argmax of [1 - p, p] is p > 1/2, as MLP.predict decides:
+    # 1 - p is exact for p >= 1/2)
     y_pred = probabilities.argmax(axis=1)
     y_true = np.asarray(data.y, dtype=np.int64)
-    report = classification_report(y_true, y_pred, model.n_classes)
+    report = classification_report(y_true, y_pred, n_classes)
     confidence = probabilities[np.arange(len(y_pred)), y_pred]
     return Evaluation(report, data.class_names, y_true, y_pred, confidence, data.source)

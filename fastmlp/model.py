@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from . import backends
+from . import backends, family
 from ._atomic import atomic_write
 from ._flat import flat_params
 from ._npz import ArrayHeader, read_array, read_headers
 from ._validation import (
     check_dtype,
     check_features,
-    check_labels,
     check_positive_int,
+    check_targets,
     refuse_sparse,
 )
 from .exceptions import ModelFileError
-from .functional import cross_entropy, log_softmax
+from .functional import log_softmax
 from .preprocessing import InputScaler
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ _METADATA = {
     "scaler_std": ("f", ()),
 }
 _KINDS = {"iu": "integer", "U": "string", "b": "boolean", "f": "floating-point"}
+# Arrays a file holds only for a network other than ReLU + softmax (so that such a file
+# is refused by a fastmlp that would read it as one): name -> default when missing.
+_FAMILY = {"activation": "relu", "output": "softmax"}
 
 # Rows per batch of predict_proba: as fast as one call over MNIST's 60 000; ~45 MB of work.
 PREDICT_BATCH_SIZE = 10_000
@@ -60,16 +63,29 @@ def _in_words(n_bytes: int) -> str:
 
 
 class MLP:
-    """A fully connected network: ReLU hidden layers, softmax output.
+    """A fully connected network: ReLU hidden layers and a softmax output by default.
 
     Parameters
     ----------
     layer_sizes : sequence of int
-        Input size, hidden sizes, number of classes; at least two entries.
+        Input size, hidden sizes, number of outputs (classes for softmax);
+        at least two entries.
+    activation : str, default 'relu'
+        What follows every hidden layer: ``'identity'``, ``'logistic'``,
+        ``'tanh'``, ``'relu'`` or ``'leaky_relu'`` (``fastmlp.family``).
+    output : str, default 'softmax'
+        What follows the last layer, and so what the model is and which loss
+        trains it: ``'softmax'`` (classes, cross-entropy), ``'logistic'``
+        (one unit: a binary classifier; several: independent labels,
+        binary cross-entropy), ``'identity'`` (regression, squared error) or
+        ``'exp'`` (counts or rates, Poisson loss). See the user guide's
+        "Activations and outputs" for what ``predict`` returns for each.
     dtype : float32 or float64
         Dtype of the parameters and of every computation.
     seed : int, optional
-        Seed of the He (Kaiming) normal initialisation.
+        Seed of the normal initialisation: He (Kaiming, variance ``2 /
+        n_in``) for ReLU and leaky ReLU, Glorot (Xavier, ``2 / (n_in +
+        n_out)``) for the other activations.
     standardize : bool
         Standardise inputs with the mean and standard deviation of all
         training values, whatever their dtype (see ``InputScaler``); without
@@ -93,6 +109,7 @@ class MLP:
     """
 
     def __init__(self, layer_sizes: Sequence[int] = (784, 128, 128, 10), *,
+                 activation: str = "relu", output: str = "softmax",
                  dtype=np.float32, seed: int | None = None, standardize: bool = True):
         sizes = tuple(int(n) for n in layer_sizes)
         if len(sizes) < 2 or min(sizes) < 1:
@@ -100,20 +117,34 @@ class MLP:
                 f"layer_sizes needs an input and an output size, all >= 1, got {tuple(layer_sizes)}"
             )
         self.layer_sizes = sizes
+        self.activation = family.check_activation(activation)
+        self.output = family.check_output(output)
         self.dtype = check_dtype(dtype)
         self.scaler = InputScaler(standardize)
         rng = np.random.default_rng(seed)
-        # He initialisation keeps the variance of ReLU activations constant across layers.
+        # He initialisation keeps the variance of ReLU activations constant across layers,
+        # Glorot's that of activations linear around 0 (tanh, logistic, identity).
+        he = activation in ("relu", "leaky_relu")
         self.params = flat_params([
-            ((rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)).astype(self.dtype),
+            ((rng.standard_normal((n_out, n_in))
+              * np.sqrt(2.0 / (n_in if he else n_in + n_out))).astype(self.dtype),
              np.zeros(n_out, self.dtype))
             for n_in, n_out in zip(sizes[:-1], sizes[1:])
         ])
 
     def __setstate__(self, state):
-        # a copy or an unpickled model gets its parameters back as views of one vector
-        self.__dict__.update(state)
+        # a copy or an unpickled model gets its parameters back as views of one vector;
+        # a model pickled before the family existed is ReLU + softmax
+        self.__dict__.update({**_FAMILY, **state})
         self.params = flat_params(self.params)
+
+    @property
+    def _family(self) -> dict:
+        """``activation=`` and ``output=`` for a backend, or nothing for ReLU + softmax
+        (so that a backend without them still runs the default network)."""
+        if (self.activation, self.output) == ("relu", "softmax"):
+            return {}
+        return {"activation": self.activation, "output": self.output}
 
     @property
     def n_features(self) -> int:
@@ -121,13 +152,22 @@ class MLP:
 
     @property
     def n_classes(self) -> int:
+        """The network's outputs: the classes of a softmax output, the labels of a
+        logistic one, the targets of a regression."""
+        return self.layer_sizes[-1]
+
+    @property
+    def n_outputs(self) -> int:
+        """The number of units of the last layer (``n_classes``, by a name for any output)."""
         return self.layer_sizes[-1]
 
     def __repr__(self) -> str:
         # the architecture as a constructor call, as scikit-learn and PyTorch show theirs;
         # the weights and the fitted scaler are in summary()
         standardize = "" if self.scaler.standardize else ", standardize=False"
-        return f"MLP({self.layer_sizes!r}, dtype={self.dtype.name!r}{standardize})"
+        chosen = "".join(f", {name}={getattr(self, name)!r}" for name, default in _FAMILY.items()
+                         if getattr(self, name) != default)
+        return f"MLP({self.layer_sizes!r}{chosen}, dtype={self.dtype.name!r}{standardize})"
 
     def summary(self, file: TextIO | None = None) -> None:
         """Print a table of the network, as Keras's ``Model.summary`` does.
@@ -169,7 +209,7 @@ class MLP:
         last = len(self.params) - 1
         for l, (W, b) in enumerate(self.params):
             rows.append((f"dense {l + 1}", f"(N, {W.shape[0]})", str(W.shape), str(b.shape),
-                         f"{W.size + b.size:,}", "softmax" if l == last else "relu"))
+                         f"{W.size + b.size:,}", self.output if l == last else self.activation))
         widths = [max(len(row[column]) for row in rows) for column in range(5)]
         lines = ["  ".join([*(cell.rjust(width) if column == 4 else cell.ljust(width)
                               for column, (cell, width) in enumerate(zip(row, widths))),
@@ -186,7 +226,11 @@ class MLP:
         return self.scaler.transform(check_features(x, self.n_features), self.dtype)
 
     def predict_proba(self, x, *, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
-        """Class probabilities.
+        """Class probabilities (softmax output), or each label's probability (logistic output).
+
+        The network's outputs as they are: rows summing to 1 for softmax; for
+        a logistic output, the probability that each label (the one label of
+        a binary classifier, shape ``(n_samples, 1)``) is 1.
 
         Parameters
         ----------
@@ -205,6 +249,29 @@ class MLP:
         Returns
         -------
         ndarray, shape (n_samples, n_classes) or (n_classes,)
+
+        Raises
+        ------
+        ValueError
+            For a regression model (identity or exp output), whose outputs are
+            values, not probabilities: ``predict`` gives them.
+        """
+        self._need_probabilities("predict_proba")
+        return self._in_batches(self._proba_of_rows, x, batch_size)
+
+    def _need_probabilities(self, method: str) -> None:
+        if self.output not in ("softmax", "logistic"):
+            raise ValueError(f"{method} needs a softmax or logistic output; this model's output "
+                             f"is {self.output!r}, a regression: predict gives its values")
+
+    def predict_values(self, x, *, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """The network's outputs for any output function: probabilities or predicted values.
+
+        ``x`` and ``batch_size`` are as in ``predict_proba``.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_outputs) or (n_outputs,)
         """
         return self._in_batches(self._proba_of_rows, x, batch_size)
 
@@ -244,6 +311,7 @@ class MLP:
         >>> model.predict_log_proba([100.0])
         array([   0., -200.], dtype=float32)
         """
+        self._need_probabilities("predict_log_proba")
         return self._in_batches(self._log_proba_of_rows, x, batch_size)
 
     def _in_batches(self, of_rows, x, batch_size: int) -> np.ndarray:
@@ -265,9 +333,11 @@ class MLP:
         if hasattr(backend, "predict_one") and (x.ndim == 1 or x.shape[0] == 1):
             # one sample (or a batch of one, as a server gets a request) skips the
             # batch machinery; the kernel applies the scaling, with the same bits
-            probs = backend.predict_one(self.params, x.reshape(-1), *self.scaler.affine())
+            probs = backend.predict_one(self.params, x.reshape(-1), *self.scaler.affine(),
+                                        **self._family)
             return probs if x.ndim == 1 else probs[None]
-        return backend.forward(self.params, self.scaler.transform(x, self.dtype))[0]
+        return backend.forward(self.params, self.scaler.transform(x, self.dtype),
+                               **self._family)[0]
 
     def _log_proba_of_rows(self, x):
         # The backend's forward pass hands back the output layer's input (the
@@ -275,35 +345,78 @@ class MLP:
         # which sums each row the same way wherever it lies in the batch, as the
         # numba and loop backends do. The softmax forward computes too is 10
         # units' work against the hidden layers'.
-        cache = backends.get_backend().forward(self.params, self.scaler.transform(x, self.dtype))[1]
+        cache = backends.get_backend().forward(self.params, self.scaler.transform(x, self.dtype),
+                                               **self._family)[1]
         W, b = self.params[-1]
         z = np.einsum("...i,oi->...o", cache[-2], W)
         z += b
+        if self.output == "logistic":
+            # log(1 / (1 + exp(-z))) = -log(1 + exp(-z)), finite for any z
+            return -np.logaddexp(z.dtype.type(0), -z)
         return log_softmax(z)
 
     def _proba(self, x):
         # x is already scaled
-        return backends.get_backend().forward(self.params, x)[0]
+        return backends.get_backend().forward(self.params, x, **self._family)[0]
 
     def predict(self, x, *, batch_size: int = PREDICT_BATCH_SIZE):
-        """Most probable class: an int array of shape ``(n_samples,)``, or an int for one sample.
+        """Classes, labels or values, as the output function makes the model one:
+
+        - softmax: the most probable class, an int array of shape ``(n_samples,)``
+          (an int for one sample);
+        - logistic with one unit (a binary classifier): class 1 where its
+          probability is above 1/2, else 0, with the same shapes as softmax's;
+        - logistic with several units (multilabel): a 0/1 int array of shape
+          ``(n_samples, n_outputs)``, each label 1 where its probability is above 1/2;
+        - identity or exp (regression): the predicted values, shape
+          ``(n_samples, n_outputs)`` (``(n_outputs,)`` for one sample) in the
+          model's dtype.
 
         ``x`` and ``batch_size`` are as in ``predict_proba``.
         """
-        probs = self.predict_proba(x, batch_size=batch_size)
-        return int(probs.argmax()) if probs.ndim == 1 else probs.argmax(axis=1)
+        out = self.predict_values(x, batch_size=batch_size)
+        return self._decide(out)
+
+    def _decide(self, out):
+        """``predict``'s answer from the network's outputs ``out`` (1-D for one sample)."""
+        if self.output == "softmax" or (self.output == "logistic" and self.n_outputs == 1):
+            classes = out.argmax(axis=-1) if self.output == "softmax" else (out[..., 0] > 0.5)
+            return int(classes) if out.ndim == 1 else classes.astype(np.int64)
+        if self.output == "logistic":
+            return (out > 0.5).astype(np.int64)
+        return out
 
     def loss(self, x, y) -> float:
-        """Mean cross-entropy on ``(x, y)``."""
+        """The mean loss of the output on ``(x, y)``: cross-entropy (softmax), binary
+        cross-entropy (logistic), squared error / 2 (identity) or Poisson (exp); see
+        ``fastmlp.family.LOSSES``. ``y`` is as ``fit`` takes it."""
         x = self._prepare(x)
-        y = check_labels(y, 1 if x.ndim == 1 else x.shape[0], self.n_classes)
-        return cross_entropy(self._proba(x), y)
+        y = check_targets(y, 1 if x.ndim == 1 else x.shape[0], self.n_outputs, self.output,
+                          self.dtype)
+        return family.LOSSES[self.output](self._proba(x), y)
 
     def score(self, x, y) -> float:
-        """Accuracy on ``(x, y)``, between 0 and 1."""
+        """Accuracy on ``(x, y)`` for a classifier, R² for a regression.
+
+        Softmax: the share of samples whose most probable class is ``y``.
+        Logistic: the share of samples whose every label is right (scikit-learn's
+        subset accuracy; a binary classifier's accuracy). Identity and exp:
+        the coefficient of determination ``1 - sum (y - p)**2 / sum (y -
+        mean y)**2``, averaged over outputs, as scikit-learn's regressors score.
+        """
         x = self._prepare(x)
-        y = check_labels(y, 1 if x.ndim == 1 else x.shape[0], self.n_classes)
-        return float(np.mean(np.atleast_1d(self._proba(x).argmax(-1)) == y))
+        n = 1 if x.ndim == 1 else x.shape[0]
+        y = check_targets(y, n, self.n_outputs, self.output, self.dtype)
+        out = np.atleast_2d(self._proba(x))
+        if self.output in ("softmax", "logistic"):
+            return family.HITS[self.output](out, y) / n
+        y = np.atleast_2d(y).astype(np.float64)
+        residual = ((y - out) ** 2).sum(axis=0)
+        total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+        # scikit-learn's r2_score: a constant target scores 1 if predicted exactly, else 0
+        r2 = np.where(total > 0, 1 - residual / np.where(total > 0, total, 1),
+                      np.where(residual == 0, 1.0, 0.0))
+        return float(r2.mean())
 
     def fit(self, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adamw",
             learning_rate: float | None = None, weight_decay: float | None = None,
@@ -353,12 +466,16 @@ class MLP:
         """Write the model to ``path`` as ``.npz``, atomically.
 
         The file holds the weights, the layer sizes, the dtype, the input
-        scaler and a format version. It is written to a temporary file in the
-        same directory and renamed over ``path``, so a crash never leaves a
-        half-written model.
+        scaler and a format version, and, for a network other than ReLU +
+        softmax, its ``activation`` and ``output`` (so an older fastmlp, which
+        would read the network as ReLU + softmax, refuses the file). It is
+        written to a temporary file in the same directory and renamed over
+        ``path``, so a crash never leaves a half-written model.
         """
         path = os.fspath(path)
         arrays = {
+            **{name: np.array(getattr(self, name)) for name, default in _FAMILY.items()
+               if (self.activation, self.output) != ("relu", "softmax")},
             "format_version": np.array(FORMAT_VERSION),
             "layer_sizes": np.array(self.layer_sizes),
             "dtype": np.array(self.dtype.name),
@@ -442,12 +559,28 @@ class MLP:
         for name in [*_METADATA, *(name for layer in layers for name in layer)]:
             if name not in headers:
                 raise ModelFileError(f"{path} is missing array {name!r}")
-        extra = sorted(set(headers) - set(_METADATA) - {name for layer in layers for name in layer})
+        extra = sorted(set(headers) - set(_METADATA) - set(_FAMILY)
+                       - {name for layer in layers for name in layer})
         if extra:
             raise ModelFileError(
                 f"{path} holds arrays {', '.join(map(repr, extra))} that are not part of a model "
                 f"with layer_sizes {sizes} ({len(layers)} layers)"
             )
+        chosen = {}
+        for name, default in _FAMILY.items():
+            header = headers.get(name)
+            if header is None:
+                chosen[name] = default  # files of before the family: ReLU + softmax
+                continue
+            if header.dtype.kind != "U" or header.shape != ():
+                raise ModelFileError(f"{path}: {name} must be a scalar of string type, "
+                                     f"got shape {header.shape} of {header.dtype}")
+            value = str(read_array(archive, header))
+            try:
+                chosen[name] = (family.check_activation if name == "activation"
+                                else family.check_output)(value)
+            except ValueError as exc:
+                raise ModelFileError(f"{path}: {exc}") from None
         dtype_name = str(metadata("dtype"))
         if dtype_name not in ("float32", "float64"):
             raise ModelFileError(f"{path}: dtype must be float32 or float64, got {dtype_name!r}")
@@ -476,13 +609,15 @@ class MLP:
             if not (np.isfinite(W).all() and np.isfinite(b).all()):
                 raise ModelFileError(f"{path}: layer {l} has NaN or inf weights")
             params.append((W.astype(dtype_name, copy=False), b.astype(dtype_name, copy=False)))
-        return cls._from_params(params, scaler)
+        return cls._from_params(params, scaler, **chosen)
 
     @classmethod
-    def _from_params(cls, params: list, scaler: InputScaler) -> MLP:
-        """A model of ``params`` (checked, all of one float dtype) and ``scaler``, without
-        random initialisation."""
+    def _from_params(cls, params: list, scaler: InputScaler, activation: str = "relu",
+                     output: str = "softmax") -> MLP:
+        """A model of ``params`` (checked, all of one float dtype), ``scaler`` and the
+        family, without random initialisation."""
         model = cls.__new__(cls)
+        model.activation, model.output = activation, output
         model.layer_sizes = (params[0][0].shape[1], *(W.shape[0] for W, _ in params))
         model.dtype = params[0][0].dtype
         model.scaler = scaler

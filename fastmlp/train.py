@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import logging
 import math
 import os
@@ -32,13 +33,13 @@ from ._atomic import unwritable
 from ._flat import base_vector, flat_params
 from ._validation import (
     check_features,
-    check_labels,
     check_non_negative_int,
     check_positive_int,
     check_sample_weight,
+    check_targets,
 )
 from .exceptions import StopTraining, TrainingDivergedError
-from .functional import cross_entropy
+from .family import HITS, LOSSES
 from .optim import annealed, anneals, get_schedule, make_optimizer
 from .steps import (  # noqa: F401 - re-exported: fastmlp.train.Batches etc. keep working
     NO_TIMER,
@@ -60,10 +61,14 @@ logger = logging.getLogger(__name__)
 class History:
     """Per-epoch training record; every list has one entry per epoch.
 
-    ``val_loss`` and ``val_accuracy`` hold ``None`` where there was no
-    validation data. ``samples_per_second`` and ``seconds`` time the training
-    pass alone, not the evaluation of the validation data. ``best_epoch``
-    (1-based) is early stopping's best epoch, None without early stopping;
+    ``loss`` and ``val_loss`` are the model's output's loss (cross-entropy
+    for softmax; see ``fastmlp.family.LOSSES``). ``val_loss`` and
+    ``val_accuracy`` hold ``None`` where there was no validation data;
+    ``train_accuracy`` and ``val_accuracy`` hold ``None`` for a regression
+    (identity or exp output), which has no accuracy. ``samples_per_second``
+    and ``seconds`` time the training pass alone, not the evaluation of the
+    validation data. ``best_epoch`` (1-based) is early stopping's best
+    epoch, None without early stopping;
     ``annealed_from`` the first epoch (1-based) of the anneal of the learning
     rate that early stopping began when the run stalled, None if it did not
     (see ``fit``'s ``anneal_epochs``); ``stop_reason`` says why training
@@ -204,7 +209,8 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -
     """The rows to hold out for validation: ``fraction`` of each class, drawn by ``rng``.
 
     Stratified: each class gives ``round(fraction * its count)`` rows, so the
-    held-out classes keep the training data's proportions. Returned sorted.
+    held-out classes keep the training data's proportions. Targets of a
+    matrix ``(n_samples, n_outputs)`` are one group. Returned sorted.
 
     >>> y = np.repeat([0, 1], [80, 20])
     >>> np.bincount(y[validation_split(y, 0.1, np.random.default_rng(0))])
@@ -212,8 +218,10 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -
     """
     if not (isinstance(fraction, (float, int, np.floating)) and 0 < fraction < 1):
         raise ValueError(f"validation_fraction must be between 0 and 1, got {fraction!r}")
+    groups = ([np.arange(len(y))] if y.ndim > 1
+              else (np.flatnonzero(y == label) for label in np.unique(y)))
     rows = [rng.permutation(members)[:int(np.floor(fraction * len(members) + 0.5))]
-            for members in (np.flatnonzero(y == label) for label in np.unique(y))]
+            for members in groups]
     rows = np.sort(np.concatenate(rows))
     if not 0 < len(rows) < len(y):
         raise ValueError(
@@ -243,7 +251,12 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     x : array_like, shape (n_samples, n_features)
         Raw training inputs; ``model.scaler`` is fitted on them the first time
         the model is trained and applied to every batch.
-    y : array_like of int, shape (n_samples,)
+    y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+        Class indices for a softmax output (or a matrix of one-hot or
+        probability rows); for the other outputs a float target matrix, or
+        1-D targets for one output: 0/1 labels for logistic, values for
+        identity, counts or rates ``>= 0`` for exp. The model is trained with
+        its output's loss (``fastmlp.family.LOSSES``).
     epochs : int
         Passes over the training data (with early stopping, at most).
     batch_size : int
@@ -411,6 +424,9 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     stopping = None
     if early_stopping:
         check_non_negative_int(anneal_epochs, "anneal_epochs")
+        if monitor == "val_accuracy" and model.output not in ("softmax", "logistic"):
+            raise ValueError(f"monitor='val_accuracy' needs a classifier; a model with "
+                             f"{model.output!r} output has no accuracy: monitor 'val_loss'")
         stopping = EarlyStopping(monitor, patience, min_delta, restore_best,
                                  anneal_epochs if anneals(scale_lr) else 0)
     _check_checkpoint(checkpoint, resume, optimizer)
@@ -431,6 +447,8 @@ def fit(model, x, y, *, epochs: int = 15, batch_size: int = 128, optimizer="adam
     if not model.scaler.fitted:
         model.scaler.fit(run.data.x, sample_weight=run.data.weights)
     run_steps = backends.get_backend().run_steps
+    if model._family:
+        run_steps = functools.partial(run_steps, **model._family)
     run.data = run.data.scaled(model.scaler, model.dtype)
     batches = Batches(run.data.x, run.data.y, None, batch_size, model.scaler, model.dtype,
                       run.data.weights)
@@ -484,7 +502,10 @@ def _checked_training_data(model, x, y, sample_weight, class_weight, check_finit
     x = check_features(x, model.n_features, check_finite=check_finite)
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {x.shape}")
-    y = check_labels(y, x.shape[0], model.n_classes)
+    y = check_targets(y, x.shape[0], model.n_classes, model.output, model.dtype)
+    if y.ndim == 2 and class_weight is not None:
+        raise ValueError("class_weight needs class labels (a softmax output with 1-D y); "
+                         "weigh target rows with sample_weight")
     return x, y, training_weights(y, model.n_classes, sample_weight, class_weight)
 
 
@@ -494,7 +515,8 @@ def _checked_validation_data(model, validation_data, check_finite):
         return None
     x_val, y_val = validation_data
     x_val = check_features(x_val, model.n_features, "x_val", check_finite=check_finite)
-    return x_val, check_labels(y_val, np.atleast_2d(x_val).shape[0], model.n_classes, "y_val")
+    return x_val, check_targets(y_val, np.atleast_2d(x_val).shape[0], model.n_classes,
+                                model.output, model.dtype, "y_val")
 
 
 def training_optimizer(optimizer, learning_rate: float | None = None,
@@ -739,7 +761,8 @@ class _Run:
         n = len(data.y)
         history.loss.append(done.loss_sum / (n if data.weights is None
                                              else float(data.weights.sum())))
-        history.train_accuracy.append(done.correct / n)
+        classifier = self.model.output in ("softmax", "logistic")
+        history.train_accuracy.append(done.correct / n if classifier else None)
         if self.stopping is not None and self.stopping.annealed_from == len(history):
             history.annealed_from = len(history)
         history.seconds.append(seconds)
@@ -748,9 +771,11 @@ class _Run:
             history.val_accuracy.append(None)
             history.val_loss.append(None)
         else:
-            val_probs = np.atleast_2d(self.model._proba(data.x_val))
-            history.val_accuracy.append(float(np.mean(val_probs.argmax(axis=-1) == data.y_val)))
-            history.val_loss.append(cross_entropy(val_probs, data.y_val))
+            output = self.model.output
+            val_out = np.atleast_2d(self.model._proba(data.x_val))
+            history.val_accuracy.append(HITS[output](val_out, data.y_val) / len(val_out)
+                                        if classifier else None)
+            history.val_loss.append(LOSSES[output](val_out, data.y_val))
 
     def save(self, epoch: int, *, finished: bool) -> None:
         """Write the checkpoint of the run after ``epoch``, if it keeps one."""
@@ -799,7 +824,10 @@ def _run_config(model, x, y, weights, validation_data, validation_fraction, stop
     state = optimizer.state_dict()
     hyper = ", ".join(f"{name} {value!r}" for name, value in state["hyper"].items()
                       if name != "learning_rate")
+    network = {} if not model._family else {
+        "network": f"{model.activation} hidden layers, {model.output} output"}
     return {
+        **network,
         "layer sizes": "-".join(map(str, model.layer_sizes)),
         "dtype": model.dtype.name,
         "training data": _checkpoint.describe_data(x, y),
@@ -819,8 +847,9 @@ def _run_config(model, x, y, weights, validation_data, validation_fraction, stop
 def _epoch_line(history: History, epochs: int, validation_name: str = "val",
                 validation_loss: bool = False) -> str:
     """The line ``fit(verbose=1)`` prints for the last epoch of ``history``."""
-    line = (f"epoch {len(history):>2}/{epochs}  loss {history.loss[-1]:.4f}  "
-            f"train acc {100 * history.train_accuracy[-1]:.2f}%  ")
+    line = f"epoch {len(history):>2}/{epochs}  loss {history.loss[-1]:.4f}  "
+    if history.train_accuracy[-1] is not None:
+        line += f"train acc {100 * history.train_accuracy[-1]:.2f}%  "
     if validation_loss and history.val_loss[-1] is not None:
         line += f"{validation_name} loss {history.val_loss[-1]:.4f}  "
     if history.val_accuracy[-1] is not None:

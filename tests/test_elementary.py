@@ -116,3 +116,47 @@ def test_adams_bias_correction_power_has_the_same_bits_in_python_and_in_the_kern
             assert got == kernel_power(base, n)
             # each squaring doubles the relative error: about n ulps at most
             assert got == pytest.approx(float(base) ** n, rel=(n + 1) * 2.3e-16, abs=1e-300)
+
+
+@njit
+def apply_of(v, function):
+    out = v.copy()
+    if function == 0:
+        _elementary.inplace_expm1(out)
+    elif function == 1:
+        _elementary.inplace_tanh(out)
+    else:
+        _elementary.inplace_logistic(out)
+    return out
+
+
+def _logistic(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code, function", [(0, np.expm1), (1, np.tanh), (2, _logistic)])
+def test_expm1_tanh_and_logistic_are_within_three_ulps(dtype, code, function):
+    # no cancellation near 0 (expm1 and tanh keep their relative accuracy there)
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.linspace(-40, 40, 200_001), rng.uniform(-1, 1, 100_000),
+                        np.geomspace(1e-30, 1, 2_000), -np.geomspace(1e-30, 1, 2_000)])
+    x = x.astype(dtype)
+    got = apply_of(x, code)
+    assert got.dtype == dtype
+    with np.errstate(over="ignore"):
+        error = ulps(got, x, function, dtype)
+    assert error[np.isfinite(error)].max() < 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_expm1_tanh_and_logistic_at_special_values(dtype):
+    top = float(np.log(np.finfo(dtype).max))
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e4, -1e4, top * 0.999], dtype)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(apply_of(x, 0)[:7], [0, 0, np.inf, -1, np.nan, np.inf, -1])
+        assert ulps(apply_of(x, 0)[7:], x[7:], np.expm1, dtype).max() < 3  # near overflow
+    tanh = apply_of(x, 1)
+    np.testing.assert_array_equal(tanh[:7], [0, -0.0, 1, -1, np.nan, 1, -1])
+    assert np.signbit(tanh[1]) and not np.signbit(tanh[0])
+    np.testing.assert_array_equal(apply_of(x, 2)[:7], [0.5, 0.5, 1, 0, np.nan, 1, 0])

@@ -94,6 +94,7 @@ def test_export_json_describes_the_graph_written(mnist, tmp_path, capsys):
     assert json.loads(printed) == {  # stdout holds the JSON alone
         "model": str(tmp_path / "model.npz"), "path": str(out), "opset": 17,
         "layer_sizes": [784, 16, 10], "dtype": "float64",
+        "activation": "relu", "output_function": "softmax",
         "input": {"name": "pixels", "dtype": "float32", "shape": [None, 784],
                   "value_range": [0, 255]},
         "output": {"name": "probabilities", "dtype": "float64", "shape": [None, 10]}}

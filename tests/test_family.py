@@ -1,14 +1,17 @@
 """The network family (``fastmlp.family``): every activation and output on every backend,
 against finite differences and against the ``loop`` reference."""
 
+import warnings
+
 import numpy as np
 import pytest
 
 from fastmlp import family
 from fastmlp.backends import load_backend
+from fastmlp.exceptions import PerformanceWarning
 
 # the backends that take activation= and output=
-FAMILY_BACKENDS = ["loop", "einsum", "matmul"]
+FAMILY_BACKENDS = ["loop", "einsum", "matmul", "numba"]
 COMBINATIONS = [(activation, output) for activation in family.ACTIVATION_NAMES
                 for output in family.OUTPUT_NAMES]
 TOLERANCE = {np.float64: (1e-7, 1e-12), np.float32: (1e-4, 1e-5)}
@@ -235,8 +238,10 @@ def test_run_steps_agrees_with_loop(backend, activation, output, dtype, weighted
     for name in ("loop", backend):
         trained = [(W.copy(), b.copy()) for W, b in params]
         batches = Batches(x, Y, order, 16, None, dtype, weights)
-        done = load_backend(name).run_steps(trained, batches, optim.Adam(), [1e-2] * 3,
-                                            activation=activation, output=output)
+        with warnings.catch_warnings():  # every combination runs numba's fused epoch
+            warnings.simplefilter("error", PerformanceWarning)
+            done = load_backend(name).run_steps(trained, batches, optim.Adam(), [1e-2] * 3,
+                                                activation=activation, output=output)
         results[name] = trained, done
     (want, want_done), (got, done) = results["loop"], results[backend]
     assert done.failed_step == want_done.failed_step == -1
@@ -302,3 +307,42 @@ def test_functional_checks_targets_and_names():
         functional.loss(P, Y * np.nan, "identity")
     with pytest.raises(ValueError, match="rows must sum to 1"):
         functional.loss(P, Y * 0, "softmax")
+
+
+@pytest.mark.parametrize("activation, output", COMBINATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_bits_do_not_depend_on_threads_or_the_batch(activation, output, dtype):
+    # every combination keeps the numba backend's promise: a row's forward pass is the same
+    # bits alone or in a batch, and an epoch the same bits with 1 or several threads
+    numba = pytest.importorskip("numba")
+    from fastmlp import optim
+
+    module = load_backend("numba")
+    sizes = (30, 40, 24, 5)
+    params, x, Y = problem(sizes, 90, dtype, output, seed=11)
+    P, _ = module.forward(params, x, activation=activation, output=output)
+    for i in (0, 45, 89):
+        alone, _ = module.forward(params, x[i], activation=activation, output=output)
+        np.testing.assert_array_equal(alone, P[i])
+        np.testing.assert_array_equal(
+            module.predict_one(params, x[i], 1.0, 0.0, activation=activation, output=output),
+            P[i])
+    counts = sorted({1, numba.config.NUMBA_NUM_THREADS})
+    if len(counts) == 1:
+        pytest.skip("numba runs one thread here")
+    results = []
+    saved = numba.get_num_threads()
+    try:
+        for threads in counts:
+            numba.set_num_threads(threads)
+            trained = [(W.copy(), b.copy()) for W, b in params]
+            done = module.train_epoch(trained, x, Y, 32, optim.Adam(), np.full(3, 1e-2),
+                                      activation=activation, output=output)
+            results.append((done, trained))
+    finally:
+        numba.set_num_threads(saved)
+    (done, got), (done_want, want) = results
+    assert done == done_want
+    for (W, b), (W0, b0) in zip(got, want):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)

@@ -404,7 +404,8 @@ def test_the_epoch_kernel_takes_its_arrays_named_and_refuses_them_swapped():
     theta = np.zeros(8, np.float32)
     params = _kernels.Parameters(theta, theta.copy(), theta.copy())
     data = _kernels.EpochData(np.zeros((4, 2), np.float32), np.zeros(4, np.int64),
-                              np.arange(4), np.full(1, 0.1), 4, 1.0, 0.0, np.empty(0))
+                              np.arange(4), np.full(1, 0.1), 4, 1.0, 0.0, np.empty(0),
+                              np.empty((0, 0), np.float32), _kernels.RELU, _kernels.SOFTMAX)
     update = _kernels.UpdateRule(_kernels.SGD_RULE, np.zeros(_kernels.N_HYPER), 0, 1e-38)
     layout = np.array([[2, 2, 0, 4, 0], [2, 2, 6, 8, 2]], np.int64)[:1]
     buffers = _fused.EpochBuffers.allocate(4, 2, 2, theta, params.state1, params.state2)

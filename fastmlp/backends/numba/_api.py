@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from ..._validation import check_labels
+from ...family import check_activation, check_output, is_labels
 from . import _compile_helper
 from . import _kernels as k
 from ._compile_notice import compile_notice, noticed_call
@@ -207,12 +208,13 @@ def softmax(z):
 _UNTIMED = np.empty(0, np.int64)
 
 
-def forward(params, x):
+def forward(params, x, activation="relu", output="softmax"):
     """Forward pass. See ``fastmlp.backends`` for the contract.
 
     Every row's result is the same bits whatever the batch around it, the
     thread that calls and the number of numba threads.
     """
+    codes = k.ACTIVATION_CODES[check_activation(activation)], k.OUTPUT_CODES[check_output(output)]
     x = np.asarray(x)
     dtype = _float_dtype(x, *[array for layer in params for array in layer])
     a = kernel_array(np.atleast_2d(x), dtype)
@@ -224,20 +226,29 @@ def forward(params, x):
     _compile_helper.wait_for(_compile_helper.FORWARD)  # (then loaded from numba's cache)
     with compile_notice(k.forward_rows):
         split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs, _UNTIMED,
-                   k.forward_callees(dtype))
+                   k.forward_callees(dtype), *codes)
     cache = [a, *outs]
     if x.ndim == 1:
         cache = [c[0] for c in cache]
     return cache[-1], cache
 
 
-def backward(params, cache, y, sample_weight=None):
-    """Gradients of the (weighted) mean cross-entropy. See ``fastmlp.backends``."""
+def backward(params, cache, y, sample_weight=None, activation="relu"):
+    """Gradients of the (weighted) mean loss of the output. See ``fastmlp.backends``."""
+    code = k.ACTIVATION_CODES[check_activation(activation)]
     dtype = _float_dtype(*cache, *[array for layer in params for array in layer])
     cache = [kernel_array(np.atleast_2d(a), dtype) for a in cache]
     Ws, _ = _layers(params, dtype, cache[0].shape[1])
     n, n_classes = cache[-1].shape
-    y = kernel_array(check_labels(y, n, n_classes), np.int64)
+    labels = is_labels(y)
+    if labels:
+        y = kernel_array(check_labels(y, n, n_classes), np.int64)
+    else:
+        y = np.asarray(y)
+        if y.size != n * n_classes:
+            raise ValueError(f"targets have shape {y.shape}; the outputs have shape "
+                             f"{(n, n_classes)}")
+        y = kernel_array(y.reshape(n, n_classes), dtype)
     for l, W in enumerate(Ws):
         if cache[l].shape != (n, W.shape[1]):
             raise ValueError(f"cache[{l}] has shape {cache[l].shape}, expected {(n, W.shape[1])}")
@@ -248,7 +259,10 @@ def backward(params, cache, y, sample_weight=None):
         if weights.shape != (n,):
             raise ValueError(f"sample_weight has shape {weights.shape}, expected {(n,)}")
     delta = np.empty_like(cache[-1])
-    k.output_delta(cache[-1], y, weights, delta)
+    if labels:
+        k.output_delta(cache[-1], y, weights, delta)
+    else:
+        k.target_delta(cache[-1], y, weights, delta)
     grads = []
     for l in range(len(Ws) - 1, -1, -1):
         a = cache[l]
@@ -257,14 +271,18 @@ def backward(params, cache, y, sample_weight=None):
         k.column_sums(delta, db)
         grads.append((dW, db))
         if l > 0:
-            # delta[l-1] = (delta @ W) * (a > 0)
+            # delta[l-1] = (delta @ W) * f'(z), from the layer's output (ReLU: a > 0)
             delta = _gemm(delta, Ws[l])
-            k.relu_backward_rows(delta, a, 0, n)
+            if code == k.RELU:
+                k.relu_backward_rows(delta, a, 0, n)
+            else:
+                k.derivative(delta, a, code)
     return grads[::-1]
 
 
-def predict_one(params, x, scale=1.0, offset=0.0):
-    """Class probabilities of one raw sample, without batch machinery.
+def predict_one(params, x, scale=1.0, offset=0.0, activation="relu", output="softmax"):
+    """The outputs (class probabilities by default) of one raw sample, without batch
+    machinery.
 
     Parameters
     ----------
@@ -274,6 +292,8 @@ def predict_one(params, x, scale=1.0, offset=0.0):
         ``scale * x + offset``, rounded as NumPy rounds it in the parameters' dtype.
     scale, offset : float
         The model's input scaling.
+    activation, output : str
+        The network's hidden activation and output function, as ``forward`` takes them.
 
     Returns
     -------
@@ -290,7 +310,11 @@ def predict_one(params, x, scale=1.0, offset=0.0):
     if x.dtype != dtype or not x.flags.carray:
         x = x.astype(dtype, order="C")
     # (checks and conversions kept to a few microseconds: they are as long as the kernel)
-    return noticed_call(k.predict_one, Ws, bs, x, float(scale), float(offset))
+    try:
+        codes = k.ACTIVATION_CODES[activation], k.OUTPUT_CODES[output]
+    except KeyError:  # the names' checks say which is unknown
+        raise ValueError(check_activation(activation) and check_output(output)) from None
+    return noticed_call(k.predict_one, Ws, bs, x, float(scale), float(offset), *codes)
 
 
 class _Last(threading.local):

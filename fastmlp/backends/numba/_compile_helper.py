@@ -42,7 +42,8 @@ SETTING = "FASTMLP_NUMBA_COMPILE_HELPER"
 # The epoch's callees (fields of _kernels.EpochCallees) that a helper compiles, in
 # this order, before the forward pass. The transposition, which the worker calls
 # first, is not among them: this process compiles it while the helper works.
-HELPED = ("gemm_into", "update_slice", "softmax_rows", "softmax_cross_entropy_rows")
+HELPED = ("gemm_into", "update_slice", "softmax_rows", "softmax_cross_entropy_rows",
+          "output_loss_rows")
 FORWARD = "forward_rows"
 
 # How long this process waits for a kernel of the helper's before compiling it

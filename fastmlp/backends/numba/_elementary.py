@@ -199,3 +199,70 @@ def log(x):
         hfsq = 0.5 * f * f
         return dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f)
     return dk * _LN2_HI - ((s * (f - R) - dk * _LN2_LO) - f)
+
+
+def _expm1_of(x):
+    """``exp(x) - 1`` of one float32 or float64 (``_expm1_for``)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_expm1_of)
+def _expm1_for(x):
+    # exp's reduction x = n ln 2 + r, with exp(r) - 1 = r (1 + r/2 + r**2/6 + ...) taken
+    # without its constant term, so it keeps its relative accuracy near 0; then
+    # expm1(x) = 2**n (exp(r) - 1) + (2**n - 1), one fma, or, for n > 64, where the - 1
+    # is below an ulp, 2**n exp(r) as exp takes it (2**n in two parts: it may overflow
+    # alone where the product does not).
+    if x not in (types.float32, types.float64):
+        return None
+    # (the truncated terms are below a tenth of an ulp of exp(r) - 1, as for exp)
+    degree, itemsize, bound = (8, 4, 153 * LN2_HI) if x == types.float32 else (
+        13, 8, 1078 * LN2_HI)
+    cast = np.float32 if x == types.float32 else np.float64
+
+    def expm1(x):
+        log2e, hi, limit = cast(LOG2E), cast(LN2_HI), cast(bound)
+        lo = cast((LN2_HI - float(hi)) + LN2_LO)
+        nan = x != x
+        y = -limit if x < -limit else (limit if x > limit else x)
+        n = rint(y * log2e)
+        n = cast(0) if nan else n
+        r = fma(-n, lo, fma(-n, hi, y))
+        p = cast(INVERSE_FACTORIALS[degree])
+        for k in range(degree - 1, 0, -1):
+            p = fma(p, r, cast(INVERSE_FACTORIALS[k]))
+        q = p * r  # exp(r) - 1
+        m = np.int64(n)
+        half = m >> 1
+        s1, s2 = _power_of_two(half, itemsize), _power_of_two(m - half, itemsize)
+        s = s1 * s2  # inf near the top of the range: there expm1 is exp, taken as exp is
+        e = ((q + cast(1)) * s1) * s2 if m > 64 else fma(s, q, s - cast(1))
+        return x if nan else e
+
+    return expm1
+
+
+@cached_njit(**_JIT)
+def inplace_expm1(v):
+    """``v[j] = exp(v[j]) - 1`` for a 1-D float32 or float64 array, accurate near 0."""
+    for j in range(v.shape[0]):
+        v[j] = _expm1_of(v[j])
+
+
+@cached_njit(**_JIT)
+def inplace_tanh(v):
+    """``v[j] = tanh(v[j])``: ``-t / (2 + t)`` with ``t = expm1(-2 |x|)``, signed as ``x``
+    (no cancellation near 0; 1 beyond the range where it rounds to 1)."""
+    for j in range(v.shape[0]):
+        x = v[j]
+        a = -x if x < 0 else x
+        t = _expm1_of(-(a + a))
+        h = -t / (t + 2)
+        v[j] = x if a == 0 else (-h if x < 0 else h)  # tanh(+-0) = +-0
+
+
+@cached_njit(**_JIT)
+def inplace_logistic(v):
+    """``v[j] = 1 / (1 + exp(-v[j]))``: 0 where ``exp(-x)`` overflows, 1 where it underflows."""
+    for j in range(v.shape[0]):
+        v[j] = 1 / (_expm1_of(-v[j]) + 2)  # 1 + exp(-x), rounded once

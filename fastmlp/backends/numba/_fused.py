@@ -19,6 +19,7 @@ import numpy as np
 from ..._flat import base_vector
 from ..._validation import check_labels, check_positive_int, check_sample_weight
 from ...exceptions import PerformanceWarning
+from ...family import check_activation, check_output, is_labels
 from ...optim import FUSED_RULES
 from ...steps import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
 from . import _compile_helper
@@ -105,8 +106,14 @@ _COMPOSED = ComposedSteps(forward, backward)
 
 
 def run_steps(params, batches: Batches, optimizer, learning_rates,
-              timer: Timer = NO_TIMER) -> StepsDone:
+              timer: Timer = NO_TIMER, *, activation: str = "relu",
+              output: str = "softmax") -> StepsDone:
     """What ``fit`` runs: every step of ``batches`` in one compiled call.
+
+    Every activation and output of ``fastmlp.family`` runs fused, against
+    labels or a target matrix ``batches.y``: the activation and the output's
+    function, loss and delta are table-driven epilogues of the same compiled
+    epoch.
 
     See ``fastmlp.backends`` for the contract; ``batches`` are trusted, as
     ``fit`` has checked them. Batch rows are scaled as they are gathered (raw
@@ -128,19 +135,23 @@ def run_steps(params, batches: Batches, optimizer, learning_rates,
         described, reason = _describe(optimizer, params)
     if reason is not None:
         _fallback(reason)
-        return _COMPOSED(params, batches, optimizer, learning_rates, timer)
+        return _COMPOSED(params, batches, optimizer, learning_rates, timer,
+                         activation=activation, output=output)
     x, y, order, batch_size, scaler, _, sample_weight = batches
     dtype = flat[0].dtype
     scale, offset = (1.0, 0.0) if scaler is None else scaler.affine()
     x = _epoch_inputs(x, dtype)
     order = np.arange(x.shape[0]) if order is None else order
+    y, targets = _epoch_targets(y, x.shape[0], dtype)
     return _fused_epoch(flat, optimizer, described, x, y, order, batch_size,
                         np.ascontiguousarray(learning_rates, np.float64), scale, offset,
-                        timer.parts, _epoch_weights(sample_weight))
+                        timer.parts, _epoch_weights(sample_weight), targets,
+                        _family_codes(activation, output))
 
 
 def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None, *,
-                sample_weight=None, scale=1.0, offset=0.0, parts=None):
+                sample_weight=None, scale=1.0, offset=0.0, parts=None, activation="relu",
+                output="softmax"):
     """One pass of mini-batch training in one compiled call, its arguments checked.
 
     Same contract and result as ``fastmlp.train.train_epoch``: consecutive
@@ -162,7 +173,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         Writeable arrays, all float32 or all float64: the dtype of the computation.
     x : ndarray, shape (n_samples, n_in)
         ``uint8`` (raw pixels), or converted to the parameters' dtype if it has another.
-    y : ndarray of int, shape (n_samples,)
+    y : ndarray, shape (n_samples,) or (n_samples, n_out)
+        Int labels (softmax), or float targets for any output.
     batch_size : int
     optimizer : object with ``fused_update(params)`` and ``advance(steps)``
         Every optimizer of ``fastmlp.optim``.
@@ -182,6 +194,8 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     parts : dict, optional
         If given, filled with the seconds the epoch spent in each of
         :data:`PARTS`, averaged over the worker threads (see :func:`epoch_parts`).
+    activation, output : str
+        The network's hidden activation and output function (``fastmlp.family``).
 
     Returns
     -------
@@ -210,7 +224,13 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
     x = _epoch_inputs(x, dtype)
     Ws = flat[0::2]
     check_layers(Ws, flat[1::2], x.shape[1])
-    y = np.ascontiguousarray(check_labels(y, x.shape[0], Ws[-1].shape[0]))
+    codes = _family_codes(activation, output)
+    if is_labels(y):
+        y = np.ascontiguousarray(check_labels(y, x.shape[0], Ws[-1].shape[0]))
+    elif np.shape(y) != (x.shape[0], Ws[-1].shape[0]):
+        raise ValueError(f"targets have shape {np.shape(y)}; the network needs "
+                         f"{(x.shape[0], Ws[-1].shape[0])}")
+    y, targets = _epoch_targets(y, x.shape[0], dtype)
     if sample_weight is not None:
         sample_weight = check_sample_weight(sample_weight, x.shape[0])
     order = np.arange(x.shape[0]) if order is None else _indices(order, x.shape[0])
@@ -223,7 +243,22 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         _fallback(reason)
         return None
     return _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_rates,
-                        scale, offset, parts, _epoch_weights(sample_weight))
+                        scale, offset, parts, _epoch_weights(sample_weight), targets, codes)
+
+
+def _family_codes(activation, output):
+    """The kernels' codes of ``activation`` and ``output`` (ValueError naming a bad one)."""
+    return (k.ACTIVATION_CODES[check_activation(activation)],
+            k.OUTPUT_CODES[check_output(output)])
+
+
+def _epoch_targets(y, n_samples, dtype):
+    """``(labels, targets)`` as the epoch takes ``y``: int64 labels and an empty target
+    matrix, or, for a float target matrix, labels of zeros (the gather reads them,
+    unused) and the matrix C-contiguous in ``dtype``."""
+    if is_labels(y):
+        return np.ascontiguousarray(y, np.int64), np.empty((0, 0), dtype)
+    return np.zeros(n_samples, np.int64), np.require(y, dtype, ["C", "W"])
 
 
 def _epoch_weights(sample_weight):
@@ -244,11 +279,12 @@ def _epoch_inputs(x, dtype):
 
 
 def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_rates,
-                 scale, offset, parts, sample_weight) -> StepsDone:
+                 scale, offset, parts, sample_weight, targets, codes) -> StepsDone:
     """The compiled epoch on arguments ready for it: ``flat`` the parameter arrays
     (writeable, one float dtype), ``x`` from :func:`_epoch_inputs`, ``y`` and
     ``order`` C-contiguous int64, ``learning_rates`` float64, one per step,
-    ``sample_weight`` from :func:`_epoch_weights`."""
+    ``sample_weight`` from :func:`_epoch_weights`, ``y`` and ``targets`` from
+    :func:`_epoch_targets`, ``codes`` the activation's and the output's."""
     rule, hyper, states, t = described
     n = order.shape[0]
     if n == 0:
@@ -284,7 +320,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
             run_workers(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum,
                         k.Parameters(theta, state1, state2), layout,
                         k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
-                                    float(offset), sample_weight),
+                                    float(offset), sample_weight, targets, *map(int, codes)),
                         k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
                         buffers, clocks, k.epoch_callees(dtype, int(rule)))
             wall = time.perf_counter() - start

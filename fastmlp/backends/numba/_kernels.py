@@ -156,8 +156,31 @@ def cycles():
 # would be typed as a literal, compiling a copy of the kernel for each.
 NOT_TRANSPOSED, TRANSPOSED = np.int64(0), np.int64(1)
 
-# What gemm_into does with each sum before storing it.
-PLAIN, BIAS_RELU, RELU_MASK = range(3)
+# The network family (fastmlp.family) as the kernels take it: one integer code per
+# element-wise function, applied by one table of them (_apply_function), with the
+# hidden activations' derivatives from a layer's output in another
+# (_derivative_rows). A new activation is an entry in each, not a kernel.
+RELU, IDENTITY, LOGISTIC, TANH, LEAKY_RELU, EXP, SOFTMAX = range(7)
+ACTIVATION_CODES = {"relu": RELU, "identity": IDENTITY, "logistic": LOGISTIC, "tanh": TANH,
+                    "leaky_relu": LEAKY_RELU}
+# softmax is row-wise (softmax_rows); the other outputs are element-wise functions
+OUTPUT_CODES = {"softmax": SOFTMAX, "logistic": LOGISTIC, "identity": IDENTITY, "exp": EXP}
+LEAKY_SLOPE = 0.01  # fastmlp.family.LEAKY_SLOPE
+
+# What gemm_into does with each sum before storing it: an epilogue kind, PLAIN (the
+# sums), BIAS_ACTIVATION (f(s + bias)) or DERIVATIVE (s * f'(z), from the layer's
+# output in mask), and the code of f, packed in one int as kind + EPILOGUE_KINDS *
+# code (epilogue()). ReLU's code is 0, so its two modes keep their values 1 and 2.
+PLAIN, BIAS_ACTIVATION, DERIVATIVE = range(3)
+EPILOGUE_KINDS = 4
+
+
+def epilogue(kind: int, code: int) -> int:
+    """gemm_into's ``mode`` for epilogue ``kind`` of the element-wise function ``code``."""
+    return kind + EPILOGUE_KINDS * code
+
+
+BIAS_RELU, RELU_MASK = epilogue(BIAS_ACTIVATION, RELU), epilogue(DERIVATIVE, RELU)
 
 # Slots of a row of the layout table of the fused epoch (one row per layer).
 N_OUT, N_IN, W_AT, B_AT, UNIT_AT = range(5)
@@ -182,7 +205,9 @@ class EpochData(NamedTuple):
     """What one fused epoch trains on: batch k is rows ``order[k * batch_size:(k + 1) *
     batch_size]`` of ``x``, scaled as ``scale * x + offset``, at ``learning_rates[k]``,
     each row's loss weighted by ``sample_weight`` (empty: unweighted, one compiled
-    epoch for both)."""
+    epoch for both), through the network of ``activation`` and ``output`` (codes of
+    ``ACTIVATION_CODES`` and ``OUTPUT_CODES``), against the labels ``y`` or, unless it is
+    empty, the target matrix ``targets`` (then ``y`` is unused)."""
 
     x: np.ndarray               # (n_samples, n_in), uint8 or the parameters' dtype
     y: np.ndarray               # (n_samples,) int64
@@ -192,6 +217,9 @@ class EpochData(NamedTuple):
     scale: float
     offset: float
     sample_weight: np.ndarray   # (n_samples,) float64, or (0,): every weight 1
+    targets: np.ndarray         # (n_samples, n_out) in the parameters' dtype, or (0, 0)
+    activation: int
+    output: int
 
 
 class UpdateRule(NamedTuple):
@@ -239,9 +267,12 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     ``_simd``), so its bits do not depend on where it lies, how the rows are
     split between calls, the layout of ``b``, or the target's vector width.
 
-    Each cache tile of rows then goes through ``mode``: ``PLAIN`` keeps the
-    sums ``s``; ``BIAS_RELU`` makes them ``max(s + bias[j], 0)``;
-    ``RELU_MASK`` keeps ``s`` where ``mask[i, j] > 0``, else ``0 * s``.
+    Each cache tile of rows then goes through ``mode`` (``epilogue(kind,
+    code)``): ``PLAIN`` keeps the sums ``s``; ``BIAS_ACTIVATION`` makes them
+    ``f(s + bias[j])`` for the function ``code`` (``BIAS_RELU``: ``max(s +
+    bias[j], 0)``); ``DERIVATIVE`` multiplies them by ``f'`` computed from the
+    layer's output ``mask[i, j]`` (``RELU_MASK``: keeps ``s`` where ``mask[i,
+    j] > 0``, else ``0 * s``).
     (Arguments a mode does not read may be empty arrays.) Unless ``clocks``
     is empty, the cycles of the tile loops
     and of the epilogues are added to ``clocks[PRODUCTS]`` and
@@ -295,6 +326,63 @@ def _epilogue_rows(out, i0, i1, mode, bias, mask):
                 row[j] = zero if v < 0 else v  # NaN stays NaN, as with np.maximum
     elif mode == RELU_MASK:
         relu_backward_rows(out, mask, i0, i1)
+    elif mode % EPILOGUE_KINDS == BIAS_ACTIVATION:
+        for i in range(i0, i1):
+            row = out[i]
+            for j in range(row.shape[0]):
+                row[j] += bias[j]
+        m = out.shape[1]
+        _apply_function(_simd.block_view(out, i0 * m, ((i1 - i0) * m,)),
+                        mode // EPILOGUE_KINDS)
+    elif mode % EPILOGUE_KINDS == DERIVATIVE:
+        _derivative_rows(out, mask, i0, i1, mode // EPILOGUE_KINDS)
+
+
+@cached_njit(**_JIT)
+def _apply_function(v, code):
+    """``v = f(v)`` for the element-wise function ``code`` (``RELU`` .. ``EXP``), in place:
+    the table of the family's functions, each our own IEEE arithmetic (``_elementary``),
+    so the bits are the same on every machine."""
+    if code == RELU:
+        zero = v.dtype.type(0)
+        for j in range(v.shape[0]):
+            x = v[j]
+            v[j] = zero if x < 0 else x
+    elif code == LOGISTIC:
+        _elementary.inplace_logistic(v)
+    elif code == TANH:
+        _elementary.inplace_tanh(v)
+    elif code == LEAKY_RELU:
+        one, slope = v.dtype.type(1), v.dtype.type(LEAKY_SLOPE)
+        for j in range(v.shape[0]):
+            x = v[j]
+            v[j] = x * (one if x > 0 else slope)
+    elif code == EXP:
+        _elementary.inplace_exp(v)
+    # IDENTITY: nothing
+
+
+@cached_njit(**_JIT)
+def _derivative_rows(delta, a, i0, i1, code):
+    """``delta[i] *= f'(z[i])`` for rows ``i0:i1``, computed from the layer's output ``a =
+    f(z)`` (``fastmlp.family.DERIVATIVES``): the table of the activations' derivatives."""
+    one = delta.dtype.type(1)
+    if code == RELU:
+        relu_backward_rows(delta, a, i0, i1)
+    elif code == LOGISTIC:  # a (1 - a)
+        for i in range(i0, i1):
+            for j in range(delta.shape[1]):
+                delta[i, j] = (delta[i, j] * a[i, j]) * (one - a[i, j])
+    elif code == TANH:  # 1 - a**2
+        for i in range(i0, i1):
+            for j in range(delta.shape[1]):
+                delta[i, j] = delta[i, j] * (one - a[i, j] * a[i, j])
+    elif code == LEAKY_RELU:  # 1 or the slope, by the sign of a (which is z's)
+        slope = delta.dtype.type(LEAKY_SLOPE)
+        for i in range(i0, i1):
+            for j in range(delta.shape[1]):
+                delta[i, j] = delta[i, j] * (one if a[i, j] > 0 else slope)
+    # IDENTITY: the derivative is 1
 
 
 @cached_njit(**_JIT)
@@ -367,29 +455,33 @@ FORWARD_TILE = 5 * ROW_TILE
 
 
 @cached_njit(**_JIT)
-def forward_rows(a, W_ps, bs, outs, clocks, callees, i0, i1):
-    """Rows ``i0:i1`` of the forward pass: ``outs[l] = relu(a_l @ W_l.T + bs[l])``.
+def forward_rows(a, W_ps, bs, outs, clocks, callees, activation, output, i0, i1):
+    """Rows ``i0:i1`` of the forward pass: ``outs[l] = f(a_l @ W_l.T + bs[l])``.
 
-    ``a_0 = a`` and ``a_l = outs[l - 1]``; the last layer is ``softmax(a_l @
-    W_l.T + bs[l])`` instead. ``W_ps[l]`` holds ``W_l.T`` in ``gemm_into``'s
-    layout of ``b`` with panels as wide as its second dimension: ``W_l.T``
-    itself, ``(n_in, n_out)``, or the panels ``panel_width`` wide that
-    ``transpose_rows`` writes (tuples of one array type). ``FORWARD_TILE`` rows at a
-    time through all layers: each row's bits are the same whatever the tiles.
-    ``clocks`` is ``gemm_into``'s (empty: untimed), and ``callees``
-    (``forward_callees``) the addresses of the products and the softmax.
+    ``a_0 = a`` and ``a_l = outs[l - 1]``; ``f`` is the function of code ``activation``
+    (``ACTIVATION_CODES``), and the last layer's is ``output``'s (``OUTPUT_CODES``:
+    ``softmax`` of the rows, or an element-wise function). ``W_ps[l]`` holds ``W_l.T`` in
+    ``gemm_into``'s layout of ``b`` with panels as wide as its second dimension: ``W_l.T``
+    itself, ``(n_in, n_out)``, or the panels ``panel_width`` wide that ``transpose_rows``
+    writes (tuples of one array type). ``FORWARD_TILE`` rows at a time through all layers:
+    each row's bits are the same whatever the tiles. ``clocks`` is ``gemm_into``'s (empty:
+    untimed), and ``callees`` (``forward_callees``) the addresses of the products and the
+    softmax.
     """
     last = len(W_ps) - 1
     none = a[:0]
     gemm_into = _kernel_at(callees, FORWARD_GEMM, a.dtype)
     softmax_rows = _kernel_at(callees, FORWARD_SOFTMAX, a.dtype)
+    # (epilogue(), spelled out: compiled code calls no Python function)
+    hidden = BIAS_ACTIVATION + EPILOGUE_KINDS * activation
+    top = PLAIN if output == SOFTMAX else BIAS_ACTIVATION + EPILOGUE_KINDS * output
     for t0 in range(i0, i1, FORWARD_TILE):
         t1 = min(t0 + FORWARD_TILE, i1)
         for l in range(len(W_ps)):
             below = a if l == 0 else outs[l - 1]
-            gemm_into(below, W_ps[l], outs[l], t0, t1, PLAIN if l == last else BIAS_RELU, bs[l],
+            gemm_into(below, W_ps[l], outs[l], t0, t1, top if l == last else hidden, bs[l],
                       none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
-            if l == last:  # softmax(z + b), as bias_softmax_rows computes it
+            if l == last and output == SOFTMAX:  # softmax(z + b), as bias_softmax_rows
                 z, b = outs[l], bs[l]
                 for i in range(t0, t1):
                     for j in range(z.shape[1]):
@@ -398,8 +490,9 @@ def forward_rows(a, W_ps, bs, outs, clocks, callees, i0, i1):
 
 
 @cached_njit(**_JIT)
-def predict_one(Ws, bs, x, scale, offset):
-    """Probabilities of one raw sample ``x``, scaled first as ``scale * x + offset``.
+def predict_one(Ws, bs, x, scale, offset, activation, output):
+    """The outputs of one raw sample ``x``, scaled first as ``scale * x + offset``, through
+    the network of ``activation`` and ``output`` (codes, as ``forward_rows`` takes them).
 
     The scaling rounds as NumPy's does in the parameters' dtype (a product,
     then a sum, no fused multiply-add). Each layer is the product turned
@@ -432,10 +525,11 @@ def predict_one(Ws, bs, x, scale, offset):
             rows_dot_groups(W, j * K, K, a, z, j, ROWS_DOT_GROUPS * lanes, K)
         for j in range(grouped, n_out, lanes):
             rows_dot(W, j * K, K, a, z, j, min(lanes, n_out - j), K)
-        if l == last:
+        if l == last and output == SOFTMAX:
             bias_softmax_rows(z, bs[l], 0, 1)
         else:
-            _epilogue_rows(z, 0, 1, BIAS_RELU, bs[l], none)
+            code = output if l == last else activation
+            _epilogue_rows(z, 0, 1, BIAS_ACTIVATION + EPILOGUE_KINDS * code, bs[l], none)
         a = z
     return a[0]
 
@@ -451,6 +545,24 @@ def output_delta(p, y, w, delta):
             delta[i, j] = p[i, j]
         delta[i, y[i]] -= 1
         _scale_delta(delta[i], w, i, n, total)
+
+
+@cached_njit(**_JIT)
+def target_delta(p, targets, w, delta):
+    # every output with its loss: delta = (p - Y) / n, or with sample weights w (unless w
+    # is empty) delta = (p - Y) * w / weight_total(w)
+    n, k = p.shape
+    total = _weight_total(w, np.arange(w.shape[0]))
+    for i in range(n):
+        for j in range(k):
+            delta[i, j] = p[i, j] - targets[i, j]
+        _scale_delta(delta[i], w, i, n, total)
+
+
+@cached_njit(**_JIT)
+def derivative(delta, a, code):
+    """``delta *= f'(z)`` from the layer's output ``a``, for the activation ``code``."""
+    _derivative_rows(delta, a, 0, delta.shape[0], code)
 
 
 @cached_njit(**_JIT, inline="always")
@@ -788,6 +900,67 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, l
         _scale_delta(p, weights, i, n_batch, total)
 
 
+@cached_njit(**_JIT)
+def _output_loss_rows(z, b, targets, rows, output, n_batch, weights, total, tiny, delta, losses,
+                      hits, i0, i1, softmax_rows):
+    """The output function ``output`` (``OUTPUT_CODES``) of ``z + b`` for rows ``i0:i1``,
+    each row's loss and hit against its targets, and its delta.
+
+    Row ``i``'s targets are ``targets[rows[i]]``. Writes ``losses[i]``, the
+    output's loss of the row in float64 (``fastmlp.family.LOSSES``: cross-entropy,
+    binary cross-entropy, squared error / 2, Poisson ``p - y log p``, logarithms
+    clipped at ``tiny``), ``hits[i]`` (softmax: argmax p is argmax y;
+    logistic: every output on y's side of 1/2; 0 for a regression) and
+    ``delta[i] = (p - y) / n_batch``, or ``(p - y) * weights[i] / total``
+    unless ``weights`` is empty: each output with its loss has that gradient.
+    ``softmax_rows`` is that kernel, called at its address. (The epoch runs
+    ``_softmax_cross_entropy_rows`` for softmax with labels.)
+    """
+    k = z.shape[1]
+    for i in range(i0, i1):
+        p = delta[i]
+        for j in range(k):
+            p[j] = z[i, j] + b[j]
+    if output == SOFTMAX:
+        softmax_rows(delta, delta, i0, i1)
+    else:
+        _apply_function(_simd.block_view(delta, i0 * k, ((i1 - i0) * k,)), output)
+    for i in range(i0, i1):
+        p = delta[i]
+        y = targets[rows[i]]
+        loss = 0.0
+        hit = 1
+        best, target_best = 0, 0
+        for j in range(k):
+            pj, yj = float(p[j]), float(y[j])
+            if output == IDENTITY:
+                loss += 0.5 * (pj - yj) * (pj - yj)
+            elif output == EXP:
+                loss += pj
+                if yj != 0:
+                    loss -= yj * _elementary.log(max(pj, tiny))
+            else:  # softmax and logistic: -y log p (- (1 - y) log(1 - p))
+                if yj != 0:
+                    loss -= yj * _elementary.log(max(pj, tiny))
+                if output == LOGISTIC:
+                    if yj != 1:
+                        loss -= (1 - yj) * _elementary.log(max(float(1 - p[j]), tiny))
+                    if (pj > 0.5) != (yj > 0.5):
+                        hit = 0
+            if p[j] > p[best]:
+                best = j
+            if y[j] > y[target_best]:
+                target_best = j
+        for j in range(k):
+            p[j] -= y[j]
+        losses[i] = loss
+        if output == SOFTMAX:
+            hits[i] = best == target_best
+        else:
+            hits[i] = hit if output == LOGISTIC else 0
+        _scale_delta(p, weights, i, n_batch, total)
+
+
 @cached_njit(**_JIT, inline="always")
 def _wt_panel(l, n_out, theta):
     """The panel width of layer ``l``'s ``W.T`` in ``buffers.wt`` (``gemm_into``'s
@@ -799,30 +972,33 @@ def _wt_panel(l, n_out, theta):
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into):
-    # Forward pass of rows r0:r1 of the batch of n rows: z[l] = max(a[l] @ W[l].T +
-    # b[l], 0), and the logits a[l] @ W[l].T for the last layer (its bias is added
-    # with the softmax).
+def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, activation):
+    # Forward pass of rows r0:r1 of the batch of n rows: z[l] = f(a[l] @ W[l].T + b[l])
+    # for the activation f of code activation, and the logits a[l] @ W[l].T for the
+    # last layer (its bias is added with the output function).
     L = layout.shape[0]
     none = buffers.xb[:0]  # (no np.empty: it compiles an allocation of its own)
+    hidden = BIAS_ACTIVATION + EPILOGUE_KINDS * activation
     for l in range(L):
         n_out, n_in, w_at, b_at, unit_at = layout[l]
         a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in))
         gemm_into(a, _block(buffers.wt, w_at, (n_in, n_out)),
                   _block(buffers.z, unit_at * n, (n, n_out)), r0, r1,
-                  BIAS_RELU if l < L - 1 else PLAIN, theta[b_at:b_at + n_out], none, clocks,
+                  hidden if l < L - 1 else PLAIN, theta[b_at:b_at + n_out], none, clocks,
                   NOT_TRANSPOSED, _wt_panel(l, n_out, theta))
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into):
+def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, activation):
     # Deltas of rows r0:r1 of the batch of n rows, from the output's down:
-    # delta[l-1] = (delta[l] @ W[l]) * (a[l] > 0)
+    # delta[l-1] = (delta[l] @ W[l]) * f'(z[l-1]), f' from the layer's output a[l]
+    # (ReLU: a[l] > 0)
+    derivative = DERIVATIVE + EPILOGUE_KINDS * activation
     for l in range(layout.shape[0] - 1, 0, -1):
         n_out, n_in, w_at, _, unit_at = layout[l]
         below = layout[l - 1, UNIT_AT]
         gemm_into(_block(buffers.d, unit_at * n, (n, n_out)), _block(theta, w_at, (n_out, n_in)),
-                  _block(buffers.d, below * n, (n, n_in)), r0, r1, RELU_MASK, theta[:0],
+                  _block(buffers.d, below * n, (n, n_in)), r0, r1, derivative, theta[:0],
                   _block(buffers.z, below * n, (n, n_in)), clocks, NOT_TRANSPOSED, n_in)
 
 
@@ -982,7 +1158,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     began = _simd.cycle_counter()
     clocks = clocks[worker]
     theta, state1, state2 = params
-    x, y, order, learning_rates, batch_size, scale, offset, sample_weight = data
+    (x, y, order, learning_rates, batch_size, scale, offset, sample_weight, targets, activation,
+     output) = data
     rule, hyper, t, tiny = update
     alpha = _l2_alpha(rule, hyper)
     n_samples = order.shape[0]
@@ -1016,15 +1193,22 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # forward pass, loss and deltas of the worker's rows r0:r1 of the batch (the
         # passes inlined one after the other: nested, numba copied the inner one's IR
         # again with the outer, 0.1-0.2 s more to compile)
-        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
+        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into, activation)
         start = _simd.cycle_counter()
         n_out, b_at, unit_at = layout[L - 1, N_OUT], layout[L - 1, B_AT], layout[L - 1, UNIT_AT]
-        callees.softmax_cross_entropy_rows(
-            _block(buffers.z, unit_at * n, (n, n_out)), theta[b_at:b_at + n_out], buffers.yb, n,
-            buffers.wb, total, tiny, _block(buffers.d, unit_at * n, (n, n_out)), buffers.losses,
-            buffers.hits, r0, r1, callees.softmax_rows)
+        if output == SOFTMAX and targets.shape[0] == 0:
+            callees.softmax_cross_entropy_rows(
+                _block(buffers.z, unit_at * n, (n, n_out)), theta[b_at:b_at + n_out], buffers.yb,
+                n, buffers.wb, total, tiny, _block(buffers.d, unit_at * n, (n, n_out)),
+                buffers.losses, buffers.hits, r0, r1, callees.softmax_rows)
+        else:
+            callees.output_loss_rows(
+                _block(buffers.z, unit_at * n, (n, n_out)), theta[b_at:b_at + n_out], targets,
+                batch, output, n, buffers.wb, total, tiny,
+                _block(buffers.d, unit_at * n, (n, n_out)), buffers.losses, buffers.hits, r0, r1,
+                callees.softmax_rows)
         clocks[EPILOGUES] += _simd.cycle_counter() - start
-        _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into)
+        _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into, activation)
         # scikit-learn's L2 term of the loss, alpha / 2 sum(W^2) with the weights before
         # the step: worker 0 sums them while no worker writes them
         penalty = 0.0
@@ -1073,6 +1257,7 @@ class EpochCallees(NamedTuple):
     softmax_rows: Compiled
     transpose_rows: Compiled
     softmax_cross_entropy_rows: Compiled
+    output_loss_rows: Compiled
 
 
 @functools.cache
@@ -1090,7 +1275,9 @@ def _callees(dtype) -> dict:
             "transpose_rows": _compiled(transpose_rows, matrix, matrix, i, i, i),
             "softmax_cross_entropy_rows": _compiled(_softmax_cross_entropy_rows, matrix, vector,
                                                     ints, i, floats, 0.0, 0.0, matrix, floats,
-                                                    ints, i, i, softmax)}
+                                                    ints, i, i, softmax),
+            "output_loss_rows": _compiled(_output_loss_rows, matrix, vector, matrix, ints, i, i,
+                                          floats, 0.0, 0.0, matrix, floats, ints, i, i, softmax)}
 
 
 @functools.cache
@@ -1099,7 +1286,7 @@ def epoch_callees(dtype, rule) -> EpochCallees:
     callees = _callees(np.dtype(dtype))
     return EpochCallees(callees["gemm_into"], callees["update_slice"][rule],
                         callees["softmax_rows"], callees["transpose_rows"],
-                        callees["softmax_cross_entropy_rows"])
+                        callees["softmax_cross_entropy_rows"], callees["output_loss_rows"])
 
 
 # Slots of forward_rows' callees in the addresses it takes (forward_callees).
@@ -1145,7 +1332,7 @@ def forward_argument_types(dtype, layers) -> tuple:
     ``layers`` layers of ``dtype``."""
     vector, matrix, ints = np.empty(0, dtype), np.empty((0, 0), dtype), np.empty(0, np.int64)
     examples = (matrix, (matrix,) * layers, (vector,) * layers, (matrix,) * layers, ints,
-                ints, 0, 0)
+                ints, 0, 0, 0, 0)
     return tuple(typeof(example) for example in examples)
 
 
