@@ -141,7 +141,7 @@ def test_the_l2_penalty_is_summed_with_the_weights_before_each_step():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_lbfgs_gradient_is_the_losss(backend):
+def test_lbfgs_gradient_matches_finite_differences(backend):
     # scikit-learn's test_gradient, on fastmlp's full-batch loss and gradient: central
     # differences (eps 1e-5) of the loss with its L2 term against the analytic gradient
     rng = np.random.RandomState(42)

@@ -19,7 +19,7 @@ _IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
 NOT_APPLICABLE = {
     "test_gradient": "calls scikit-learn's private _loss_grad_lbfgs with its own work "
                      "arrays; fastmlp's gradients are checked against finite differences "
-                     "in tests/test_sklearn.py (test_lbfgs_gradient_is_the_losss)",
+                     "in tests/test_sklearn.py (test_lbfgs_gradient_matches_finite_differences)",
 }
 
 
