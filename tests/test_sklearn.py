@@ -7,8 +7,12 @@ step by step, and fastmlp's additions.
 """
 
 import inspect
+import os
 import pickle
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOpti
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastmlp
+from fastmlp import backends
 from fastmlp.optim import SklearnAdam, SklearnSGD
 from fastmlp.sklearn import MLPClassifier, MLPRegressor
 
@@ -381,3 +386,71 @@ def test_numbas_fused_epoch_runs_scikit_learns_rules(settings, dtype, monkeypatc
         np.testing.assert_allclose(a, c, **tolerance)
     assert fused.loss_curve_ == one_thread.loss_curve_
     np.testing.assert_allclose(fused.loss_curve_, stepped.loss_curve_, rtol=tolerance["rtol"])
+
+
+def _run_python(code):
+    # this fastmlp, wherever the interpreter would otherwise find one
+    env = {**os.environ, "PYTHONPATH": str(Path(fastmlp.__file__).parents[1])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+def test_import_fastmlp_does_not_import_scikit_learn():
+    result = _run_python("import sys, fastmlp; print('sklearn' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_without_scikit_learn_the_import_error_names_the_extra():
+    result = _run_python("import sys; sys.modules['sklearn'] = None; import fastmlp.sklearn")
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert 'pip install "fastmlp[sklearn]"' in result.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_is_in_effect_for_fit_and_predict(backend, monkeypatch):
+    X, y = X_DIGITS[:100], Y_DIGITS[:100]
+    seen = []
+    get_backend = backends.get_backend
+
+    def recording():
+        seen.append(backends.get_backend_name())
+        return get_backend()
+
+    monkeypatch.setattr(backends, "get_backend", recording)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, backend=backend).fit(X, y)
+    clf.predict(X)
+    assert seen and set(seen) == {backend}
+    seen.clear()
+    with fastmlp.use_backend("loop"):  # backend=None: the one in effect at the call
+        clf.set_params(backend=None).predict(X)
+    assert set(seen) == {"loop"}
+
+
+def test_the_comparison_script_prints_its_tables(mnist_dir, capsys, bench_script):
+    script = bench_script("compare_sklearn.py")
+    results = script.main(["--train-size", "1000", "--repeats", "1", "--epochs", "1",
+                           "--dtypes", "float32", "--backends", "matmul", "--regression", "2000",
+                           "--data-dir", str(mnist_dir)])
+    assert list(results) == [("classifier", "float32"), ("regressor", "float32")]
+    for table in results.values():
+        assert list(table) == ["scikit-learn", "fastmlp matmul"]
+    # the same constructor call and seed: the same model, so the same score to rounding
+    scores = [table[name][1][0] for table in results.values() for name in table]
+    assert scores[0] == pytest.approx(scores[1], abs=2e-3)
+    assert scores[2] == pytest.approx(scores[3], abs=1e-4)
+    out = capsys.readouterr().out
+    assert "MNIST, 1,000 training images, MLPClassifier(hidden_layer_sizes=(128, 128))" in out
+    assert "make_regression, 2,000 x 100, MLPRegressor() (100,)" in out
+    assert "| scikit-learn |" in out and "| 1.00x |" in out
+
+
+def test_the_agreement_script_measures_each_layer(mnist_dir, capsys, bench_script):
+    script = bench_script("agree_sklearn.py")
+    results = script.main(["--train-size", "500", "--backends", "matmul", "--solvers", "sgd",
+                           "--data-dir", str(mnist_dir)])
+    assert list(results) == [("sgd", "matmul")] and len(results["sgd", "matmul"]) == 2
+    assert max(results["sgd", "matmul"]) < 1e-12
+    assert capsys.readouterr().out.startswith("sgd matmul: coefs_ per layer ")
