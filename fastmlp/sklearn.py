@@ -451,7 +451,9 @@ class _BaseMLP(BaseEstimator):
                 if incremental:
                     break
 
-                if self.n_iter_ == self.max_iter:
+                planned = self._schedule is not None and anneals(self._schedule)
+                if self.n_iter_ == self.max_iter and not planned:
+                    # (a schedule planned over max_iter epochs has run its course)
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
                         "reached and the optimization hasn't converged yet.",

@@ -329,9 +329,10 @@ def test_adamw_onecycle_with_early_stopping_anneals_then_stops():
     plain = MLPClassifier(hidden_layer_sizes=(32,), solver="adamw", learning_rate="onecycle",
                           max_iter=6, random_state=0, tol=10.0)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+        # every epoch of the schedule runs, as planned: no warning that max_iter was reached
+        warnings.simplefilter("error", ConvergenceWarning)
         plain.fit(X, y)
-    assert plain.n_iter_ == 6  # every epoch of the schedule runs
+    assert plain.n_iter_ == 6
 
 
 def test_regressor_with_several_targets():
