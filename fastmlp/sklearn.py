@@ -395,7 +395,7 @@ class _BaseMLP(BaseEstimator):
         backend = backends.get_backend()
         run_steps = self._steps(backend, X_train)
         family = self._family()
-        rates = self._learning_rates(steps)
+        rates = self._learning_rates(steps, incremental)
 
         try:
             self.n_iter_ = 0
@@ -469,17 +469,19 @@ class _BaseMLP(BaseEstimator):
             for intercept, best in zip(self.intercepts_, self._best_intercepts):
                 intercept[...] = best
 
-    def _learning_rates(self, steps):
+    def _learning_rates(self, steps, incremental=False):
         """``rates(epoch)``: the learning rate of each step of epoch ``epoch`` (0-based).
 
         scikit-learn's solvers step at the optimizer's current rate, which
         ``'invscaling'`` and ``'adaptive'`` change between epochs; ``'adamw'``
         follows ``learning_rate`` (``'onecycle'``, ``'cosine'``, or the
         constant ``learning_rate_init``) over the ``max_iter`` epochs, or,
-        once annealing, the anneal that ``_stall`` set.
+        once annealing, the anneal that ``_stall`` set. ``partial_fit``
+        (``incremental``), which knows no end to plan for, steps at
+        ``learning_rate_init``.
         """
         self._schedule = None
-        if self.solver == "adamw" and self.learning_rate in _SCHEDULES:
+        if self.solver == "adamw" and self.learning_rate in _SCHEDULES and not incremental:
             self._schedule = get_schedule(self.learning_rate)
         total = self.max_iter * steps
 

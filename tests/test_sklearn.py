@@ -455,3 +455,16 @@ def test_the_agreement_script_measures_each_layer(mnist_dir, capsys, bench_scrip
     assert list(results) == [("sgd", "matmul")] and len(results["sgd", "matmul"]) == 2
     assert max(results["sgd", "matmul"]) < 1e-12
     assert capsys.readouterr().out.startswith("sgd matmul: coefs_ per layer ")
+
+
+def test_partial_fit_steps_adamw_at_its_base_rate_whatever_the_schedule():
+    X, y = X_DIGITS[:200], Y_DIGITS[:200]
+    settings = dict(hidden_layer_sizes=(8,), solver="adamw", learning_rate_init=0.01,
+                    random_state=0, batch_size=50)
+    onecycle = MLPClassifier(learning_rate="onecycle", **settings)
+    constant = MLPClassifier(learning_rate="constant", **settings)
+    for _ in range(2):
+        onecycle.partial_fit(X, y, classes=np.arange(10))
+        constant.partial_fit(X, y, classes=np.arange(10))
+    for a, b in zip(onecycle.coefs_, constant.coefs_):
+        np.testing.assert_array_equal(a, b)
