@@ -289,13 +289,13 @@ class _BaseMLP(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             dtype = X.dtype if self.dtype is None else check_dtype(self.dtype)
+            if self.standardize and scipy.sparse.issparse(X):
+                raise ValueError("standardize=True needs dense X: it centres every value, "
+                                 "which would fill a sparse matrix")
+            # (the scaler of all of X: early stopping's validation rows are split off later)
+            scaler = InputScaler().fit(X, sample_weight) if self.standardize else None
             self._initialize(y, layer_units, dtype)
-            self._scaler = None
-            if self.standardize:
-                if scipy.sparse.issparse(X):
-                    raise ValueError("standardize=True needs dense X: it centres every value, "
-                                     "which would fill a sparse matrix")
-                self._scaler = InputScaler().fit(X, sample_weight)
+            self._scaler = scaler
         sample_weight = self._class_weighted(y, sample_weight, incremental)
         dtype = np.result_type(*self.coefs_, *self.intercepts_)
         params = self._take_network(dtype)

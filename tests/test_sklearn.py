@@ -302,6 +302,13 @@ def test_standardize_fits_one_mean_and_std_and_predicts_with_them():
                                by_hand.predict_proba((X - X.mean()) / X.std()), rtol=1e-7)
 
 
+def test_standardize_refuses_sparse_x_before_it_changes_anything():
+    clf = MLPClassifier(standardize=True)
+    with pytest.raises(ValueError, match="standardize=True needs dense X"):
+        clf.fit(scipy.sparse.csr_matrix(X_DIGITS[:50]), Y_DIGITS[:50])
+    assert not hasattr(clf, "coefs_")
+
+
 def test_class_weight_multiplies_sample_weight():
     X, y = X_DIGITS[:200], Y_DIGITS[:200]
     settings = dict(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
