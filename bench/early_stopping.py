@@ -10,7 +10,10 @@ For each seed, and for ``fastmlp.MLP.fit`` and the estimator
 - ``anneal``: ``early_stopping=True, epochs=--epochs`` with the default
   ``anneal_epochs``, which anneals the learning rate once the run stalls.
 
-Early stopping holds out a stratified tenth of the training images and
+The estimator runs the same recipe in scikit-learn's names (``RECIPE``:
+``solver="adamw", learning_rate="onecycle", max_iter=15``, ...; ``epochs``
+is its ``max_iter``). Early stopping holds out a tenth of the training
+images (``MLP.fit``: stratified; the estimator: scikit-learn's split) and
 watches it (``MLP.fit``: validation loss, patience 5; the estimator:
 validation accuracy, ``n_iter_no_change=10``); the table shows the test
 accuracy of the model each run ends with, the epochs it ran and its best
@@ -65,14 +68,19 @@ def _fit_run(run, seed, epochs, x, y, x_test, y_test) -> dict:
 def _estimator_run(run, seed, epochs, x, y, x_test, y_test) -> dict:
     from fastmlp.sklearn import MLPClassifier
 
-    settings = {"plain": {}, "stop": dict(early_stopping=True, epochs=epochs, anneal_epochs=0),
-                "anneal": dict(early_stopping=True, epochs=epochs)}[run]
-    clf = MLPClassifier(random_state=seed, **settings).fit(x, y)
+    settings = {"plain": {}, "stop": dict(early_stopping=True, max_iter=epochs, anneal_epochs=0),
+                "anneal": dict(early_stopping=True, max_iter=epochs)}[run]
+    clf = MLPClassifier(random_state=seed, **{**RECIPE, **settings}).fit(x, y)
     scores = clf.validation_scores_
     best = None if scores is None else int(np.argmax(scores)) + 1
     return {"accuracy": clf.score(x_test, y_test), "epochs": clf.n_iter_, "best": best,
             "annealed_from": None}
 
+
+# fastmlp's default recipe in the estimator's (scikit-learn's) parameter names
+RECIPE = dict(hidden_layer_sizes=(128, 128), solver="adamw", learning_rate="onecycle",
+              learning_rate_init=3e-3, batch_size=128, max_iter=15, standardize=True,
+              dtype="float32")
 
 PATHS = {"fit": ("MLP.fit", _fit_run), "estimator": ("MLPClassifier", _estimator_run)}
 

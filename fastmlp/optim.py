@@ -42,10 +42,15 @@ def _flat(pairs):
 # formula reads: attributes of the optimizer by these names, in this order (the
 # order of the numba kernel's slots). A new hyper-parameter is one name here and
 # the formula in two places: the optimizer's ``step`` and the kernel's update
-# (``fastmlp/backends/numba/_kernels.py``: ``_sgd_update``, ``_adam_update``).
+# (``fastmlp/backends/numba/_kernels.py``: ``_sgd_update``, ``_adam_update``,
+# ``_sklearn_sgd_update``, ``_sklearn_adam_update``).
 FUSED_RULES = {
     "sgd": ("momentum", "nesterov", "weight_decay"),
     "adam": ("beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay"),
+    # scikit-learn's rules (SklearnSGD, SklearnAdam): alpha's L2 term is divided by each
+    # batch's size or weight sum, which the kernel passes the update with the weights
+    "sklearn_sgd": ("momentum", "nesterov", "alpha"),
+    "sklearn_adam": ("beta1", "beta2", "eps", "alpha"),
 }
 
 
@@ -335,6 +340,277 @@ class AdamW(Adam):
     def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(learning_rate, beta1, beta2, eps, weight_decay,
                          decoupled_weight_decay=True)
+
+
+class SklearnSGD:
+    """scikit-learn's ``SGDOptimizer``: momentum or Nesterov momentum as it writes them, with
+    its L2 term and its learning-rate schedules.
+
+    What ``fastmlp.sklearn``'s ``solver='sgd'`` trains with, and an optimizer
+    like the others for ``fastmlp.fit``, whose steps (``fastmlp.steps``) pass
+    each batch's size.
+
+    Parameters
+    ----------
+    learning_rate : float
+        scikit-learn's ``learning_rate_init``: the rate until a schedule changes it.
+    momentum : float
+        ``mu`` in [0, 1].
+    nesterov : bool
+        scikit-learn's ``nesterovs_momentum``.
+    alpha : float
+        scikit-learn's L2 penalty ``alpha / 2 * sum(W**2)`` per batch, divided
+        by the batch's size (or the sum of its sample weights); biases are not
+        penalised.
+    schedule : {'constant', 'invscaling', 'adaptive'}
+        scikit-learn's ``learning_rate``: see :meth:`iteration_ends` and
+        :meth:`trigger_stopping`.
+    power_t : float
+        The exponent of ``'invscaling'``.
+
+    Attributes
+    ----------
+    learning_rate : float
+        The current rate, which the schedule changes between epochs.
+    velocity : list of ndarray or None
+        One per parameter array, flat order, made on the first step.
+    penalty_sum : float
+        ``sum over steps of alpha / 2 * sum(W**2)``, each with the weights
+        before the step: the L2 part of the loss, which the caller resets.
+
+    Notes
+    -----
+    Per weight matrix ``W`` with the batch's mean gradient ``g`` (the mean
+    over the batch's ``n`` samples, or weighted), and per bias without the
+    L2 term, as in scikit-learn's ``_backprop`` and ``_get_updates``::
+
+        g = g + alpha * W / n
+        v = mu * v - lr * g
+        W = W + (mu * v - lr * g   if nesterov else   v)
+
+    ``v`` is flushed to 0 where it falls below the smallest normal float
+    (see :func:`inplace_flush_subnormal`), which no sum of normal numbers
+    notices.
+    """
+
+    wants_batch_total = True
+
+    def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=True, alpha=0.0,
+                 schedule="constant", power_t=0.5):
+        _check_hyper(learning_rate=learning_rate, momentum=momentum, alpha=alpha,
+                     power_t=power_t)
+        if schedule not in ("constant", "invscaling", "adaptive"):
+            raise ValueError(f"unknown schedule {schedule!r}; choose from 'constant', "
+                             "'invscaling', 'adaptive'")
+        self.learning_rate_init = learning_rate
+        self.learning_rate = float(learning_rate)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.alpha = alpha
+        self.schedule = schedule
+        self.power_t = power_t
+        self.velocity = None
+        self.penalty_sum = 0.0
+
+    def step(self, params, grads, learning_rate=None, batch_total=1.0):
+        """Update ``params`` in place from the mean gradients ``grads`` of a batch.
+
+        ``batch_total`` is the batch's size, or the sum of its sample weights:
+        what scikit-learn divides the L2 term by.
+        """
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        if self.velocity is None:
+            self.velocity = flat_zeros_like(_flat(params))
+        self.penalty_sum += _l2_penalty(params, self.alpha)
+        flat, flat_grads = _flat(params), _flat(grads)
+        scratch = _scratch(self, flat, 2)
+        mu = self.momentum
+        for i, (p, g, v, (s, spare)) in enumerate(zip(flat, flat_grads, self.velocity, scratch)):
+            g = _with_l2(p, g, self.alpha, batch_total, i, spare)
+            np.multiply(g, lr, out=s)        # lr * g
+            v *= mu
+            v -= s                           # v = mu v - lr g
+            inplace_flush_subnormal(v, spare)
+            if self.nesterov:
+                np.multiply(v, mu, out=spare)
+                spare -= s
+                p += spare
+            else:
+                p += v
+
+    def iteration_ends(self, time_step: int) -> None:
+        """An epoch ended after ``time_step`` samples in all: ``'invscaling'`` sets
+        ``learning_rate = learning_rate_init / (time_step + 1) ** power_t``."""
+        if self.schedule == "invscaling":
+            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, message: str, verbose) -> bool:
+        """Whether training stops now that it has stalled (``message`` says how).
+
+        ``'adaptive'`` divides the learning rate by 5 and goes on, until the
+        rate is at most 1e-6; the other schedules stop. ``verbose`` prints
+        what happens, in scikit-learn's words.
+        """
+        if self.schedule != "adaptive":
+            if verbose:
+                print(message + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(message + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(message + f" Setting learning rate to {self.learning_rate:f}")
+        return False
+
+    def fused_update(self, params) -> FusedUpdate | None:
+        """Describe the update for a compiled epoch (creating the state), or None.
+
+        None when a subclass overrides ``step`` without describing its own
+        update. The compiled epoch adds the step's L2 penalty to
+        ``penalty_sum``, as ``step`` does.
+        """
+        if _overrides_step(self, SklearnSGD):
+            return None
+        if self.velocity is None:
+            self.velocity = flat_zeros_like(_flat(params))
+        return FusedUpdate("sklearn_sgd", _fused_hyper(self, "sklearn_sgd"), (self.velocity,),
+                           0)
+
+    def advance(self, steps: int) -> None:
+        """Nothing to record (the schedule moves per epoch, in :meth:`iteration_ends`)."""
+
+
+class SklearnAdam:
+    """scikit-learn's ``AdamOptimizer``, with its L2 term: the update of its ``solver='adam'``.
+
+    Parameters
+    ----------
+    learning_rate : float
+        scikit-learn's ``learning_rate_init``.
+    beta1, beta2 : float
+        scikit-learn's ``beta_1``, ``beta_2``, in [0, 1).
+    eps : float
+        scikit-learn's ``epsilon``.
+    alpha : float
+        The L2 penalty, as in :class:`SklearnSGD`.
+
+    Attributes
+    ----------
+    t : int
+        Steps taken.
+    m, v : list of ndarray or None
+        The moment estimates, one per parameter array, flat order.
+    penalty_sum : float
+        As in :class:`SklearnSGD`.
+
+    Notes
+    -----
+    Per weight matrix ``W`` (biases without the L2 term), as scikit-learn's
+    ``AdamOptimizer._get_updates``: ``epsilon`` is added to ``sqrt(v)``, and
+    the bias corrections fold into the step size, unlike ``torch.optim.Adam``
+    (:class:`Adam`), which adds ``eps`` to ``sqrt(v / (1 - beta2**t))``::
+
+        g = g + alpha * W / n
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        W = W - lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)
+
+    ``m`` and ``v`` are flushed to 0 below the smallest normal float, as in
+    :class:`Adam`.
+    """
+
+    wants_batch_total = True
+
+    def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, alpha=0.0):
+        _check_hyper(learning_rate=learning_rate, eps=eps, alpha=alpha)
+        for name, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {beta}")
+        self.learning_rate_init = self.learning_rate = learning_rate
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.alpha = alpha
+        self.t = 0
+        self.m = self.v = None
+        self.penalty_sum = 0.0
+
+    def step(self, params, grads, learning_rate=None, batch_total=1.0):
+        """Update ``params`` in place from the mean gradients ``grads`` of a batch of
+        ``batch_total`` samples (or total sample weight)."""
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        if self.m is None:
+            self.m = flat_zeros_like(_flat(params))
+            self.v = flat_zeros_like(_flat(params))
+        self.penalty_sum += _l2_penalty(params, self.alpha)
+        flat, flat_grads = _flat(params), _flat(grads)
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = (lr * math.sqrt(1 - integer_power(b2, self.t))
+                     / (1 - integer_power(b1, self.t)))
+        scratch = _scratch(self, flat, 2)
+        for i, (p, g, m, v, (s, spare)) in enumerate(zip(flat, flat_grads, self.m, self.v,
+                                                           scratch)):
+            g = _with_l2(p, g, self.alpha, batch_total, i, spare)
+            m *= b1
+            np.multiply(g, 1 - b1, out=s)
+            m += s
+            v *= b2
+            np.multiply(g, g, out=s)
+            s *= 1 - b2
+            v += s
+            inplace_flush_subnormal(m, s)
+            inplace_flush_subnormal(v, s)
+            np.sqrt(v, out=s)
+            s += self.eps
+            np.multiply(m, -step_size, out=spare)
+            spare /= s
+            p += spare
+
+    def iteration_ends(self, time_step: int) -> None:
+        """Nothing: scikit-learn's Adam keeps its learning rate."""
+
+    def trigger_stopping(self, message: str, verbose) -> bool:
+        """True: training stops once it stalls (``verbose`` prints ``message``)."""
+        if verbose:
+            print(message + " Stopping.")
+        return True
+
+    def fused_update(self, params) -> FusedUpdate | None:
+        """Describe the update for a compiled epoch (creating the state), or None.
+
+        None when a subclass overrides ``step`` without describing its own
+        update. The compiled epoch adds the steps' L2 penalty to
+        ``penalty_sum``, as ``step`` does.
+        """
+        if _overrides_step(self, SklearnAdam):
+            return None
+        if self.m is None:
+            self.m = flat_zeros_like(_flat(params))
+            self.v = flat_zeros_like(_flat(params))
+        return FusedUpdate("sklearn_adam", _fused_hyper(self, "sklearn_adam"), (self.m, self.v),
+                           self.t)
+
+    def advance(self, steps: int) -> None:
+        """Record ``steps`` updates made by a compiled epoch: the bias correction moves on."""
+        self.t += steps
+
+
+def _l2_penalty(params, alpha) -> float:
+    """``alpha / 2 * sum(W**2)`` over the weight matrices (not the biases)."""
+    if not alpha:
+        return 0.0
+    return 0.5 * alpha * sum(float(np.dot(W.ravel(), W.ravel())) for W, _ in params)
+
+
+def _with_l2(p, g, alpha, batch_total, i, out):
+    """``g + alpha * p / batch_total`` for a weight matrix (even ``i`` in the flat
+    order), into ``out``; ``g`` itself for a bias or without ``alpha``."""
+    if not alpha or i % 2:
+        return g
+    np.multiply(p, alpha / batch_total, out=out)
+    out += g
+    return out
 
 
 def inplace_flush_subnormal(a, scratch):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from .backends import weight_total
 from .family import HITS, LOSSES, ROW_LOSSES
 
 if TYPE_CHECKING:
@@ -114,7 +115,12 @@ class ComposedSteps:
     """The run of steps of a backend made of its ``forward`` and ``backward``: the one loop.
 
     Per batch: gather its rows and scale them, ``forward`` and the loss,
-    ``backward``, ``optimizer.step``. ``loop``, ``einsum`` and ``matmul`` declare
+    ``backward``, ``optimizer.step``. An optimizer whose update needs the
+    batch's size (scikit-learn's rules, ``fastmlp.optim.SklearnAdam`` and
+    ``SklearnSGD``, divide their L2 term by it) says so with a true
+    ``wants_batch_total`` attribute, and its ``step`` is passed
+    ``batch_total=``, the batch's row count or, with weights, the sum of its
+    weights (:func:`fastmlp.backends.weight_total`). ``loop``, ``einsum`` and ``matmul`` declare
     their ``run_steps`` with it; ``fastmlp profile`` times it with a
     :class:`Timer` that counts, and the numba backend runs it when its fused
     epoch cannot run an optimizer.
@@ -186,7 +192,12 @@ class ComposedSteps:
             grads = (backward(params, cache, yb, **backward_family) if wb is None
                      else backward(params, cache, yb, wb, **backward_family))
             timer.stop("backward")
-            optimizer.step(params, grads, learning_rates[step])
+            if getattr(optimizer, "wants_batch_total", False):
+                # scikit-learn's rules divide their L2 term by the batch's size or weight
+                total = len(yb) if wb is None else weight_total(wb)
+                optimizer.step(params, grads, learning_rates[step], batch_total=total)
+            else:
+                optimizer.step(params, grads, learning_rates[step])
             timer.stop("update")
             loss_sum += batch_loss
             correct += hits(probs, yb)

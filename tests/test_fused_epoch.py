@@ -441,7 +441,11 @@ def test_the_update_rules_take_their_state_and_scalars_named():
 @pytest.mark.parametrize("make", [lambda: optim.SGD(0.1, momentum=0.7, nesterov=True,
                                                     weight_decay=0.01),
                                   lambda: optim.AdamW(1e-3, beta1=0.8, beta2=0.99, eps=1e-7,
-                                                      weight_decay=0.2)])
+                                                      weight_decay=0.2),
+                                  lambda: optim.SklearnSGD(0.1, momentum=0.7, nesterov=True,
+                                                           alpha=0.01),
+                                  lambda: optim.SklearnAdam(1e-3, beta1=0.8, beta2=0.99,
+                                                            eps=1e-7, alpha=0.2)])
 def test_the_kernels_hyper_parameter_slots_follow_the_one_table(make, random_problem):
     # optim.FUSED_RULES names each rule's hyper-parameters in the order of the
     # kernel's slots: the vector the kernel gets holds the optimizer's values there.
@@ -457,5 +461,12 @@ def test_the_kernels_hyper_parameter_slots_follow_the_one_table(make, random_pro
     assert not hyper[len(want):].any()
     if name == "sgd":
         assert hyper[_kernels.MOMENTUM] == 0.7 and hyper[_kernels.SGD_WEIGHT_DECAY] == 0.01
-    else:
+    elif name == "adam":
         assert hyper[_kernels.BETA2] == 0.99 and hyper[_kernels.ADAM_WEIGHT_DECAY] == 0.2
+    elif name == "sklearn_sgd":
+        assert hyper[_kernels.SK_MOMENTUM] == 0.7 and hyper[_kernels.SK_SGD_ALPHA] == 0.01
+        assert hyper[_kernels.SK_NESTEROV] == 1
+    else:
+        assert name == "sklearn_adam"
+        assert hyper[_kernels.SK_BETA2] == 0.99 and hyper[_kernels.SK_ADAM_ALPHA] == 0.2
+        assert hyper[_kernels.SK_EPS] == 1e-7

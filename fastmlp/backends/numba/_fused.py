@@ -312,7 +312,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
                                     targets.shape[1] if targets.shape[0] else 0)
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
-    loss_sum = np.zeros(1)
+    loss_sum = np.zeros(2)  # the steps' losses, and scikit-learn's rules' L2 terms
     workers = max(1, min(num_threads(), n))
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
     # if numba now compiles the worker, a second process may compile the rest meanwhile
@@ -336,6 +336,8 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
             _first_layer_back(layout[0], buffers, theta, state1, state2)
         _unpack(vectors, groups)
         optimizer.advance(steps_done)
+        if loss_sum[1]:  # scikit-learn's rules keep their L2 term of the loss
+            optimizer.penalty_sum += float(loss_sum[1])
     return StepsDone(float(loss_sum[0]), int(sync[k.CORRECT]), int(sync[k.FAILED_STEP]))
 
 

@@ -236,14 +236,19 @@ class UpdateRule(NamedTuple):
 # Update rules of the fused epoch, and the slots of its hyper-parameter vector:
 # a rule's hyper-parameters in the order of fastmlp.optim.FUSED_RULES, the one
 # table of them.
-SGD_RULE, ADAM_RULE = 0, 1
-RULE_IDS = {"sgd": SGD_RULE, "adam": ADAM_RULE}
+SGD_RULE, ADAM_RULE, SKLEARN_SGD_RULE, SKLEARN_ADAM_RULE = 0, 1, 2, 3
+RULE_IDS = {"sgd": SGD_RULE, "adam": ADAM_RULE, "sklearn_sgd": SKLEARN_SGD_RULE,
+            "sklearn_adam": SKLEARN_ADAM_RULE}
 N_HYPER = max(len(names) for names in FUSED_RULES.values())
 MOMENTUM, NESTEROV, SGD_WEIGHT_DECAY = (FUSED_RULES["sgd"].index(name)
                                         for name in ("momentum", "nesterov", "weight_decay"))
 BETA1, BETA2, EPS, ADAM_WEIGHT_DECAY, DECOUPLED = (
     FUSED_RULES["adam"].index(name)
     for name in ("beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay"))
+SK_MOMENTUM, SK_NESTEROV, SK_SGD_ALPHA = (FUSED_RULES["sklearn_sgd"].index(name)
+                                          for name in ("momentum", "nesterov", "alpha"))
+SK_BETA1, SK_BETA2, SK_EPS, SK_ADAM_ALPHA = (FUSED_RULES["sklearn_adam"].index(name)
+                                             for name in ("beta1", "beta2", "eps", "alpha"))
 
 
 @cached_njit(**_JIT)
@@ -719,16 +724,66 @@ def _adam_update(slice_, g, step):
 _integer_power = cached_njit(**_JIT, inline="always")(integer_power)
 
 
+@cached_njit(**_JIT, inline="always")
+def _with_l2(p, gi, decay):
+    # scikit-learn's L2 term on a weight: g + alpha / n * p (decay = alpha / n in the
+    # parameters' dtype, 0 for a bias), rounded as fastmlp.optim's step rounds it
+    return p * decay + gi if decay != 0 else gi
+
+
+@cached_njit(**_JIT, inline="always")
+def _sklearn_sgd_update(slice_, g, lr, momentum, nesterov, decay):
+    # scikit-learn's SGDOptimizer (fastmlp.optim.SklearnSGD), in the parameters' dtype:
+    #   g += alpha / n W;  v = mu v - lr g;  p += mu v - lr g (Nesterov) or v;
+    # v below the smallest normal float becomes 0
+    p, v, _ = slice_
+    cast = p.dtype.type
+    tiny = _smallest_normal(p)
+    for i in range(p.shape[0]):
+        s = _with_l2(p[i], g[i], decay) * lr
+        vi = v[i] * momentum - s
+        vi = vi * cast(abs(vi) >= tiny)
+        v[i] = vi
+        if nesterov:
+            p[i] = p[i] + (vi * momentum - s)
+        else:
+            p[i] = p[i] + vi
+
+
+@cached_njit(**_JIT, inline="always")
+def _sklearn_adam_update(slice_, g, step, decay):
+    # scikit-learn's AdamOptimizer (fastmlp.optim.SklearnAdam), in the parameters' dtype:
+    #   g += alpha / n W;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+    #   p += -lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+    # m and v below the smallest normal float become 0
+    p, m, v = slice_
+    neg_step, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = step
+    cast = p.dtype.type
+    tiny = _smallest_normal(p)
+    for i in range(p.shape[0]):
+        gi = _with_l2(p[i], g[i], decay)
+        mi = m[i] * beta1 + gi * one_minus_beta1
+        vi = v[i] * beta2 + gi * gi * one_minus_beta2
+        mi = mi * cast(abs(mi) >= tiny)
+        vi = vi * cast(abs(vi) >= tiny)
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] + mi * neg_step / (np.sqrt(vi) + eps)
+
+
 # The update of theta[lo:hi] from grad[lo:hi] by each rule, one kernel per rule:
 # a run compiles the rule it uses (its optimizer's), and the epoch takes it as its
 # EpochCallees.update_slice. As in fastmlp.optim, the arithmetic is in the
 # parameters' dtype, with the products by the (float64) learning rate rounded
 # back to it; params.state1, state2 are the rule's state (SGD's velocity; Adam's
-# m and v).
+# m and v). l2_total is what scikit-learn's rules divide alpha by on a weight
+# matrix's slice (the batch's rows, or its weight sum), 0 on a bias's; the others
+# ignore it. (scikit-learn's rules round the learning rate to the dtype first, as
+# NumPy does in fastmlp.optim's step.)
 
 
 @cached_njit(**_JIT)
-def _sgd_slice(params, grad, lo, hi, hyper, lr, t):
+def _sgd_slice(params, grad, lo, hi, hyper, lr, t, l2_total):
     theta, state1, state2 = params
     cast = theta.dtype.type
     _sgd_update(Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi]), grad[lo:hi],
@@ -737,7 +792,7 @@ def _sgd_slice(params, grad, lo, hi, hyper, lr, t):
 
 
 @cached_njit(**_JIT)
-def _adam_slice(params, grad, lo, hi, hyper, lr, t):
+def _adam_slice(params, grad, lo, hi, hyper, lr, t, l2_total):
     theta, state1, state2 = params
     cast = theta.dtype.type
     beta1, beta2, decoupled = hyper[BETA1], hyper[BETA2], hyper[DECOUPLED] != 0
@@ -750,7 +805,65 @@ def _adam_slice(params, grad, lo, hi, hyper, lr, t):
         shrink=1 - lr * hyper[ADAM_WEIGHT_DECAY] if decoupled else 1.0))
 
 
-UPDATE_SLICES = {SGD_RULE: _sgd_slice, ADAM_RULE: _adam_slice}
+@cached_njit(**_JIT)
+def _sklearn_sgd_slice(params, grad, lo, hi, hyper, lr, t, l2_total):
+    theta, state1, state2 = params
+    cast = theta.dtype.type
+    decay = cast(hyper[SK_SGD_ALPHA] / l2_total) if l2_total > 0 else cast(0)
+    _sklearn_sgd_update(Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi]), grad[lo:hi],
+                        cast(lr), cast(hyper[SK_MOMENTUM]), hyper[SK_NESTEROV] != 0, decay)
+
+
+@cached_njit(**_JIT)
+def _sklearn_adam_slice(params, grad, lo, hi, hyper, lr, t, l2_total):
+    theta, state1, state2 = params
+    cast = theta.dtype.type
+    beta1, beta2 = hyper[SK_BETA1], hyper[SK_BETA2]
+    decay = cast(hyper[SK_ADAM_ALPHA] / l2_total) if l2_total > 0 else cast(0)
+    step_size = lr * math.sqrt(1 - _integer_power(beta2, t)) / (1 - _integer_power(beta1, t))
+    _sklearn_adam_update(Parameters(theta[lo:hi], state1[lo:hi], state2[lo:hi]), grad[lo:hi],
+                         (cast(-step_size), cast(beta1), cast(1 - beta1), cast(beta2),
+                          cast(1 - beta2), cast(hyper[SK_EPS])), decay)
+
+
+UPDATE_SLICES = {SGD_RULE: _sgd_slice, ADAM_RULE: _adam_slice,
+                 SKLEARN_SGD_RULE: _sklearn_sgd_slice, SKLEARN_ADAM_RULE: _sklearn_adam_slice}
+# the rules whose step counter t moves (Adam's bias corrections)
+COUNTING_RULES = (ADAM_RULE, SKLEARN_ADAM_RULE)
+
+
+@cached_njit(**_JIT, inline="always")
+def _l2_alpha(rule, hyper):
+    # alpha of scikit-learn's rules, whose loss has the L2 term alpha / 2 sum(W^2); else 0
+    if rule == SKLEARN_SGD_RULE:
+        return hyper[SK_SGD_ALPHA]
+    if rule == SKLEARN_ADAM_RULE:
+        return hyper[SK_ADAM_ALPHA]
+    return 0.0
+
+
+@cached_njit(**_JIT)
+def _squared_weights(theta, wt, layout):
+    # sum(W^2) over every layer's weights in float64, in a fixed order: the first
+    # layer's from its working copy W.T in wt (which the epoch updates), the rest from
+    # theta; eight independent sums (element i into sum i % 8), added at the end, so
+    # that the additions overlap (one chain took 0.2 ms a step for 784-128-128-10)
+    sums = np.zeros(8)
+    for l in range(layout.shape[0]):
+        n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
+        block = wt[w_at:w_at + n_out * n_in] if l == 0 else theta[w_at:w_at + n_out * n_in]
+        whole = block.shape[0] - block.shape[0] % 8
+        for i in range(0, whole, 8):
+            for lane in range(8):
+                value = float(block[i + lane])
+                sums[lane] += value * value
+        for i in range(whole, block.shape[0]):
+            value = float(block[i])
+            sums[i % 8] += value * value
+    total = 0.0
+    for lane in range(8):
+        total += sums[lane]
+    return total
 
 
 @cached_njit(**_JIT)
@@ -932,7 +1045,8 @@ TARGETS_AHEAD = 8
 
 
 @cached_njit(**_JIT, inline="always")
-def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, c, tasks, clocks, callees):
+def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, l2_total, c, tasks, clocks,
+                          callees):
     """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
 
     The first layer's weights are kept as ``W.T`` during the epoch, in
@@ -964,13 +1078,14 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, c, tasks, cl
                               np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_out)
             start = _simd.cycle_counter()
             callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, hyper,
-                                 lr, t)
+                                 lr, t, l2_total)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
             callees.gemm_into(delta, a, _block(grad, w_at, (n_out, n_in)), j0, j1,
                               np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in)
             start = _simd.cycle_counter()
-            callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, hyper, lr, t)
+            callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, hyper, lr, t,
+                                 l2_total)
             callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
                                    _block(buffers.wt, w_at, (n_in, n_out)),
                                    _wt_panel(l, n_out, theta), j0, j1)
@@ -986,7 +1101,7 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, c, tasks, cl
             for j in range(j0, j1):
                 db[j - j0] += row[j]
         middle = _simd.cycle_counter()
-        callees.update_slice(params, grad, b_at + j0, b_at + j1, hyper, lr, t)
+        callees.update_slice(params, grad, b_at + j0, b_at + j1, hyper, lr, t, 0.0)
         clocks[EPILOGUES] += middle - start
         clocks[UPDATE] += _simd.cycle_counter() - middle
 
@@ -1048,7 +1163,9 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     them again. The first layer's ``W`` and optimizer state stay transposed in
     ``buffers`` for the whole epoch; the caller copies them back. Each step's
     loss is summed row by row in batch order (into ``loss_sum[0]``, by worker
-    0), so neither the result nor the parameters depend on ``workers``.
+    0), so neither the result nor the parameters depend on ``workers``; with
+    scikit-learn's rules, ``loss_sum[1]`` sums each step's L2 term (worker 0, before
+    the step's update).
     Results go to ``sync`` (see ``SYNC_SIZE``), and the cycles of each part of
     the work to ``clocks[worker]`` (see ``N_PARTS``). With ``data.sample_weight``,
     each row's output delta and loss are weighted (``_scale_delta``) and its
@@ -1063,6 +1180,7 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     (x, y, order, learning_rates, batch_size, scale, offset, sample_weight, targets, activation,
      output) = data
     rule, hyper, t, tiny = update
+    alpha = _l2_alpha(rule, hyper)
     n_samples = order.shape[0]
     L = layout.shape[0]
     for l in range(L):
@@ -1112,6 +1230,11 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
                 callees.softmax_rows)
         clocks[EPILOGUES] += _simd.cycle_counter() - start
         _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into, activation)
+        # scikit-learn's L2 term of the loss, alpha / 2 sum(W^2) with the weights before
+        # the step: worker 0 sums them while no worker writes them
+        penalty = 0.0
+        if worker == 0 and alpha != 0:
+            penalty = 0.5 * alpha * _squared_weights(theta, buffers.wt, layout)
         if not _timed_barrier(sync, workers, clocks):
             return
         # the batch's loss times its size, or with weights sum_i w[i] loss[i]: its
@@ -1129,14 +1252,17 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
             return
         if worker == 0:
             loss_sum[0] += batch_loss
+            loss_sum[1] += penalty
             correct = 0
             for i in range(n):
                 correct += buffers.hits[i]
             _simd.atomic_add(sync, CORRECT, correct)
-        if rule == ADAM_RULE:
+        if rule in (ADAM_RULE, SKLEARN_ADAM_RULE):
             t += 1
-        _gradients_and_update(params, layout, buffers, n, hyper, learning_rates[step], t, worker,
-                              workers, clocks, callees)
+        # what scikit-learn's rules divide alpha by: the batch's rows, or its weight sum
+        l2_total = total if sample_weight.shape[0] > 0 else float(n)
+        _gradients_and_update(params, layout, buffers, n, hyper, learning_rates[step], t,
+                              l2_total, worker, workers, clocks, callees)
         if not _timed_barrier(sync, workers, clocks):
             return
         if worker == 0:
@@ -1160,7 +1286,7 @@ def _callees(dtype) -> dict:
     # every kernel called at its address, as it is compiled for parameters of dtype
     vector, matrix, i = np.empty(0, dtype), np.empty((0, 0), dtype), np.int64(0)
     floats, ints = np.empty(0), np.empty(0, np.int64)
-    update = (Parameters(vector, vector, vector), vector, i, i, floats, 0.0, i)
+    update = (Parameters(vector, vector, vector), vector, i, i, floats, 0.0, i, 0.0)
     softmax = _compiled(softmax_rows, matrix, matrix, i, i)
     return {"gemm_into": _compiled(gemm_into, matrix, matrix, matrix, i, i, i, vector, matrix,
                                    ints, i, i),
