@@ -11,6 +11,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -227,3 +228,20 @@ def test_bench_prints_the_blocking_and_where_it_came_from():
         "tile, k in passes of 256",
         "  products of >= 32,000,000 multiply-adds split across threads "
         "(FASTMLP_NUMBA_PARALLEL_WORK)"]
+
+
+def test_the_blocking_bench_times_each_value_in_turns(bench_script, capsys):
+    # bench/blocking.py: each value in a process of its own, compiled with it (a bad
+    # value fails naming it), the table of medians and ratios to the first value
+    blocking = bench_script("blocking.py")
+    assert blocking.main(["default", "k_block=16", "--rounds", "2", "--shapes", "6x40x64"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("round ") == 4 and "round 2, k_block=16" in err
+    lines = out.splitlines()
+    assert lines[0] == "GFLOP/s, one core, median (range); ratio of medians to default"
+    products = {line.split("  ")[0].strip(): line for line in lines[2:-1]}
+    assert set(products) == {"6x40x64 panels", "6x40x64 as it lies", "6x40x64 a transposed"}
+    assert all(line.split()[-1] and " 1.00 " in line for line in products.values())
+    assert lines[-1].startswith("load average (1 min) at the runs: ")
+    with pytest.raises(RuntimeError, match="FASTMLP_NUMBA_BLOCKING='k_block=0'.*k_block must be"):
+        blocking.run_once("k_block=0", [(6, 40, 64)], Path(os.devnull))

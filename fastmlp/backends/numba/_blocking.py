@@ -172,6 +172,16 @@ def k_block_for(caches: Caches, tile: Tile) -> int:
     ``c`` (the model of BLIS's analytical blocking, Low et al. 2016), or half
     of it when its ways are not reported; in multiples of 16, between 16 and
     1024.
+
+    Measured on the project's Xeon (48 KiB 12-way L1d: 160; it was 256 on every
+    machine before), one core, float32, GFLOP/s of ``gemm_into``, medians of 4
+    alternating runs at load 1.0-1.5: products that read ``W`` as it lies (4 KB
+    rows at 1024 units: ``delta @ W``) 104-120 at k blocks of 96-160 against
+    100-104 at 256 (+3-15 %); the forward's products on packed panels the same
+    (+-4 %, noise) from 64 to 256; 48 and below slower (12: 20-35 % slower, the
+    sums reloaded every pass). ``/work/exp/pack.py``'s shapes, load 4.0-4.2:
+    64-128 rows by 784-1024 by 1024, 160 against 256: +7-8 % as ``W`` lies,
+    +5-8 % on panels, MKL in the same processes +1-3 %.
     """
     usable = caches.l1d // 2 if caches.l1d_ways < 4 else caches.l1d * (caches.l1d_ways - 2) // \
         caches.l1d_ways
@@ -224,10 +234,16 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
     def number(name, rule):
         return given.pop(name) if name in given else rule
 
-    # Row tile: 8 tiles of rows (48 on AVX-512).
+    # Row tile: 8 tiles of rows (48 on AVX-512). One core, float32, medians of 3
+    # alternating runs at load 1.3-1.9 (GFLOP/s; /tmp-style script timing gemm_into):
+    # 96 rows beat 48 by 5-17 % on products 1024 units wide (a 128 x 1024 by 1024 x
+    # 1024 forward product: 162 against 138), 192 and 480 no further, 24 lost 8-15 %.
+    # Kept at 48: the fused epoch splits a batch of 128 into 64 rows a worker, and
+    # two-thread forward passes and epochs at load 2.5-5 showed no difference.
     row_tile = number("row_tile", 8 * tile.rows)
     blocking = Blocking(
         tile=tile,
+        # (k_block_for's docstring has the rule and its measurement)
         k_block=number("k_block", k_block_for(caches, tile)),
         row_tile=row_tile,
         # Rows through every layer before the next: their activations are read back
