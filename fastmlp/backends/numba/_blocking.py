@@ -174,14 +174,14 @@ def k_block_for(caches: Caches, tile: Tile) -> int:
     1024.
 
     Measured on the project's Xeon (48 KiB 12-way L1d: 160; it was 256 on every
-    machine before), one core, float32, GFLOP/s of ``gemm_into``, medians of 4
-    alternating runs at load 1.0-1.5: products that read ``W`` as it lies (4 KB
-    rows at 1024 units: ``delta @ W``) 104-120 at k blocks of 96-160 against
-    100-104 at 256 (+3-15 %); the forward's products on packed panels the same
-    (+-4 %, noise) from 64 to 256; 48 and below slower (12: 20-35 % slower, the
-    sums reloaded every pass). ``/work/exp/pack.py``'s shapes, load 4.0-4.2:
-    64-128 rows by 784-1024 by 1024, 160 against 256: +7-8 % as ``W`` lies,
-    +5-8 % on panels, MKL in the same processes +1-3 %.
+    machine before), one core, float32: ``python bench/blocking.py default
+    k_block=256 --rounds 6`` at load 2.1-2.2 gave 256 0.92-1.00 times 160's GFLOP/s
+    on every product of 784-1024-1024-10 and 784-128-128-10 at batch 128 and 512
+    (``W`` read as it lies, ``delta @ W``: 0.92-0.98; on the forward's panels:
+    0.96-1.00); 96 gave 0.94-1.04. Smaller blocks lose: 48 up to 10 %, 12 20-35 %
+    (the sums reloaded every pass). ``/work/exp/pack.py``'s shapes (64-128 rows by
+    784-1024 by 1024; load 4.0-4.2): 160 +7-8 % over 256 as ``W`` lies, +5-8 % on
+    panels, MKL in the same processes +1-3 %.
     """
     usable = caches.l1d // 2 if caches.l1d_ways < 4 else caches.l1d * (caches.l1d_ways - 2) // \
         caches.l1d_ways
@@ -234,12 +234,11 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
     def number(name, rule):
         return given.pop(name) if name in given else rule
 
-    # Row tile: 8 tiles of rows (48 on AVX-512). One core, float32, medians of 3
-    # alternating runs at load 1.3-1.9 (GFLOP/s; /tmp-style script timing gemm_into):
-    # 96 rows beat 48 by 5-17 % on products 1024 units wide (a 128 x 1024 by 1024 x
-    # 1024 forward product: 162 against 138), 192 and 480 no further, 24 lost 8-15 %.
-    # Kept at 48: the fused epoch splits a batch of 128 into 64 rows a worker, and
-    # two-thread forward passes and epochs at load 2.5-5 showed no difference.
+    # Row tile: 8 tiles of rows (48 on AVX-512). `python bench/blocking.py default
+    # row_tile=96` (one core, float32, 4 rounds at load 1.9-2.1): 96 rows gave 0.93-1.01
+    # times 48's GFLOP/s on the 128-row products of 784-1024-1024-10 and 784-128-128-10
+    # (an earlier one-core run had 96 5-17 % ahead at 1024 units, 24 8-15 % behind);
+    # two-thread forward passes and epochs at load 2.5-5 showed no difference either.
     row_tile = number("row_tile", 8 * tile.rows)
     blocking = Blocking(
         tile=tile,
