@@ -251,7 +251,7 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         forward_tile=number("forward_tile", 5 * row_tile),
         # A tile of one vector and as many rows as the tile has accumulators, for
         # products one vector wide (the output layer's 10 units, a last column
-        # block), at most 24 (24 of AVX-512's 32 registers).
+        # block), at most 24 (the AVX-512 tile's accumulators).
         column_tile_rows=number("column_tile_rows", min(tile.rows * tile.vectors, 24)),
         # A 784 x 128 layer: one group 8.1 us, two 6.7, four 7.8 (64 vectors of W
         # then no longer fit in the 32 registers). Measured on AVX-512 only.
