@@ -9,10 +9,11 @@ Two kinds of number live here:
 
 - **Frozen into the compiled kernels** (`Blocking`: the tile, ``k_block``,
   ``row_tile``, ``forward_tile``, ``column_tile_rows``, ``rows_dot_groups``,
-  ``panel_tiles``, ``gather_ahead``). numba compiles them in as constants, so they are part of
-  the stamp of numba's cache (`frozen`, read by ``_kernels._drop_stale_cache``):
-  another machine or another override never loads code compiled for other
-  numbers. None of them changes a bit of any result (see `Blocking`).
+  ``panel_tiles``, ``gather_ahead``). numba compiles them in as constants, so
+  they are part of the stamp of numba's cache (`frozen`, read by
+  ``_kernels._drop_stale_cache``): another machine or another override never
+  loads code compiled for other numbers. None of them changes a bit of any
+  result (see `Blocking`).
 - **Read by the Python wrappers at each call** (``PARALLEL_WORK`` and the
   memory thresholds below): speed and memory only.
 
@@ -179,12 +180,14 @@ def k_block_for(caches: Caches, tile: Tile) -> int:
     on every product of 784-1024-1024-10 and 784-128-128-10 at batch 128 and 512
     (``W`` read as it lies, ``delta @ W``: 0.92-0.98; on the forward's panels:
     0.96-1.00); 96 gave 0.94-1.04. Smaller blocks lose: 48 up to 10 %, 12 20-35 %
-    (the sums reloaded every pass). ``/work/exp/pack.py``'s shapes (64-128 rows by
-    784-1024 by 1024; load 4.0-4.2): 160 +7-8 % over 256 as ``W`` lies, +5-8 % on
-    panels, MKL in the same processes +1-3 %.
+    (the sums reloaded every pass). A GEMM experiment on 64-128 rows by 784-1024
+    by 1024 at load 4.0-4.2 had 160 7-8 % ahead of 256 as ``W`` lies, 5-8 % on
+    panels, with MKL in the same processes 1-3 % apart.
     """
-    usable = caches.l1d // 2 if caches.l1d_ways < 4 else caches.l1d * (caches.l1d_ways - 2) // \
-        caches.l1d_ways
+    if caches.l1d_ways < 4:
+        usable = caches.l1d // 2
+    else:
+        usable = caches.l1d * (caches.l1d_ways - 2) // caches.l1d_ways
     rows = usable // (tile.vectors * tile.vector_bytes)
     return max(16, min(1024, rows - rows % 16))
 
