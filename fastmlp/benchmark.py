@@ -113,11 +113,7 @@ class Comparison:
         """What it ran on: the machine, the FMA peak and threads, each contender's version."""
         lines = [summary(self.machine)] if self.machine else []
         if self.machine and self.machine.get("numba_settings"):
-            numba = self.machine["numba_settings"]
-            lines.append(f"numba backend: {numba['tile']} register tiles (FASTMLP_NUMBA_TILE), "
-                         f"{numba['row_tile']} rows per cache tile, k in passes of "
-                         f"{numba['k_block']}, products of >= {numba['parallel_work']:,} "
-                         "multiply-adds split across threads (FASTMLP_NUMBA_PARALLEL_WORK)")
+            lines += numba_settings_lines(self.machine["numba_settings"])
         gemm = "" if self.gemm_gflops is None else f", BLAS GEMM {self.gemm_gflops:.0f}"
         on = "" if self.threads is None else f" on {threads_text(self.threads)}"
         lines.append(f"{self.dtype} FMA peak{on} {self.peak_gflops:.0f} GFLOP/s{gemm}")
@@ -168,6 +164,33 @@ def _ratios(seconds: dict, value: float) -> str:
 def threads_text(threads: int) -> str:
     """``"1 thread"``, ``"2 threads"``."""
     return f"{threads} thread" + ("" if threads == 1 else "s")
+
+
+def numba_settings_lines(numba: dict) -> list[str]:
+    """The numba backend's tile, blocking and thresholds (its ``settings()``) as lines;
+    a saved run from before some of them were recorded shows those it has."""
+    caches = numba.get("caches")
+    read = ""
+    if caches:
+        ways = f" {caches['l1d_ways']}-way" if caches.get("l1d_ways") else ""
+        read = (f" (from L1d {caches['l1d'] >> 10} KiB{ways}, L2 {caches['l2'] >> 10} KiB, "
+                f"{caches['source']})")
+    lines = [f"numba backend: {numba['tile']} register tiles (FASTMLP_NUMBA_TILE), "
+             f"{numba['row_tile']} rows per cache tile, k in passes of {numba['k_block']}"
+             f"{read}"]
+    if "forward_tile" in numba:
+        lines.append(f"  forward tile {numba['forward_tile']} rows, panels "
+                     f"{numba['panel_width']} float32 wide, one-vector tile "
+                     f"{numba['column_tile_rows']} rows, rows_dot groups "
+                     f"{numba['rows_dot_groups']}, gather ahead {numba['gather_ahead']} "
+                     "(FASTMLP_NUMBA_BLOCKING)")
+    lines.append(f"  products of >= {numba['parallel_work']:,} multiply-adds split across "
+                 "threads (FASTMLP_NUMBA_PARALLEL_WORK)")
+    overrides = numba.get("overrides")
+    if overrides:
+        lines.append("  overridden: " + ", ".join(f"{name}={value}"
+                                                  for name, value in overrides.items()))
+    return lines
 
 
 def _contender(about: dict) -> str:

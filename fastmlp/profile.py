@@ -97,13 +97,13 @@ def fma_peak(dtype=np.float32, seconds: float = 0.1, repeats: int = 3,
     ``threads`` defaults to every core (``os.cpu_count()``). Measured once per
     process for each dtype and thread count.
     """
-    from .backends.numba import _kernels, _simd
+    from .backends.numba import _blocking, _kernels, _simd
 
     cores = threads or os.cpu_count() or 1
     key = ("fma", np.dtype(dtype).name, cores)
     if key not in _peaks:
         x = np.dtype(dtype).type(0.999999)
-        lanes = _simd.TILE.lanes(np.dtype(dtype).itemsize)
+        lanes = _blocking.TILE.lanes(np.dtype(dtype).itemsize)
         _kernels.fma_chains(1000, x)  # compiled or loaded before the clock starts
         start = time.perf_counter()
         _kernels.fma_chains(1_000_000, x)

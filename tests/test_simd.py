@@ -1,9 +1,10 @@
-"""The numba backend's explicit-SIMD kernels: the same bits on every target and tile,
-one compiled signature per parameter dtype, and worker threads that never hang.
+"""The numba backend's explicit-SIMD kernels: the same bits on every target, tile and
+blocking, one compiled signature per parameter dtype, and worker threads that never hang.
 
 ``test_numba.py`` checks the product kernel against NumPy at every edge of the
-tile on this machine's target; these tests compile it for other targets and
-tiles in subprocesses (each with a cache of its own) and compare the bits.
+tile on this machine's target; these tests compile it for other targets,
+tiles and block sizes in subprocesses (each with a cache of its own) and
+compare the bits.
 """
 
 import hashlib
@@ -25,14 +26,17 @@ from fastmlp.backends import load_backend
 
 numba = pytest.importorskip("numba")
 backend = load_backend("numba")
-from fastmlp.backends.numba import _api, _elementary, _kernels, _simd  # noqa: E402
+from fastmlp.backends.numba import _api, _blocking, _elementary, _kernels, _simd  # noqa: E402
 
 # Trains a small network for one epoch (SGD, then Adam) through the fused
 # epoch, runs forward, backward and predict_one, then the same for three other
-# activations and outputs, and prints a digest of every result, and the tile it
-# compiled for.
+# activations and outputs, and prints the tile and the k block it compiled for and
+# a digest of every result. Its layers of 37, 29 and 70 inputs and batches of 50
+# rows (the weight gradients' k) cross k blocks of 7 and 16, its 70 units a panel
+# of 64 columns.
 SCRIPT = textwrap.dedent("""
     import hashlib
+    import sys
     import numpy as np
     from fastmlp import optim
     from fastmlp.backends import load_backend
@@ -40,36 +44,38 @@ SCRIPT = textwrap.dedent("""
     nb = load_backend("numba")
     rng = np.random.default_rng(0)
     sizes = (37, 29, 70, 10)
-    params = [((rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(np.float32),
-               (0.1 * rng.standard_normal(o)).astype(np.float32))
-              for i, o in zip(sizes, sizes[1:])]
     x = rng.integers(0, 256, (203, 37)).astype(np.uint8)
     y = rng.integers(0, 10, 203)
     digest = hashlib.sha256()
-    for opt in (optim.SGD(0.05, momentum=0.9), optim.Adam(1e-2)):
-        out = nb.train_epoch(params, x, y, 50, opt, np.full(5, opt.learning_rate),
-                             scale=1 / 255, offset=-0.5)
-        digest.update(repr(out).encode())
-    scaled = (x * np.float32(1 / 255) + np.float32(-0.5)).astype(np.float32)
-    probs, cache = nb.forward(params, scaled)
-    arrays = [p for layer in params for p in layer] + [probs]
-    arrays += [g for layer in nb.backward(params, cache, y) for g in layer]
-    arrays.append(nb.predict_one(params, x[7], 1 / 255, -0.5))
-    # the other activations and outputs: table entries of the same kernels
-    one_hot = np.eye(10, dtype=np.float32)[y]
-    for activation, output in (("tanh", "logistic"), ("logistic", "exp"),
-                               ("leaky_relu", "identity")):
-        out = nb.train_epoch(params, x, one_hot, 50, optim.Adam(1e-2), np.full(5, 1e-2),
-                             scale=1 / 255, offset=-0.5, activation=activation, output=output)
-        digest.update(repr(out).encode())
-        outputs, cache = nb.forward(params, scaled, activation=activation, output=output)
-        arrays += [outputs, nb.predict_one(params, x[7], 1 / 255, -0.5, activation=activation,
-                                           output=output)]
-        arrays += [g for layer in nb.backward(params, cache, one_hot, activation=activation)
-                   for g in layer]
-    for a in arrays:
-        digest.update(np.ascontiguousarray(a).tobytes())
-    print(_kernels.TILE, digest.hexdigest())
+    for dtype in map(np.dtype, sys.argv[1:]):
+        params = [((rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(dtype),
+                   (0.1 * rng.standard_normal(o)).astype(dtype))
+                  for i, o in zip(sizes, sizes[1:])]
+        for opt in (optim.SGD(0.05, momentum=0.9), optim.Adam(1e-2)):
+            out = nb.train_epoch(params, x, y, 50, opt, np.full(5, opt.learning_rate),
+                                 scale=1 / 255, offset=-0.5)
+            digest.update(repr(out).encode())
+        scaled = (x * dtype.type(1 / 255) + dtype.type(-0.5)).astype(dtype)
+        probs, cache = nb.forward(params, scaled)
+        arrays = [p for layer in params for p in layer] + [probs]
+        arrays += [g for layer in nb.backward(params, cache, y) for g in layer]
+        arrays.append(nb.predict_one(params, x[7], 1 / 255, -0.5))
+        # the other activations and outputs: table entries of the same kernels
+        one_hot = np.eye(10, dtype=dtype)[y]
+        for activation, output in (("tanh", "logistic"), ("logistic", "exp"),
+                                   ("leaky_relu", "identity")):
+            out = nb.train_epoch(params, x, one_hot, 50, optim.Adam(1e-2), np.full(5, 1e-2),
+                                 scale=1 / 255, offset=-0.5, activation=activation,
+                                 output=output)
+            digest.update(repr(out).encode())
+            outputs, cache = nb.forward(params, scaled, activation=activation, output=output)
+            arrays += [outputs, nb.predict_one(params, x[7], 1 / 255, -0.5,
+                                               activation=activation, output=output)]
+            arrays += [g for layer in nb.backward(params, cache, one_hot, activation=activation)
+                       for g in layer]
+        for a in arrays:
+            digest.update(np.ascontiguousarray(a).tobytes())
+    print(_kernels.TILE, _kernels.K_BLOCK, digest.hexdigest())
 """)
 
 TARGETS = {
@@ -83,13 +89,31 @@ TARGETS = {
     "tile 5x3x256": {"FASTMLP_NUMBA_TILE": "5x3x256"},
 }
 
+# Every number of _blocking.Blocking away from its default, small and odd (a k block of
+# 7 splits every product's k; 2 tiles per panel; tiles of 7 and 5 rows) and large (one
+# pass over k, rows beyond any batch here), with other tiles and targets besides.
+BLOCKINGS = {
+    "blocking small": {"FASTMLP_NUMBA_BLOCKING": "k_block=7,row_tile=7,forward_tile=5,"
+                       "column_tile_rows=5,rows_dot_groups=1,panel_tiles=2,gather_ahead=0"},
+    "blocking large": {"FASTMLP_NUMBA_BLOCKING": "k_block=4096,row_tile=4096,"
+                       "forward_tile=4096,column_tile_rows=32,rows_dot_groups=3,"
+                       "panel_tiles=3,gather_ahead=64"},
+    "k_block 16 on haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma",
+                              "FASTMLP_NUMBA_BLOCKING": "k_block=16"},
+    "k_block 1 tile 5x3x256": {"FASTMLP_NUMBA_TILE": "5x3x256",
+                               "FASTMLP_NUMBA_BLOCKING": "k_block=1,panel_tiles=5"},
+}
 
-def _run(environment, cache):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "FASTMLP_NUMBA_TILE")}
+# What the subprocesses must not inherit from the test's environment.
+SETTINGS = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "FASTMLP_NUMBA_TILE",
+            "FASTMLP_NUMBA_BLOCKING")
+
+
+def _run(environment, cache, dtypes=("float32",)):
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
     env.update(environment, NUMBA_CACHE_DIR=str(cache))
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, *dtypes], env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -106,7 +130,25 @@ def test_every_target_and_tile_gives_the_same_bits(tmp_path):
     assert results["no fma"][0] == "6x2x128bit"
     assert results["tile 1x1x128"][0] == "1x1x128bit"
     assert results["tile 5x3x256"][0] == "5x3x256bit"
-    digests = {name: digest for name, (_, digest) in results.items()}
+    digests = {name: digest for name, (_, _, digest) in results.items()}
+    assert len(set(digests.values())) == 1, digests
+
+
+def test_every_blocking_gives_the_same_bits(tmp_path):
+    # The same results, float32 and float64 (one digest of both), with every block
+    # size forced away from the machine's: a product's k split into passes of 1, 7
+    # or 16, or taken in one; other row tiles, panels, one-vector tiles and rows_dot
+    # groups. Each element stays one FMA chain in k order, whatever the blocking.
+    runs = {"as the machine is": {}, **BLOCKINGS}
+    results = {name: _run(env, tmp_path / name.replace(" ", "-"), ("float32", "float64"))
+               for name, env in runs.items()}
+    k_blocks = {name: int(k_block) for name, (_, k_block, _) in results.items()}
+    assert k_blocks["as the machine is"] == _blocking.BLOCKING.k_block
+    assert k_blocks["blocking small"] == 7
+    assert k_blocks["k_block 16 on haswell"] == 16
+    assert results["k_block 16 on haswell"][0] == "6x2x256bit"
+    assert k_blocks["k_block 1 tile 5x3x256"] == 1
+    digests = {name: digest for name, (_, _, digest) in results.items()}
     assert len(set(digests.values())) == 1, digests
 
 
@@ -124,7 +166,7 @@ def test_the_tile_follows_the_target(name, features, isa):
 def test_a_bad_tile_override_names_the_variable(value, monkeypatch):
     monkeypatch.setenv("FASTMLP_NUMBA_TILE", value)
     with pytest.raises(ValueError, match="FASTMLP_NUMBA_TILE"):
-        _simd.choose_tile()
+        _blocking.choose_tile()
 
 
 def _signatures():
@@ -275,10 +317,31 @@ def test_stale_cache_is_dropped_when_the_generator_changes(tmp_path):
     sources = Path(_simd.__file__).read_bytes() + Path(_elementary.__file__).read_bytes()
     # the optimizers' slots and integer_power, frozen or inlined in too
     table = (repr(_kernels.FUSED_RULES) + inspect.getsource(optim.integer_power)).encode()
-    assert stamp == hashlib.sha256(sources + str(_kernels.TILE).encode() + table).hexdigest()
+    frozen = repr(_blocking.BLOCKING).encode()  # the tile and block sizes compiled in
+    assert stamp == hashlib.sha256(sources + frozen + table).hexdigest()
     (folder / "_kernels.gemm-1.py311.nbi").write_bytes(b"fresh")
     _kernels._drop_stale_cache(Kernel)  # same stamp: kept
     assert (folder / "_kernels.gemm-1.py311.nbi").exists()
+
+
+@pytest.mark.parametrize("change", [{"k_block": 7}, {"row_tile": 5}, {"forward_tile": 3},
+                                    {"column_tile_rows": 2}, {"rows_dot_groups": 1},
+                                    {"panel_tiles": 2}, {"gather_ahead": 0},
+                                    {"tile": _simd.Tile(5, 3, 32)}])
+def test_another_blocking_drops_the_cache(change, tmp_path, monkeypatch):
+    # A cache compiled for other block sizes (another machine's caches, another
+    # FASTMLP_NUMBA_BLOCKING) is never loaded.
+    folder = tmp_path / "cache"
+
+    class Kernel:
+        class _cache:
+            _cache_path = str(folder)
+
+    _kernels._drop_stale_cache(Kernel)
+    (folder / "_kernels.gemm-1.py311.nbi").write_bytes(b"compiled for the other blocking")
+    monkeypatch.setattr(_blocking, "BLOCKING", _blocking.BLOCKING._replace(**change))
+    _kernels._drop_stale_cache(Kernel)
+    assert not (folder / "_kernels.gemm-1.py311.nbi").exists()
 
 
 def test_kernel_array_is_c_contiguous_writeable_and_of_the_dtype():

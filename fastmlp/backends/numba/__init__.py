@@ -25,7 +25,9 @@ every product is one FMA chain in a fixed order wherever it lies, so results
 are the same bits whichever thread calls, however many call at once, however
 many threads there are and whatever the vector width.
 
-The modules: ``_simd`` generates the micro-kernels and atomics, ``_kernels``
+The modules: ``_blocking`` holds every tuning number (the tile, the block
+sizes from the machine's caches, the thresholds), ``_simd`` generates the
+micro-kernels and atomics, ``_kernels``
 holds every compiled function, ``_api`` the forward and backward passes,
 ``_fused`` the fused epoch, ``_threads`` the worker threads and thread pool,
 ``_compile_helper`` the second process that compiles beside a first epoch.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 import sys
 import threading
 
@@ -12,25 +11,24 @@ import numpy as np
 
 from ..._validation import check_labels
 from ...family import check_activation, check_output, is_labels
-from . import _compile_helper
+from . import _blocking, _compile_helper
 from . import _kernels as k
+from ._blocking import (
+    ALIGNMENT,
+    PANEL_KEEP_BYTES,
+    PANELS_KEPT,
+    PARALLEL_WORK,
+    REUSE_BYTES,
+    REUSE_KEPT,
+    REUSE_KEPT_BYTES,
+)
 from ._compile_notice import compile_notice, noticed_call
 from ._threads import num_threads, split_rows, thread_limits
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Products (and forward passes) of at least this many multiply-adds split their
-# rows across a pool of threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only
-# speed depends on it: every split gives the same bits. Measured on 2 cores: a
-# 784-128-128-10 forward pass of 256 rows ran faster whole, of 1000 rows split;
-# it splits from 272 rows.
-PARALLEL_WORK = int(os.environ.get("FASTMLP_NUMBA_PARALLEL_WORK", 32_000_000))
-
-
-# Work arrays start at a multiple of this many bytes: a cache line, and an AVX-512
-# vector, so that no vector load of a product's rows spans two lines (a 64-row x 784
-# product ran at 147 GFLOP/s on one core with its B 16 bytes off, 177 aligned).
-ALIGNMENT = 64
+# (The thresholds read here, PARALLEL_WORK to PANELS_KEPT, are _blocking's, with the
+# measurements behind them.)
 
 
 def aligned_empty(shape, dtype) -> np.ndarray:
@@ -41,14 +39,6 @@ def aligned_empty(shape, dtype) -> np.ndarray:
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
-
-# Outputs at least this large reuse the memory of an earlier output that nothing
-# references any more (see _fresh); smaller ones are plain np.empty.
-REUSE_BYTES = 4 << 20
-# At most this many such buffers, and this many bytes of them, are kept per thread,
-# the least recently used dropped first.
-REUSE_KEPT = 8
-REUSE_KEPT_BYTES = 256 << 20
 
 
 class _Kept(threading.local):
@@ -93,11 +83,25 @@ def _fresh(shape, dtype) -> np.ndarray:
 def settings() -> dict:
     """The backend's speed settings, for benchmarks to print.
 
-    ``threads`` is :func:`num_threads` in the calling thread, ``thread_limits``
-    the bounds it is the smallest of.
+    The tile and blocking compiled in (``_blocking.BLOCKING``; ``panel_width``
+    in float32 columns), the caches they were derived from (``caches``, a
+    dict of bytes and where they were read), the overrides in effect
+    (``overrides``: ``FASTMLP_NUMBA_TILE``, ``FASTMLP_NUMBA_BLOCKING`` and
+    ``FASTMLP_NUMBA_PARALLEL_WORK`` as they were at import, where set),
+    ``threads``, :func:`num_threads`
+    in the calling thread, and ``thread_limits``, the bounds it is the
+    smallest of.
     """
-    return {"parallel_work": PARALLEL_WORK, "tile": str(k.TILE), "row_tile": k.ROW_TILE,
-            "k_block": k.K_BLOCK, "threads": num_threads(), "thread_limits": thread_limits()}
+    blocking = _blocking.BLOCKING
+    return {"parallel_work": PARALLEL_WORK, "tile": str(blocking.tile),
+            "row_tile": blocking.row_tile, "k_block": blocking.k_block,
+            "forward_tile": blocking.forward_tile,
+            "column_tile_rows": blocking.column_tile_rows,
+            "rows_dot_groups": blocking.rows_dot_groups,
+            "panel_width": blocking.panel_width(4), "gather_ahead": blocking.gather_ahead,
+            "caches": _blocking.CACHES._asdict(),
+            "overrides": dict(_blocking.OVERRIDES),
+            "threads": num_threads(), "thread_limits": thread_limits()}
 
 
 def kernel_array(a, dtype) -> np.ndarray:
@@ -155,13 +159,6 @@ def _gemm_t(a, b):
     with compile_notice(k.gemm_t):
         split_rows(k.gemm_t, a.shape[1], _tasks(a.shape[1], a.size * b.shape[1]), a, b, out)
     return out
-
-
-# Panel copies of at most this many bytes are kept as a thread's scratch, and at
-# most this many of them (a larger layer's product costs far more than faulting its
-# copy's memory in).
-PANEL_KEEP_BYTES = 16 << 20
-PANELS_KEPT = 16
 
 
 def _paneled(W, slot=0):

@@ -35,7 +35,7 @@ from numba.extending import intrinsic, typeof_impl
 from numba.np.numpy_support import as_dtype
 
 from ...optim import FUSED_RULES, integer_power
-from . import _compile_helper, _elementary, _simd
+from . import _blocking, _compile_helper, _elementary, _simd
 from ._cache import cached_njit
 
 # How kernels call each other decides how long a first run compiles: a kernel
@@ -109,35 +109,35 @@ def _compiled(kernel, *examples):
     return Compiled(kernel, tuple(typeof(example) for example in examples))
 
 
-# Every product is a loop over tiles of the explicit-SIMD kernel of _simd, its
-# tile shape chosen for the compile target. Rows of a cache tile (the epilogue
-# runs on them while they are in cache) and k per pass over a panel of b (a
-# pass keeps its rows of b in the core's cache; passes continue each
-# element's FMA chain, so the bits do not depend on either number).
-TILE = _simd.TILE
+# Every product is a loop over tiles of the explicit-SIMD kernel of _simd. Its
+# tile, the rows of a cache tile (the epilogue runs on them while they are in
+# cache) and k per pass over a panel of b (a pass keeps its rows of b in the
+# core's cache; passes continue each element's FMA chain, so the bits do not
+# depend on either number) are _blocking's, as every number below.
+TILE = _blocking.TILE
 TILE_ROWS, TILE_VECTORS, VECTOR_BYTES = TILE
-ROW_TILE = 8 * TILE_ROWS
-K_BLOCK = 256
+ROW_TILE = _blocking.BLOCKING.row_tile
+K_BLOCK = _blocking.BLOCKING.k_block
 tile_nn = _simd.make_tile_kernel(TILE)
-# A tile of one vector and as many rows as TILE has accumulators, for
-# products one vector wide (the output layer's 10 units, a last column block).
-COLUMN_TILE_ROWS = min(TILE_ROWS * TILE_VECTORS, 24)
+COLUMN_TILE_ROWS = _blocking.BLOCKING.column_tile_rows
 column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_BYTES),
                                         masked_only=True)
 _fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
 rows_dot = _simd.make_rows_dot_kernel(VECTOR_BYTES)
 # Vectors of rows that one call of rows_dot_groups takes at once, in independent
-# FMA chains (a 784 x 128 layer: one 8.1 us, two 6.7, four 7.8: 64 vectors of W
-# then no longer fit in the 32 registers).
-ROWS_DOT_GROUPS = 2
+# FMA chains.
+ROWS_DOT_GROUPS = _blocking.BLOCKING.rows_dot_groups
 rows_dot_groups = _simd.make_rows_dot_kernel(VECTOR_BYTES, ROWS_DOT_GROUPS)
 transpose_block = _simd.make_transpose_kernel(VECTOR_BYTES)
+# Tiles' columns per panel of a paneled b.
+PANEL_TILES = _blocking.BLOCKING.panel_tiles
 
 
 def panel_width(dtype) -> int:
-    """Columns of ``b`` in one panel of ``gemm_into``'s panel layout: the tile's columns
-    (64 float32 or 32 float64 on AVX-512), so that a tile reads one contiguous panel."""
-    return TILE_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+    """Columns of ``b`` in one panel of ``gemm_into``'s panel layout: a multiple of the
+    tile's columns (by default the tile's 64 float32 or 32 float64 on AVX-512), so that
+    a tile reads one contiguous panel."""
+    return _blocking.BLOCKING.panel_width(np.dtype(dtype).itemsize)
 
 
 @cached_njit(**_JIT)
@@ -448,10 +448,8 @@ def bias_softmax_rows(z, b, i0, i1):
     softmax_rows(z, z, i0, i1)
 
 
-# Rows of the forward pass that go through every layer before the next ones start:
-# their activations are read back from the core's cache, not from memory, and the
-# layers' panels stay in it (MNIST's 60 000 rows: 55 ms, layer by layer 58 ms).
-FORWARD_TILE = 5 * ROW_TILE
+# Rows of the forward pass that go through every layer before the next ones start.
+FORWARD_TILE = _blocking.BLOCKING.forward_tile
 
 
 @cached_njit(**_JIT)
@@ -964,10 +962,10 @@ def _output_loss_rows(z, b, targets, output, n_batch, weights, total, tiny, delt
 @cached_njit(**_JIT, inline="always")
 def _wt_panel(l, n_out, theta):
     """The panel width of layer ``l``'s ``W.T`` in ``buffers.wt`` (``gemm_into``'s
-    ``b_panel``): the tile's columns where they divide ``n_out``, so its copy fills the
+    ``b_panel``): ``panel_width`` where it divides ``n_out``, so its copy fills the
     same ``n_in * n_out`` elements; the first layer's, which the epoch updates in place,
     and any other, plain (``n_out``)."""
-    width = TILE_VECTORS * VECTOR_BYTES // theta.itemsize
+    width = PANEL_TILES * TILE_VECTORS * VECTOR_BYTES // theta.itemsize
     return width if l > 0 and n_out % width == 0 else n_out
 
 
@@ -1003,7 +1001,7 @@ def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, activat
 
 
 # Rows ahead of the one it copies that the batch gather asks the CPU for.
-GATHER_AHEAD = 4
+GATHER_AHEAD = _blocking.BLOCKING.gather_ahead
 
 
 @cached_njit(**_JIT, inline="always")
@@ -1028,20 +1026,16 @@ def _gather_rows(x, y, w, order, buffers, n, r0, r1, scale, offset):
 @cached_njit(**_JIT, inline="always")
 def _gather_targets(targets, order, tb, r0, r1):
     # tb[i] = targets[order[i]] for rows r0:r1 of the batch, each target row asked for
-    # TARGETS_AHEAD rows early (read where they are, the random rows missed the cache:
+    # GATHER_AHEAD rows early (read where they are, the random rows missed the cache:
     # 10 ms of a 280 ms MNIST epoch)
-    for i in range(r0, min(r1, r0 + TARGETS_AHEAD)):
+    for i in range(r0, min(r1, r0 + GATHER_AHEAD)):
         _simd.prefetch_row(targets, order[i])
     for i in range(r0, r1):
-        if i + TARGETS_AHEAD < r1:
-            _simd.prefetch_row(targets, order[i + TARGETS_AHEAD])
+        if i + GATHER_AHEAD < r1:
+            _simd.prefetch_row(targets, order[i + GATHER_AHEAD])
         source, row = targets[order[i]], tb[i]
         for j in range(row.shape[0]):
             row[j] = source[j]
-
-
-# Rows ahead of the one it copies that the target gather asks the CPU for.
-TARGETS_AHEAD = 8
 
 
 @cached_njit(**_JIT, inline="always")
@@ -1358,18 +1352,20 @@ def forward_argument_types(dtype, layers) -> tuple:
 
 
 def _drop_stale_cache(kernel):
-    """Empty this module's numba cache if ``_simd``, ``_elementary``, the tile or what
-    ``fastmlp.optim`` lends the kernels changed since it was written.
+    """Empty this module's numba cache if ``_simd``, ``_elementary``, the tile and
+    blocking (``_blocking.frozen``) or what ``fastmlp.optim`` lends the kernels changed
+    since it was written.
 
     numba checks a cached kernel against its own source file only, and the
-    micro-kernels and the exp and log are inlined from those modules: without
-    this, an edit of them or another ``FASTMLP_NUMBA_TILE`` would load stale code.
+    micro-kernels and the exp and log are inlined from those modules, the block
+    sizes frozen in: without this, an edit of them, another machine's caches or
+    another ``FASTMLP_NUMBA_TILE`` or ``FASTMLP_NUMBA_BLOCKING`` would load stale code.
     """
     sources = b"".join(Path(module.__file__).read_bytes() for module in (_simd, _elementary))
     # the slots frozen into the kernels come from fastmlp.optim's table, and
     # integer_power is inlined from there too
     optim_part = (repr(FUSED_RULES) + inspect.getsource(integer_power)).encode()
-    stamp = hashlib.sha256(sources + str(TILE).encode() + optim_part).hexdigest()
+    stamp = hashlib.sha256(sources + _blocking.frozen().encode() + optim_part).hexdigest()
     with contextlib.suppress(AttributeError, OSError):
         folder = Path(kernel._cache._cache_path)
         marker = folder / "_kernels.simd-stamp"

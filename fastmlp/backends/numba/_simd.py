@@ -2,7 +2,8 @@
 
 Every matrix product of the numba backend is a loop over tiles of one
 kernel, ``tile_nn``. For a tile of ``R`` rows and ``V`` vectors of ``L``
-lanes (the tile shape, chosen for the compile target), it computes::
+lanes (the tile shape, chosen for the compile target in ``_blocking``), it
+computes::
 
     acc[r][c] = C[i0 + r, j0 + c L : j0 + (c + 1) L]  if accumulate, else 0
     for k in range(K):
@@ -65,19 +66,6 @@ class Tile(NamedTuple):
         return f"{self.rows}x{self.vectors}x{self.vector_bytes * 8}bit"
 
 
-# Measured on an AVX-512 Xeon, float32, shapes of a 784-128-128-10 step, one
-# core (GFLOP/s, peak 223): 6x2 126-148, 12x2 144-177, 8x3 154-181, 6x4
-# 137-175, 4x4 110-125. 6x4 and 12x2 use 24 of the 32 vector registers; 6x4
-# covers 64 columns, half a 128-unit layer, with one broadcast per 4 FMAs.
-# AVX2 has 16 registers: 6x2 (12 accumulators, 2 loads, 1 broadcast).
-# Elsewhere, 16-byte vectors (SSE, NEON) in a 6x2 tile fit 16 registers.
-TILES = {
-    "avx512": Tile(6, 4, 64),
-    "avx2": Tile(6, 2, 32),
-    "generic": Tile(6, 2, 16),
-}
-
-
 def target_features() -> tuple[str, str]:
     """The CPU name and feature string numba compiles for, by numba's own rule
     (``CPUCodegen._get_host_cpu_name``/``_features``): ``NUMBA_CPU_NAME`` and
@@ -108,25 +96,6 @@ def target_isa(name: str, features: str) -> str:
     if {"avx2", "fma"} <= enabled:
         return "avx2"
     return "generic"
-
-
-def choose_tile() -> Tile:
-    """The tile for the compile target; ``FASTMLP_NUMBA_TILE=RxVxBITS`` (e.g. ``6x2x256``)
-    overrides it (same bits, other speed)."""
-    override = os.environ.get("FASTMLP_NUMBA_TILE")
-    if override:
-        match = re.fullmatch(r"(\d+)x(\d+)x(128|256|512)", override.strip())
-        if not match:
-            raise ValueError(f"FASTMLP_NUMBA_TILE={override!r}: expected ROWSxVECTORSxBITS with "
-                             "BITS 128, 256 or 512, e.g. 6x2x256")
-        rows, vectors, bits = map(int, match.groups())
-        if not (1 <= rows <= 16 and 1 <= vectors <= 8):
-            raise ValueError(f"FASTMLP_NUMBA_TILE={override!r}: rows must be 1-16, vectors 1-8")
-        return Tile(rows, vectors, bits // 8)
-    return TILES[target_isa(*target_features())]
-
-
-TILE = choose_tile()
 
 
 def _bytes(element) -> int:

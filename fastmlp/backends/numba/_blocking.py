@@ -1,0 +1,368 @@
+"""Every tuning number of the numba backend, in one table: the register tile, the cache
+blocks of the products, and the thresholds of the Python wrappers.
+
+BLIS keeps every block size of an architecture in one context table
+(``config/*/bli_cntx_init_*.c``); this module is ours. Nothing else in the
+backend writes a block size: ``_kernels`` and ``_api`` import them from here.
+
+Two kinds of number live here:
+
+- **Frozen into the compiled kernels** (`Blocking`: the tile, ``k_block``,
+  ``row_tile``, ``forward_tile``, ``column_tile_rows``, ``rows_dot_groups``,
+  ``panel_tiles``, ``gather_ahead``). numba compiles them in as constants, so
+  they are part of the stamp of numba's cache (`frozen`, read by
+  ``_kernels._drop_stale_cache``): another machine or another override never
+  loads code compiled for other numbers. None of them changes a bit of any
+  result (see `Blocking`).
+- **Read by the Python wrappers at each call** (``PARALLEL_WORK`` and the
+  memory thresholds below): speed and memory only.
+
+The tile follows the instruction set numba compiles for (`TILES`), and the k
+block the L1 data cache the machine reports (`read_caches`, `k_block_for`),
+not the CPU these numbers were measured on. Two environment variables
+override them (a bad value raises ``ValueError`` naming the variable)::
+
+    FASTMLP_NUMBA_TILE=6x2x256                     # ROWSxVECTORSxBITS
+    FASTMLP_NUMBA_BLOCKING="k_block=128,row_tile=96"
+
+``settings`` in ``_api`` reports all of them, and ``fastmlp bench`` prints them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from ._simd import Tile, target_features, target_isa
+
+# --- the register tile, per instruction set -------------------------------------------------
+
+# Measured on an AVX-512 Xeon, float32, shapes of a 784-128-128-10 step, one
+# core (GFLOP/s, peak 223): 6x2 126-148, 12x2 144-177, 8x3 154-181, 6x4
+# 137-175, 4x4 110-125. 6x4 and 12x2 use 24 of the 32 vector registers; 6x4
+# covers 64 columns, half a 128-unit layer, with one broadcast per 4 FMAs.
+# AVX2 has 16 registers: 6x2 (12 accumulators, 2 loads, 1 broadcast).
+# Elsewhere, 16-byte vectors (SSE, NEON) in a 6x2 tile fit 16 registers.
+TILES = {
+    "avx512": Tile(6, 4, 64),
+    "avx2": Tile(6, 2, 32),
+    "generic": Tile(6, 2, 16),
+}
+
+TILE_VARIABLE = "FASTMLP_NUMBA_TILE"
+BLOCKING_VARIABLE = "FASTMLP_NUMBA_BLOCKING"
+
+
+def choose_tile() -> Tile:
+    """The tile for the compile target; ``FASTMLP_NUMBA_TILE=RxVxBITS`` (e.g. ``6x2x256``)
+    overrides it (same bits, other speed)."""
+    override = os.environ.get(TILE_VARIABLE)
+    if override:
+        match = re.fullmatch(r"(\d+)x(\d+)x(128|256|512)", override.strip())
+        if not match:
+            raise ValueError(f"{TILE_VARIABLE}={override!r}: expected ROWSxVECTORSxBITS with "
+                             "BITS 128, 256 or 512, e.g. 6x2x256")
+        rows, vectors, bits = map(int, match.groups())
+        if not (1 <= rows <= 16 and 1 <= vectors <= 8):
+            raise ValueError(f"{TILE_VARIABLE}={override!r}: rows must be 1-16, vectors 1-8")
+        return Tile(rows, vectors, bits // 8)
+    return TILES[target_isa(*target_features())]
+
+
+# --- the caches the machine reports ----------------------------------------------------------
+
+
+class Caches(NamedTuple):
+    """The data caches of one core as the machine reports them (sizes in bytes)."""
+
+    l1d: int        # the L1 data cache
+    l1d_ways: int   # its associativity (0: not reported)
+    l2: int         # the L2 (unified) cache
+    source: str     # where they were read: "sysfs", "sysconf" or "assumed"
+
+    def __str__(self):
+        ways = f" {self.l1d_ways}-way" if self.l1d_ways else ""
+        return f"L1d {self.l1d >> 10} KiB{ways}, L2 {self.l2 >> 10} KiB ({self.source})"
+
+
+# What a machine that reports nothing is taken to have: the smallest L1 data cache
+# and L2 of the x86-64 cores of the last decade (Skylake client: 32 KiB 8-way, 256 KiB).
+ASSUMED_CACHES = Caches(32 << 10, 8, 256 << 10, "assumed")
+
+SYSFS_CACHES = "/sys/devices/system/cpu/cpu0/cache"
+
+
+def _size(text: str) -> int:
+    # sysfs writes "48K"; a plain number is bytes
+    match = re.fullmatch(r"(\d+)\s*([KMG]?)", text.strip())
+    if not match:
+        raise ValueError(text)
+    return int(match.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[match.group(2)]
+
+
+def _from_sysfs(root: Path) -> Caches | None:
+    # Linux: index*/{level,type,size,ways_of_associativity} of the first CPU
+    found = {}
+    for index in sorted(root.glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            size = _size((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            ways = int((index / "ways_of_associativity").read_text())
+        except (OSError, ValueError):
+            ways = 0
+        if level == 1 and kind in ("Data", "Unified"):
+            found["l1d"], found["l1d_ways"] = size, ways
+        elif level == 2 and kind in ("Data", "Unified"):
+            found["l2"] = size
+    if found.get("l1d", 0) <= 0 or found.get("l2", 0) <= 0:
+        return None
+    return Caches(found["l1d"], found["l1d_ways"], found["l2"], "sysfs")
+
+
+# glibc's sysconf names for the caches (bits/confname.h), which Python's os.sysconf
+# does not know
+_SC_LEVEL1_DCACHE_SIZE, _SC_LEVEL1_DCACHE_ASSOC, _SC_LEVEL2_CACHE_SIZE = 188, 189, 191
+
+
+def _from_sysconf() -> Caches | None:
+    # glibc answers these from CPUID where sysfs is hidden (some containers)
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.sysconf.restype = ctypes.c_long
+        libc.sysconf.argtypes = [ctypes.c_int]
+        l1d, ways, l2 = (libc.sysconf(name) for name in (
+            _SC_LEVEL1_DCACHE_SIZE, _SC_LEVEL1_DCACHE_ASSOC, _SC_LEVEL2_CACHE_SIZE))
+    except (OSError, AttributeError):
+        return None
+    if l1d <= 0 or l2 <= 0:
+        return None
+    return Caches(l1d, max(ways, 0), l2, "sysconf")
+
+
+def read_caches(root: str | os.PathLike = SYSFS_CACHES) -> Caches:
+    """The L1 data cache and the L2 of the first CPU, as the machine reports them.
+
+    Linux's sysfs (``root``: ``/sys/devices/system/cpu/cpu0/cache/index*/``
+    ``level``, ``type``, ``size``, ``ways_of_associativity``), else glibc's
+    ``sysconf`` (``_SC_LEVEL1_DCACHE_SIZE``, ..., what ``getconf -a`` prints),
+    else `ASSUMED_CACHES` (macOS and Windows, for now).
+    """
+    return _from_sysfs(Path(root)) or _from_sysconf() or ASSUMED_CACHES
+
+
+# --- the cache blocks ------------------------------------------------------------------------
+
+
+def k_block_for(caches: Caches, tile: Tile) -> int:
+    """``k`` per pass of the tile loop over a panel of ``b``, from the L1 data cache.
+
+    In one pass, the panel's ``k_block`` rows (``tile.vectors * tile.vector_bytes``
+    bytes each, whatever the dtype) are read once by every tile of the row tile's
+    rows, so they should stay in L1 between them. They get the L1 data cache
+    but two of its ways, one left for the tile's rows of ``a`` and one for
+    ``c`` (the model of BLIS's analytical blocking, Low et al. 2016), or half
+    of it when its ways are not reported; in multiples of 16, between 16 and
+    1024.
+
+    Measured on the project's Xeon (48 KiB 12-way L1d: 160; it was 256 on every
+    machine before), one core, float32: ``python bench/blocking.py default
+    k_block=256 --rounds 6`` at load 2.1-2.2 gave 256 0.92-1.00 times 160's GFLOP/s
+    on every product of 784-1024-1024-10 and 784-128-128-10 at batch 128 and 512
+    (``W`` read as it lies, ``delta @ W``: 0.92-0.98; on the forward's panels:
+    0.96-1.00); 96 gave 0.94-1.04. Smaller blocks lose: 48 up to 10 %, 12 20-35 %
+    (the sums reloaded every pass). A GEMM experiment on 64-128 rows by 784-1024
+    by 1024 at load 4.0-4.2 had 160 7-8 % ahead of 256 as ``W`` lies, 5-8 % on
+    panels, with MKL in the same processes 1-3 % apart.
+    """
+    if caches.l1d_ways < 4:
+        usable = caches.l1d // 2
+    else:
+        usable = caches.l1d * (caches.l1d_ways - 2) // caches.l1d_ways
+    rows = usable // (tile.vectors * tile.vector_bytes)
+    return max(16, min(1024, rows - rows % 16))
+
+
+class Blocking(NamedTuple):
+    """The numbers frozen into the compiled products (see the module's docstring).
+
+    None of them changes a result's bits: every element of a product is one
+    FMA chain in ``k`` order from 0 (``_simd.make_tile_kernel``), and these
+    only decide which rows, columns and ``k`` one call of the tile takes; a
+    pass over ``k`` that continues an earlier one reloads the sums it stored,
+    which continues the chain exactly. ``tests/test_simd.py`` compiles other
+    values in subprocesses and compares the bits.
+    """
+
+    tile: Tile
+    # k per pass over a panel of b (k_block_for, from the L1 data cache)
+    k_block: int
+    # rows of a product's cache tile: its epilogue (bias and ReLU, the ReLU mask)
+    # runs on them while they are in cache, and each pass over k reads a's rows of
+    # them once per panel of b
+    row_tile: int
+    # rows of the forward pass that go through every layer before the next ones start
+    forward_tile: int
+    # rows of the tile one vector wide (products one vector wide)
+    column_tile_rows: int
+    # vectors of W's rows that one call of rows_dot takes at once (predict_one)
+    rows_dot_groups: int
+    # tiles' columns per panel of a paneled b: panel_width = panel_tiles * tile columns
+    panel_tiles: int
+    # rows ahead of the one it copies that the batch gather asks the CPU for
+    gather_ahead: int
+
+    def panel_width(self, itemsize: int) -> int:
+        """Columns of ``b`` in one panel of ``gemm_into``'s panel layout."""
+        return self.panel_tiles * self.tile.vectors * self.tile.lanes(itemsize)
+
+
+# The rules that give each number from the tile and the caches, and the measurement
+# behind each (the project's 2-core AVX-512 Xeon: 48 KiB 12-way L1d, 2 MiB L2).
+def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
+    """The numbers for ``tile`` on a machine with ``caches``; ``overrides`` (a dict by
+    name) replace some, and the rules of the others follow them (``forward_tile`` is 5
+    row tiles of the row tile given)."""
+    given = dict(overrides or {})
+
+    def number(name, rule):
+        return given.pop(name) if name in given else rule
+
+    # Row tile: 8 tiles of rows (48 on AVX-512). `python bench/blocking.py default
+    # row_tile=96` (one core, float32, 4 rounds at load 1.9-2.1): 96 rows gave 0.93-1.01
+    # times 48's GFLOP/s on the 128-row products of 784-1024-1024-10 and 784-128-128-10
+    # (an earlier one-core run had 96 5-17 % ahead at 1024 units, 24 8-15 % behind);
+    # two-thread forward passes and epochs at load 2.5-5 showed no difference either.
+    row_tile = number("row_tile", 8 * tile.rows)
+    blocking = Blocking(
+        tile=tile,
+        # (k_block_for's docstring has the rule and its measurement)
+        k_block=number("k_block", k_block_for(caches, tile)),
+        row_tile=row_tile,
+        # Rows through every layer before the next: their activations are read back
+        # from the core's cache, not from memory, and the layers' panels stay in it
+        # (MNIST's 60 000 rows: 55 ms, layer by layer 58 ms).
+        forward_tile=number("forward_tile", 5 * row_tile),
+        # A tile of one vector and as many rows as the tile has accumulators, for
+        # products one vector wide (the output layer's 10 units, a last column
+        # block), at most 24 (the AVX-512 tile's accumulators).
+        column_tile_rows=number("column_tile_rows", min(tile.rows * tile.vectors, 24)),
+        # A 784 x 128 layer: one group 8.1 us, two 6.7, four 7.8 (64 vectors of W
+        # then no longer fit in the 32 registers). Measured on AVX-512 only.
+        rows_dot_groups=number("rows_dot_groups", 2),
+        # One tile's columns (64 float32 on AVX-512): each tile reads one contiguous
+        # panel, a row after the other.
+        panel_tiles=number("panel_tiles", 1),
+        # A random row of a large x is asked for this many rows before it is copied.
+        gather_ahead=number("gather_ahead", 4),
+    )
+    if given:
+        raise TypeError(f"no such blocking number: {', '.join(given)}")
+    return blocking
+
+
+# What FASTMLP_NUMBA_BLOCKING may set, and the values each may take.
+LIMITS = {"k_block": (1, 1 << 20), "row_tile": (1, 1 << 20), "forward_tile": (1, 1 << 20),
+          "column_tile_rows": (1, 32), "rows_dot_groups": (1, 8), "panel_tiles": (1, 64),
+          "gather_ahead": (0, 64)}
+
+
+def parse_overrides(text: str) -> dict[str, int]:
+    """``FASTMLP_NUMBA_BLOCKING``'s ``name=value,...`` as a dict; ``ValueError`` naming the
+    variable and the problem for an unknown name, a repeated one, or a value that is
+    not an integer in its range (`LIMITS`)."""
+    overrides: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = (part.strip() for part in item.partition("="))
+        if not equals:
+            raise ValueError(f"{BLOCKING_VARIABLE}={text!r}: expected name=value items, "
+                             f"got {item!r}")
+        if name not in LIMITS:
+            raise ValueError(f"{BLOCKING_VARIABLE}={text!r}: unknown name {name!r}; the names "
+                             f"are {', '.join(LIMITS)}")
+        if name in overrides:
+            raise ValueError(f"{BLOCKING_VARIABLE}={text!r}: {name} is given twice")
+        low, high = LIMITS[name]
+        if not re.fullmatch(r"\d+", value) or not low <= int(value) <= high:
+            raise ValueError(f"{BLOCKING_VARIABLE}={text!r}: {name} must be an integer from "
+                             f"{low} to {high}, got {value!r}")
+        overrides[name] = int(value)
+    return overrides
+
+
+def choose(tile: Tile | None = None, caches: Caches | None = None,
+           environ=os.environ) -> Blocking:
+    """The blocking to compile: `default_blocking` for the target's tile (`choose_tile`)
+    and the machine's caches (`read_caches`), with ``FASTMLP_NUMBA_BLOCKING``'s values."""
+    tile = choose_tile() if tile is None else tile
+    caches = read_caches() if caches is None else caches
+    return default_blocking(tile, caches, parse_overrides(environ.get(BLOCKING_VARIABLE, "")))
+
+
+CACHES = read_caches()
+BLOCKING = choose(caches=CACHES)
+TILE = BLOCKING.tile
+
+
+def frozen() -> str:
+    """What the compiled kernels freeze in, as text for the stamp of numba's cache."""
+    return repr(BLOCKING)
+
+
+# --- the Python wrappers' thresholds (speed and memory only) --------------------------------
+
+# Products (and forward passes) of at least this many multiply-adds split their
+# rows across a pool of threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only
+# speed depends on it: every split gives the same bits. Measured on 2 cores: a
+# 784-128-128-10 forward pass of 256 rows ran faster whole, of 1000 rows split;
+# it splits from 272 rows.
+PARALLEL_WORK_VARIABLE = "FASTMLP_NUMBA_PARALLEL_WORK"
+
+
+def _parallel_work(environ=os.environ) -> int:
+    text = environ.get(PARALLEL_WORK_VARIABLE, "").strip()
+    if not text:
+        return 32_000_000
+    if not re.fullmatch(r"\d+", text.replace("_", "")) or int(text.replace("_", "")) < 1:
+        raise ValueError(f"{PARALLEL_WORK_VARIABLE}={text!r}: expected a positive integer "
+                         "(multiply-adds)")
+    return int(text.replace("_", ""))
+
+
+PARALLEL_WORK = _parallel_work()
+
+# The overrides in effect: the variables as they were when the numbers were chosen.
+OVERRIDES = {name: os.environ[name] for name in (TILE_VARIABLE, BLOCKING_VARIABLE,
+                                                 PARALLEL_WORK_VARIABLE)
+             if os.environ.get(name, "").strip()}
+
+# Work arrays start at a multiple of this many bytes: a cache line, and an AVX-512
+# vector, so that no vector load of a product's rows spans two lines (a 64-row x 784
+# product ran at 147 GFLOP/s on one core with its B 16 bytes off, 177 aligned).
+ALIGNMENT = 64
+
+# Outputs at least this large reuse the memory of an earlier output that nothing
+# references any more (_api._fresh); smaller ones are plain np.empty. (MNIST's
+# 60 000-row forward pass: 62-65 ms with glibc told to keep freed memory, 70-160 ms
+# without.)
+REUSE_BYTES = 4 << 20
+# At most this many such buffers, and this many bytes of them, are kept per thread,
+# the least recently used dropped first.
+REUSE_KEPT = 8
+REUSE_KEPT_BYTES = 256 << 20
+
+# Panel copies of at most this many bytes are kept as a thread's scratch, and at
+# most this many of them (a larger layer's product costs far more than faulting its
+# copy's memory in; a fresh copy of a 784 x 128 layer faulted its memory in on every
+# call: a forward pass of 64 rows took 330 us, half of it outside the products).
+PANEL_KEEP_BYTES = 16 << 20
+PANELS_KEPT = 16
