@@ -50,9 +50,11 @@ class EpochBuffers(NamedTuple):
     hits: np.ndarray    # (rows,) int64: 1 where the row's prediction was right
     wb: np.ndarray      # (rows,) float64, or empty when unweighted: the batch's weights
     tb: np.ndarray      # (rows, n_out), or (0, 0) with labels: the batch's target rows
+    penalties: np.ndarray  # (chunks,) float64: sum(W^2) by chunk (k.penalty_chunks), or empty
 
     @classmethod
-    def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False, n_targets=0):
+    def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False, n_targets=0,
+                 penalty_chunks=0):
         # the products' operands aligned (see _api.ALIGNMENT): the batch, the layers'
         # outputs and deltas, the transposed weights and the gradient
         dtype = theta.dtype
@@ -63,7 +65,8 @@ class EpochBuffers(NamedTuple):
                    s2t=aligned_empty(state2.shape, dtype),
                    grad=aligned_empty(theta.shape, dtype), losses=np.empty(rows),
                    hits=np.empty(rows, np.int64), wb=np.empty(rows if weighted else 0),
-                   tb=np.empty((rows, n_targets) if n_targets else (0, 0), dtype))
+                   tb=np.empty((rows, n_targets) if n_targets else (0, 0), dtype),
+                   penalties=np.zeros(penalty_chunks))
 
 
 def _fallback(reason: str):
@@ -309,7 +312,8 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     theta, state1, state2 = (vectors + [unused, unused])[:3]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
                                     state1, state2, sample_weight.shape[0] > 0,
-                                    targets.shape[1] if targets.shape[0] else 0)
+                                    targets.shape[1] if targets.shape[0] else 0,
+                                    k.penalty_chunks(layout))
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(2)  # the steps' losses, and scikit-learn's rules' L2 terms

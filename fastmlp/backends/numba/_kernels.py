@@ -723,29 +723,45 @@ _integer_power = cached_njit(**_JIT, inline="always")(integer_power)
 
 
 @cached_njit(**_JIT, inline="always")
-def _with_l2(p, gi, decay):
-    # scikit-learn's L2 term on a weight: g + alpha / n * p (decay = alpha / n in the
-    # parameters' dtype, 0 for a bias), rounded as fastmlp.optim's step rounds it
-    return p * decay + gi if decay != 0 else gi
+def _sklearn_sgd_element(p, v, i, gi, lr, momentum, nesterov, tiny):
+    s = gi * lr
+    vi = v[i] * momentum - s
+    vi = vi * p.dtype.type(abs(vi) >= tiny)
+    v[i] = vi
+    if nesterov:
+        p[i] = p[i] + (vi * momentum - s)
+    else:
+        p[i] = p[i] + vi
 
 
 @cached_njit(**_JIT, inline="always")
 def _sklearn_sgd_update(slice_, g, lr, momentum, nesterov, decay):
     # scikit-learn's SGDOptimizer (fastmlp.optim.SklearnSGD), in the parameters' dtype:
     #   g += alpha / n W;  v = mu v - lr g;  p += mu v - lr g (Nesterov) or v;
-    # v below the smallest normal float becomes 0
+    # v below the smallest normal float becomes 0. Two loops, with the L2 term (a
+    # weight matrix's slice) and without (a bias's, or alpha = 0): a test of decay
+    # in the loop kept it from being vectorised (the update took twice as long)
     p, v, _ = slice_
-    cast = p.dtype.type
     tiny = _smallest_normal(p)
-    for i in range(p.shape[0]):
-        s = _with_l2(p[i], g[i], decay) * lr
-        vi = v[i] * momentum - s
-        vi = vi * cast(abs(vi) >= tiny)
-        v[i] = vi
-        if nesterov:
-            p[i] = p[i] + (vi * momentum - s)
-        else:
-            p[i] = p[i] + vi
+    if decay != 0:
+        for i in range(p.shape[0]):
+            _sklearn_sgd_element(p, v, i, p[i] * decay + g[i], lr, momentum, nesterov, tiny)
+    else:
+        for i in range(p.shape[0]):
+            _sklearn_sgd_element(p, v, i, g[i], lr, momentum, nesterov, tiny)
+
+
+@cached_njit(**_JIT, inline="always")
+def _sklearn_adam_element(p, m, v, i, gi, step, tiny):
+    neg_step, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = step
+    cast = p.dtype.type
+    mi = m[i] * beta1 + gi * one_minus_beta1
+    vi = v[i] * beta2 + gi * gi * one_minus_beta2
+    mi = mi * cast(abs(mi) >= tiny)
+    vi = vi * cast(abs(vi) >= tiny)
+    m[i] = mi
+    v[i] = vi
+    p[i] = p[i] + mi * neg_step / (np.sqrt(vi) + eps)
 
 
 @cached_njit(**_JIT, inline="always")
@@ -753,20 +769,16 @@ def _sklearn_adam_update(slice_, g, step, decay):
     # scikit-learn's AdamOptimizer (fastmlp.optim.SklearnAdam), in the parameters' dtype:
     #   g += alpha / n W;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     #   p += -lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
-    # m and v below the smallest normal float become 0
+    # m and v below the smallest normal float become 0. Two loops, as in
+    # _sklearn_sgd_update.
     p, m, v = slice_
-    neg_step, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = step
-    cast = p.dtype.type
     tiny = _smallest_normal(p)
-    for i in range(p.shape[0]):
-        gi = _with_l2(p[i], g[i], decay)
-        mi = m[i] * beta1 + gi * one_minus_beta1
-        vi = v[i] * beta2 + gi * gi * one_minus_beta2
-        mi = mi * cast(abs(mi) >= tiny)
-        vi = vi * cast(abs(vi) >= tiny)
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] + mi * neg_step / (np.sqrt(vi) + eps)
+    if decay != 0:
+        for i in range(p.shape[0]):
+            _sklearn_adam_element(p, m, v, i, p[i] * decay + g[i], step, tiny)
+    else:
+        for i in range(p.shape[0]):
+            _sklearn_adam_element(p, m, v, i, g[i], step, tiny)
 
 
 # The update of theta[lo:hi] from grad[lo:hi] by each rule, one kernel per rule:
@@ -840,27 +852,65 @@ def _l2_alpha(rule, hyper):
     return 0.0
 
 
+# Elements of a layer's weights whose squares one partial sum of the L2 term adds (the
+# last of a layer's chunks shorter): a fixed number, so the sum's order, and its bits, do
+# not depend on how many workers share the chunks.
+PENALTY_CHUNK = 4096
+
+
+def penalty_chunks(layout) -> int:
+    """How many partial sums ``_squared_weights_chunks`` writes for ``layout``."""
+    return int(sum(-(-int(n_out * n_in) // PENALTY_CHUNK) for n_out, n_in, *_ in layout))
+
+
 @cached_njit(**_JIT)
-def _squared_weights(theta, wt, layout):
-    # sum(W^2) over every layer's weights in float64, in a fixed order: the first
+def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
+    # Task c of tasks writes sums[g] = sum(W^2) over chunk g (PENALTY_CHUNK elements
+    # of one layer's weights, in float64) for its share of the chunks: the first
     # layer's from its working copy W.T in wt (which the epoch updates), the rest from
-    # theta; eight independent sums (element i into sum i % 8), added at the end, so
-    # that the additions overlap (one chain took 0.2 ms a step for 784-128-128-10)
-    sums = np.zeros(8)
+    # theta. Each chunk in eight independent sums (element i into sum i % 8), added at
+    # the end, so that the additions overlap; _squared_weights adds the chunks' sums.
+    # (Worker 0 alone summing all of them in one pass cost 13 % of a 5-epoch
+    # MLPClassifier fit on MNIST, the other worker waiting.)
+    total = sums.shape[0]
+    size = -(-total // tasks)
+    g0 = min(c * size, total)
+    g1 = min(g0 + size, total)
+    g = 0
     for l in range(layout.shape[0]):
         n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
         block = wt[w_at:w_at + n_out * n_in] if l == 0 else theta[w_at:w_at + n_out * n_in]
-        whole = block.shape[0] - block.shape[0] % 8
-        for i in range(0, whole, 8):
-            for lane in range(8):
-                value = float(block[i + lane])
-                sums[lane] += value * value
-        for i in range(whole, block.shape[0]):
-            value = float(block[i])
-            sums[i % 8] += value * value
+        for begin in range(0, block.shape[0], PENALTY_CHUNK):
+            if g0 <= g < g1:
+                chunk = block[begin:begin + PENALTY_CHUNK]
+                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+                whole = chunk.shape[0] - chunk.shape[0] % 8
+                for i in range(0, whole, 8):
+                    v0, v1 = float(chunk[i]), float(chunk[i + 1])
+                    v2, v3 = float(chunk[i + 2]), float(chunk[i + 3])
+                    v4, v5 = float(chunk[i + 4]), float(chunk[i + 5])
+                    v6, v7 = float(chunk[i + 6]), float(chunk[i + 7])
+                    s0 += v0 * v0
+                    s1 += v1 * v1
+                    s2 += v2 * v2
+                    s3 += v3 * v3
+                    s4 += v4 * v4
+                    s5 += v5 * v5
+                    s6 += v6 * v6
+                    s7 += v7 * v7
+                for i in range(whole, chunk.shape[0]):
+                    value = float(chunk[i])
+                    s0 += value * value
+                sums[g] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+            g += 1
+
+
+@cached_njit(**_JIT, inline="always")
+def _squared_weights(sums):
+    # sum(W^2): the chunks' sums (_squared_weights_chunks) added in order
     total = 0.0
-    for lane in range(8):
-        total += sums[lane]
+    for g in range(sums.shape[0]):
+        total += sums[g]
     return total
 
 
@@ -1225,12 +1275,18 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         clocks[EPILOGUES] += _simd.cycle_counter() - start
         _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into, activation)
         # scikit-learn's L2 term of the loss, alpha / 2 sum(W^2) with the weights before
-        # the step: worker 0 sums them while no worker writes them
-        penalty = 0.0
-        if worker == 0 and alpha != 0:
-            penalty = 0.5 * alpha * _squared_weights(theta, buffers.wt, layout)
+        # the step: the workers sum their chunks of them while no worker writes them,
+        # worker 0 adds the chunks' sums after the barrier
+        if alpha != 0:
+            start = _simd.cycle_counter()
+            _squared_weights_chunks(theta, buffers.wt, layout, buffers.penalties, worker,
+                                    workers)
+            clocks[UPDATE] += _simd.cycle_counter() - start
         if not _timed_barrier(sync, workers, clocks):
             return
+        penalty = 0.0
+        if worker == 0 and alpha != 0:
+            penalty = 0.5 * alpha * _squared_weights(buffers.penalties)
         # the batch's loss times its size, or with weights sum_i w[i] loss[i]: its
         # weighted mean times its total weight
         batch_loss = 0.0
