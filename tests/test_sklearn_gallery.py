@@ -123,8 +123,21 @@ def test_example_runs_with_scores_no_lower(name, tmp_path):
     ours = run_example(swapped, "fastmlp.sklearn", tmp_path)
 
     assert _lower_scores(theirs, ours) == []
+    print(_side_by_side(name, theirs, ours))
+
+
+def _side_by_side(name: str, theirs: list[dict], ours: list[dict]) -> str:
+    """The example's scores (its fits' scores if it computes none), both sides, as lines."""
     same = sum(abs(o["value"] - t["value"]) <= ROUNDING for t, o in zip(theirs, ours))
-    print(f"{name}: {same} of {len(ours)} scores equal to scikit-learn's")
+    kind = "score" if any(r["kind"] == "score" for r in ours) else "fit"
+    lines = [f"\n{name}: {same} of {len(ours)} records equal to scikit-learn's; "
+             f"{kind} records, scikit-learn then fastmlp:"]
+    for their, our in zip(theirs, ours):
+        if our["kind"] == kind:
+            params = ", ".join(f"{k}={v}" for k, v in our["params"].items())
+            lines.append(f"  {our['estimator']}({params}) n={our['n_samples']}: "
+                         f"{their['value']:.6f} {our['value']:.6f}")
+    return "\n".join(lines)
 
 
 def test_every_gallery_example_is_run():
