@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# scikit-learn's gallery examples, which tests/test_sklearn_gallery.py runs in subprocesses:
+# scripts, not tests, so --doctest-modules must not import (and so run) them.
+collect_ignore = ["sklearn_gallery"]
+
 
 def _random_params(sizes, dtype, seed=0):
     """He-initialised weights and small random biases, C-ordered: ``[(W, b), ...]``.
