@@ -633,3 +633,32 @@ def test_a_compile_helper_needs_a_free_core(monkeypatch):
         monkeypatch.setattr(_compile_helper, "num_threads", lambda threads=threads: threads)
         monkeypatch.setattr(_compile_helper.os, "getloadavg", lambda load=load: (load, 0, 0))
         assert _compile_helper._core_free() is free, (threads, load)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_l2_sum_is_the_same_bits_however_many_workers_share_its_chunks(dtype):
+    # scikit-learn's L2 term in the fused epoch: sum(W^2) of every layer, the first
+    # layer's from its working copy W.T, in chunks of PENALTY_CHUNK weights (layers of
+    # 2, 3 and 1 chunks here, the last of each short) that any number of workers share
+    rng = np.random.default_rng(0)
+    shapes = [(70, 100), (90, 70), (10, 90)]
+    rows, at = [], 0
+    for n_out, n_in in shapes:
+        rows.append((n_out, n_in, at, at + n_out * n_in, 0))
+        at += n_out * n_in + n_out
+    layout = np.array(rows, np.int64)
+    theta = rng.standard_normal(at).astype(dtype)
+    wt = rng.standard_normal(at).astype(dtype)
+    chunks = _kernels.penalty_chunks(layout)
+    assert chunks == 2 + 2 + 1 == sum(-(-o * i // _kernels.PENALTY_CHUNK) for o, i in shapes)
+    sums = {}
+    for tasks in (1, 2, 3, chunks, chunks + 2):
+        partial = np.full(chunks, np.nan)
+        for task in range(tasks):
+            _kernels._squared_weights_chunks(theta, wt, layout, partial, task, tasks)
+        sums[tasks] = partial
+        np.testing.assert_array_equal(partial, sums[1])
+    blocks = [wt[:70 * 100]] + [theta[w_at:w_at + o * i] for o, i, w_at, _, _ in rows[1:]]
+    want = sum(float(np.sum(block.astype(np.float64) ** 2)) for block in blocks)
+    assert sums[1].sum() == pytest.approx(want, rel=1e-13)
+    assert _kernels._squared_weights(sums[1]) == pytest.approx(want, rel=1e-13)

@@ -868,7 +868,8 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
     # Task c of tasks writes sums[g] = sum(W^2) over chunk g (PENALTY_CHUNK elements
     # of one layer's weights, in float64) for its share of the chunks: the first
     # layer's from its working copy W.T in wt (which the epoch updates), the rest from
-    # theta. Each chunk in eight independent sums (element i into sum i % 8), added at
+    # theta. Each square in float64 (numba's float() of a float32 is a float32). Each
+    # chunk in eight independent sums (element i into sum i % 8), added at
     # the end, so that the additions overlap; _squared_weights adds the chunks' sums.
     # (Worker 0 alone summing all of them in one pass cost 13 % of a 5-epoch
     # MLPClassifier fit on MNIST, the other worker waiting.)
@@ -886,10 +887,10 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
                 s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
                 whole = chunk.shape[0] - chunk.shape[0] % 8
                 for i in range(0, whole, 8):
-                    v0, v1 = float(chunk[i]), float(chunk[i + 1])
-                    v2, v3 = float(chunk[i + 2]), float(chunk[i + 3])
-                    v4, v5 = float(chunk[i + 4]), float(chunk[i + 5])
-                    v6, v7 = float(chunk[i + 6]), float(chunk[i + 7])
+                    v0, v1 = np.float64(chunk[i]), np.float64(chunk[i + 1])
+                    v2, v3 = np.float64(chunk[i + 2]), np.float64(chunk[i + 3])
+                    v4, v5 = np.float64(chunk[i + 4]), np.float64(chunk[i + 5])
+                    v6, v7 = np.float64(chunk[i + 6]), np.float64(chunk[i + 7])
                     s0 += v0 * v0
                     s1 += v1 * v1
                     s2 += v2 * v2
@@ -899,7 +900,7 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
                     s6 += v6 * v6
                     s7 += v7 * v7
                 for i in range(whole, chunk.shape[0]):
-                    value = float(chunk[i])
+                    value = np.float64(chunk[i])
                     s0 += value * value
                 sums[g] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
             g += 1
