@@ -311,11 +311,15 @@ def test_functional_checks_targets_and_names():
 
 @pytest.mark.parametrize("activation, output", COMBINATIONS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numba_bits_do_not_depend_on_threads_or_the_batch(activation, output, dtype):
+def test_numba_bits_do_not_depend_on_threads_or_the_batch(activation, output, dtype,
+                                                          monkeypatch):
     # every combination keeps the numba backend's promise: a row's forward pass is the same
     # bits alone or in a batch, and an epoch the same bits with 1 or several threads
     numba = pytest.importorskip("numba")
     from fastmlp import optim
+    from fastmlp.backends.numba import _api
+
+    monkeypatch.setattr(_api, "PARALLEL_WORK", 1)  # workers on threads, however small
 
     module = load_backend("numba")
     sizes = (30, 40, 24, 5)

@@ -233,10 +233,14 @@ numba_backend = load_backend("numba")
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
-def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name, random_problem):
+def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name, random_problem,
+                                                                monkeypatch):
     counts = sorted({1, numba.config.NUMBA_NUM_THREADS})
     if len(counts) == 1:
         pytest.skip("numba runs one thread here")
+    from fastmlp.backends.numba import _api
+
+    monkeypatch.setattr(_api, "PARALLEL_WORK", 1)  # workers on threads, however small
     params, x, y = random_problem(SIZES["wide"], 157, dtype)
     results = []
     saved = numba.get_num_threads()
@@ -251,6 +255,44 @@ def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name, rand
     (out, p), (out_want, p_want) = results
     assert out == out_want
     assert_identical(p, p_want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_small_epoch_runs_on_one_worker_in_the_calling_thread(dtype, random_problem,
+                                                               monkeypatch):
+    # Below PARALLEL_WORK multiply-adds (n rows times three per weight) the epoch starts
+    # no thread: one worker runs in the caller, and trains the same bits as workers on
+    # threads; above it, the workers run on threads.
+    import threading
+
+    from fastmlp.backends.numba import _api, _fused, _kernels
+
+    params, x, y = random_problem(SIZES["wide"], 157, dtype)
+    work = 157 * 3 * sum(W.size for W, _ in params)
+    calls = []
+    real = _kernels.train_epoch_worker
+
+    def recording(worker, workers, *args):
+        calls.append((worker, workers, threading.current_thread() is threading.main_thread()))
+        return real(worker, workers, *args)
+
+    monkeypatch.setattr(_kernels, "train_epoch_worker", recording)
+    results = []
+    for threshold in (work + 1, work):
+        monkeypatch.setattr(_api, "PARALLEL_WORK", threshold)
+        calls.clear()
+        p, opt = copy.deepcopy(params), OPTIMIZERS["adamw"]()
+        results.append((numba_backend.train_epoch(p, x, y, 40, opt, np.full(4, 1e-3)), p))
+        if threshold > work:
+            assert calls == [(0, 1, True)]
+        else:
+            workers = numba_backend.num_threads()
+            assert sorted(calls) == [(w, workers, False) for w in range(workers)]
+    (out, p), (out_want, p_want) = results
+    assert out == out_want
+    assert_identical(p, p_want)
+    with pytest.raises(ValueError, match="one worker, not 2"):
+        _fused.run_in_caller(real, 2, None, 0)
 
 
 def test_numba_epoch_falls_back_with_a_warning_that_says_why(random_problem):

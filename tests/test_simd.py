@@ -232,6 +232,7 @@ def test_a_failing_worker_stops_the_others(monkeypatch):
     # leave when the epoch is aborted, and the error reach the caller.
     if backend.num_threads() < 2:  # OMP_NUM_THREADS=1, one CPU, or one numba thread
         pytest.skip("needs two worker threads")
+    monkeypatch.setattr(_api, "PARALLEL_WORK", 1)  # workers on threads, however small
     real = _kernels.train_epoch_worker
 
     def flaky(worker, *args):

