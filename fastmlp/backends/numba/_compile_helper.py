@@ -61,13 +61,14 @@ _finished: set[str] = set()  # ... of those, the ones it has compiled
 _exited = False  # the helper has ended
 
 
-def request(dtype, rule: int, layers: int) -> None:
+def request(dtype, rule: int, labels: bool, layers: int) -> None:
     """Say what a helper would compile if numba now compiles the worker: the epoch's
-    callees for parameters of ``dtype`` and update ``rule``, and the forward pass of
-    ``layers`` layers."""
+    callees for parameters of ``dtype``, update ``rule`` and the loss by ``labels``
+    (``_kernels.epoch_callees``), and the forward pass of ``layers`` layers."""
     global _job
     with _changed:
-        _job = {"dtype": np.dtype(dtype).name, "rule": int(rule), "layers": int(layers)}
+        _job = {"dtype": np.dtype(dtype).name, "rule": int(rule), "labels": bool(labels),
+                "layers": int(layers)}
 
 
 def wait_for(name: str) -> None:
@@ -126,8 +127,17 @@ def _names(job) -> list[str]:
     # the Python functions' names of the kernels the helper compiles for job
     from . import _kernels
 
-    callees = _kernels.epoch_callees(np.dtype(job["dtype"]), job["rule"])
-    return [getattr(callees, field).kernel.py_func.__name__ for field in HELPED] + [FORWARD]
+    callees = _kernels.epoch_callees(np.dtype(job["dtype"]), job["rule"], job["labels"])
+    return [getattr(callees, field).kernel.py_func.__name__ for field in _helped(callees)
+            ] + [FORWARD]
+
+
+def _helped(callees) -> list[str]:
+    # the fields of HELPED that the epoch calls (the loss it does not is Uncalled)
+    from . import _kernels
+
+    return [field for field in HELPED
+            if not isinstance(getattr(callees, field), _kernels.Uncalled)]
 
 
 def _follow(process) -> None:
@@ -189,8 +199,8 @@ def main(job) -> None:
     from . import _kernels
 
     dtype = np.dtype(job["dtype"])
-    callees = _kernels.epoch_callees(dtype, job["rule"])
-    for field in HELPED:
+    callees = _kernels.epoch_callees(dtype, job["rule"], job["labels"])
+    for field in _helped(callees):
         compiled = getattr(callees, field)
         compiled.address  # noqa: B018 - compiles it, or finds it cached
         print(compiled.kernel.py_func.__name__, flush=True)

@@ -324,7 +324,8 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     workers = 1 if small else max(1, min(num_threads(), n))
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
     # if numba now compiles the worker, a second process may compile the rest meanwhile
-    _compile_helper.request(dtype, rule, len(Ws))
+    labels = k.labels_loss(codes[1], targets)
+    _compile_helper.request(dtype, rule, labels, len(Ws))
     try:
         with compile_notice(k.train_epoch_worker):
             start = time.perf_counter()
@@ -334,7 +335,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
                 k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
                             float(offset), sample_weight, targets, *map(int, codes)),
                 k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
-                buffers, clocks, k.epoch_callees(dtype, int(rule)))
+                buffers, clocks, k.epoch_callees(dtype, int(rule), labels))
             wall = time.perf_counter() - start
         if parts is not None:
             parts.update(epoch_parts(clocks, wall))

@@ -94,6 +94,16 @@ class Compiled:
         return self._address
 
 
+class Uncalled(Compiled):
+    """``kernel`` handed to a caller that will not call it on this run: its address is 0
+    (a null pointer, of the same numba type as the compiled kernel's, so the caller
+    compiles once for both), and nothing is compiled or loaded for it."""
+
+    @property
+    def address(self) -> int:
+        return 0
+
+
 def _address(compiled):
     # what numba calls to unbox a Compiled argument (the type's get_pointer)
     return compiled.address
@@ -1262,7 +1272,7 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into, activation)
         start = _simd.cycle_counter()
         n_out, b_at, unit_at = layout[L - 1, N_OUT], layout[L - 1, B_AT], layout[L - 1, UNIT_AT]
-        if output == SOFTMAX and targets.shape[0] == 0:
+        if output == SOFTMAX and targets.shape[0] == 0:  # labels_loss: the other is Uncalled
             callees.softmax_cross_entropy_rows(
                 _block(buffers.z, unit_at * n, (n, n_out)), theta[b_at:b_at + n_out], buffers.yb,
                 n, buffers.wb, total, tiny, _block(buffers.d, unit_at * n, (n, n_out)),
@@ -1352,13 +1362,26 @@ def _callees(dtype) -> dict:
                                           0.0, 0.0, matrix, floats, ints, i, i, softmax)}
 
 
+def labels_loss(output, targets) -> bool:
+    """Whether the fused epoch's loss of the output ``output`` (a code of ``OUTPUT_CODES``)
+    against ``targets`` (``EpochData.targets``) is ``_softmax_cross_entropy_rows`` (softmax
+    against labels: ``targets`` empty) rather than ``_output_loss_rows``: the test that
+    ``train_epoch_worker`` makes."""
+    return output == SOFTMAX and targets.shape[0] == 0
+
+
 @functools.cache
-def epoch_callees(dtype, rule) -> EpochCallees:
-    """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``."""
+def epoch_callees(dtype, rule, labels=True) -> EpochCallees:
+    """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``, its
+    loss by ``labels`` (``labels_loss``): the loss the epoch does not call is
+    ``Uncalled``, so a first run compiles one of the two (``_output_loss_rows``, compiled
+    for the softmax run that never calls it, took a second of a first ``fastmlp train``)."""
     callees = _callees(np.dtype(dtype))
+    losses = [callees["softmax_cross_entropy_rows"], callees["output_loss_rows"]]
+    unused = losses[1] if labels else losses[0]
+    losses[losses.index(unused)] = Uncalled(unused.kernel, unused.argument_types)
     return EpochCallees(callees["gemm_into"], callees["update_slice"][rule],
-                        callees["softmax_rows"], callees["transpose_rows"],
-                        callees["softmax_cross_entropy_rows"], callees["output_loss_rows"])
+                        callees["softmax_rows"], callees["transpose_rows"], *losses)
 
 
 # Slots of forward_rows' callees in the addresses it takes (forward_callees).
