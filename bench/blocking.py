@@ -48,7 +48,8 @@ for n, K, m in shapes:
         "a transposed": (delta, a, np.empty((m, K), np.float32), m, k.TRANSPOSED, K)}
     for name, (x, b, out, rows, transposed, panel) in products.items():
         def run():
-            k.gemm_into(x, b, out, 0, rows, k.PLAIN, *untimed, transposed, panel)
+            k.gemm_into(x, b, out, 0, rows, k.PLAIN, *untimed, transposed, panel,
+                        k.epilogues(x.dtype))
         run()
         calls = max(1, int(3e8 / (2 * n * K * m)))
         best = float("inf")

@@ -37,14 +37,16 @@ NOT, TRANSPOSED = k.NOT_TRANSPOSED, k.TRANSPOSED
 
 
 @njit(nogil=True)
-def _repeat(a, b, out, rows, a_transposed, calls, bias, mask, clocks):
+def _repeat(a, b, out, rows, a_transposed, calls, bias, mask, clocks, epilogue):
     for _ in range(calls):
-        k.gemm_into(a, b, out, 0, rows, k.PLAIN, bias, mask, clocks, a_transposed, b.shape[1])
+        k.gemm_into(a, b, out, 0, rows, k.PLAIN, bias, mask, clocks, a_transposed, b.shape[1],
+                    epilogue)
 
 
 def _seconds(a, b, out, rows, a_transposed, flop) -> float:
     """Best seconds per call of ``gemm_into`` over 7 runs of about 0.3 s."""
-    args = (np.empty(0, a.dtype), np.empty((0, 0), a.dtype), np.empty(0, np.int64))
+    args = (np.empty(0, a.dtype), np.empty((0, 0), a.dtype), np.empty(0, np.int64),
+            k.epilogues(a.dtype))
     _repeat(a, b, out, rows, a_transposed, 1, *args)
     calls = max(10, int(3e9 / flop / 10))
     best = float("inf")

@@ -102,7 +102,8 @@ def test_gemm_of_a_transposed_operand_read_in_place_gives_the_same_bits(dtype, n
     for i0, i1 in [(0, n), (n // 2, n)]:
         got = np.full((n, m), np.nan, dtype)
         _kernels.gemm_into(stored, b, got, i0, i1, np.int64(_kernels.PLAIN), np.empty(0, dtype),
-                           none, np.empty(0, np.int64), _kernels.TRANSPOSED, m)
+                           none, np.empty(0, np.int64), _kernels.TRANSPOSED, m,
+                           _kernels.epilogues(dtype))
         np.testing.assert_array_equal(got[i0:i1], want[i0:i1])
         assert np.isnan(got[:i0]).all()
 
@@ -419,7 +420,7 @@ def test_gemm_of_b_in_panels_gives_the_same_bits(dtype, n, K, m):
             got = np.full((n, m), np.nan, dtype)
             _kernels.gemm_into(a, panels, got, i0, i1, np.int64(_kernels.PLAIN),
                                np.empty(0, dtype), none, np.empty(0, np.int64),
-                               _kernels.NOT_TRANSPOSED, width)
+                               _kernels.NOT_TRANSPOSED, width, _kernels.epilogues(dtype))
             np.testing.assert_array_equal(got[i0:i1], want[i0:i1])
             assert np.isnan(got[:i0]).all()
 

@@ -223,7 +223,7 @@ def forward(params, x, activation="relu", output="softmax"):
     _compile_helper.wait_for(_compile_helper.FORWARD)  # (then loaded from numba's cache)
     with compile_notice(k.forward_rows):
         split_rows(k.forward_rows, n, _tasks(n, work), a, W_ps, bs, outs, _UNTIMED,
-                   k.forward_callees(dtype), *codes)
+                   k.forward_callees(dtype, *codes), *codes)
     cache = [a, *outs]
     if x.ndim == 1:
         cache = [c[0] for c in cache]

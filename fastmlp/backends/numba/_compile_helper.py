@@ -2,16 +2,17 @@
 
 With numba's cache empty, a first epoch compiles its worker, then, as the worker
 is first called, the kernels it calls at their addresses (``_kernels.Compiled``:
-the products, the update, the softmax, the transposition, the loss), and after
-the epoch the forward pass that scores it: one after the other, as numba
-compiles under one lock per process, while a second core idles. None of them
-needs another compiled first, only its signature. So when numba starts to
-compile the worker, a second process compiles most of the others into numba's
-on-disk cache (``HELPED``, in that order, then the forward pass), telling this
-one as each is done; this one compiles the rest, and loads each of the
-helper's from the cache once the helper has finished it. A first ``fastmlp
-train --epochs 1`` took 3.8-4.1 s this way against 5.9-6.1 s, alternating runs
-on the project's 2-core Xeon.
+the products and their epilogue, the update, the softmax, the transposition,
+the loss), and after the epoch the forward pass that scores it: one after the
+other, as numba compiles under one lock per process, while a second core idles.
+None of them needs another compiled first, only its signature. So when numba
+starts to compile the worker, a second process compiles the others into
+numba's on-disk cache (``HELPED``, in that order, then the forward pass),
+telling this one as each is done, and this one loads each of them from the
+cache once the helper has finished it. A first ``fastmlp train --epochs 1``
+took 3.8-4.1 s this way against 5.9-6.1 s, alternating runs on the project's
+2-core Xeon (3.7-3.9 s since a run compiles only the callees it calls: the
+worker took 2.2 s here, the callees 1.8 s and the forward pass 0.3 s there).
 
 It starts only where it can help: numba is compiling the worker (its cache
 held none for the call), numba has a cache to share, a second core is likely
@@ -40,10 +41,11 @@ from ._threads import num_threads
 SETTING = "FASTMLP_NUMBA_COMPILE_HELPER"
 
 # The epoch's callees (fields of _kernels.EpochCallees) that a helper compiles, in
-# this order, before the forward pass. The transposition, which the worker calls
-# first, is not among them: this process compiles it while the helper works.
-HELPED = ("gemm_into", "update_slice", "softmax_rows", "softmax_cross_entropy_rows",
-          "output_loss_rows")
+# this order, before the forward pass: all of them (the worker takes them all at
+# once), unless the epoch does not call them (_kernels.Uncalled).
+HELPED = ("gemm_into", "epilogue_rows", "update_slice", "softmax_rows",
+          "softmax_cross_entropy_rows", "output_loss_rows", "squared_weights_chunks",
+          "transpose_rows")
 FORWARD = "forward_rows"
 
 # How long this process waits for a kernel of the helper's before compiling it
@@ -61,13 +63,15 @@ _finished: set[str] = set()  # ... of those, the ones it has compiled
 _exited = False  # the helper has ended
 
 
-def request(dtype, rule: int, labels: bool, layers: int) -> None:
+def request(dtype, rule: int, codes, labels: bool, layers: int) -> None:
     """Say what a helper would compile if numba now compiles the worker: the epoch's
-    callees for parameters of ``dtype``, update ``rule`` and the loss by ``labels``
-    (``_kernels.epoch_callees``), and the forward pass of ``layers`` layers."""
+    callees for parameters of ``dtype``, update ``rule``, the network of ``codes``
+    (activation, output) and the loss by ``labels`` (``_kernels.epoch_callees``), and
+    the forward pass of ``layers`` layers."""
     global _job
     with _changed:
-        _job = {"dtype": np.dtype(dtype).name, "rule": int(rule), "labels": bool(labels),
+        _job = {"dtype": np.dtype(dtype).name, "rule": int(rule),
+                "codes": [int(code) for code in codes], "labels": bool(labels),
                 "layers": int(layers)}
 
 
@@ -127,7 +131,8 @@ def _names(job) -> list[str]:
     # the Python functions' names of the kernels the helper compiles for job
     from . import _kernels
 
-    callees = _kernels.epoch_callees(np.dtype(job["dtype"]), job["rule"], job["labels"])
+    callees = _kernels.epoch_callees(np.dtype(job["dtype"]), job["rule"], *job["codes"],
+                                     job["labels"])
     return [getattr(callees, field).kernel.py_func.__name__ for field in _helped(callees)
             ] + [FORWARD]
 
@@ -199,7 +204,7 @@ def main(job) -> None:
     from . import _kernels
 
     dtype = np.dtype(job["dtype"])
-    callees = _kernels.epoch_callees(dtype, job["rule"], job["labels"])
+    callees = _kernels.epoch_callees(dtype, job["rule"], *job["codes"], job["labels"])
     for field in _helped(callees):
         compiled = getattr(callees, field)
         compiled.address  # noqa: B018 - compiles it, or finds it cached

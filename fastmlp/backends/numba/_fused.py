@@ -325,7 +325,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
     # if numba now compiles the worker, a second process may compile the rest meanwhile
     labels = k.labels_loss(codes[1], targets)
-    _compile_helper.request(dtype, rule, labels, len(Ws))
+    _compile_helper.request(dtype, rule, codes, labels, len(Ws))
     try:
         with compile_notice(k.train_epoch_worker):
             start = time.perf_counter()
@@ -335,7 +335,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
                 k.EpochData(x, y, order, learning_rates, int(batch_size), float(scale),
                             float(offset), sample_weight, targets, *map(int, codes)),
                 k.UpdateRule(int(rule), hyper, int(t), float(np.finfo(dtype).tiny)),
-                buffers, clocks, k.epoch_callees(dtype, int(rule), labels))
+                buffers, clocks, k.epoch_callees(dtype, int(rule), *map(int, codes), labels))
             wall = time.perf_counter() - start
         if parts is not None:
             parts.update(epoch_parts(clocks, wall))

@@ -41,9 +41,14 @@ from ._cache import cached_njit
 # How kernels call each other decides how long a first run compiles: a kernel
 # that calls another by name links the callee's code into its own, and numba
 # optimises and compiles it again as part of every caller. So:
-# - the large kernels that the epoch and the forward pass share (gemm_into, the
-#   update rules, softmax_rows, the loss, transpose_rows) are called at their
-#   addresses (see Compiled), and each is compiled once;
+# - the large kernels that the epoch and the forward pass share (gemm_into, its
+#   epilogue, the update rules, softmax_rows, the loss, transpose_rows) are called
+#   at their addresses (see Compiled), and each is compiled once; the epilogue
+#   apart from gemm_into (linked in, its table of the family's functions was
+#   compiled again with the products: 1.5 s for the two against 0.45 + 0.95);
+# - a run compiles only the callees it calls: the loss of its output, the L2
+#   term's sum for scikit-learn's rules alone (Uncalled), and for a ReLU network
+#   with a softmax output an epilogue of ReLU alone (0.15 s against 0.95);
 # - small helpers with one call site are inlined at numba's level
 #   (inline="always"); each inlined copy is copied and typed again, so a helper
 #   called from several sites is not (the update and _timed_barrier inlined
@@ -52,7 +57,10 @@ from ._cache import cached_njit
 #   again with its caller).
 # A cold `fastmlp train --epochs 1` spent 6.4 s compiling before (7.0-8.4 s in all),
 # about 4 s this way (5.4-6.1 s in all; 3.8-4.1 s with _compile_helper's second
-# process compiling the callees meanwhile), on the project's 2-core Xeon.
+# process compiling the callees meanwhile), on the project's 2-core Xeon. The
+# family's table and scikit-learn's rules brought it to 5.4-5.8 s; compiling only
+# what a run calls, 3.7-3.9 s (the worker 2.2 s in this process, its callees 1.8 s
+# and the forward pass 0.3 s in the helper).
 # cached_njit: compiled code is kept on disk (see _cache). nogil: threads predicting at once run
 # in parallel. error_model="numpy": x / 0 gives inf or nan as in NumPy, without
 # a zero check that would keep loops from vectorising.
@@ -262,7 +270,7 @@ SK_BETA1, SK_BETA2, SK_EPS, SK_ADAM_ALPHA = (FUSED_RULES["sklearn_adam"].index(n
 
 
 @cached_njit(**_JIT)
-def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel):
+def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel, epilogue):
     """``out[i, j] = sum_k a[i, k] * b[k, j]`` for rows ``i0:i1`` of ``a``.
 
     ``a`` is ``(n, K)``, or ``(K, n)`` holding it transposed if
@@ -282,7 +290,9 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     ``f(s + bias[j])`` for the function ``code`` (``BIAS_RELU``: ``max(s +
     bias[j], 0)``); ``DERIVATIVE`` multiplies them by ``f'`` computed from the
     layer's output ``mask[i, j]`` (``RELU_MASK``: keeps ``s`` where ``mask[i,
-    j] > 0``, else ``0 * s``).
+    j] > 0``, else ``0 * s``). ``epilogue`` is ``_epilogue_rows``, called at its
+    address (``epilogues``; a mode of kind ``PLAIN`` does not call it): linked in,
+    its table of functions was compiled again with every product.
     (Arguments a mode does not read may be empty arrays.) Unless ``clocks``
     is empty, the cycles of the tile loops
     and of the epilogues are added to ``clocks[PRODUCTS]`` and
@@ -317,23 +327,20 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
                     tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb, out,
                             i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)
         middle = _simd.cycle_counter() if timed else 0
-        _epilogue_rows(out, t0, t1, mode, bias, mask)
+        if mode % EPILOGUE_KINDS != PLAIN:
+            epilogue(out, t0, t1, mode, bias, mask)
         if timed:
             end = _simd.cycle_counter()
             clocks[PRODUCTS] += middle - start
             clocks[EPILOGUES] += end - middle
 
 
-@cached_njit(**_JIT, inline="always")
+@cached_njit(**_JIT)
 def _epilogue_rows(out, i0, i1, mode, bias, mask):
-    # gemm_into's mode on rows i0:i1 of out
-    zero = out.dtype.type(0)
+    """``gemm_into``'s ``mode`` on rows ``i0:i1`` of ``out`` (see ``gemm_into``): every
+    function of the family's table."""
     if mode == BIAS_RELU:
-        for i in range(i0, i1):
-            row = out[i]
-            for j in range(row.shape[0]):
-                v = row[j] + bias[j]
-                row[j] = zero if v < 0 else v  # NaN stays NaN, as with np.maximum
+        _bias_relu_rows(out, i0, i1, bias)
     elif mode == RELU_MASK:
         relu_backward_rows(out, mask, i0, i1)
     elif mode % EPILOGUE_KINDS == BIAS_ACTIVATION:
@@ -349,6 +356,29 @@ def _epilogue_rows(out, i0, i1, mode, bias, mask):
 
 
 @cached_njit(**_JIT)
+def _relu_epilogue_rows(out, i0, i1, mode, bias, mask):
+    """``_epilogue_rows`` of the modes of a ReLU network with a softmax output alone,
+    ``BIAS_RELU`` and ``RELU_MASK`` (its output's softmax is a kernel of its own), for
+    the products of such a network only (``epilogues``): without the rest of the table
+    it compiles in a fraction of the time (0.9 s of a first ``fastmlp train``)."""
+    if mode == BIAS_RELU:
+        _bias_relu_rows(out, i0, i1, bias)
+    elif mode == RELU_MASK:
+        relu_backward_rows(out, mask, i0, i1)
+
+
+@cached_njit(**_JIT, inline="always")
+def _bias_relu_rows(out, i0, i1, bias):
+    # out[i] = max(out[i] + bias, 0) for rows i0:i1
+    zero = out.dtype.type(0)
+    for i in range(i0, i1):
+        row = out[i]
+        for j in range(row.shape[0]):
+            v = row[j] + bias[j]
+            row[j] = zero if v < 0 else v  # NaN stays NaN, as with np.maximum
+
+
+@cached_njit(**_JIT, inline="always")
 def _apply_function(v, code):
     """``v = f(v)`` for the element-wise function ``code`` (``RELU`` .. ``EXP``), in place:
     the table of the family's functions, each our own IEEE arithmetic (``_elementary``),
@@ -372,7 +402,7 @@ def _apply_function(v, code):
     # IDENTITY: nothing
 
 
-@cached_njit(**_JIT)
+@cached_njit(**_JIT, inline="always")
 def _derivative_rows(delta, a, i0, i1, code):
     """``delta[i] *= f'(z[i])`` for rows ``i0:i1``, computed from the layer's output ``a =
     f(z)`` (``fastmlp.family.DERIVATIVES``): the table of the activations' derivatives."""
@@ -401,7 +431,7 @@ def gemm(a, b, out, i0, i1):
     none = np.empty((0, 0), a.dtype)
     # np.int64: a bare PLAIN would be typed as a literal, compiling a copy of its own
     gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
-              np.empty(0, np.int64), NOT_TRANSPOSED, b.shape[1])
+              np.empty(0, np.int64), NOT_TRANSPOSED, b.shape[1], _no_epilogue(a.dtype))
 
 
 @cached_njit(**_JIT)
@@ -409,7 +439,7 @@ def gemm_t(a, b, out, i0, i1):
     """``out[i] = a.T[i] @ b`` for rows ``i0:i1`` of ``a.T``, ``a`` read in place."""
     none = np.empty((0, 0), a.dtype)
     gemm_into(a, b, out, i0, i1, np.int64(PLAIN), np.empty(0, a.dtype), none,
-              np.empty(0, np.int64), TRANSPOSED, b.shape[1])
+              np.empty(0, np.int64), TRANSPOSED, b.shape[1], _no_epilogue(a.dtype))
 
 
 @cached_njit(**_JIT)
@@ -473,13 +503,14 @@ def forward_rows(a, W_ps, bs, outs, clocks, callees, activation, output, i0, i1)
     itself, ``(n_in, n_out)``, or the panels ``panel_width`` wide that ``transpose_rows``
     writes (tuples of one array type). ``FORWARD_TILE`` rows at a time through all layers:
     each row's bits are the same whatever the tiles. ``clocks`` is ``gemm_into``'s (empty:
-    untimed), and ``callees`` (``forward_callees``) the addresses of the products and the
-    softmax.
+    untimed), and ``callees`` (``forward_callees``) the addresses of the products, the
+    softmax and the products' epilogue.
     """
     last = len(W_ps) - 1
     none = a[:0]
     gemm_into = _kernel_at(callees, FORWARD_GEMM, a.dtype)
     softmax_rows = _kernel_at(callees, FORWARD_SOFTMAX, a.dtype)
+    epilogue = _kernel_at(callees, FORWARD_EPILOGUE, a.dtype)
     # (epilogue(), spelled out: compiled code calls no Python function)
     hidden = BIAS_ACTIVATION + EPILOGUE_KINDS * activation
     top = PLAIN if output == SOFTMAX else BIAS_ACTIVATION + EPILOGUE_KINDS * output
@@ -488,7 +519,7 @@ def forward_rows(a, W_ps, bs, outs, clocks, callees, activation, output, i0, i1)
         for l in range(len(W_ps)):
             below = a if l == 0 else outs[l - 1]
             gemm_into(below, W_ps[l], outs[l], t0, t1, top if l == last else hidden, bs[l],
-                      none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1])
+                      none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1], epilogue)
             if l == last and output == SOFTMAX:  # softmax(z + b), as bias_softmax_rows
                 z, b = outs[l], bs[l]
                 for i in range(t0, t1):
@@ -852,6 +883,11 @@ UPDATE_SLICES = {SGD_RULE: _sgd_slice, ADAM_RULE: _adam_slice,
 COUNTING_RULES = (ADAM_RULE, SKLEARN_ADAM_RULE)
 
 
+# the rules whose loss has an L2 term (_l2_alpha), whose epoch calls
+# _squared_weights_chunks
+L2_RULES = (SKLEARN_SGD_RULE, SKLEARN_ADAM_RULE)
+
+
 @cached_njit(**_JIT, inline="always")
 def _l2_alpha(rule, hyper):
     # alpha of scikit-learn's rules, whose loss has the L2 term alpha / 2 sum(W^2); else 0
@@ -961,7 +997,7 @@ def _softmax_cross_entropy_rows(z, b, y, n_batch, weights, total, tiny, delta, l
 
 @cached_njit(**_JIT)
 def _output_loss_rows(z, b, targets, output, n_batch, weights, total, tiny, delta, losses, hits,
-                      i0, i1, softmax_rows):
+                      i0, i1, softmax_rows, epilogue):
     """The output function ``output`` (``OUTPUT_CODES``) of ``z + b`` for rows ``i0:i1``,
     each row's loss and hit against its targets ``targets[i]``, and its delta.
 
@@ -972,18 +1008,23 @@ def _output_loss_rows(z, b, targets, output, n_batch, weights, total, tiny, delt
     logistic: every output on y's side of 1/2; 0 for a regression) and
     ``delta[i] = (p - y) / n_batch``, or ``(p - y) * weights[i] / total``
     unless ``weights`` is empty: each output with its loss has that gradient.
-    ``softmax_rows`` is that kernel, called at its address. (The epoch runs
-    ``_softmax_cross_entropy_rows`` for softmax with labels.)
+    ``softmax_rows`` and ``epilogue`` (``_epilogue_rows``) are those kernels, called at
+    their addresses. (The epoch runs ``_softmax_cross_entropy_rows`` for softmax with
+    labels.)
     """
     k = z.shape[1]
-    for i in range(i0, i1):
-        p = delta[i]
-        for j in range(k):
-            p[j] = z[i, j] + b[j]
     if output == SOFTMAX:
+        for i in range(i0, i1):
+            p = delta[i]
+            for j in range(k):
+                p[j] = z[i, j] + b[j]
         softmax_rows(delta, delta, i0, i1)
-    else:
-        _apply_function(_simd.block_view(delta, i0 * k, ((i1 - i0) * k,)), output)
+    else:  # f(z + b) as gemm_into's epilogue makes it
+        for i in range(i0, i1):
+            p = delta[i]
+            for j in range(k):
+                p[j] = z[i, j]
+        epilogue(delta, i0, i1, BIAS_ACTIVATION + EPILOGUE_KINDS * output, b, delta[:0])
     for i in range(i0, i1):
         p = delta[i]
         y = targets[i]
@@ -1031,7 +1072,7 @@ def _wt_panel(l, n_out, theta):
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, activation):
+def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, epilogue, activation):
     # Forward pass of rows r0:r1 of the batch of n rows: z[l] = f(a[l] @ W[l].T + b[l])
     # for the activation f of code activation, and the logits a[l] @ W[l].T for the
     # last layer (its bias is added with the output function).
@@ -1044,11 +1085,11 @@ def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, activati
         gemm_into(a, _block(buffers.wt, w_at, (n_in, n_out)),
                   _block(buffers.z, unit_at * n, (n, n_out)), r0, r1,
                   hidden if l < L - 1 else PLAIN, theta[b_at:b_at + n_out], none, clocks,
-                  NOT_TRANSPOSED, _wt_panel(l, n_out, theta))
+                  NOT_TRANSPOSED, _wt_panel(l, n_out, theta), epilogue)
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, activation):
+def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, epilogue, activation):
     # Deltas of rows r0:r1 of the batch of n rows, from the output's down:
     # delta[l-1] = (delta[l] @ W[l]) * f'(z[l-1]), f' from the layer's output a[l]
     # (ReLU: a[l] > 0)
@@ -1058,7 +1099,7 @@ def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, activat
         below = layout[l - 1, UNIT_AT]
         gemm_into(_block(buffers.d, unit_at * n, (n, n_out)), _block(theta, w_at, (n_out, n_in)),
                   _block(buffers.d, below * n, (n, n_in)), r0, r1, derivative, theta[:0],
-                  _block(buffers.z, below * n, (n, n_in)), clocks, NOT_TRANSPOSED, n_in)
+                  _block(buffers.z, below * n, (n, n_in)), clocks, NOT_TRANSPOSED, n_in, epilogue)
 
 
 # Rows ahead of the one it copies that the batch gather asks the CPU for.
@@ -1130,14 +1171,16 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, l2_total, c,
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
             callees.gemm_into(a, delta, _block(grad, w_at, (n_in, n_out)), r0, r1,
-                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_out)
+                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_out,
+                              callees.epilogue_rows)
             start = _simd.cycle_counter()
             callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, hyper,
                                  lr, t, l2_total)
             clocks[UPDATE] += _simd.cycle_counter() - start
         elif j0 < j1:
             callees.gemm_into(delta, a, _block(grad, w_at, (n_out, n_in)), j0, j1,
-                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in)
+                              np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in,
+                              callees.epilogue_rows)
             start = _simd.cycle_counter()
             callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, hyper, lr, t,
                                  l2_total)
@@ -1226,8 +1269,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     each row's output delta and loss are weighted (``_scale_delta``) and its
     weight gathered with it: the same compiled loop, the weights an array
     of length 0 when there are none. ``callees`` (``EpochCallees``) are the
-    products, the update by ``update.rule``, the softmax, the transposition and
-    the loss, called at their addresses.
+    products, the update by ``update.rule``, the softmax, the transposition, the
+    loss and the products' epilogue, called at their addresses.
     """
     began = _simd.cycle_counter()
     clocks = clocks[worker]
@@ -1269,7 +1312,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # forward pass, loss and deltas of the worker's rows r0:r1 of the batch (the
         # passes inlined one after the other: nested, numba copied the inner one's IR
         # again with the outer, 0.1-0.2 s more to compile)
-        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into, activation)
+        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into,
+                      callees.epilogue_rows, activation)
         start = _simd.cycle_counter()
         n_out, b_at, unit_at = layout[L - 1, N_OUT], layout[L - 1, B_AT], layout[L - 1, UNIT_AT]
         if output == SOFTMAX and targets.shape[0] == 0:  # labels_loss: the other is Uncalled
@@ -1282,16 +1326,17 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
                 _block(buffers.z, unit_at * n, (n, n_out)), theta[b_at:b_at + n_out],
                 buffers.tb, output, n, buffers.wb, total, tiny,
                 _block(buffers.d, unit_at * n, (n, n_out)), buffers.losses, buffers.hits, r0, r1,
-                callees.softmax_rows)
+                callees.softmax_rows, callees.epilogue_rows)
         clocks[EPILOGUES] += _simd.cycle_counter() - start
-        _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into, activation)
+        _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into,
+                       callees.epilogue_rows, activation)
         # scikit-learn's L2 term of the loss, alpha / 2 sum(W^2) with the weights before
         # the step: the workers sum their chunks of them while no worker writes them,
         # worker 0 adds the chunks' sums after the barrier
         if alpha != 0:
             start = _simd.cycle_counter()
-            _squared_weights_chunks(theta, buffers.wt, layout, buffers.penalties, worker,
-                                    workers)
+            callees.squared_weights_chunks(theta, buffers.wt, layout, buffers.penalties, worker,
+                                           workers)
             clocks[UPDATE] += _simd.cycle_counter() - start
         if not _timed_barrier(sync, workers, clocks):
             return
@@ -1340,6 +1385,8 @@ class EpochCallees(NamedTuple):
     transpose_rows: Compiled
     softmax_cross_entropy_rows: Compiled
     output_loss_rows: Compiled
+    epilogue_rows: Compiled
+    squared_weights_chunks: Compiled
 
 
 @functools.cache
@@ -1349,8 +1396,14 @@ def _callees(dtype) -> dict:
     floats, ints = np.empty(0), np.empty(0, np.int64)
     update = (Parameters(vector, vector, vector), vector, i, i, floats, 0.0, i, 0.0)
     softmax = _compiled(softmax_rows, matrix, matrix, i, i)
+    epilogue = _compiled(_epilogue_rows, matrix, i, i, i, vector, matrix)
+    relu_epilogue = Compiled(_relu_epilogue_rows, epilogue.argument_types)
     return {"gemm_into": _compiled(gemm_into, matrix, matrix, matrix, i, i, i, vector, matrix,
-                                   ints, i, i),
+                                   ints, i, i, epilogue),
+            "epilogue_rows": epilogue,
+            "relu_epilogue_rows": relu_epilogue,
+            "squared_weights_chunks": _compiled(_squared_weights_chunks, vector, vector,
+                                                np.empty((0, 0), np.int64), floats, i, i),
             "update_slice": {rule: _compiled(kernel, *update)
                              for rule, kernel in UPDATE_SLICES.items()},
             "softmax_rows": softmax,
@@ -1359,7 +1412,8 @@ def _callees(dtype) -> dict:
                                                     ints, i, floats, 0.0, 0.0, matrix, floats,
                                                     ints, i, i, softmax),
             "output_loss_rows": _compiled(_output_loss_rows, matrix, vector, matrix, i, i, floats,
-                                          0.0, 0.0, matrix, floats, ints, i, i, softmax)}
+                                          0.0, 0.0, matrix, floats, ints, i, i, softmax,
+                                          epilogue)}
 
 
 def labels_loss(output, targets) -> bool:
@@ -1371,35 +1425,52 @@ def labels_loss(output, targets) -> bool:
 
 
 @functools.cache
-def epoch_callees(dtype, rule, labels=True) -> EpochCallees:
-    """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``, its
-    loss by ``labels`` (``labels_loss``): the loss the epoch does not call is
-    ``Uncalled``, so a first run compiles one of the two (``_output_loss_rows``, compiled
-    for the softmax run that never calls it, took a second of a first ``fastmlp train``)."""
+def epoch_callees(dtype, rule, activation=RELU, output=SOFTMAX, labels=True) -> EpochCallees:
+    """``train_epoch_worker``'s callees for parameters of ``dtype`` and update ``rule``, the
+    network of ``activation`` and ``output`` (codes; see ``epilogues``), and its loss by
+    ``labels`` (``labels_loss``). A callee the epoch does not call is
+    ``Uncalled``, so a first run compiles only what it runs: one of the two losses
+    (``_output_loss_rows``, compiled for the softmax run that never calls it, took a
+    second of a first ``fastmlp train``), and the L2 term's sum for ``L2_RULES`` alone."""
     callees = _callees(np.dtype(dtype))
     losses = [callees["softmax_cross_entropy_rows"], callees["output_loss_rows"]]
-    unused = losses[1] if labels else losses[0]
-    losses[losses.index(unused)] = Uncalled(unused.kernel, unused.argument_types)
+    losses[1 if labels else 0] = _uncalled(losses[1 if labels else 0])
+    penalty = callees["squared_weights_chunks"]
     return EpochCallees(callees["gemm_into"], callees["update_slice"][rule],
-                        callees["softmax_rows"], callees["transpose_rows"], *losses)
+                        callees["softmax_rows"], callees["transpose_rows"], *losses,
+                        epilogues(dtype, activation, output),
+                        penalty if rule in L2_RULES else _uncalled(penalty))
+
+
+def _uncalled(compiled) -> Uncalled:
+    return Uncalled(compiled.kernel, compiled.argument_types)
+
+
+def epilogues(dtype, activation=RELU, output=SOFTMAX) -> Compiled:
+    """The epilogue that ``gemm_into`` takes in the products of a network of ``activation``
+    and ``output`` (codes of ``ACTIVATION_CODES``, ``OUTPUT_CODES``) and ``dtype``:
+    ``_relu_epilogue_rows`` for ReLU and softmax, else ``_epilogue_rows``."""
+    name = "relu_epilogue_rows" if (activation, output) == (RELU, SOFTMAX) else "epilogue_rows"
+    return _callees(np.dtype(dtype))[name]
 
 
 # Slots of forward_rows' callees in the addresses it takes (forward_callees).
-FORWARD_GEMM, FORWARD_SOFTMAX = range(2)
-FORWARD_CALLEES = ("gemm_into", "softmax_rows")
+FORWARD_GEMM, FORWARD_SOFTMAX, FORWARD_EPILOGUE = range(3)
+FORWARD_CALLEES = ("gemm_into", "softmax_rows", "epilogue_rows")
 
 
 @functools.cache
-def forward_callees(dtype) -> np.ndarray:
-    """The addresses of ``forward_rows``' callees for parameters of ``dtype``, by slot
-    (each compiled, or loaded from numba's cache, first).
+def forward_callees(dtype, activation=RELU, output=SOFTMAX) -> np.ndarray:
+    """The addresses of ``forward_rows``' callees for parameters of ``dtype`` and the
+    network of ``activation`` and ``output`` (codes), by slot (each compiled, or loaded
+    from numba's cache, first).
 
     The forward pass takes them as an int64 array where the epoch takes its
     ``EpochCallees``: numba's dispatcher types an array argument natively, and a
     tuple of function pointers in Python on every call (9 us against 1 us a call,
     10-15 % of a forward pass of a few rows; ``_kernel_at`` makes the pointers).
     """
-    callees = _callees(np.dtype(dtype))
+    callees = dict(_callees(np.dtype(dtype)), epilogue_rows=epilogues(dtype, activation, output))
     return np.array([callees[name].address for name in FORWARD_CALLEES], np.int64)
 
 
@@ -1420,6 +1491,20 @@ def _kernel_at(typingctx, addresses, slot, dtype):
         return builder.inttoptr(address, context.get_value_type(pointer))
 
     return pointer(addresses, slot, dtype), codegen
+
+
+@intrinsic
+def _no_epilogue(typingctx, dtype):
+    # a null pointer of the type of gemm_into's epilogue for dtype: the argument of a
+    # PLAIN product, which never calls it
+    if not isinstance(dtype, types.DType):
+        return None
+    pointer = _callees(as_dtype(dtype.dtype))["epilogue_rows"].numba_type
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant_null(pointer)
+
+    return pointer(dtype), codegen
 
 
 def forward_argument_types(dtype, layers) -> tuple:
