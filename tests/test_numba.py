@@ -624,6 +624,74 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
     assert helped["digest"] == again["digest"] == off["digest"] == broken["digest"]
 
 
+def test_an_epoch_is_handed_only_the_callees_it_calls():
+    # the loss of the other kind, and the L2 term's sum but for scikit-learn's rules, are
+    # null addresses (nothing compiled); a ReLU network with a softmax output gets the
+    # epilogue of ReLU alone, any other network the family's table
+    k = _kernels
+    default = k.epoch_callees(np.float32, k.SGD_RULE)
+    spelled_out = k.epoch_callees(np.float32, k.SGD_RULE, k.RELU, k.SOFTMAX, True)
+    assert [(type(c), c.kernel) for c in default] == [(type(c), c.kernel) for c in spelled_out]
+    uncalled = {field for field, callee in default._asdict().items()
+                if isinstance(callee, k.Uncalled)}
+    assert uncalled == {"output_loss_rows", "squared_weights_chunks"}
+    assert default.output_loss_rows.address == default.squared_weights_chunks.address == 0
+    assert default.epilogue_rows.kernel is k._relu_epilogue_rows
+    other = k.epoch_callees(np.float64, k.SKLEARN_ADAM_RULE, k.TANH, k.LOGISTIC, False)
+    uncalled = {field for field, callee in other._asdict().items()
+                if isinstance(callee, k.Uncalled)}
+    assert uncalled == {"softmax_cross_entropy_rows"}
+    assert other.epilogue_rows.kernel is k._epilogue_rows
+    assert k.epoch_callees(np.float32, k.SGD_RULE, k.RELU, k.IDENTITY).epilogue_rows.kernel \
+        is k._epilogue_rows
+    # one numba type for a callee and its null address: the worker compiles once
+    assert k.typeof(default.output_loss_rows) == k.typeof(
+        k.epoch_callees(np.float32, k.SGD_RULE, labels=False).output_loss_rows)
+    assert k.labels_loss(k.SOFTMAX, np.empty((0, 0))) and not k.labels_loss(
+        k.SOFTMAX, np.ones((3, 2))) and not k.labels_loss(k.LOGISTIC, np.empty((0, 0)))
+
+
+# One epoch of a ReLU + softmax network on labels by SGD in a process of its own, with an
+# empty numba cache and no helper, then one of a tanh + logistic network on targets by
+# scikit-learn's Adam: prints which kernels each compiled.
+COMPILED_SCRIPT = """
+import json
+import numpy as np
+from fastmlp import optim
+from fastmlp.backends import load_backend
+from fastmlp.backends.numba import _kernels as k
+nb = load_backend("numba")
+rng = np.random.default_rng(0)
+params = [(rng.standard_normal((9, 6)).astype(np.float32), np.zeros(9, np.float32)),
+          (rng.standard_normal((3, 9)).astype(np.float32), np.zeros(3, np.float32))]
+x, y = rng.standard_normal((40, 6)).astype(np.float32), rng.integers(0, 3, 40)
+names = ["_softmax_cross_entropy_rows", "_output_loss_rows", "_squared_weights_chunks",
+         "_relu_epilogue_rows", "_epilogue_rows"]
+compiled = lambda: [name for name in names if getattr(k, name).overloads]
+nb.train_epoch(params, x, y, 10, optim.SGD(0.1), np.full(4, 0.1))
+first = compiled()
+nb.train_epoch(params, x, rng.random((40, 3)).astype(np.float32), 10,
+               optim.SklearnAdam(0.01, alpha=1e-3), np.full(4, 0.01), activation="tanh",
+               output="logistic")
+print(json.dumps([first, compiled()]))
+"""
+
+
+def test_a_first_epoch_compiles_only_the_callees_it_calls(tmp_path):
+    import json
+
+    from fastmlp.backends.numba import _compile_helper
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), **{_compile_helper.SETTING: "0"})
+    done = subprocess.run([sys.executable, "-c", COMPILED_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout.splitlines()[-1])
+    assert first == ["_softmax_cross_entropy_rows", "_relu_epilogue_rows"]
+    assert second == ["_softmax_cross_entropy_rows", "_output_loss_rows",
+                      "_squared_weights_chunks", "_relu_epilogue_rows", "_epilogue_rows"]
+
+
 def test_a_compile_helper_needs_a_free_core(monkeypatch):
     # a helper on a busy core costs its start and saves nothing: it starts where the
     # kernels may use two threads and the load average leaves half a core of them
