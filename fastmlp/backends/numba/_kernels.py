@@ -764,45 +764,29 @@ _integer_power = cached_njit(**_JIT, inline="always")(integer_power)
 
 
 @cached_njit(**_JIT, inline="always")
-def _sklearn_sgd_element(p, v, i, gi, lr, momentum, nesterov, tiny):
-    s = gi * lr
-    vi = v[i] * momentum - s
-    vi = vi * p.dtype.type(abs(vi) >= tiny)
-    v[i] = vi
-    if nesterov:
-        p[i] = p[i] + (vi * momentum - s)
-    else:
-        p[i] = p[i] + vi
+def _with_l2(p, gi, decay):
+    # scikit-learn's L2 term on a weight: g + alpha / n * p (decay = alpha / n in the
+    # parameters' dtype, 0 for a bias), rounded as fastmlp.optim's step rounds it
+    return p * decay + gi if decay != 0 else gi
 
 
 @cached_njit(**_JIT, inline="always")
 def _sklearn_sgd_update(slice_, g, lr, momentum, nesterov, decay):
     # scikit-learn's SGDOptimizer (fastmlp.optim.SklearnSGD), in the parameters' dtype:
     #   g += alpha / n W;  v = mu v - lr g;  p += mu v - lr g (Nesterov) or v;
-    # v below the smallest normal float becomes 0. Two loops, with the L2 term (a
-    # weight matrix's slice) and without (a bias's, or alpha = 0): a test of decay
-    # in the loop kept it from being vectorised (the update took twice as long)
+    # v below the smallest normal float becomes 0
     p, v, _ = slice_
-    tiny = _smallest_normal(p)
-    if decay != 0:
-        for i in range(p.shape[0]):
-            _sklearn_sgd_element(p, v, i, p[i] * decay + g[i], lr, momentum, nesterov, tiny)
-    else:
-        for i in range(p.shape[0]):
-            _sklearn_sgd_element(p, v, i, g[i], lr, momentum, nesterov, tiny)
-
-
-@cached_njit(**_JIT, inline="always")
-def _sklearn_adam_element(p, m, v, i, gi, step, tiny):
-    neg_step, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = step
     cast = p.dtype.type
-    mi = m[i] * beta1 + gi * one_minus_beta1
-    vi = v[i] * beta2 + gi * gi * one_minus_beta2
-    mi = mi * cast(abs(mi) >= tiny)
-    vi = vi * cast(abs(vi) >= tiny)
-    m[i] = mi
-    v[i] = vi
-    p[i] = p[i] + mi * neg_step / (np.sqrt(vi) + eps)
+    tiny = _smallest_normal(p)
+    for i in range(p.shape[0]):
+        s = _with_l2(p[i], g[i], decay) * lr
+        vi = v[i] * momentum - s
+        vi = vi * cast(abs(vi) >= tiny)
+        v[i] = vi
+        if nesterov:
+            p[i] = p[i] + (vi * momentum - s)
+        else:
+            p[i] = p[i] + vi
 
 
 @cached_njit(**_JIT, inline="always")
@@ -810,16 +794,20 @@ def _sklearn_adam_update(slice_, g, step, decay):
     # scikit-learn's AdamOptimizer (fastmlp.optim.SklearnAdam), in the parameters' dtype:
     #   g += alpha / n W;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     #   p += -lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
-    # m and v below the smallest normal float become 0. Two loops, as in
-    # _sklearn_sgd_update.
+    # m and v below the smallest normal float become 0
     p, m, v = slice_
+    neg_step, beta1, one_minus_beta1, beta2, one_minus_beta2, eps = step
+    cast = p.dtype.type
     tiny = _smallest_normal(p)
-    if decay != 0:
-        for i in range(p.shape[0]):
-            _sklearn_adam_element(p, m, v, i, p[i] * decay + g[i], step, tiny)
-    else:
-        for i in range(p.shape[0]):
-            _sklearn_adam_element(p, m, v, i, g[i], step, tiny)
+    for i in range(p.shape[0]):
+        gi = _with_l2(p[i], g[i], decay)
+        mi = m[i] * beta1 + gi * one_minus_beta1
+        vi = v[i] * beta2 + gi * gi * one_minus_beta2
+        mi = mi * cast(abs(mi) >= tiny)
+        vi = vi * cast(abs(vi) >= tiny)
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] + mi * neg_step / (np.sqrt(vi) + eps)
 
 
 # The update of theta[lo:hi] from grad[lo:hi] by each rule, one kernel per rule:
