@@ -109,6 +109,37 @@ def test_gemm_of_a_transposed_operand_read_in_place_gives_the_same_bits(dtype, n
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, n_in, n_out", [(128, 784, 128), (13, 300, 10), (7, 161, 70)])
+def test_activations_as_columns_give_the_same_bits(dtype, n, n_in, n_out):
+    # The products of a step with activations stored (units, batch) instead of
+    # (batch, units) (bench/formulations.py): the forward W @ a.T broadcasts W
+    # where a @ W.T loads W.T as vectors, and the backward W.T @ delta.T reads W
+    # in place, transposed. Each element is the same FMA chain in the same k order
+    # (fma(W[j, k], a[i, k]) == fma(a[i, k], W[j, k])): the same bits, transposed.
+    rng = np.random.default_rng(n + n_in + n_out)
+    W = rng.standard_normal((n_out, n_in)).astype(dtype)
+    a = rng.standard_normal((n, n_in)).astype(dtype)
+    delta = rng.standard_normal((n, n_out)).astype(dtype)
+    untimed = (np.empty(0, dtype), np.empty((0, 0), dtype), np.empty(0, np.int64))
+
+    def product(A, b, rows, transposed):
+        out = np.empty(((A.shape[1] if transposed else A.shape[0]), b.shape[1]), dtype)
+        _kernels.gemm_into(A, b, out, 0, out.shape[0], np.int64(_kernels.PLAIN), *untimed,
+                           _kernels.TRANSPOSED if transposed else _kernels.NOT_TRANSPOSED,
+                           b.shape[1], _kernels.epilogues(dtype))
+        return out
+
+    rows_z = product(a, np.ascontiguousarray(W.T), n, False)            # a @ W.T
+    columns_z = product(W, np.ascontiguousarray(a.T), n_out, False)     # W @ a.T
+    np.testing.assert_array_equal(columns_z, rows_z.T)
+    rows_d = product(delta, W, n, False)                                # delta @ W
+    columns_d = product(W, np.ascontiguousarray(delta.T), n_in, True)   # W.T @ delta.T
+    np.testing.assert_array_equal(columns_d, rows_d.T)
+    np.testing.assert_allclose(rows_d, delta.astype(np.float64) @ W,
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_forward_rows_are_the_same_bits_in_any_batch_and_thread_count(dtype, random_problem):
     # Batches below and above the size at which products split across threads.
     params, x, _ = random_problem((784, 128, 128, 10), 3000, dtype)
