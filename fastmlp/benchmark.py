@@ -184,6 +184,9 @@ def numba_settings_lines(numba: dict) -> list[str]:
                      f"{numba['column_tile_rows']} rows, rows_dot groups "
                      f"{numba['rows_dot_groups']}, gather ahead {numba['gather_ahead']} "
                      "(FASTMLP_NUMBA_BLOCKING)")
+    if "columns_from" in numba:
+        lines.append(f"  forward products by columns from {numba['columns_from']} units, "
+                     f"{numba['column_rows']} rows at a time (FASTMLP_NUMBA_BLOCKING)")
     lines.append(f"  products of >= {numba['parallel_work']:,} multiply-adds split across "
                  "threads (FASTMLP_NUMBA_PARALLEL_WORK)")
     overrides = numba.get("overrides")

@@ -258,6 +258,49 @@ def test_numba_epoch_gives_the_same_bits_with_any_thread_count(dtype, name, rand
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("make", [lambda: optim.SGD(0.05, momentum=0.9),
+                                  lambda: optim.Adam(1e-2),
+                                  lambda: optim.SklearnAdam(1e-2, alpha=0.1)])
+def test_forward_products_by_columns_train_the_same_bits(dtype, make, random_problem,
+                                                         monkeypatch):
+    # kernels.forward_by_columns picks, layer by layer, z.T = W @ a.T (the first
+    # layer's W then updated in place, with no W.T) or z = a @ W.T: the same sums.
+    # Every layer by columns, none, and some (the first layer by rows), on threads
+    # and in the caller: the same parameters, optimizer state, loss (scikit-learn's
+    # L2 term included) and hits. (Batches of 40 rows: the deltas of the layers by
+    # columns transposed for the weight gradients; test_simd.py's blockings take a
+    # few rows by columns at a time, and no deltas transposed.)
+    from fastmlp.backends.numba import _api, _kernels
+
+    sizes = (97, 70, 100, 10)  # 97 * 70 weights: chunks of the L2 term end off a multiple of 8
+    params, x, y = random_problem(sizes, 157, dtype)
+    results = {}
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        for columns_from in (10**9, 1, 80):
+            monkeypatch.setattr(_api, "PARALLEL_WORK", 1)  # workers on threads
+            monkeypatch.setattr(_kernels, "COLUMNS_FROM", columns_from)
+            layout = [_kernels.forward_by_columns(i, o, dtype) for i, o in zip(sizes, sizes[1:])]
+            assert layout == {10**9: [False] * 3, 1: [True] * 3,
+                              80: [False, True, True]}[columns_from]
+            saved = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                p, opt = copy.deepcopy(params), make()
+                out = numba_backend.train_epoch(p, x, y, 40, opt, np.full(4, opt.learning_rate))
+            finally:
+                numba.set_num_threads(saved)
+            results[threads, columns_from] = (out, p, state_of(opt),
+                                              getattr(opt, "penalty_sum", None))
+    (out_want, p_want, state_want, penalty_want), *others = results.values()
+    for out, p, state, penalty in others:
+        assert out == out_want
+        assert penalty == penalty_want
+        assert_identical(p, p_want)
+        for arrays, arrays_want in zip(state, state_want, strict=True):
+            assert_identical([arrays], [arrays_want])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_small_epoch_runs_on_one_worker_in_the_calling_thread(dtype, random_problem,
                                                                monkeypatch):
     # Below PARALLEL_WORK multiply-adds (n rows times three per weight) the epoch starts
@@ -449,7 +492,7 @@ def test_the_epoch_kernel_takes_its_arrays_named_and_refuses_them_swapped():
                               np.arange(4), np.full(1, 0.1), 4, 1.0, 0.0, np.empty(0),
                               np.empty((0, 0), np.float32), _kernels.RELU, _kernels.SOFTMAX)
     update = _kernels.UpdateRule(_kernels.SGD_RULE, np.zeros(_kernels.N_HYPER), 0, 1e-38)
-    layout = np.array([[2, 2, 0, 4, 0], [2, 2, 6, 8, 2]], np.int64)[:1]
+    layout = np.array([[2, 2, 0, 4, 0, 0], [2, 2, 6, 8, 2, 0]], np.int64)[:1]
     buffers = _fused.EpochBuffers.allocate(4, 2, 2, theta, params.state1, params.state2)
     sync = np.zeros(_kernels.SYNC_SIZE, np.int64)
     clocks = np.zeros((1, _kernels.N_PARTS), np.int64)

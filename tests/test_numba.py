@@ -741,10 +741,10 @@ def test_the_l2_sum_is_the_same_bits_however_many_workers_share_its_chunks(dtype
     # layer's from its working copy W.T, in chunks of PENALTY_CHUNK weights (layers of
     # 2, 3 and 1 chunks here, the last of each short) that any number of workers share
     rng = np.random.default_rng(0)
-    shapes = [(70, 100), (90, 70), (10, 90)]
+    shapes = [(70, 101), (90, 70), (10, 90)]
     rows, at = [], 0
     for n_out, n_in in shapes:
-        rows.append((n_out, n_in, at, at + n_out * n_in, 0))
+        rows.append((n_out, n_in, at, at + n_out * n_in, 0, 0))
         at += n_out * n_in + n_out
     layout = np.array(rows, np.int64)
     theta = rng.standard_normal(at).astype(dtype)
@@ -758,7 +758,19 @@ def test_the_l2_sum_is_the_same_bits_however_many_workers_share_its_chunks(dtype
             _kernels._squared_weights_chunks(theta, wt, layout, partial, task, tasks)
         sums[tasks] = partial
         np.testing.assert_array_equal(partial, sums[1])
-    blocks = [wt[:70 * 100]] + [theta[w_at:w_at + o * i] for o, i, w_at, _, _ in rows[1:]]
+    blocks = [wt[:70 * 101]] + [theta[w_at:w_at + o * i] for o, i, w_at, *_ in rows[1:]]
     want = sum(float(np.sum(block.astype(np.float64) ** 2)) for block in blocks)
     assert sums[1].sum() == pytest.approx(want, rel=1e-13)
     assert _kernels._squared_weights(sums[1]) == pytest.approx(want, rel=1e-13)
+    # a first layer whose forward runs by columns keeps no W.T: its W in theta is
+    # summed in W.T's order, the same sums to the bit
+    by_columns = layout.copy()
+    by_columns[0, _kernels.COLUMNS] = 1
+    theta_columns = theta.copy()
+    theta_columns[:70 * 101] = wt[:70 * 101].reshape(101, 70).T.ravel()
+    for tasks in (1, 3):
+        partial = np.full(chunks, np.nan)
+        for task in range(tasks):
+            _kernels._squared_weights_chunks(theta_columns, np.full_like(wt, np.nan), by_columns,
+                                             partial, task, tasks)
+        np.testing.assert_array_equal(partial, sums[1])

@@ -90,16 +90,19 @@ TARGETS = {
 }
 
 # Every number of _blocking.Blocking away from its default, small and odd (a k block of
-# 7 splits every product's k; 2 tiles per panel; tiles of 7 and 5 rows) and large (one
-# pass over k, rows beyond any batch here), with other tiles and targets besides.
+# 7 splits every product's k; 2 tiles per panel; tiles of 7 and 5 rows; every forward
+# product by columns, 7 rows at a time) and large (one pass over k, rows beyond any batch
+# here, no product by columns), with other tiles and targets besides (forward products
+# by columns from 60 units: the first layer's by rows, the others' by columns).
 BLOCKINGS = {
     "blocking small": {"FASTMLP_NUMBA_BLOCKING": "k_block=7,row_tile=7,forward_tile=5,"
-                       "column_tile_rows=5,rows_dot_groups=1,panel_tiles=2,gather_ahead=0"},
+                       "column_tile_rows=5,rows_dot_groups=1,panel_tiles=2,gather_ahead=0,"
+                       "columns_from=1,column_rows=7"},
     "blocking large": {"FASTMLP_NUMBA_BLOCKING": "k_block=4096,row_tile=4096,"
                        "forward_tile=4096,column_tile_rows=32,rows_dot_groups=3,"
-                       "panel_tiles=3,gather_ahead=64"},
+                       "panel_tiles=3,gather_ahead=64,columns_from=1000000"},
     "k_block 16 on haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma",
-                              "FASTMLP_NUMBA_BLOCKING": "k_block=16"},
+                              "FASTMLP_NUMBA_BLOCKING": "k_block=16,columns_from=60"},
     "k_block 1 tile 5x3x256": {"FASTMLP_NUMBA_TILE": "5x3x256",
                                "FASTMLP_NUMBA_BLOCKING": "k_block=1,panel_tiles=5"},
 }
@@ -328,6 +331,7 @@ def test_stale_cache_is_dropped_when_the_generator_changes(tmp_path):
 @pytest.mark.parametrize("change", [{"k_block": 7}, {"row_tile": 5}, {"forward_tile": 3},
                                     {"column_tile_rows": 2}, {"rows_dot_groups": 1},
                                     {"panel_tiles": 2}, {"gather_ahead": 0},
+                                    {"columns_from": 1}, {"column_rows": 5},
                                     {"tile": _simd.Tile(5, 3, 32)}])
 def test_another_blocking_drops_the_cache(change, tmp_path, monkeypatch):
     # A cache compiled for other block sizes (another machine's caches, another

@@ -9,8 +9,9 @@ Two kinds of number live here:
 
 - **Frozen into the compiled kernels** (`Blocking`: the tile, ``k_block``,
   ``row_tile``, ``forward_tile``, ``column_tile_rows``, ``rows_dot_groups``,
-  ``panel_tiles``, ``gather_ahead``). numba compiles them in as constants, so
-  they are part of the stamp of numba's cache (`frozen`, read by
+  ``panel_tiles``, ``gather_ahead``, ``columns_from``, ``column_rows``). numba
+  compiles them in as constants, so they are part of the stamp of numba's cache
+  (`frozen`, read by
   ``_kernels._drop_stale_cache``): another machine or another override never
   loads code compiled for other numbers. None of them changes a bit of any
   result (see `Blocking`).
@@ -220,6 +221,12 @@ class Blocking(NamedTuple):
     panel_tiles: int
     # rows ahead of the one it copies that the batch gather asks the CPU for
     gather_ahead: int
+    # units from which the fused epoch's forward product runs by columns
+    # (kernels.forward_by_columns)
+    columns_from: int
+    # rows of a worker's batch that a forward product by columns takes at a time, and
+    # the most a worker for which its deltas are transposed for the weight gradient
+    column_rows: int
 
     def panel_width(self, itemsize: int) -> int:
         """Columns of ``b`` in one panel of ``gemm_into``'s panel layout."""
@@ -264,6 +271,21 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         panel_tiles=number("panel_tiles", 1),
         # A random row of a large x is asked for this many rows before it is copied.
         gather_ahead=number("gather_ahead", 4),
+        # Forward products by columns (kernels.forward_by_columns) from 384 units: SGD
+        # epochs at batch 128, 2 threads, by columns against by rows: 784-256-256-10
+        # 1.02-1.05 times the time, 784-384-384-10 0.94-0.99, 784-512-512-10 0.92-0.99,
+        # 784-1024-1024-10 0.85-0.87 (products 2.83 -> 2.41 s, the update 0.32 -> 0.19 s
+        # without W.T to refresh), 784-2048-2048-10 0.78; every layer of 784-128-128-10
+        # by columns 1.12-1.13 (the transpositions cost more than the products gain).
+        columns_from=number("columns_from", 384),
+        # A worker's rows by columns at a time: their a.T and z.T at 1024 units (8 KiB a
+        # row) in half the L2 (128 rows of 2 MiB). At batch 1000 (500 rows a worker)
+        # the transpositions of all of them at once cost 0.31 s an epoch, of 128 rows
+        # at a time 0.24 s. Also the most rows a worker for which the deltas are
+        # transposed for the weight gradients (at batch 128, 64 rows, 0.88-0.95 times
+        # the epoch's time; at batch 1000 they cost 0.12 s for no faster product).
+        column_rows=number("column_rows",
+                           max(16, min(512, caches.l2 // (2 * 2048 * 4) // 16 * 16))),
     )
     if given:
         raise TypeError(f"no such blocking number: {', '.join(given)}")
@@ -273,7 +295,8 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
 # What FASTMLP_NUMBA_BLOCKING may set, and the values each may take.
 LIMITS = {"k_block": (1, 1 << 20), "row_tile": (1, 1 << 20), "forward_tile": (1, 1 << 20),
           "column_tile_rows": (1, 32), "rows_dot_groups": (1, 8), "panel_tiles": (1, 64),
-          "gather_ahead": (0, 64)}
+          "gather_ahead": (0, 64), "columns_from": (1, 1 << 30),
+          "column_rows": (1, 1 << 20)}
 
 
 def parse_overrides(text: str) -> dict[str, int]:

@@ -42,7 +42,9 @@ class EpochBuffers(NamedTuple):
     yb: np.ndarray      # (rows,) int64: the batch's labels
     z: np.ndarray       # (rows * units,): each layer's output (logits of the last)
     d: np.ndarray       # (rows * units,): each layer's delta, dLoss/dz
-    wt: np.ndarray      # like theta: each W transposed (the first layer's working copy)
+    d_t: np.ndarray     # (rows * units,): delta.T of the layers by columns, (n_out, n) each
+    wt: np.ndarray      # like theta: each W transposed (the first layer's working copy),
+                        # but those of the layers by columns (kernels.forward_by_columns)
     s1t: np.ndarray     # like state1 (or empty): the first layer's block transposed
     s2t: np.ndarray     # like state2 (or empty): the same
     grad: np.ndarray    # like theta: the step's gradient (the first layer's as dW.T)
@@ -51,22 +53,29 @@ class EpochBuffers(NamedTuple):
     wb: np.ndarray      # (rows,) float64, or empty when unweighted: the batch's weights
     tb: np.ndarray      # (rows, n_out), or (0, 0) with labels: the batch's target rows
     penalties: np.ndarray  # (chunks,) float64: sum(W^2) by chunk (k.penalty_chunks), or empty
+    a_t: np.ndarray     # (workers, size): each worker's rows of a layer's input, transposed
+    z_t: np.ndarray     # (workers, size): ... and of its output, for products by columns
 
     @classmethod
     def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False, n_targets=0,
-                 penalty_chunks=0):
+                 penalty_chunks=0, workers=1, columns=((0, 0),)):
         # the products' operands aligned (see _api.ALIGNMENT): the batch, the layers'
         # outputs and deltas, the transposed weights and the gradient
         dtype = theta.dtype
+        column_rows = min(k.COLUMN_ROWS, -(-rows // workers))
         return cls(xb=aligned_empty((rows, n_in), dtype),
                    yb=np.empty(rows, np.int64), z=aligned_empty(rows * units, dtype),
                    d=aligned_empty(rows * units, dtype), wt=aligned_empty(theta.shape, dtype),
+                   d_t=aligned_empty(rows * units if any(columns[0]) else 0, dtype),
                    s1t=aligned_empty(state1.shape, dtype),
                    s2t=aligned_empty(state2.shape, dtype),
                    grad=aligned_empty(theta.shape, dtype), losses=np.empty(rows),
                    hits=np.empty(rows, np.int64), wb=np.empty(rows if weighted else 0),
                    tb=np.empty((rows, n_targets) if n_targets else (0, 0), dtype),
-                   penalties=np.zeros(penalty_chunks))
+                   penalties=np.zeros(penalty_chunks),
+                   # the sizes (n_in, n_out) of the layers whose forward runs by columns
+                   a_t=aligned_empty((workers, max(i for i, _ in columns) * column_rows), dtype),
+                   z_t=aligned_empty((workers, max(o for _, o in columns) * column_rows), dtype))
 
 
 def _fallback(reason: str):
@@ -304,16 +313,13 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     # and copied back afterwards.
     offsets = np.cumsum([0] + [p.size for p in flat])
     units = np.cumsum([0] + [W.shape[0] for W in Ws])
-    layout = np.array([(W.shape[0], W.shape[1], offsets[2 * l], offsets[2 * l + 1], units[l])
+    layout = np.array([(W.shape[0], W.shape[1], offsets[2 * l], offsets[2 * l + 1], units[l],
+                        k.forward_by_columns(W.shape[1], W.shape[0], dtype))
                        for l, W in enumerate(Ws)], np.int64)
     groups = [flat, *(list(state) for state in states)]
     vectors = [_vector(arrays, dtype) for arrays in groups]
     unused = np.empty(0, dtype)
     theta, state1, state2 = (vectors + [unused, unused])[:3]
-    buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
-                                    state1, state2, sample_weight.shape[0] > 0,
-                                    targets.shape[1] if targets.shape[0] else 0,
-                                    k.penalty_chunks(layout))
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(2)  # the steps' losses, and scikit-learn's rules' L2 terms
@@ -322,6 +328,11 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     # sets starting and joining the workers cost more than the epoch (the same bits).
     small = n * 3 * int(layout[:, k.N_OUT] @ layout[:, k.N_IN]) < _api.PARALLEL_WORK
     workers = 1 if small else max(1, min(num_threads(), n))
+    columns = [(n_in, n_out) for n_out, n_in, *_, by_columns in layout if by_columns]
+    buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
+                                    state1, state2, sample_weight.shape[0] > 0,
+                                    targets.shape[1] if targets.shape[0] else 0,
+                                    k.penalty_chunks(layout), workers, columns or [(0, 0)])
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
     # if numba now compiles the worker, a second process may compile the rest meanwhile
     labels = k.labels_loss(codes[1], targets)
@@ -342,7 +353,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     finally:
         # the steps done stand, even when interrupted between two of them
         steps_done = int(sync[k.STEPS_DONE])
-        if steps_done:
+        if steps_done and not layout[0, k.COLUMNS]:
             _first_layer_back(layout[0], buffers, theta, state1, state2)
         _unpack(vectors, groups)
         optimizer.advance(steps_done)

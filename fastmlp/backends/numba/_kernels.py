@@ -149,6 +149,27 @@ rows_dot_groups = _simd.make_rows_dot_kernel(VECTOR_BYTES, ROWS_DOT_GROUPS)
 transpose_block = _simd.make_transpose_kernel(VECTOR_BYTES)
 # Tiles' columns per panel of a paneled b.
 PANEL_TILES = _blocking.BLOCKING.panel_tiles
+# Units from which the fused epoch's forward product runs by columns, and rows of a
+# worker's batch that such a product takes at a time.
+COLUMNS_FROM = _blocking.BLOCKING.columns_from
+COLUMN_ROWS = _blocking.BLOCKING.column_rows
+
+
+def forward_by_columns(n_in: int, n_out: int, dtype) -> bool:
+    """Whether the fused epoch computes the forward product of a layer of ``n_in`` inputs
+    and ``n_out`` units as ``z.T = W @ a.T`` (by columns: ``W``'s rows broadcast, the
+    worker's rows of ``a`` transposed into columns, ``z``'s transposed back) rather than
+    ``z = a @ W.T`` (``W.T`` loaded as vectors, from its copy that every update refreshes).
+
+    Both are the same FMA chains, the same bits (``tests/test_numba.py``). By columns
+    is faster where ``W.T``'s rows are long (``n_out`` from ``COLUMNS_FROM``: at 1024
+    units they lie 4 KiB apart, each in a page of its own, and share one of the L1's
+    sets) or shorter than the tile (the 10-unit output, 10 of 16 lanes), once the
+    layer is large enough for the transpositions to cost little (``n_in`` from
+    ``COLUMNS_FROM``). ``python bench/formulations.py`` has the products' rates.
+    """
+    tile_columns = TILE_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+    return n_out >= COLUMNS_FROM or (n_out < tile_columns and n_in >= COLUMNS_FROM)
 
 
 def panel_width(dtype) -> int:
@@ -200,8 +221,10 @@ def epilogue(kind: int, code: int) -> int:
 
 BIAS_RELU, RELU_MASK = epilogue(BIAS_ACTIVATION, RELU), epilogue(DERIVATIVE, RELU)
 
-# Slots of a row of the layout table of the fused epoch (one row per layer).
-N_OUT, N_IN, W_AT, B_AT, UNIT_AT = range(5)
+# Slots of a row of the layout table of the fused epoch (one row per layer): the
+# layer's sizes, the offsets of its W and b in theta and of its units among all
+# units, and 1 where its forward product runs by columns (forward_by_columns).
+N_OUT, N_IN, W_AT, B_AT, UNIT_AT, COLUMNS = range(6)
 
 # The parts of a fused epoch whose cycles each worker counts (its row of the
 # ``clocks`` array): the batch gather, the products' tile loops, their fused
@@ -897,6 +920,20 @@ def penalty_chunks(layout) -> int:
     return int(sum(-(-int(n_out * n_in) // PENALTY_CHUNK) for n_out, n_in, *_ in layout))
 
 
+@cached_njit(**_JIT, inline="always")
+def _transposed_squares(W, n_out, n_in, begin, end):
+    # sum(W.T[e]^2) over W.T's elements e in begin:end (W (n_out, n_in) flat), the
+    # arithmetic of _squared_weights_chunks on a chunk of W.T: element i of the chunk
+    # into sum i % 8, those past its last multiple of 8 into sum 0, added as there
+    s = np.zeros(8)
+    whole = (end - begin) - (end - begin) % 8
+    for i in range(end - begin):
+        e = begin + i
+        value = np.float64(W[(e % n_out) * n_in + e // n_out])
+        s[i % 8 if i < whole else 0] += value * value
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
 @cached_njit(**_JIT)
 def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
     # Task c of tasks writes sums[g] = sum(W^2) over chunk g (PENALTY_CHUNK elements
@@ -914,9 +951,14 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
     g = 0
     for l in range(layout.shape[0]):
         n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
-        block = wt[w_at:w_at + n_out * n_in] if l == 0 else theta[w_at:w_at + n_out * n_in]
+        first = l == 0 and layout[0, COLUMNS] == 0
+        block = wt[w_at:w_at + n_out * n_in] if first else theta[w_at:w_at + n_out * n_in]
         for begin in range(0, block.shape[0], PENALTY_CHUNK):
-            if g0 <= g < g1:
+            if g0 <= g < g1 and l == 0 and not first:
+                # the first layer's W in theta, summed in W.T's order as from wt
+                end = min(begin + PENALTY_CHUNK, block.shape[0])
+                sums[g] = _transposed_squares(block, n_out, n_in, begin, end)
+            elif g0 <= g < g1:
                 chunk = block[begin:begin + PENALTY_CHUNK]
                 s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
                 whole = chunk.shape[0] - chunk.shape[0] % 8
@@ -1060,20 +1102,48 @@ def _wt_panel(l, n_out, theta):
 
 
 @cached_njit(**_JIT, inline="always")
-def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, epilogue, activation):
+def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees, activation, worker):
     # Forward pass of rows r0:r1 of the batch of n rows: z[l] = f(a[l] @ W[l].T + b[l])
     # for the activation f of code activation, and the logits a[l] @ W[l].T for the
-    # last layer (its bias is added with the output function).
+    # last layer (its bias is added with the output function). A layer whose row of
+    # layout has COLUMNS computes z[r0:r1].T = W @ a[r0:r1].T in the worker's own
+    # buffers (rows of a transposed in, z's transposed out, then the epilogue on z's
+    # rows): the same sums, the same bits (forward_by_columns).
     L = layout.shape[0]
     none = buffers.xb[:0]  # (no np.empty: it compiles an allocation of its own)
     hidden = BIAS_ACTIVATION + EPILOGUE_KINDS * activation
     for l in range(L):
-        n_out, n_in, w_at, b_at, unit_at = layout[l]
-        a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in))
-        gemm_into(a, _block(buffers.wt, w_at, (n_in, n_out)),
-                  _block(buffers.z, unit_at * n, (n, n_out)), r0, r1,
-                  hidden if l < L - 1 else PLAIN, theta[b_at:b_at + n_out], none, clocks,
-                  NOT_TRANSPOSED, _wt_panel(l, n_out, theta), epilogue)
+        n_out, n_in = layout[l, N_OUT], layout[l, N_IN]
+        w_at, b_at, unit_at = layout[l, W_AT], layout[l, B_AT], layout[l, UNIT_AT]
+        a_at = 0 if l == 0 else layout[l - 1, UNIT_AT] * n  # a's offset in z
+        mode = hidden if l < L - 1 else PLAIN
+        bias = theta[b_at:b_at + n_out]
+        z = _block(buffers.z, unit_at * n, (n, n_out))
+        if layout[l, COLUMNS] == 0:
+            a = buffers.xb[:n] if l == 0 else _block(buffers.z, a_at, (n, n_in))
+            callees.gemm_into(a, _block(buffers.wt, w_at, (n_in, n_out)), z, r0, r1, mode, bias,
+                              none, clocks, NOT_TRANSPOSED, _wt_panel(l, n_out, theta),
+                              callees.epilogue_rows)
+            continue
+        # COLUMN_ROWS rows at a time, so that their a.T and z.T stay in the core's L2
+        for c0 in range(r0, r1, COLUMN_ROWS):
+            rows = min(COLUMN_ROWS, r1 - c0)
+            start = _simd.cycle_counter()
+            a_t = _block(buffers.a_t[worker], 0, (n_in, rows))
+            z_t = _block(buffers.z_t[worker], 0, (n_out, rows))
+            a_rows = (_block(buffers.xb, c0 * n_in, (rows, n_in)) if l == 0
+                      else _block(buffers.z, a_at + c0 * n_in, (rows, n_in)))
+            callees.transpose_rows(a_rows, a_t, rows, 0, rows)
+            clocks[EPILOGUES] += _simd.cycle_counter() - start
+            callees.gemm_into(_block(theta, w_at, (n_out, n_in)), a_t, z_t, 0, n_out,
+                              np.int64(PLAIN), bias, none, clocks, NOT_TRANSPOSED, rows,
+                              callees.epilogue_rows)
+            start = _simd.cycle_counter()
+            callees.transpose_rows(z_t, _block(buffers.z, unit_at * n + c0 * n_out,
+                                               (rows, n_out)), n_out, 0, n_out)
+            if mode % EPILOGUE_KINDS != PLAIN:
+                callees.epilogue_rows(z, c0, c0 + rows, mode, bias, none)
+            clocks[EPILOGUES] += _simd.cycle_counter() - start
 
 
 @cached_njit(**_JIT, inline="always")
@@ -1083,8 +1153,8 @@ def _rows_backward(theta, layout, buffers, n, r0, r1, clocks, gemm_into, epilogu
     # (ReLU: a[l] > 0)
     derivative = DERIVATIVE + EPILOGUE_KINDS * activation
     for l in range(layout.shape[0] - 1, 0, -1):
-        n_out, n_in, w_at, _, unit_at = layout[l]
-        below = layout[l - 1, UNIT_AT]
+        n_out, n_in = layout[l, N_OUT], layout[l, N_IN]
+        w_at, unit_at, below = layout[l, W_AT], layout[l, UNIT_AT], layout[l - 1, UNIT_AT]
         gemm_into(_block(buffers.d, unit_at * n, (n, n_out)), _block(theta, w_at, (n_out, n_in)),
                   _block(buffers.d, below * n, (n, n_in)), r0, r1, derivative, theta[:0],
                   _block(buffers.z, below * n, (n, n_in)), clocks, NOT_TRANSPOSED, n_in, epilogue)
@@ -1133,28 +1203,31 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, l2_total, c,
                           callees):
     """Task ``c`` of ``tasks`` computes and applies its share of the step's gradient.
 
-    The first layer's weights are kept as ``W.T`` during the epoch, in
+    Unless its forward product runs by columns (``layout``'s ``COLUMNS``), the
+    first layer's weights are kept as ``W.T`` during the epoch, in
     ``buffers.wt`` (its optimizer state in ``buffers.s1t, s2t``): no product
     needs its ``W``, so ``dW.T = a.T @ delta`` and the update act on ``W.T``
-    directly, rows ``r0:r1`` (inputs) of it per task. Every later layer keeps
-    ``W`` in ``theta`` (``delta @ W`` needs it): the task computes rows
-    ``j0:j1`` (units) of ``dW = delta.T @ a``, updates them while they are in
-    its cache, and refreshes their columns of ``W.T`` for the next forward
-    pass. Each task also sums and applies ``db[j0:j1]``. (``delta.T`` and
-    ``a.T`` are read in place: see ``gemm_into``.)
+    directly, rows ``r0:r1`` (inputs) of it per task. Every other layer keeps
+    ``W`` in ``theta`` (``delta @ W`` or the product by columns needs it): the
+    task computes rows ``j0:j1`` (units) of ``dW = delta.T @ a``, updates them
+    while they are in its cache, and, for a forward product by rows, refreshes
+    their columns of ``W.T``. Each task also sums and applies ``db[j0:j1]``.
+    (``delta.T`` and ``a.T`` are read in place, see ``gemm_into``, or, for a
+    layer by columns and few rows a worker, ``delta.T`` from ``buffers.d_t``.)
     """
     grad = buffers.grad
     theta = params.theta
     transposed = Parameters(buffers.wt, buffers.s1t, buffers.s2t)  # the first layer's
     none = buffers.xb[:0]
     for l in range(layout.shape[0]):
-        n_out, n_in, w_at, b_at, unit_at = layout[l]
+        n_out, n_in = layout[l, N_OUT], layout[l, N_IN]
+        w_at, b_at, unit_at = layout[l, W_AT], layout[l, B_AT], layout[l, UNIT_AT]
         delta = _block(buffers.d, unit_at * n, (n, n_out))
         a = buffers.xb[:n] if l == 0 else _block(buffers.z, layout[l - 1, UNIT_AT] * n, (n, n_in))
         size = -(-n_out // tasks)
         j0 = min(c * size, n_out)
         j1 = min(j0 + size, n_out)
-        if l == 0:
+        if l == 0 and layout[0, COLUMNS] == 0:
             size = -(-n_in // tasks)
             r0 = min(c * size, n_in)
             r1 = min(r0 + size, n_in)
@@ -1165,16 +1238,25 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, l2_total, c,
             callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, hyper,
                                  lr, t, l2_total)
             clocks[UPDATE] += _simd.cycle_counter() - start
+        elif j0 < j1 and layout[l, COLUMNS] != 0 and -(-n // tasks) <= COLUMN_ROWS:
+            # delta.T's rows as they lie (train_epoch_worker wrote them), where
+            # delta.T's read in place would take each k from another row of delta
+            callees.gemm_into(_block(buffers.d_t, unit_at * n, (n_out, n)), a,
+                              _block(grad, w_at, (n_out, n_in)), j0, j1, np.int64(PLAIN),
+                              theta[:0], none, clocks, NOT_TRANSPOSED, n_in,
+                              callees.epilogue_rows)
         elif j0 < j1:
             callees.gemm_into(delta, a, _block(grad, w_at, (n_out, n_in)), j0, j1,
                               np.int64(PLAIN), theta[:0], none, clocks, TRANSPOSED, n_in,
                               callees.epilogue_rows)
+        if j0 < j1 and (l > 0 or layout[0, COLUMNS] != 0):
             start = _simd.cycle_counter()
             callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, hyper, lr, t,
                                  l2_total)
-            callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
-                                   _block(buffers.wt, w_at, (n_in, n_out)),
-                                   _wt_panel(l, n_out, theta), j0, j1)
+            if layout[l, COLUMNS] == 0:  # the forward product reads W.T
+                callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
+                                       _block(buffers.wt, w_at, (n_in, n_out)),
+                                       _wt_panel(l, n_out, theta), j0, j1)
             clocks[UPDATE] += _simd.cycle_counter() - start
         if j0 == j1:
             continue
@@ -1246,8 +1328,9 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
     Per step, each worker gathers, runs forward and backward for its range of
     the batch's rows, meets the others at ``barrier``, then computes and
     applies its share of the gradient (``_gradients_and_update``), and meets
-    them again. The first layer's ``W`` and optimizer state stay transposed in
-    ``buffers`` for the whole epoch; the caller copies them back. Each step's
+    them again. Unless its forward runs by columns, the first layer's ``W`` and
+    optimizer state stay transposed in ``buffers`` for the whole epoch; the
+    caller copies them back. Each step's
     loss is summed row by row in batch order (into ``loss_sum[0]``, by worker
     0), so neither the result nor the parameters depend on ``workers``; with
     scikit-learn's rules, ``loss_sum[1]`` sums each step's L2 term (worker 0, before
@@ -1274,6 +1357,8 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         size = -(-n_out // workers)
         j0 = min(worker * size, n_out)
         j1 = min(j0 + size, n_out)
+        if layout[l, COLUMNS] != 0:  # its forward reads W itself, updated in place
+            continue
         callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
                                _block(buffers.wt, w_at, (n_in, n_out)), _wt_panel(l, n_out, theta),
                                j0, j1)
@@ -1300,8 +1385,7 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # forward pass, loss and deltas of the worker's rows r0:r1 of the batch (the
         # passes inlined one after the other: nested, numba copied the inner one's IR
         # again with the outer, 0.1-0.2 s more to compile)
-        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into,
-                      callees.epilogue_rows, activation)
+        _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees, activation, worker)
         start = _simd.cycle_counter()
         n_out, b_at, unit_at = layout[L - 1, N_OUT], layout[L - 1, B_AT], layout[L - 1, UNIT_AT]
         if output == SOFTMAX and targets.shape[0] == 0:  # labels_loss: the other is Uncalled
@@ -1318,6 +1402,18 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         clocks[EPILOGUES] += _simd.cycle_counter() - start
         _rows_backward(theta, layout, buffers, n, r0, r1, clocks, callees.gemm_into,
                        callees.epilogue_rows, activation)
+        # with few rows a worker, the deltas of the layers by columns transposed too,
+        # for their weight gradients (_gradients_and_update): the worker's rows r0:r1
+        # of delta are columns r0:r1 of delta.T
+        if -(-n // workers) <= COLUMN_ROWS:
+            start = _simd.cycle_counter()
+            for l in range(L):
+                if layout[l, COLUMNS] != 0 and r0 < r1:
+                    n_out, unit_at = layout[l, N_OUT], layout[l, UNIT_AT]
+                    callees.transpose_rows(_block(buffers.d, unit_at * n, (n, n_out)),
+                                           _block(buffers.d_t, unit_at * n, (n_out, n)), n, r0,
+                                           r1)
+            clocks[EPILOGUES] += _simd.cycle_counter() - start
         # scikit-learn's L2 term of the loss, alpha / 2 sum(W^2) with the weights before
         # the step: the workers sum their chunks of them while no worker writes them,
         # worker 0 adds the chunks' sums after the barrier
