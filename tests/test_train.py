@@ -447,3 +447,33 @@ def test_mlp_fit_takes_fits_parameters_and_passes_each_on(monkeypatch):
     model = MLP((8, 3))
     model.fit("x", "y", **given)
     assert received == {**given, "model": model}
+
+
+def test_a_progress_bar_runs_the_epoch_in_parts_of_about_half_a_second(monkeypatch):
+    # The first part is a tenth of the epoch's steps; each later one as many steps as
+    # the part before ran in PROGRESS_SECONDS, whatever the pace: a fast epoch takes
+    # few calls (each call of a fused epoch starts its workers again).
+    from fastmlp import train
+
+    clock = [0.0]
+    monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def run_steps(params, part, optimizer, rates):
+        calls.append(len(rates))
+        clock[0] += 0.01 * len(rates)  # 10 ms a step
+        return train.StepsDone(1.0 * len(rates), len(rates), -1)
+
+    class Bar:
+        def set_postfix_str(self, *args, **kwargs):
+            pass
+
+        def update(self, steps):
+            calls.append(("bar", steps))
+
+    batches = types.SimpleNamespace(batch_size=4, sample_weight=None, order=np.arange(4 * 230),
+                                    _replace=lambda order: types.SimpleNamespace(order=order))
+    done = train._run_in_parts(run_steps, None, batches, None, np.ones(230), Bar())
+    assert done == train.StepsDone(230.0, 230, -1)
+    assert [c for c in calls if not isinstance(c, tuple)] == [23, 50, 50, 50, 50, 7]
+    assert sum(steps for _, steps in (c for c in calls if isinstance(c, tuple))) == 230
