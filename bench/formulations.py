@@ -1,10 +1,10 @@
 """Two formulations of a training step's products, on one core, beside MKL and OpenBLAS.
 
-The fused epoch keeps activations as ``(batch, units)`` rows: the forward pass
-is ``a @ W.T``, so ``W.T`` is the operand the micro-kernel loads as vectors
-(a copy of it is refreshed after every update), the backward ``delta @ W``
-loads ``W``, and each worker takes half of the batch's rows and reads all of
-every ``W``. The other formulation keeps them as ``(units, batch)``:
+By rows, activations are ``(batch, units)``: the forward pass is ``a @ W.T``,
+so ``W.T`` is the operand the micro-kernel loads as vectors (a copy of it is
+refreshed after every update), the backward ``delta @ W`` loads ``W``, and each
+worker takes half of the batch's rows and reads all of every ``W``. By columns
+they are ``(units, batch)``:
 
 - forward ``z.T = W @ a.T``: ``W``'s rows are broadcast, ``a.T`` loaded;
 - backward ``delta.T[l-1] = W.T @ delta.T[l]``: ``W`` broadcast down its
@@ -13,9 +13,11 @@ every ``W``. The other formulation keeps them as ``(units, batch)``:
 
 Each output element is the same FMA chain in the same ``k`` order
 (``fma(W[j, k], a[i, k])`` is ``fma(a[i, k], W[j, k])``), so both give the
-same bits; this checks that on every product before it times anything. A
-worker would own half of every layer's units (``W``'s rows, their gradient
-and optimizer state): the split of the issue's item 2.
+same bits; this checks that on every product before it times anything. (The
+fused epoch runs the forward products of layers from ``columns_from`` units by
+columns, in a worker's rows transposed; a worker owning half of every layer's
+units, ``W``'s rows, their gradient and optimizer state, is the kernels issue's
+item 2.)
 
 For widths ``--hidden`` of a 784-H-H-10 network at batch 128, with two
 workers, it times one worker's products of one step, hot, in both
