@@ -14,7 +14,7 @@ and the width sweep, saved as ``bench_sweep.json``::
 
     FASTMLP_DATA=../shared/data/mnist python docs/record_bench.py \
         --out docs/_data/bench_sweep.json --hidden 128,512,1024,2048 --batch-sizes 128 \
-        --epochs 2
+        --backends matmul,numba --epochs 2
 
 Each takes minutes; other arguments go to ``fastmlp bench`` (``--no-torch``,
 or ``--samples 2000 --epochs 1 --out /tmp/bench.json`` for a quick try).
