@@ -115,6 +115,30 @@ def _power_of_two(n, itemsize):
     return as_float(np.int64((n + 1023) << 52))
 
 
+def _exp_steps(y, nan):
+    """``(n, r)`` of exp's reduction of one float32 or float64 ``y`` (``_exp_steps_for``)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_exp_steps)
+def _exp_steps_for(y, nan):
+    # n = rint(y / ln 2) (0 where y is NaN: no int conversion of NaN) and r = y - n ln 2,
+    # ln 2 in two parts, each product taken by fma: |r| <= ln 2 / 2 and exp(y) = 2**n
+    # exp(r). The first steps of exp, tanh and the logistic, in y's dtype.
+    if y not in (types.float32, types.float64):
+        return None
+    cast = np.float32 if y == types.float32 else np.float64
+
+    def steps(y, nan):
+        log2e, hi = cast(LOG2E), cast(LN2_HI)
+        lo = cast((LN2_HI - float(hi)) + LN2_LO)
+        n = rint(y * log2e)
+        n = cast(0) if nan else n
+        return n, fma(-n, lo, fma(-n, hi, y))
+
+    return steps
+
+
 def _exp_of_dtype(v):
     """The loop of ``inplace_exp`` for ``v``'s dtype (``_exp_loop_for``)."""
     raise NotImplementedError("compiled code only")
@@ -134,15 +158,12 @@ def _exp_loop_for(v):
         # it; each lane takes the same IEEE operations as a scalar would, so the
         # bits do not change.
         cast = v.dtype.type
-        log2e, hi, limit = cast(LOG2E), cast(LN2_HI), cast(bound)
-        lo = cast((LN2_HI - float(hi)) + LN2_LO)
+        limit = cast(bound)
         for j in range(v.shape[0]):
             x = v[j]
             nan = x != x
             x = -limit if x < -limit else (limit if x > limit else x)
-            n = rint(x * log2e)
-            n = cast(0) if nan else n  # no int conversion of NaN
-            r = fma(-n, lo, fma(-n, hi, x))
+            n, r = _exp_steps(x, nan)
             p = cast(INVERSE_FACTORIALS[degree])
             for k in range(degree - 1, -1, -1):
                 p = fma(p, r, cast(INVERSE_FACTORIALS[k]))
@@ -227,16 +248,12 @@ def _tanh_for(x):
     cast = np.float32 if x == types.float32 else np.float64
 
     def tanh(x):
-        log2e, hi, low = cast(LOG2E), cast(LN2_HI), cast(-40)
-        lo = cast((LN2_HI - float(hi)) + LN2_LO)
-        one, two = cast(1), cast(2)
+        low, one, two = cast(-40), cast(1), cast(2)
         nan = x != x
         a = -x if x < 0 else x
         y = -(a + a)
         y = low if y < low else y
-        n = rint(y * log2e)
-        n = cast(0) if nan else n
-        r = fma(-n, lo, fma(-n, hi, y))
+        n, r = _exp_steps(y, nan)
         p = cast(INVERSE_FACTORIALS[degree])
         for k in range(degree - 1, 0, -1):
             p = fma(p, r, cast(INVERSE_FACTORIALS[k]))
@@ -273,15 +290,11 @@ def _logistic_for(x):
     cast = np.float32 if x == types.float32 else np.float64
 
     def logistic(x):
-        log2e, hi, low = cast(LOG2E), cast(LN2_HI), cast(-bound)
-        lo = cast((LN2_HI - float(hi)) + LN2_LO)
-        one = cast(1)
+        low, one = cast(-bound), cast(1)
         nan = x != x
         y = x if x < 0 else -x  # -|x|
         y = low if y < low else y
-        n = rint(y * log2e)
-        n = cast(0) if nan else n
-        r = fma(-n, lo, fma(-n, hi, y))
+        n, r = _exp_steps(y, nan)
         p = cast(INVERSE_FACTORIALS[degree])
         for k in range(degree - 1, -1, -1):
             p = fma(p, r, cast(INVERSE_FACTORIALS[k]))
