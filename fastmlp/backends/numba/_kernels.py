@@ -921,27 +921,53 @@ def penalty_chunks(layout) -> int:
 
 
 @cached_njit(**_JIT, inline="always")
-def _transposed_squares(W, n_out, n_in, begin, end):
-    # sum(W.T[e]^2) over W.T's elements e in begin:end (W (n_out, n_in) flat), the
-    # arithmetic of _squared_weights_chunks on a chunk of W.T: element i of the chunk
-    # into sum i % 8, those past its last multiple of 8 into sum 0, added as there
-    s = np.zeros(8)
-    whole = (end - begin) - (end - begin) % 8
-    for i in range(end - begin):
-        e = begin + i
-        value = np.float64(W[(e % n_out) * n_in + e // n_out])
-        s[i % 8 if i < whole else 0] += value * value
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+def _chunk_squares(chunk):
+    # sum(chunk^2), each square in float64 (numba's float() of a float32 is a float32):
+    # element i into sum i % 8, those past its last multiple of 8 into sum 0, the eight
+    # sums added at the end, so that the additions overlap
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    whole = chunk.shape[0] - chunk.shape[0] % 8
+    for i in range(0, whole, 8):
+        v0, v1 = np.float64(chunk[i]), np.float64(chunk[i + 1])
+        v2, v3 = np.float64(chunk[i + 2]), np.float64(chunk[i + 3])
+        v4, v5 = np.float64(chunk[i + 4]), np.float64(chunk[i + 5])
+        v6, v7 = np.float64(chunk[i + 6]), np.float64(chunk[i + 7])
+        s0 += v0 * v0
+        s1 += v1 * v1
+        s2 += v2 * v2
+        s3 += v3 * v3
+        s4 += v4 * v4
+        s5 += v5 * v5
+        s6 += v6 * v6
+        s7 += v7 * v7
+    for i in range(whole, chunk.shape[0]):
+        value = np.float64(chunk[i])
+        s0 += value * value
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@cached_njit(**_JIT, inline="always")
+def _transposed_chunk(W, n_out, n_in, begin, end, out):
+    # W.T's elements begin:end (W (n_out, n_in) flat): the W.T rows they lie in (W's
+    # columns r0:r1), whole, transposed a vector's lanes square at a time in registers
+    # (transpose_block) into out, (r1 - r0) rows of n_out, and the chunk's part of them
+    r0, r1 = begin // n_out, (end - 1) // n_out + 1
+    lanes = VECTOR_BYTES // W.itemsize
+    for q in range(r0, r1, lanes):
+        for c0 in range(0, n_out, lanes):
+            transpose_block(W, c0 * n_in + q, n_in, out, (q - r0) * n_out + c0, n_out,
+                            min(lanes, n_out - c0), min(lanes, r1 - q))
+    at = begin - r0 * n_out
+    return out[at:at + end - begin]
 
 
 @cached_njit(**_JIT)
 def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
     # Task c of tasks writes sums[g] = sum(W^2) over chunk g (PENALTY_CHUNK elements
     # of one layer's weights, in float64) for its share of the chunks: the first
-    # layer's from its working copy W.T in wt (which the epoch updates), the rest from
-    # theta. Each square in float64 (numba's float() of a float32 is a float32). Each
-    # chunk in eight independent sums (element i into sum i % 8), added at
-    # the end, so that the additions overlap; _squared_weights adds the chunks' sums.
+    # layer's in W.T's order, from its working copy W.T in wt (which the epoch
+    # updates) or, where its forward runs by columns and it keeps no W.T, gathered
+    # from theta; the rest from theta. _squared_weights adds the chunks' sums.
     # (Worker 0 alone summing all of them in one pass cost 13 % of a 5-epoch
     # MLPClassifier fit on MNIST, the other worker waiting.)
     total = sums.shape[0]
@@ -949,36 +975,21 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
     g0 = min(c * size, total)
     g1 = min(g0 + size, total)
     g = 0
+    # (the whole W.T rows that a chunk of the first layer's lies in)
+    gathered = np.empty(PENALTY_CHUNK + 2 * layout[0, N_OUT] if layout[0, COLUMNS] != 0 else 0,
+                        theta.dtype)
     for l in range(layout.shape[0]):
         n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
-        first = l == 0 and layout[0, COLUMNS] == 0
-        block = wt[w_at:w_at + n_out * n_in] if first else theta[w_at:w_at + n_out * n_in]
+        from_wt = l == 0 and layout[0, COLUMNS] == 0
+        block = wt[w_at:w_at + n_out * n_in] if from_wt else theta[w_at:w_at + n_out * n_in]
         for begin in range(0, block.shape[0], PENALTY_CHUNK):
-            if g0 <= g < g1 and l == 0 and not first:
-                # the first layer's W in theta, summed in W.T's order as from wt
+            if g0 <= g < g1:
                 end = min(begin + PENALTY_CHUNK, block.shape[0])
-                sums[g] = _transposed_squares(block, n_out, n_in, begin, end)
-            elif g0 <= g < g1:
-                chunk = block[begin:begin + PENALTY_CHUNK]
-                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-                whole = chunk.shape[0] - chunk.shape[0] % 8
-                for i in range(0, whole, 8):
-                    v0, v1 = np.float64(chunk[i]), np.float64(chunk[i + 1])
-                    v2, v3 = np.float64(chunk[i + 2]), np.float64(chunk[i + 3])
-                    v4, v5 = np.float64(chunk[i + 4]), np.float64(chunk[i + 5])
-                    v6, v7 = np.float64(chunk[i + 6]), np.float64(chunk[i + 7])
-                    s0 += v0 * v0
-                    s1 += v1 * v1
-                    s2 += v2 * v2
-                    s3 += v3 * v3
-                    s4 += v4 * v4
-                    s5 += v5 * v5
-                    s6 += v6 * v6
-                    s7 += v7 * v7
-                for i in range(whole, chunk.shape[0]):
-                    value = np.float64(chunk[i])
-                    s0 += value * value
-                sums[g] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+                if l == 0 and not from_wt:
+                    chunk = _transposed_chunk(block, n_out, n_in, begin, end, gathered)
+                else:
+                    chunk = block[begin:end]
+                sums[g] = _chunk_squares(chunk)
             g += 1
 
 
