@@ -58,7 +58,7 @@ class EpochBuffers(NamedTuple):
 
     @classmethod
     def allocate(cls, rows, n_in, units, theta, state1, state2, weighted=False, n_targets=0,
-                 penalty_chunks=0, workers=1, columns=((0, 0),)):
+                 penalty_chunks=0, workers=1, columns=()):
         # the products' operands aligned (see _api.ALIGNMENT): the batch, the layers'
         # outputs and deltas, the transposed weights and the gradient
         dtype = theta.dtype
@@ -66,16 +66,19 @@ class EpochBuffers(NamedTuple):
         return cls(xb=aligned_empty((rows, n_in), dtype),
                    yb=np.empty(rows, np.int64), z=aligned_empty(rows * units, dtype),
                    d=aligned_empty(rows * units, dtype), wt=aligned_empty(theta.shape, dtype),
-                   d_t=aligned_empty(rows * units if any(columns[0]) else 0, dtype),
+                   d_t=aligned_empty(rows * units if columns else 0, dtype),
                    s1t=aligned_empty(state1.shape, dtype),
                    s2t=aligned_empty(state2.shape, dtype),
                    grad=aligned_empty(theta.shape, dtype), losses=np.empty(rows),
                    hits=np.empty(rows, np.int64), wb=np.empty(rows if weighted else 0),
                    tb=np.empty((rows, n_targets) if n_targets else (0, 0), dtype),
                    penalties=np.zeros(penalty_chunks),
-                   # the sizes (n_in, n_out) of the layers whose forward runs by columns
-                   a_t=aligned_empty((workers, max(i for i, _ in columns) * column_rows), dtype),
-                   z_t=aligned_empty((workers, max(o for _, o in columns) * column_rows), dtype))
+                   # columns: the sizes (n_in, n_out) of the layers whose forward runs by
+                   # columns
+                   a_t=aligned_empty((workers, max((i for i, _ in columns), default=0)
+                                      * column_rows), dtype),
+                   z_t=aligned_empty((workers, max((o for _, o in columns), default=0)
+                                      * column_rows), dtype))
 
 
 def _fallback(reason: str):
@@ -332,7 +335,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
                                     state1, state2, sample_weight.shape[0] > 0,
                                     targets.shape[1] if targets.shape[0] else 0,
-                                    k.penalty_chunks(layout), workers, columns or [(0, 0)])
+                                    k.penalty_chunks(layout), workers, columns)
     clocks = np.zeros((workers, k.N_PARTS), np.int64)
     # if numba now compiles the worker, a second process may compile the rest meanwhile
     labels = k.labels_loss(codes[1], targets)
