@@ -1113,6 +1113,14 @@ def _wt_panel(l, n_out, theta):
 
 
 @cached_njit(**_JIT, inline="always")
+def _deltas_transposed(n, workers):
+    # whether a step of n rows on workers transposes the deltas of the layers by
+    # columns for their weight gradients (train_epoch_worker writes them,
+    # _gradients_and_update reads them): with at most COLUMN_ROWS rows a worker
+    return -(-n // workers) <= COLUMN_ROWS
+
+
+@cached_njit(**_JIT, inline="always")
 def _rows_forward(theta, layout, buffers, n, r0, r1, clocks, callees, activation, worker):
     # Forward pass of rows r0:r1 of the batch of n rows: z[l] = f(a[l] @ W[l].T + b[l])
     # for the activation f of code activation, and the logits a[l] @ W[l].T for the
@@ -1249,7 +1257,7 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, l2_total, c,
             callees.update_slice(transposed, grad, w_at + r0 * n_out, w_at + r1 * n_out, hyper,
                                  lr, t, l2_total)
             clocks[UPDATE] += _simd.cycle_counter() - start
-        elif j0 < j1 and layout[l, COLUMNS] != 0 and -(-n // tasks) <= COLUMN_ROWS:
+        elif j0 < j1 and layout[l, COLUMNS] != 0 and _deltas_transposed(n, tasks):
             # delta.T's rows as they lie (train_epoch_worker wrote them), where
             # delta.T's read in place would take each k from another row of delta
             callees.gemm_into(_block(buffers.d_t, unit_at * n, (n_out, n)), a,
@@ -1416,7 +1424,7 @@ def train_epoch_worker(worker, workers, sync, loss_sum, params, layout, data, up
         # with few rows a worker, the deltas of the layers by columns transposed too,
         # for their weight gradients (_gradients_and_update): the worker's rows r0:r1
         # of delta are columns r0:r1 of delta.T
-        if -(-n // workers) <= COLUMN_ROWS:
+        if _deltas_transposed(n, workers):
             start = _simd.cycle_counter()
             for l in range(L):
                 if layout[l, COLUMNS] != 0 and r0 < r1:
