@@ -112,6 +112,15 @@ SETTINGS = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "FASTMLP_NUMBA_TILE",
             "FASTMLP_NUMBA_BLOCKING")
 
 
+def _run_all(runs, folder, dtypes=("float32",)):
+    """``_run`` of each ``{name: environment}`` of ``runs``, two subprocesses at a time (each
+    compiles for a minute, much of it in one thread), as ``{name: its output}``."""
+    with ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(_run, env, folder / name.replace(" ", "-"), dtypes)
+                   for name, env in runs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def _run(environment, cache, dtypes=("float32",)):
     env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
     env.update(environment, NUMBA_CACHE_DIR=str(cache))
@@ -127,8 +136,7 @@ def test_every_target_and_tile_gives_the_same_bits(tmp_path):
     # without FMA and two
     # forced tile shapes (one lane; an odd 5x3): each element is one FMA chain
     # in k order whatever the vector width and tile.
-    results = {name: _run(env, tmp_path / name.replace(" ", "-"))
-               for name, env in TARGETS.items()}
+    results = _run_all(TARGETS, tmp_path)
     assert results["haswell"][0] == "6x2x256bit"
     assert results["no fma"][0] == "6x2x128bit"
     assert results["tile 1x1x128"][0] == "1x1x128bit"
@@ -143,8 +151,7 @@ def test_every_blocking_gives_the_same_bits(tmp_path):
     # or 16, or taken in one; other row tiles, panels, one-vector tiles and rows_dot
     # groups. Each element stays one FMA chain in k order, whatever the blocking.
     runs = {"as the machine is": {}, **BLOCKINGS}
-    results = {name: _run(env, tmp_path / name.replace(" ", "-"), ("float32", "float64"))
-               for name, env in runs.items()}
+    results = _run_all(runs, tmp_path, ("float32", "float64"))
     k_blocks = {name: int(k_block) for name, (_, k_block, _) in results.items()}
     assert k_blocks["as the machine is"] == _blocking.BLOCKING.k_block
     assert k_blocks["blocking small"] == 7
