@@ -735,6 +735,42 @@ def test_a_compile_helper_needs_a_free_core(monkeypatch):
         assert _compile_helper._core_free() is free, (threads, load)
 
 
+def _lane_order_squares(chunk):
+    # the L2 chunk sum's order, spelled out in NumPy: element i's square (in float64)
+    # into sum i % 8 in order, those past the last multiple of 8 into sum 0, then
+    # ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    whole = len(chunk) - len(chunk) % 8
+    lanes = np.zeros(8)
+    for row in chunk[:whole].astype(np.float64).reshape(-1, 8):
+        lanes = lanes + row * row
+    for value in chunk[whole:].astype(np.float64):
+        lanes[0] = lanes[0] + value * value
+    s = lanes
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_l2_chunk_sums_add_the_squares_in_their_stated_order(dtype):
+    # whole chunks summed four side by side (lane_squares), a layer's last chunk (short,
+    # with a tail past a multiple of 8) alone: each chunk's sum is the same bits as the
+    # order written out in NumPy
+    rng = np.random.default_rng(1)
+    shapes = [(33, 700), (13, 77)]  # 23100 weights: 5 whole chunks and a short one; 1001
+    rows, at = [], 0
+    for n_out, n_in in shapes:
+        rows.append((n_out, n_in, at, at + n_out * n_in, 0, 0))
+        at += n_out * n_in + n_out
+    layout = np.array(rows, np.int64)
+    theta = (rng.standard_normal(at) * rng.uniform(1e-3, 1e3, at)).astype(dtype)
+    sums = np.full(_kernels.penalty_chunks(layout), np.nan)
+    _kernels._squared_weights_chunks(theta, theta, layout, sums, 0, 1)
+    chunk = _kernels.PENALTY_CHUNK
+    want = [_lane_order_squares(theta[w_at:w_at + o * i][begin:begin + chunk])
+            for o, i, w_at, *_ in rows for begin in range(0, o * i, chunk)]
+    assert len(want) == 6 + 1
+    np.testing.assert_array_equal(sums, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_l2_sum_is_the_same_bits_however_many_workers_share_its_chunks(dtype):
     # scikit-learn's L2 term in the fused epoch: sum(W^2) of every layer, the first

@@ -920,30 +920,30 @@ def penalty_chunks(layout) -> int:
     return int(sum(-(-int(n_out * n_in) // PENALTY_CHUNK) for n_out, n_in, *_ in layout))
 
 
+# Chunks whose squares lane_squares sums side by side (their additions overlap).
+SQUARE_GROUP = 4
+_lane_squares = _simd.make_squares_kernel(1)
+_group_squares = _simd.make_squares_kernel(SQUARE_GROUP)
+
+
 @cached_njit(**_JIT, inline="always")
-def _chunk_squares(chunk):
-    # sum(chunk^2), each square in float64 (numba's float() of a float32 is a float32):
-    # element i into sum i % 8, those past its last multiple of 8 into sum 0, the eight
-    # sums added at the end, so that the additions overlap
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    whole = chunk.shape[0] - chunk.shape[0] % 8
-    for i in range(0, whole, 8):
-        v0, v1 = np.float64(chunk[i]), np.float64(chunk[i + 1])
-        v2, v3 = np.float64(chunk[i + 2]), np.float64(chunk[i + 3])
-        v4, v5 = np.float64(chunk[i + 4]), np.float64(chunk[i + 5])
-        v6, v7 = np.float64(chunk[i + 6]), np.float64(chunk[i + 7])
-        s0 += v0 * v0
-        s1 += v1 * v1
-        s2 += v2 * v2
-        s3 += v3 * v3
-        s4 += v4 * v4
-        s5 += v5 * v5
-        s6 += v6 * v6
-        s7 += v7 * v7
+def _lanes_total(lanes, at):
+    # the sum of the 8 lanes' sums lanes[at:at + 8], added pairwise
+    s = lanes[at:at + _simd.SQUARE_LANES]
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+@cached_njit(**_JIT, inline="always")
+def _chunk_squares(chunk, lanes):
+    # sum(chunk^2), each square in float64: element i into sum i % 8 (lane_squares, the
+    # eight sums in lanes[:8]), those past its last multiple of 8 into sum 0, the eight
+    # sums added at the end (_lanes_total)
+    whole = chunk.shape[0] - chunk.shape[0] % _simd.SQUARE_LANES
+    _lane_squares(chunk, 0, 0, whole // _simd.SQUARE_LANES, lanes)
     for i in range(whole, chunk.shape[0]):
         value = np.float64(chunk[i])
-        s0 += value * value
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        lanes[0] += value * value
+    return _lanes_total(lanes, 0)
 
 
 @cached_njit(**_JIT, inline="always")
@@ -974,23 +974,35 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
     size = -(-total // tasks)
     g0 = min(c * size, total)
     g1 = min(g0 + size, total)
-    g = 0
+    g = 0  # the layer's first chunk
     # (the whole W.T rows that a chunk of the first layer's lies in)
     gathered = np.empty(PENALTY_CHUNK + 2 * layout[0, N_OUT] if layout[0, COLUMNS] != 0 else 0,
                         theta.dtype)
+    lanes = np.empty(_simd.SQUARE_LANES * SQUARE_GROUP)
     for l in range(layout.shape[0]):
         n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
         from_wt = l == 0 and layout[0, COLUMNS] == 0
         block = wt[w_at:w_at + n_out * n_in] if from_wt else theta[w_at:w_at + n_out * n_in]
-        for begin in range(0, block.shape[0], PENALTY_CHUNK):
-            if g0 <= g < g1:
-                end = min(begin + PENALTY_CHUNK, block.shape[0])
-                if l == 0 and not from_wt:
-                    chunk = _transposed_chunk(block, n_out, n_in, begin, end, gathered)
-                else:
-                    chunk = block[begin:end]
-                sums[g] = _chunk_squares(chunk)
-            g += 1
+        n_chunks = -(-block.shape[0] // PENALTY_CHUNK)
+        q, q1 = max(g0 - g, 0), min(g1 - g, n_chunks)  # the task's chunks of the layer
+        while q < q1:
+            begin = q * PENALTY_CHUNK
+            if (q + SQUARE_GROUP <= q1 and (q + SQUARE_GROUP) * PENALTY_CHUNK <= block.shape[0]
+                    and (l > 0 or from_wt)):  # whole chunks that lie as they are summed
+                _group_squares(block, begin, PENALTY_CHUNK,
+                               PENALTY_CHUNK // _simd.SQUARE_LANES, lanes)
+                for i in range(SQUARE_GROUP):
+                    sums[g + q + i] = _lanes_total(lanes, i * _simd.SQUARE_LANES)
+                q += SQUARE_GROUP
+                continue
+            end = min(begin + PENALTY_CHUNK, block.shape[0])
+            if l == 0 and not from_wt:
+                chunk = _transposed_chunk(block, n_out, n_in, begin, end, gathered)
+            else:
+                chunk = block[begin:end]
+            sums[g + q] = _chunk_squares(chunk, lanes)
+            q += 1
+        g += n_chunks
 
 
 @cached_njit(**_JIT, inline="always")

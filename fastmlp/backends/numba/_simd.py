@@ -477,6 +477,69 @@ def make_transpose_kernel(vector_bytes: int):
     return transpose_block
 
 
+# Float64 partial sums of a chunk of squares (make_squares_kernel): element i of the
+# chunk goes into sum i % SQUARE_LANES.
+SQUARE_LANES = 8
+
+
+def make_squares_kernel(chunks: int):
+    """The intrinsic ``lane_squares(src, at, stride, steps, out)``: the squares of
+    ``chunks`` chunks of ``src``, by lane, in float64.
+
+    For ``g < chunks`` and ``l < SQUARE_LANES`` (8)::
+
+        out[8 g + l] = 0
+        for s in range(steps):
+            out[8 g + l] += float64(src[at + g * stride + 8 s + l]) ** 2
+
+    each square rounded, then added (no FMA), in ``s`` order: every lane of every
+    chunk is one chain of additions of its own, as a scalar loop with eight sums
+    writes it, so the bits are that loop's. The chunks' chains run side by side
+    (one ``<8 x double>`` accumulator each), so that their additions overlap.
+    ``src`` is float32 or float64, ``out`` float64 with room for ``8 * chunks``.
+    """
+
+    @intrinsic
+    def lane_squares(typingctx, src, at, stride, steps, out):
+        if not (isinstance(src, types.Array) and src.dtype in (types.float32, types.float64)
+                and isinstance(out, types.Array) and out.dtype == types.float64):
+            return None
+        sig = types.void(src, types.intp, types.intp, types.intp, out)
+
+        def codegen(context, builder, signature, args):
+            src_, at, stride, steps, out_ = args
+            element = context.get_value_type(signature.args[0].dtype)
+            double = ir.DoubleType()
+            loaded_type = ir.VectorType(element, SQUARE_LANES)
+            sums_type = ir.VectorType(double, SQUARE_LANES)
+            source = context.make_array(signature.args[0])(context, builder, src_).data
+            target = context.make_array(signature.args[4])(context, builder, out_).data
+            zero = ir.Constant(sums_type, [ir.Constant(double, 0.0)] * SQUARE_LANES)
+            sums = []
+            for _ in range(chunks):
+                slot = cgutils.alloca_once(builder, sums_type)
+                builder.store(zero, slot)
+                sums.append(slot)
+            with cgutils.for_range(builder, steps) as loop:
+                step_at = builder.add(at, builder.mul(loop.index,
+                                                      ir.Constant(_I64, SQUARE_LANES)))
+                for g, slot in enumerate(sums):
+                    chunk_at = builder.add(step_at, builder.mul(ir.Constant(_I64, g), stride))
+                    value = _load(builder, builder.gep(source, [chunk_at]), loaded_type)
+                    if element != double:
+                        value = builder.fpext(value, sums_type)
+                    builder.store(builder.fadd(builder.load(slot), builder.fmul(value, value)),
+                                  slot)
+            for g, slot in enumerate(sums):
+                _store(builder, builder.load(slot),
+                       builder.gep(target, [ir.Constant(_I64, g * SQUARE_LANES)]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return lane_squares
+
+
 PEAK_CHAINS = 12
 
 
