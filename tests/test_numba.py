@@ -272,30 +272,44 @@ def test_one_raw_image_is_predicted_as_its_row_of_a_batch(dtype):
             np.testing.assert_array_equal(model.predict_proba(images[i:i + 1]), batch[i:i + 1])
 
 
-def test_a_long_first_call_logs_the_compile_notice_once(monkeypatch, caplog):
+def test_a_long_first_call_logs_the_compile_notice_once_if_numba_compiles(monkeypatch,
+                                                                            caplog):
     import logging
     import time
 
+    from numba.core.compiler_lock import global_compiler_lock
+
+    from fastmlp.backends.numba import _compile_helper
     from fastmlp.backends.numba import _compile_notice as notice
 
     class Kernel:  # a dispatcher not yet called in this process
         pass
 
     monkeypatch.setattr(notice, "DELAY", 0.05)
+    monkeypatch.setattr(notice, "POLL", 0.01)
     monkeypatch.setattr(notice, "_printed", notice.threading.Event())
     monkeypatch.setattr(notice, "_done", set())
     caplog.set_level(logging.DEBUG, logger="fastmlp")
     kernel = Kernel()
     with notice.compile_notice(kernel):
         pass  # quick: nothing logged
-    with notice.compile_notice(kernel):
-        time.sleep(0.3)  # slow, but its first call has returned: compiled, never timed again
+    with notice.compile_notice(kernel), global_compiler_lock:
+        time.sleep(0.3)  # compiling, but its first call has returned: never timed again
+    with notice.compile_notice(Kernel()):
+        time.sleep(0.3)  # long, but numba compiles nothing: a cached kernel at work
+    assert not notice.compiling()
     assert caplog.record_tuples == []
-    for _ in range(2):
-        with notice.compile_notice(Kernel()):
-            time.sleep(0.3)
+    with notice.compile_notice(Kernel()):
+        time.sleep(0.1)  # numba starts compiling after DELAY: the notice then
+        with global_compiler_lock:
+            assert notice.compiling()
+            time.sleep(0.2)
+    with notice.compile_notice(Kernel()), global_compiler_lock:
+        time.sleep(0.3)  # once per process
     assert caplog.record_tuples == [
         ("fastmlp.backends.numba._compile_notice", logging.WARNING, notice.MESSAGE)]
+    monkeypatch.setattr(_compile_helper, "_waiting", 1)  # waiting for the helper's kernels
+    assert notice.compiling()
 
 
 @pytest.mark.parametrize("setup, stderr", [
@@ -311,8 +325,9 @@ def test_a_library_user_sees_the_compile_notice_unless_logging_says_otherwise(se
         "import logging, time",
         "from fastmlp.backends.numba import _compile_notice as notice",
         setup,
+        "from numba.core.compiler_lock import global_compiler_lock",
         "notice.DELAY = 0.05",
-        "with notice.compile_notice(object()):",
+        "with notice.compile_notice(object()), global_compiler_lock:",
         "    time.sleep(0.5)",
     ])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -61,6 +61,7 @@ _process: subprocess.Popen | None = None  # the helper
 _promised: set[str] = set()  # kernels (py_func names) the helper compiles
 _finished: set[str] = set()  # ... of those, the ones it has compiled
 _exited = False  # the helper has ended
+_waiting = 0  # threads of this process in wait_for, waiting for the helper
 
 
 def request(dtype, rule: int, codes, labels: bool, layers: int) -> None:
@@ -78,12 +79,23 @@ def request(dtype, rule: int, codes, labels: bool, layers: int) -> None:
 def wait_for(name: str) -> None:
     """Wait until the helper, if it is compiling kernel ``name`` (its Python function's
     name), has it in numba's cache, or has ended; cheap when it is not."""
+    global _waiting
     if name not in _promised:
         return
     with _changed:
-        done = _changed.wait_for(lambda: name in _finished or _exited, WAIT_SECONDS)
+        _waiting += 1
+        try:
+            done = _changed.wait_for(lambda: name in _finished or _exited, WAIT_SECONDS)
+        finally:
+            _waiting -= 1
     if not done:
         _stop()
+
+
+def waiting() -> bool:
+    """Whether a thread of this process is waiting for the helper's compiling (for
+    ``_compile_notice``, to which that is compiling too)."""
+    return _waiting > 0
 
 
 def _core_free() -> bool:
