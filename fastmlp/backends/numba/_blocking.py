@@ -9,7 +9,8 @@ Two kinds of number live here:
 
 - **Frozen into the compiled kernels** (`Blocking`: the tile, ``k_block``,
   ``row_tile``, ``forward_tile``, ``column_tile_rows``, ``rows_dot_groups``,
-  ``panel_tiles``, ``gather_ahead``, ``columns_from``, ``column_rows``). numba
+  ``panel_tiles``, ``gather_ahead``, ``columns_from``, ``column_rows``,
+  ``b_block``). numba
   compiles them in as constants, so they are part of the stamp of numba's cache
   (`frozen`, read by
   ``_kernels._drop_stale_cache``): another machine or another override never
@@ -227,6 +228,9 @@ class Blocking(NamedTuple):
     # rows of a worker's batch that a forward product by columns takes at a time, and
     # the most a worker for which its deltas are transposed for the weight gradient
     column_rows: int
+    # bytes of a product's b (its K rows by some columns) that every row tile reads
+    # before the next columns of b (gemm_into)
+    b_block: int
 
     def panel_width(self, itemsize: int) -> int:
         """Columns of ``b`` in one panel of ``gemm_into``'s panel layout."""
@@ -286,6 +290,16 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         # the epoch's time; at batch 1000 they cost 0.12 s for no faster product).
         column_rows=number("column_rows",
                            max(16, min(512, caches.l2 // (2 * 2048 * 4) // 16 * 16))),
+        # Half the L2: a product's b (K rows by some columns) that every row tile reads
+        # before its next columns, so that a b larger than the L2 is not fetched from
+        # memory again by each row tile (BLIS's nc). The forward pass of all of MNIST,
+        # 2 threads, against b read whole by each row tile: 784-1024-1024-10 703-722 ms
+        # against 784-803, 784-512-512-10 245-252 against 260-263, 784-2048-2048-10
+        # 2429-2458 against 2473-2618; a quarter or an eighth of the L2 at 1024 units
+        # 723-732 ms. The epochs' products at batch 128 and 1000 (the 1024-unit
+        # backward's W, a batch-1000 gradient's activations) took the same time either
+        # way (784-1024-1024-10: 2.40-2.52 s against 2.43-2.56).
+        b_block=number("b_block", caches.l2 // 2),
     )
     if given:
         raise TypeError(f"no such blocking number: {', '.join(given)}")
@@ -296,7 +310,7 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
 LIMITS = {"k_block": (1, 1 << 20), "row_tile": (1, 1 << 20), "forward_tile": (1, 1 << 20),
           "column_tile_rows": (1, 32), "rows_dot_groups": (1, 8), "panel_tiles": (1, 64),
           "gather_ahead": (0, 64), "columns_from": (1, 1 << 30),
-          "column_rows": (1, 1 << 20)}
+          "column_rows": (1, 1 << 20), "b_block": (1, 1 << 40)}
 
 
 def parse_overrides(text: str) -> dict[str, int]:

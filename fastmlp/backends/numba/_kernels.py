@@ -153,6 +153,8 @@ PANEL_TILES = _blocking.BLOCKING.panel_tiles
 # worker's batch that such a product takes at a time.
 COLUMNS_FROM = _blocking.BLOCKING.columns_from
 COLUMN_ROWS = _blocking.BLOCKING.column_rows
+# Bytes of b that the row tiles of a product read before the next columns of b.
+B_BLOCK = _blocking.BLOCKING.b_block
 
 
 def forward_by_columns(n_in: int, n_out: int, dtype) -> bool:
@@ -329,33 +331,47 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     lda, a_step = (1, a.shape[1]) if a_transposed != 0 else (a.shape[1], 1)
     lanes = VECTOR_BYTES // a.itemsize
     cols = TILE_VECTORS * lanes
-    for t0 in range(i0, i1, ROW_TILE):
-        t1 = min(t0 + ROW_TILE, i1)
+    # b in column blocks of at most B_BLOCK bytes (its K rows by nc columns), each block
+    # through every row tile before the next: a larger b read whole for each row tile
+    # came from memory every time (BLIS's loop over nc). Blocked, the epilogues run
+    # once all blocks are done.
+    nc = max(cols, B_BLOCK // (max(K, 1) * a.itemsize) // cols * cols)
+    blocked = nc < m
+    for j0 in range(0, m, nc):
+        j1 = min(j0 + nc, m)
+        for t0 in range(i0, i1, ROW_TILE):
+            t1 = min(t0 + ROW_TILE, i1)
+            start = _simd.cycle_counter() if timed else 0
+            for k0 in range(0, max(K, 1), K_BLOCK):  # K = 0: one pass that stores zeros
+                depth = min(K_BLOCK, K - k0)
+                for j in range(j0, j1, cols):
+                    width = min(cols, m - j)
+                    b_at = ((j // ldb) * K + k0) * ldb + j % ldb  # b[k0, j]
+                    if width <= lanes:
+                        # one vector wide (the output layer's 10 units, a last column
+                        # block): the tile of one vector and more rows, not a full
+                        # tile's vectors masked off
+                        for i in range(t0, t1, COLUMN_TILE_ROWS):
+                            column_tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb,
+                                           out, i * m + j, m, depth,
+                                           min(COLUMN_TILE_ROWS, t1 - i), width, k0 > 0)
+                        continue
+                    for i in range(t0, t1, TILE_ROWS):
+                        tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb, out,
+                                i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)
+            middle = _simd.cycle_counter() if timed else 0
+            if mode % EPILOGUE_KINDS != PLAIN and not blocked:
+                epilogue(out, t0, t1, mode, bias, mask)
+            if timed:
+                end = _simd.cycle_counter()
+                clocks[PRODUCTS] += middle - start
+                clocks[EPILOGUES] += end - middle
+    if mode % EPILOGUE_KINDS != PLAIN and blocked:
         start = _simd.cycle_counter() if timed else 0
-        for k0 in range(0, max(K, 1), K_BLOCK):  # K = 0: one pass that stores zeros
-            depth = min(K_BLOCK, K - k0)
-            for j in range(0, m, cols):
-                width = min(cols, m - j)
-                b_at = ((j // ldb) * K + k0) * ldb + j % ldb  # b[k0, j]
-                if width <= lanes:
-                    # one vector wide (the output layer's 10 units, a last column
-                    # block): the tile of one vector and more rows, not a full
-                    # tile's vectors masked off
-                    for i in range(t0, t1, COLUMN_TILE_ROWS):
-                        column_tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb,
-                                       out, i * m + j, m, depth, min(COLUMN_TILE_ROWS, t1 - i),
-                                       width, k0 > 0)
-                    continue
-                for i in range(t0, t1, TILE_ROWS):
-                    tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb, out,
-                            i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)
-        middle = _simd.cycle_counter() if timed else 0
-        if mode % EPILOGUE_KINDS != PLAIN:
-            epilogue(out, t0, t1, mode, bias, mask)
+        for t0 in range(i0, i1, ROW_TILE):
+            epilogue(out, t0, min(t0 + ROW_TILE, i1), mode, bias, mask)
         if timed:
-            end = _simd.cycle_counter()
-            clocks[PRODUCTS] += middle - start
-            clocks[EPILOGUES] += end - middle
+            clocks[EPILOGUES] += _simd.cycle_counter() - start
 
 
 @cached_njit(**_JIT)
