@@ -188,7 +188,9 @@ def numba_settings_lines(numba: dict) -> list[str]:
         lines.append(f"  forward products by columns from {numba['columns_from']} units, "
                      f"{numba['column_rows']} rows at a time (FASTMLP_NUMBA_BLOCKING)")
     if "b_block" in numba:
-        lines.append(f"  b read by every row tile {numba['b_block'] >> 10} KiB at a time "
+        lines.append(f"  b read by every row tile {numba['b_block'] >> 10} KiB at a time, "
+                     f"copied into panels from {numba['pack_rows']} rows where its rows "
+                     f"lie a multiple of {numba['pack_stride']} bytes apart "
                      "(FASTMLP_NUMBA_BLOCKING)")
     lines.append(f"  products of >= {numba['parallel_work']:,} multiply-adds split across "
                  "threads (FASTMLP_NUMBA_PARALLEL_WORK)")

@@ -153,8 +153,11 @@ PANEL_TILES = _blocking.BLOCKING.panel_tiles
 # worker's batch that such a product takes at a time.
 COLUMNS_FROM = _blocking.BLOCKING.columns_from
 COLUMN_ROWS = _blocking.BLOCKING.column_rows
-# Bytes of b that the row tiles of a product read before the next columns of b.
+# Bytes of b that the row tiles of a product read before the next columns of b, and the
+# rows from which a product copies b into panels (gemm_into).
 B_BLOCK = _blocking.BLOCKING.b_block
+PACK_ROWS = _blocking.BLOCKING.pack_rows
+PACK_STRIDE = _blocking.BLOCKING.pack_stride
 
 
 def forward_by_columns(n_in: int, n_out: int, dtype) -> bool:
@@ -334,11 +337,34 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     # b in column blocks of at most B_BLOCK bytes (its K rows by nc columns), each block
     # through every row tile before the next: a larger b read whole for each row tile
     # came from memory every time (BLIS's loop over nc). Blocked, the epilogues run
-    # once all blocks are done.
-    nc = max(cols, B_BLOCK // (max(K, 1) * a.itemsize) // cols * cols)
+    # once all blocks are done. Where not even one tile's columns of b fit (k of tens of
+    # thousands, the backward pass of a whole data set), b is read whole by each row
+    # tile as before: blocks of it would only read a's rows again for each.
+    nc = B_BLOCK // (max(K, 1) * a.itemsize) // cols * cols
+    fits = nc > 0
+    if not fits:
+        nc = m
     blocked = nc < m
+    # A product of many rows and long k whose plain b has rows a multiple of PACK_STRIDE
+    # bytes apart (4 KiB; at 1024 units a k block's rows all lie on the same few L1
+    # sets) copies each column
+    # block of b into panels a tile wide first (BLIS's packing): every row tile then
+    # reads a k block's rows of a panel from consecutive lines.
+    packing = (fits and i1 - i0 >= PACK_ROWS and K >= 2 * K_BLOCK and ldb == m and m > cols
+               and m * b.itemsize % PACK_STRIDE == 0)
+    panels = np.empty((-(-min(nc, m) // cols) * K if packing else 0, cols), b.dtype)
+    b_flat = b.reshape(b.size)
     for j0 in range(0, m, nc):
         j1 = min(j0 + nc, m)
+        if packing:
+            start = _simd.cycle_counter() if timed else 0
+            for j in range(j0, j1, cols):
+                width = min(cols, m - j)
+                first = (j - j0) // cols * K
+                for k in range(K):
+                    panels[first + k, :width] = b_flat[k * m + j:k * m + j + width]
+            if timed:
+                clocks[EPILOGUES] += _simd.cycle_counter() - start
         for t0 in range(i0, i1, ROW_TILE):
             t1 = min(t0 + ROW_TILE, i1)
             start = _simd.cycle_counter() if timed else 0
@@ -346,18 +372,21 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
                 depth = min(K_BLOCK, K - k0)
                 for j in range(j0, j1, cols):
                     width = min(cols, m - j)
-                    b_at = ((j // ldb) * K + k0) * ldb + j % ldb  # b[k0, j]
+                    if packing:  # panels[(j - j0) // cols * K + k0]
+                        source, b_at, ld = panels, ((j - j0) // cols * K + k0) * cols, cols
+                    else:  # b[k0, j]
+                        source, b_at, ld = b, ((j // ldb) * K + k0) * ldb + j % ldb, ldb
                     if width <= lanes:
                         # one vector wide (the output layer's 10 units, a last column
                         # block): the tile of one vector and more rows, not a full
                         # tile's vectors masked off
                         for i in range(t0, t1, COLUMN_TILE_ROWS):
-                            column_tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb,
-                                           out, i * m + j, m, depth,
+                            column_tile_nn(a, i * lda + k0 * a_step, lda, a_step, source, b_at,
+                                           ld, out, i * m + j, m, depth,
                                            min(COLUMN_TILE_ROWS, t1 - i), width, k0 > 0)
                         continue
                     for i in range(t0, t1, TILE_ROWS):
-                        tile_nn(a, i * lda + k0 * a_step, lda, a_step, b, b_at, ldb, out,
+                        tile_nn(a, i * lda + k0 * a_step, lda, a_step, source, b_at, ld, out,
                                 i * m + j, m, depth, min(TILE_ROWS, t1 - i), width, k0 > 0)
             middle = _simd.cycle_counter() if timed else 0
             if mode % EPILOGUE_KINDS != PLAIN and not blocked:
