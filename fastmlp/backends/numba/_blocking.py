@@ -302,7 +302,10 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         # 2429-2458 against 2473-2618; a quarter or an eighth of the L2 at 1024 units
         # 723-732 ms. The epochs' products at batch 128 and 1000 (the 1024-unit
         # backward's W, a batch-1000 gradient's activations) took the same time either
-        # way (784-1024-1024-10: 2.40-2.52 s against 2.43-2.56).
+        # way (784-1024-1024-10: 2.40-2.52 s against 2.43-2.56). Where not even one
+        # tile's columns of b fit (k of tens of thousands: the backward pass of 20 000
+        # rows), b is read whole: blocks of it read a's rows again for each, 695 -> 1190
+        # ms at 1024 units.
         b_block=number("b_block", caches.l2 // 2),
         # From 4 row tiles, b's rows a multiple of 4 KiB apart (the L1 has 64 sets of
         # 64 bytes on every x86-64 core of the last decade: such rows share their sets),

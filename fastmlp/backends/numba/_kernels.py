@@ -313,6 +313,11 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     ``_simd``), so its bits do not depend on where it lies, how the rows are
     split between calls, the layout of ``b``, or the target's vector width.
 
+    The row tiles read ``b`` a column block of at most ``B_BLOCK`` bytes at a time,
+    and a product of many rows and long ``k`` whose plain ``b`` has rows
+    ``PACK_STRIDE`` bytes apart reads a copy of each block in panels a tile wide
+    (BLIS's nc loop and packing; see ``_blocking``).
+
     Each cache tile of rows then goes through ``mode`` (``epilogue(kind,
     code)``): ``PLAIN`` keeps the sums ``s``; ``BIAS_ACTIVATION`` makes them
     ``f(s + bias[j])`` for the function ``code`` (``BIAS_RELU``: ``max(s +
