@@ -358,7 +358,6 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     packing = (fits and i1 - i0 >= PACK_ROWS and K >= 2 * K_BLOCK and ldb == m and m > cols
                and m * b.itemsize % PACK_STRIDE == 0)
     panels = np.empty((-(-min(nc, m) // cols) * K if packing else 0, cols), b.dtype)
-    b_flat = b.reshape(b.size)
     for j0 in range(0, m, nc):
         j1 = min(j0 + nc, m)
         if packing:
@@ -366,8 +365,10 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
             for j in range(j0, j1, cols):
                 width = min(cols, m - j)
                 first = (j - j0) // cols * K
-                for k in range(K):
-                    panels[first + k, :width] = b_flat[k * m + j:k * m + j + width]
+                for k in range(K):  # (b is (K, m) as it lies)
+                    row, panel_row = b[k], panels[first + k]
+                    for c in range(width):
+                        panel_row[c] = row[j + c]
             if timed:
                 clocks[EPILOGUES] += _simd.cycle_counter() - start
         for t0 in range(i0, i1, ROW_TILE):
