@@ -377,7 +377,9 @@ def epoch_parts(clocks, wall):
     ``clocks`` is ``(workers, N_PARTS)``, ``wall`` the epoch's wall time. A part
     is the workers' mean: ``gather`` the batch gather and scaling, ``products``
     the micro-kernels' tile loops, ``epilogues`` what is fused after them
-    (bias + ReLU, ReLU mask, softmax + loss, bias gradients), ``update``
+    (bias + ReLU, ReLU mask, softmax + loss, bias gradients; also the
+    transpositions of the products by columns and the copies of ``b`` into
+    panels), ``update``
     the optimizer step and the refresh of the later layers' ``W.T``,
     ``wait`` the barriers, ``other`` the rest of the worker's loop, and
     ``launch`` the wall time outside the workers' loops (starting and joining

@@ -327,9 +327,8 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     address (``epilogues``; a mode of kind ``PLAIN`` does not call it): linked in,
     its table of functions was compiled again with every product.
     (Arguments a mode does not read may be empty arrays.) Unless ``clocks``
-    is empty, the cycles of the tile loops
-    and of the epilogues are added to ``clocks[PRODUCTS]`` and
-    ``clocks[EPILOGUES]``.
+    is empty, the cycles of the tile loops are added to ``clocks[PRODUCTS]``,
+    those of the epilogues and of the copies into panels to ``clocks[EPILOGUES]``.
     """
     timed = clocks.shape[0] > 0
     K = a.shape[0] if a_transposed != 0 else a.shape[1]
@@ -352,9 +351,9 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     blocked = nc < m
     # A product of many rows and long k whose plain b has rows a multiple of PACK_STRIDE
     # bytes apart (4 KiB; at 1024 units a k block's rows all lie on the same few L1
-    # sets) copies each column
-    # block of b into panels a tile wide first (BLIS's packing): every row tile then
-    # reads a k block's rows of a panel from consecutive lines.
+    # sets) copies each column block of b into panels a tile wide first (BLIS's
+    # packing): every row tile then reads a k block's rows of a panel from consecutive
+    # lines.
     packing = (fits and i1 - i0 >= PACK_ROWS and K >= 2 * K_BLOCK and ldb == m and m > cols
                and m * b.itemsize % PACK_STRIDE == 0)
     panels = np.empty((-(-min(nc, m) // cols) * K if packing else 0, cols), b.dtype)
