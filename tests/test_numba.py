@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -740,14 +741,42 @@ def test_a_first_epoch_compiles_only_the_callees_it_calls(tmp_path):
 
 def test_a_compile_helper_needs_a_free_core(monkeypatch):
     # a helper on a busy core costs its start and saves nothing: it starts where the
-    # kernels may use two threads and the load average leaves half a core of them
+    # kernels may use two threads and half a core is idle now (the cores watched for a
+    # moment), or, where the cores cannot be watched, the load average leaves half a core
     from fastmlp.backends.numba import _compile_helper
 
+    for threads, idle, free in [(2, 1.0, True), (2, 0.5, True), (2, 0.4, False),
+                                (1, 2.0, False), (4, 0.6, True), (4, 0.0, False)]:
+        monkeypatch.setattr(_compile_helper, "num_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(_compile_helper, "_idle_cores", lambda idle=idle: idle)
+        monkeypatch.setattr(_compile_helper.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+        assert _compile_helper._core_free() is free, (threads, idle)
+    monkeypatch.setattr(_compile_helper, "_idle_cores", lambda: None)
     for threads, load, free in [(2, 0.9, True), (2, 1.5, True), (2, 1.6, False),
                                 (1, 0.0, False), (4, 3.2, True), (4, 3.6, False)]:
         monkeypatch.setattr(_compile_helper, "num_threads", lambda threads=threads: threads)
         monkeypatch.setattr(_compile_helper.os, "getloadavg", lambda load=load: (load, 0, 0))
         assert _compile_helper._core_free() is free, (threads, load)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux's /proc/stat")
+def test_the_idle_cores_are_read_from_the_cores_this_process_may_use():
+    from fastmlp.backends.numba import _compile_helper
+
+    cores = len(os.sched_getaffinity(0))
+    idle = _compile_helper._idle_cores(0.05)
+    assert idle is not None and 0.0 <= idle <= cores
+    stop = time.monotonic() + 0.3
+
+    def spin():
+        while time.monotonic() < stop:
+            pass
+
+    spinner = threading.Thread(target=spin)  # one core kept busy while they are watched
+    spinner.start()
+    idle = _compile_helper._idle_cores(0.2)
+    spinner.join()
+    assert idle is not None and idle <= cores - 0.5
 
 
 def _lane_order_squares(chunk):

@@ -15,8 +15,8 @@ took 3.8-4.1 s this way against 5.9-6.1 s, alternating runs on the project's
 worker took 2.2 s here, the callees 1.8 s and the forward pass 0.3 s there).
 
 It starts only where it can help: numba is compiling the worker (its cache
-held none for the call), numba has a cache to share, a second core is likely
-free (``_core_free``), and the executable is Python (not a frozen application).
+held none for the call), numba has a cache to share, a second core is idle now
+(``_core_free``), and the executable is Python (not a frozen application).
 ``FASTMLP_NUMBA_COMPILE_HELPER=0`` turns it off, ``1`` starts it whatever the
 load (where numba caches and the executable is Python). It changes when kernels
 compile, never what they compute; if it fails, this process compiles what it
@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 from numba.core import event
@@ -98,18 +99,63 @@ def waiting() -> bool:
     return _waiting > 0
 
 
+# How long _core_free watches the cores before it decides.
+IDLE_SECONDS = 0.05
+
+
+def _idle_cores(seconds: float = IDLE_SECONDS) -> float | None:
+    """How many of the cores this process may run on were idle over the next ``seconds``
+    (Linux's ``/proc/stat``: idle and waiting ticks over all ticks, times the cores);
+    None where that cannot be read."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+    def ticks():
+        idle = total = cores = 0
+        with open("/proc/stat") as stat:
+            for line in stat:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                if allowed is not None and int(name[3:]) not in allowed:
+                    continue
+                values = [int(value) for value in fields[:8]]
+                idle += values[3] + values[4]
+                total += sum(values)
+                cores += 1
+        return idle, total, cores
+
+    try:
+        idle0, total0, _ = ticks()
+        time.sleep(seconds)
+        idle1, total1, cores = ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0 or cores == 0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * cores
+
+
 def _core_free() -> bool:
     """Whether another core is likely free for a helper: the kernels may use two threads
-    or more (``_threads.num_threads``), and the load average leaves half a core of
-    them (a helper on a busy core costs its start, about a second of processor time,
-    and saves nothing: 5.6-5.9 s alone against 6.8 s helped, load average 2-2.7 on
-    the project's 2-core Xeon)."""
+    or more (``_threads.num_threads``), and half a core of them is idle now, watched for
+    ``IDLE_SECONDS`` (this process compiling on one). A helper on a busy core costs its
+    start, about a second of processor time, and saves nothing: 5.6-5.9 s alone against
+    6.8 s helped, load average 2-2.7 on the project's 2-core Xeon. The cores are watched,
+    not the 1-minute load average, which stays high for a minute after the machine's
+    work ended: after 90 s of both cores busy, load 1.9, the first ``fastmlp train
+    --epochs 1`` took 7.5 s without the helper it then refused. Where the cores cannot be
+    watched, the load average decides (at most ``threads - 0.5``)."""
     threads = num_threads()
+    if threads <= 1:
+        return False
+    idle = _idle_cores()
+    if idle is not None:
+        return idle >= 0.5
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on this platform: threads alone decide
         load = 0.0
-    return threads > 1 and load <= threads - 0.5
+    return load <= threads - 0.5
 
 
 def _enabled() -> bool:
