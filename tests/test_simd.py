@@ -127,7 +127,8 @@ def _run_all(runs, folder, dtypes=("float32",)):
 
 def _run(environment, cache, dtypes=("float32",)):
     env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
-    env.update(environment, NUMBA_CACHE_DIR=str(cache))
+    # (no compile helper: two subprocesses already keep both cores compiling)
+    env.update(environment, NUMBA_CACHE_DIR=str(cache), FASTMLP_NUMBA_COMPILE_HELPER="0")
     done = subprocess.run([sys.executable, "-c", SCRIPT, *dtypes], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
