@@ -1033,12 +1033,14 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
         n_out, n_in, w_at = layout[l, N_OUT], layout[l, N_IN], layout[l, W_AT]
         from_wt = l == 0 and layout[0, COLUMNS] == 0
         block = wt[w_at:w_at + n_out * n_in] if from_wt else theta[w_at:w_at + n_out * n_in]
+        # the first layer's W in theta is summed in W.T's order, gathered chunk by chunk
+        gathering = l == 0 and not from_wt
         n_chunks = -(-block.shape[0] // PENALTY_CHUNK)
         q, q1 = max(g0 - g, 0), min(g1 - g, n_chunks)  # the task's chunks of the layer
         while q < q1:
             begin = q * PENALTY_CHUNK
             if (q + SQUARE_GROUP <= q1 and (q + SQUARE_GROUP) * PENALTY_CHUNK <= block.shape[0]
-                    and (l > 0 or from_wt)):  # whole chunks that lie as they are summed
+                    and not gathering):  # whole chunks that lie as they are summed
                 _group_squares(block, begin, PENALTY_CHUNK,
                                PENALTY_CHUNK // _simd.SQUARE_LANES, lanes)
                 for i in range(SQUARE_GROUP):
@@ -1046,7 +1048,7 @@ def _squared_weights_chunks(theta, wt, layout, sums, c, tasks):
                 q += SQUARE_GROUP
                 continue
             end = min(begin + PENALTY_CHUNK, block.shape[0])
-            if l == 0 and not from_wt:
+            if gathering:
                 chunk = _transposed_chunk(block, n_out, n_in, begin, end, gathered)
             else:
                 chunk = block[begin:end]
