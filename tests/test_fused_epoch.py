@@ -269,10 +269,13 @@ def test_forward_products_by_columns_train_the_same_bits(dtype, make, random_pro
     # and in the caller: the same parameters, optimizer state, loss (scikit-learn's
     # L2 term included) and hits. (Batches of 40 rows: the deltas of the layers by
     # columns transposed for the weight gradients; test_simd.py's blockings take a
-    # few rows by columns at a time, and no deltas transposed.)
+    # few rows by columns at a time, and no deltas transposed. The 128-input layer by
+    # columns keeps W in panels for delta @ W, kernels.w_panel, the others read it
+    # as it lies.)
     from fastmlp.backends.numba import _api, _kernels
 
-    sizes = (97, 70, 100, 10)  # 97 * 70 weights: chunks of the L2 term end off a multiple of 8
+    # 97 * 70 weights: chunks of the L2 term end off a multiple of 8
+    sizes = (97, 70, 128, 100, 10)
     params, x, y = random_problem(sizes, 157, dtype)
     results = {}
     for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
@@ -280,8 +283,8 @@ def test_forward_products_by_columns_train_the_same_bits(dtype, make, random_pro
             monkeypatch.setattr(_api, "PARALLEL_WORK", 1)  # workers on threads
             monkeypatch.setattr(_kernels, "COLUMNS_FROM", columns_from)
             layout = [_kernels.forward_by_columns(i, o, dtype) for i, o in zip(sizes, sizes[1:])]
-            assert layout == {10**9: [False] * 3, 1: [True] * 3,
-                              80: [False, True, True]}[columns_from]
+            assert layout == {10**9: [False] * 4, 1: [True] * 4,
+                              80: [False, True, True, True]}[columns_from]
             saved = numba.get_num_threads()
             numba.set_num_threads(threads)
             try:

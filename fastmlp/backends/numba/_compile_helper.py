@@ -46,7 +46,7 @@ SETTING = "FASTMLP_NUMBA_COMPILE_HELPER"
 # once), unless the epoch does not call them (_kernels.Uncalled).
 HELPED = ("gemm_into", "epilogue_rows", "update_slice", "softmax_rows",
           "softmax_cross_entropy_rows", "output_loss_rows", "squared_weights_chunks",
-          "transpose_rows")
+          "transpose_rows", "rows_into_panels")
 FORWARD = "forward_rows"
 
 # How long this process waits for a kernel of the helper's before compiling it

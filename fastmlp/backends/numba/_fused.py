@@ -44,7 +44,8 @@ class EpochBuffers(NamedTuple):
     d: np.ndarray       # (rows * units,): each layer's delta, dLoss/dz
     d_t: np.ndarray     # (rows * units,): delta.T of the layers by columns, (n_out, n) each
     wt: np.ndarray      # like theta: each W transposed (the first layer's working copy),
-                        # but those of the layers by columns (kernels.forward_by_columns)
+                        # but those of the layers by columns (kernels.forward_by_columns),
+                        # which keep W in panels there for delta @ W (kernels.w_panel)
     s1t: np.ndarray     # like state1 (or empty): the first layer's block transposed
     s2t: np.ndarray     # like state2 (or empty): the same
     grad: np.ndarray    # like theta: the step's gradient (the first layer's as dW.T)
@@ -316,8 +317,9 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     # and copied back afterwards.
     offsets = np.cumsum([0] + [p.size for p in flat])
     units = np.cumsum([0] + [W.shape[0] for W in Ws])
+    by_columns = [k.forward_by_columns(W.shape[1], W.shape[0], dtype) for W in Ws]
     layout = np.array([(W.shape[0], W.shape[1], offsets[2 * l], offsets[2 * l + 1], units[l],
-                        k.forward_by_columns(W.shape[1], W.shape[0], dtype))
+                        by_columns[l], k.w_panel(l, W.shape[1], by_columns[l], dtype))
                        for l, W in enumerate(Ws)], np.int64)
     groups = [flat, *(list(state) for state in states)]
     vectors = [_vector(arrays, dtype) for arrays in groups]

@@ -477,6 +477,63 @@ def make_transpose_kernel(vector_bytes: int):
     return transpose_block
 
 
+def make_copy_kernel(vector_bytes: int):
+    """The intrinsic ``copy_block(src, src_at, lds, dst, dst_at, ldd, rows, cols)``.
+
+    For ``r < rows`` and ``c < cols``::
+
+        dst[r, c] = src[r, c]
+
+    where ``src[r, c]`` is element ``src_at + r * lds + c`` of ``src``'s buffer
+    and ``dst[r, c]`` element ``dst_at + r * ldd + c`` of ``dst``'s: each row
+    copied a vector at a time, the last vector masked. The copies of ``b``
+    into panels (``gemm_into``, the epoch's ``W`` for its backward product)
+    take one call per panel; numba's loops over slices of rows took 1.8 s more
+    to compile, its loops over elements ran at 7-14 GB/s in L1 (not vectorised
+    where an offset was in the index; views of each row, 38 GB/s, cost 0.3 s
+    more to compile the epoch).
+    """
+
+    @intrinsic
+    def copy_block(typingctx, src, src_at, lds, dst, dst_at, ldd, rows, cols):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+                and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp, types.intp,
+                         types.intp)
+
+        def codegen(context, builder, signature, args):
+            src_, src_at, lds, dst_, dst_at, ldd, rows, cols = args
+            element = context.get_value_type(signature.args[0].dtype)
+            lanes = vector_bytes // _bytes(element)
+            vector_type = ir.VectorType(element, lanes)
+            source, target = (context.make_array(signature.args[i])(context, builder, value).data
+                              for i, value in ((0, src_), (3, dst_)))
+            width = ir.Constant(_I64, lanes)
+            whole = builder.sdiv(cols, width)
+            tail = builder.sub(cols, builder.mul(whole, width))
+            tail_mask = _lane_mask(builder, tail, lanes)
+            with cgutils.for_range(builder, rows) as row:
+                source_row = builder.add(src_at, builder.mul(row.index, lds))
+                target_row = builder.add(dst_at, builder.mul(row.index, ldd))
+                with cgutils.for_range(builder, whole) as vector:
+                    c = builder.mul(vector.index, width)
+                    value = _load(builder, builder.gep(source, [builder.add(source_row, c)]),
+                                  vector_type)
+                    _store(builder, value, builder.gep(target, [builder.add(target_row, c)]))
+                with builder.if_then(builder.icmp_signed(">", tail, ir.Constant(_I64, 0))):
+                    c = builder.mul(whole, width)
+                    value = _load(builder, builder.gep(source, [builder.add(source_row, c)]),
+                                  vector_type, tail_mask)
+                    _store(builder, value, builder.gep(target, [builder.add(target_row, c)]),
+                           tail_mask)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy_block
+
+
 # Float64 partial sums of a chunk of squares (make_squares_kernel): element i of the
 # chunk goes into sum i % SQUARE_LANES.
 SQUARE_LANES = 8
