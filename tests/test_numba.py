@@ -451,6 +451,28 @@ def test_transpose_rows_into_panels_moves_every_value_and_nothing_else(n, m, dty
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_out, n_in", [(1, 8), (5, 24), (10, 128), (70, 256)])
+def test_rows_into_panels_moves_every_value_and_nothing_else(n_out, n_in, dtype):
+    # rows j0:j1 of W (n_out, n_in) into gemm_into's layout of W as b, panels of width
+    # columns from element at: W[j, c] lands at at + ((c // width) * n_out + j) * width
+    # + c % width; widths of one vector and of one vector and a part (copy_block's
+    # masked tail), and the epoch's own
+    rng = np.random.default_rng(n_out * n_in)
+    W = rng.standard_normal((n_out, n_in)).astype(dtype)
+    lanes = _kernels.VECTOR_BYTES // np.dtype(dtype).itemsize
+    at = 5
+    for width in sorted({w for w in (lanes, lanes + lanes // 2, _kernels.panel_width(dtype), 8)
+                         if n_in % w == 0}):
+        for j0, j1 in ((0, n_out), (n_out // 3, n_out - n_out // 4)):
+            panels = np.full(at + n_out * n_in + 3, -7.0, dtype)
+            _kernels.rows_into_panels(W, panels, at, width, j0, j1)
+            expected = np.full(at + n_out * n_in + 3, -7.0, dtype)
+            block = expected[at:at + n_out * n_in].reshape(n_in // width, n_out, width)
+            block[:, j0:j1] = W[j0:j1].reshape(j1 - j0, n_in // width, width).transpose(1, 0, 2)
+            np.testing.assert_array_equal(panels, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, K, m", [(1, 1, 1), (7, 5, 3), (13, 40, 10), (50, 300, 100),
                                      (64, 784, 128), (30, 257, 200), (6, 3, 129)])
 def test_gemm_of_b_in_panels_gives_the_same_bits(dtype, n, K, m):
