@@ -192,6 +192,9 @@ def numba_settings_lines(numba: dict) -> list[str]:
                      f"copied into panels from {numba['pack_rows']} rows where its rows "
                      f"lie a multiple of {numba['pack_stride']} bytes apart "
                      "(FASTMLP_NUMBA_BLOCKING)")
+    if "refresh_bytes" in numba:
+        lines.append(f"  W's panels refreshed by the update {numba['refresh_bytes'] >> 10} KiB "
+                     "of rows at a time (FASTMLP_NUMBA_BLOCKING)")
     lines.append(f"  products of >= {numba['parallel_work']:,} multiply-adds split across "
                  "threads (FASTMLP_NUMBA_PARALLEL_WORK)")
     overrides = numba.get("overrides")

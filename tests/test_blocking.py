@@ -111,7 +111,8 @@ def test_the_defaults_follow_the_tile():
     assert blocking == _blocking.Blocking(tile=AVX512, k_block=160, row_tile=48, forward_tile=240,
                                           column_tile_rows=24, rows_dot_groups=2, panel_tiles=1,
                                           gather_ahead=4, columns_from=384, column_rows=128,
-                                          b_block=1 << 20, pack_rows=192, pack_stride=4096)
+                                          b_block=1 << 20, pack_rows=192, pack_stride=4096,
+                                          refresh_bytes=16 << 10)
     assert blocking.panel_width(4) == 64 and blocking.panel_width(8) == 32
     assert _blocking.default_blocking(AVX2, caches).column_tile_rows == 12
     assert _blocking.default_blocking(AVX2, caches)._replace(panel_tiles=3).panel_width(4) == 48
@@ -159,7 +160,8 @@ def test_the_kernels_compile_the_table_s_numbers():
     compiled = (_kernels.TILE, _kernels.K_BLOCK, _kernels.ROW_TILE, _kernels.FORWARD_TILE,
                 _kernels.COLUMN_TILE_ROWS, _kernels.ROWS_DOT_GROUPS, _kernels.PANEL_TILES,
                 _kernels.GATHER_AHEAD, _kernels.COLUMNS_FROM, _kernels.COLUMN_ROWS,
-                _kernels.B_BLOCK, _kernels.PACK_ROWS, _kernels.PACK_STRIDE)
+                _kernels.B_BLOCK, _kernels.PACK_ROWS, _kernels.PACK_STRIDE,
+                _kernels.REFRESH_BYTES)
     assert compiled == tuple(blocking)
     assert _kernels.panel_width("float32") == blocking.panel_width(4)
     assert _api.PARALLEL_WORK == _blocking.PARALLEL_WORK
@@ -173,7 +175,7 @@ def test_settings_report_the_blocking_the_caches_and_the_overrides():
     assert settings["tile"] == str(blocking.tile)
     names = ("k_block", "row_tile", "forward_tile", "column_tile_rows", "rows_dot_groups",
              "gather_ahead", "columns_from", "column_rows", "b_block",
-             "pack_rows", "pack_stride")
+             "pack_rows", "pack_stride", "refresh_bytes")
     assert {name: settings[name] for name in names} == {name: getattr(blocking, name)
                                                          for name in names}
     assert settings["panel_width"] == blocking.panel_width(4)

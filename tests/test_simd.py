@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent("""
     from fastmlp.backends.numba import _kernels
     nb = load_backend("numba")
     rng = np.random.default_rng(0)
-    sizes = (37, 29, 70, 10)
+    sizes = (37, 29, 70, 128, 10)  # (128 inputs: W in panels for delta @ W, by columns)
     x = rng.integers(0, 256, (203, 37)).astype(np.uint8)
     y = rng.integers(0, 10, 203)
     digest = hashlib.sha256()
@@ -100,11 +100,11 @@ BLOCKINGS = {
     "blocking small": {"FASTMLP_NUMBA_BLOCKING": "k_block=7,row_tile=7,forward_tile=5,"
                        "column_tile_rows=5,rows_dot_groups=1,panel_tiles=2,gather_ahead=0,"
                        "columns_from=1,column_rows=7,b_block=13000,pack_rows=1,"
-                       "pack_stride=8"},
+                       "pack_stride=8,refresh_bytes=1"},
     "blocking large": {"FASTMLP_NUMBA_BLOCKING": "k_block=4096,row_tile=4096,"
                        "forward_tile=4096,column_tile_rows=32,rows_dot_groups=3,"
                        "panel_tiles=3,gather_ahead=64,columns_from=1000000,"
-                       "b_block=1099511627776"},
+                       "b_block=1099511627776,refresh_bytes=1099511627776"},
     "k_block 16 on haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma",
                               "FASTMLP_NUMBA_BLOCKING": "k_block=16,columns_from=60"},
     "k_block 1 tile 5x3x256": {"FASTMLP_NUMBA_TILE": "5x3x256",
@@ -344,6 +344,7 @@ def test_stale_cache_is_dropped_when_the_generator_changes(tmp_path):
                                     {"column_tile_rows": 2}, {"rows_dot_groups": 1},
                                     {"panel_tiles": 2}, {"gather_ahead": 0},
                                     {"columns_from": 1}, {"column_rows": 5},
+                                    {"refresh_bytes": 1},
                                     {"tile": _simd.Tile(5, 3, 32)}])
 def test_another_blocking_drops_the_cache(change, tmp_path, monkeypatch):
     # A cache compiled for other block sizes (another machine's caches, another

@@ -101,7 +101,7 @@ def settings() -> dict:
             "panel_width": blocking.panel_width(4), "gather_ahead": blocking.gather_ahead,
             "columns_from": blocking.columns_from, "column_rows": blocking.column_rows,
             "b_block": blocking.b_block, "pack_rows": blocking.pack_rows,
-            "pack_stride": blocking.pack_stride,
+            "pack_stride": blocking.pack_stride, "refresh_bytes": blocking.refresh_bytes,
             "caches": _blocking.CACHES._asdict(),
             "overrides": dict(_blocking.OVERRIDES),
             "threads": num_threads(), "thread_limits": thread_limits()}

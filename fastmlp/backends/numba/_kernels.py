@@ -159,6 +159,8 @@ COLUMN_ROWS = _blocking.BLOCKING.column_rows
 B_BLOCK = _blocking.BLOCKING.b_block
 PACK_ROWS = _blocking.BLOCKING.pack_rows
 PACK_STRIDE = _blocking.BLOCKING.pack_stride
+# Bytes of W's rows that the update takes at a time where it refreshes W's panels too
+REFRESH_BYTES = _blocking.BLOCKING.refresh_bytes
 
 
 def forward_by_columns(n_in: int, n_out: int, dtype) -> bool:
@@ -1368,11 +1370,16 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, l2_total, c,
         if j0 < j1 and (l > 0 or layout[0, COLUMNS] != 0):
             start = _simd.cycle_counter()
             panel = layout[l, W_PANEL]
-            callees.update_slice(params, grad, w_at + j0 * n_in, w_at + j1 * n_in, hyper,
-                                 lr, t, l2_total)
-            if panel != n_in:  # the backward product reads W's panels
-                callees.rows_into_panels(_block(theta, w_at, (n_out, n_in)), buffers.wt, w_at,
-                                         panel, j0, j1)
+            # where the backward product reads W's panels, a few rows at a time: each
+            # updated, then copied into the panels while in L1
+            step = j1 - j0 if panel == n_in else max(1, REFRESH_BYTES // (n_in * theta.itemsize))
+            for q0 in range(j0, j1, step):
+                q1 = min(q0 + step, j1)
+                callees.update_slice(params, grad, w_at + q0 * n_in, w_at + q1 * n_in, hyper,
+                                     lr, t, l2_total)
+                if panel != n_in:
+                    callees.rows_into_panels(_block(theta, w_at, (n_out, n_in)), buffers.wt,
+                                             w_at, panel, q0, q1)
             if layout[l, COLUMNS] == 0:  # the forward product reads W.T
                 callees.transpose_rows(_block(theta, w_at, (n_out, n_in)),
                                        _block(buffers.wt, w_at, (n_in, n_out)),
