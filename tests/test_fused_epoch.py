@@ -303,6 +303,30 @@ def test_forward_products_by_columns_train_the_same_bits(dtype, make, random_pro
             assert_identical([arrays], [arrays_want])
 
 
+def test_the_buffers_of_the_layers_by_columns_follow_the_layout(random_problem, monkeypatch):
+    # a_t, z_t (a worker's rows of a layer by columns, transposed) and d_t (the deltas
+    # of those layers transposed) are sized by the layers whose forward runs by
+    # columns, and empty where none does
+    from fastmlp.backends.numba import _fused, _kernels
+
+    allocated = []
+    allocate = _fused.EpochBuffers.allocate
+    monkeypatch.setattr(_fused.EpochBuffers, "allocate", lambda *a, **kw: allocated.append(
+        allocate(*a, **kw)) or allocated[-1])
+    sizes = (97, 70, 100, 10)
+    params, x, y = random_problem(sizes, 157, np.float32)
+    for columns_from in (10**9, 80):
+        monkeypatch.setattr(_kernels, "COLUMNS_FROM", columns_from)
+        numba_backend.train_epoch(copy.deepcopy(params), x, y, 40, optim.SGD(0.05),
+                                  np.full(4, 0.05))
+    none, some = allocated
+    assert none.d_t.size == none.a_t.size == none.z_t.size == 0
+    # layers 70 -> 100 and 100 -> 10 by columns: a_t holds up to 100 inputs, z_t 100 units
+    rows = some.a_t.shape[1] // 100
+    assert rows > 0 and some.a_t.shape[1] == 100 * rows and some.z_t.shape[1] == 100 * rows
+    assert some.d_t.size == 40 * sum(sizes[1:])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_small_epoch_runs_on_one_worker_in_the_calling_thread(dtype, random_problem,
                                                                monkeypatch):

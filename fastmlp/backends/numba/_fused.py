@@ -333,7 +333,7 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     # sets starting and joining the workers cost more than the epoch (the same bits).
     small = n * 3 * int(layout[:, k.N_OUT] @ layout[:, k.N_IN]) < _api.PARALLEL_WORK
     workers = 1 if small else max(1, min(num_threads(), n))
-    columns = [(n_in, n_out) for n_out, n_in, *_, by_columns in layout if by_columns]
+    columns = [(row[k.N_IN], row[k.N_OUT]) for row in layout if row[k.COLUMNS]]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
                                     state1, state2, sample_weight.shape[0] > 0,
                                     targets.shape[1] if targets.shape[0] else 0,
