@@ -432,6 +432,27 @@ def make_rows_dot_kernel(vector_bytes: int, groups: int = 1):
     return rows_dot
 
 
+def _block_signature(src, dst):
+    """The signature of an intrinsic ``(src, src_at, lds, dst, dst_at, ldd, rows, cols)``
+    that moves a block of float32 or float64 ``src`` into ``dst`` of the same dtype
+    (``transpose_block``, ``copy_block``); None for other arguments."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+            and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
+        return None
+    return types.void(src, types.intp, types.intp, dst, types.intp, types.intp, types.intp,
+                      types.intp)
+
+
+def _block_operands(context, builder, signature, args, vector_bytes):
+    """The vector type and lanes of such an intrinsic, and its ``src`` and ``dst``
+    data pointers."""
+    element = context.get_value_type(signature.args[0].dtype)
+    lanes = vector_bytes // _bytes(element)
+    source, target = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                      for i in (0, 3))
+    return ir.VectorType(element, lanes), lanes, source, target
+
+
 def make_transpose_kernel(vector_bytes: int):
     """The intrinsic ``transpose_block(src, src_at, lds, dst, dst_at, ldd, rows, cols)``.
 
@@ -449,19 +470,14 @@ def make_transpose_kernel(vector_bytes: int):
 
     @intrinsic
     def transpose_block(typingctx, src, src_at, lds, dst, dst_at, ldd, rows, cols):
-        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
-                and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
+        sig = _block_signature(src, dst)
+        if sig is None:
             return None
-        sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp, types.intp,
-                         types.intp)
 
         def codegen(context, builder, signature, args):
-            src_, src_at, lds, dst_, dst_at, ldd, rows, cols = args
-            element = context.get_value_type(signature.args[0].dtype)
-            lanes = vector_bytes // _bytes(element)
-            vector_type = ir.VectorType(element, lanes)
-            source, target = (context.make_array(signature.args[i])(context, builder, value).data
-                              for i, value in ((0, src_), (3, dst_)))
+            _, src_at, lds, _, dst_at, ldd, rows, cols = args
+            vector_type, lanes, source, target = _block_operands(context, builder, signature,
+                                                                 args, vector_bytes)
             cols_mask = _lane_mask(builder, cols, lanes)
             loaded = [_load(builder, row, vector_type, cols_mask)
                       for row in _row_pointers(builder, source, src_at, lds, 0, lanes, rows)]
@@ -496,19 +512,14 @@ def make_copy_kernel(vector_bytes: int):
 
     @intrinsic
     def copy_block(typingctx, src, src_at, lds, dst, dst_at, ldd, rows, cols):
-        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
-                and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
+        sig = _block_signature(src, dst)
+        if sig is None:
             return None
-        sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp, types.intp,
-                         types.intp)
 
         def codegen(context, builder, signature, args):
-            src_, src_at, lds, dst_, dst_at, ldd, rows, cols = args
-            element = context.get_value_type(signature.args[0].dtype)
-            lanes = vector_bytes // _bytes(element)
-            vector_type = ir.VectorType(element, lanes)
-            source, target = (context.make_array(signature.args[i])(context, builder, value).data
-                              for i, value in ((0, src_), (3, dst_)))
+            _, src_at, lds, _, dst_at, ldd, rows, cols = args
+            vector_type, lanes, source, target = _block_operands(context, builder, signature,
+                                                                 args, vector_bytes)
             width = ir.Constant(_I64, lanes)
             whole = builder.sdiv(cols, width)
             tail = builder.sub(cols, builder.mul(whole, width))
