@@ -110,6 +110,36 @@ def test_gemm_of_a_transposed_operand_read_in_place_gives_the_same_bits(dtype, n
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_transposed_operand_of_many_rows_and_long_k_is_packed_with_the_same_bits(dtype):
+    # From PACK_ROWS rows and k of 2 k blocks, gemm_into copies a transposed a into
+    # micro-panels of a tile's rows first (the weight gradient at batch 1000): the same
+    # FMA chains as a.T read in place a few rows at a time (no copies) and as a copy of
+    # a.T, on a last row tile and a last micro-panel cut short, and columns of a last
+    # tile one vector wide.
+    K, n = 2 * _kernels.K_BLOCK + 5, _kernels.PACK_ROWS + _kernels.TILE_ROWS + 1
+    m = 2 * _kernels.TILE_VECTORS * _kernels.VECTOR_BYTES // np.dtype(dtype).itemsize + 3
+    rng = np.random.default_rng(3)
+    stored = rng.standard_normal((K, n)).astype(dtype)
+    b = rng.standard_normal((K, m)).astype(dtype)
+    want = np.empty((n, m), dtype)
+    _kernels.gemm(np.ascontiguousarray(stored.T), b, want, 0, n)
+    untimed = (np.empty(0, dtype), np.empty((0, 0), dtype), np.empty(0, np.int64))
+
+    def product(pieces):
+        got = np.full((n, m), np.nan, dtype)
+        for i0 in range(0, n, pieces):
+            _kernels.gemm_into(stored, b, got, i0, min(i0 + pieces, n),
+                               np.int64(_kernels.PLAIN), *untimed, _kernels.TRANSPOSED, m,
+                               _kernels.epilogues(dtype))
+        return got
+
+    np.testing.assert_array_equal(product(n), want)  # packed
+    np.testing.assert_array_equal(product(_kernels.TILE_ROWS + 1), want)  # in place
+    np.testing.assert_allclose(want, stored.T.astype(np.float64) @ b,
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n, n_in, n_out", [(128, 784, 128), (13, 300, 10), (7, 161, 70)])
 def test_activations_as_columns_give_the_same_bits(dtype, n, n_in, n_out):
     # The products of a step with activations stored (units, batch) instead of

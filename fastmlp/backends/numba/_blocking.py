@@ -319,7 +319,11 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         # 95-97 -> 117-120; 784-1024-1024-10 at batch 1000, 2 threads: 0.91-1.02 times
         # the epoch's time over 7 rounds (median 0.94), 784-2048-2048-10 0.90-0.98.
         # Every plain b packed (rows 512 or 3136 bytes apart too) made 784-128-128-10
-        # and 784-512-512-10 at batch 1000 5-15 % slower.
+        # and 784-512-512-10 at batch 1000 5-15 % slower. The same rows and k also pack a
+        # transposed a into micro-panels (the weight gradient's delta.T at batch 1000):
+        # on a 2-core EPYC (Zen 3, AVX2, 32 KiB 8-way L1d), SGD epochs of
+        # 784-1024-1024-10 at batch 1000 5.0-6.2 -> 4.1-4.5 s (products 4.4-5.2 ->
+        # 3.5-3.7), 784-512-512-10 2.10 -> 1.92; batch 128 (k 128, not packed) as before.
         pack_rows=number("pack_rows", 4 * row_tile),
         pack_stride=number("pack_stride", 4096),
         # A third of the L1 data cache (16 KiB of 48): the update and the refresh of
