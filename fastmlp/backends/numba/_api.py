@@ -314,7 +314,8 @@ def predict_one(params, x, scale=1.0, offset=0.0, activation="relu", output="sof
         codes = k.ACTIVATION_CODES[activation], k.OUTPUT_CODES[output]
     except KeyError:  # the names' checks say which is unknown
         raise ValueError(check_activation(activation) and check_output(output)) from None
-    return noticed_call(k.predict_one, Ws, bs, x, float(scale), float(offset), *codes)
+    return noticed_call(k.predict_one, Ws, bs, x, float(scale), float(offset), *codes,
+                        k.predict_callees(dtype, *codes))
 
 
 class _Last(threading.local):

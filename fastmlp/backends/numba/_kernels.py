@@ -600,15 +600,6 @@ def softmax(z, out):
     softmax_rows(z, out, 0, z.shape[0])
 
 
-@cached_njit(**_JIT)
-def bias_softmax_rows(z, b, i0, i1):
-    for i in range(i0, i1):
-        row = z[i]
-        for j in range(row.shape[0]):
-            row[j] += b[j]
-    softmax_rows(z, z, i0, i1)
-
-
 # Rows of the forward pass that go through every layer before the next ones start.
 FORWARD_TILE = _blocking.BLOCKING.forward_tile
 
@@ -641,7 +632,7 @@ def forward_rows(a, W_ps, bs, outs, clocks, callees, activation, output, i0, i1)
             below = a if l == 0 else outs[l - 1]
             gemm_into(below, W_ps[l], outs[l], t0, t1, top if l == last else hidden, bs[l],
                       none, clocks, NOT_TRANSPOSED, W_ps[l].shape[1], epilogue)
-            if l == last and output == SOFTMAX:  # softmax(z + b), as bias_softmax_rows
+            if l == last and output == SOFTMAX:  # softmax(z + b)
                 z, b = outs[l], bs[l]
                 for i in range(t0, t1):
                     for j in range(z.shape[1]):
@@ -650,9 +641,12 @@ def forward_rows(a, W_ps, bs, outs, clocks, callees, activation, output, i0, i1)
 
 
 @cached_njit(**_JIT)
-def predict_one(Ws, bs, x, scale, offset, activation, output):
+def predict_one(Ws, bs, x, scale, offset, activation, output, callees):
     """The outputs of one raw sample ``x``, scaled first as ``scale * x + offset``, through
-    the network of ``activation`` and ``output`` (codes, as ``forward_rows`` takes them).
+    the network of ``activation`` and ``output`` (codes, as ``forward_rows`` takes them),
+    whose softmax and epilogue it calls at their addresses in ``callees``
+    (``predict_callees``): linked in, the epilogues' whole table was compiled again for
+    it (4.4 s to compile predict_one after a forward pass on a 2-core EPYC, 1.3 s now).
 
     The scaling rounds as NumPy's does in the parameters' dtype (a product,
     then a sum, no fused multiply-add). Each layer is the product turned
@@ -675,6 +669,9 @@ def predict_one(Ws, bs, x, scale, offset, activation, output):
         a[0, i] = cast(x[i]) * s + o
     last = len(Ws) - 1
     none = np.empty((0, 0), a.dtype)
+    softmax_rows = _kernel_at(callees, FORWARD_SOFTMAX, a.dtype)
+    epilogue = _kernel_at(callees, FORWARD_EPILOGUE, a.dtype)
+    row, rows = 0, 1
     for l in range(len(Ws)):
         W = Ws[l]
         n_out, K = W.shape
@@ -686,10 +683,13 @@ def predict_one(Ws, bs, x, scale, offset, activation, output):
         for j in range(grouped, n_out, lanes):
             rows_dot(W, j * K, K, a, z, j, min(lanes, n_out - j), K)
         if l == last and output == SOFTMAX:
-            bias_softmax_rows(z, bs[l], 0, 1)
+            b = bs[l]
+            for j in range(n_out):
+                z[0, j] += b[j]
+            softmax_rows(z, z, row, rows)
         else:
             code = output if l == last else activation
-            _epilogue_rows(z, 0, 1, BIAS_ACTIVATION + EPILOGUE_KINDS * code, bs[l], none)
+            epilogue(z, row, rows, BIAS_ACTIVATION + EPILOGUE_KINDS * code, bs[l], none)
         a = z
     return a[0]
 
@@ -1719,6 +1719,16 @@ def forward_callees(dtype, activation=RELU, output=SOFTMAX) -> np.ndarray:
     """
     callees = dict(_callees(np.dtype(dtype)), epilogue_rows=epilogues(dtype, activation, output))
     return np.array([callees[name].address for name in FORWARD_CALLEES], np.int64)
+
+
+@functools.cache
+def predict_callees(dtype, activation=RELU, output=SOFTMAX) -> np.ndarray:
+    """``forward_callees`` as ``predict_one`` takes them: the softmax and the epilogue, and
+    a null address for the product it does not call (so that a first prediction does not
+    compile it)."""
+    callees = dict(_callees(np.dtype(dtype)), epilogue_rows=epilogues(dtype, activation, output))
+    return np.array([0 if name == "gemm_into" else callees[name].address
+                     for name in FORWARD_CALLEES], np.int64)
 
 
 @intrinsic(prefer_literal=True)
