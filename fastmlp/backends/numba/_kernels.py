@@ -597,7 +597,8 @@ def softmax_rows(z, out, i0, i1):
 
 @cached_njit(**_JIT)
 def softmax(z, out):
-    softmax_rows(z, out, 0, z.shape[0])
+    # np.int64: a bare 0 would be typed as a literal, the softmax compiled again for it
+    softmax_rows(z, out, np.int64(0), z.shape[0])
 
 
 # Rows of the forward pass that go through every layer before the next ones start.
