@@ -315,7 +315,7 @@ def predict_one(params, x, scale=1.0, offset=0.0, activation="relu", output="sof
     except KeyError:  # the names' checks say which is unknown
         raise ValueError(check_activation(activation) and check_output(output)) from None
     return noticed_call(k.predict_one, Ws, bs, x, float(scale), float(offset), *codes,
-                        k.predict_callees(dtype, *codes))
+                        k.forward_callees(dtype, *codes, False))
 
 
 class _Last(threading.local):

@@ -646,8 +646,9 @@ def predict_one(Ws, bs, x, scale, offset, activation, output, callees):
     """The outputs of one raw sample ``x``, scaled first as ``scale * x + offset``, through
     the network of ``activation`` and ``output`` (codes, as ``forward_rows`` takes them),
     whose softmax and epilogue it calls at their addresses in ``callees``
-    (``predict_callees``): linked in, the epilogues' whole table was compiled again for
-    it (4.4 s to compile predict_one after a forward pass on a 2-core EPYC, 1.3 s now).
+    (``forward_callees(..., product=False)``): linked in, the epilogues' whole table was
+    compiled again for it (4.4 s to compile predict_one after a forward pass on a 2-core
+    EPYC, 0.85 s at their addresses).
 
     The scaling rounds as NumPy's does in the parameters' dtype (a product,
     then a sum, no fused multiply-add). Each layer is the product turned
@@ -672,7 +673,6 @@ def predict_one(Ws, bs, x, scale, offset, activation, output, callees):
     none = np.empty((0, 0), a.dtype)
     softmax_rows = _kernel_at(callees, FORWARD_SOFTMAX, a.dtype)
     epilogue = _kernel_at(callees, FORWARD_EPILOGUE, a.dtype)
-    row, rows = 0, 1
     for l in range(len(Ws)):
         W = Ws[l]
         n_out, K = W.shape
@@ -687,10 +687,10 @@ def predict_one(Ws, bs, x, scale, offset, activation, output, callees):
             b = bs[l]
             for j in range(n_out):
                 z[0, j] += b[j]
-            softmax_rows(z, z, row, rows)
+            softmax_rows(z, z, 0, 1)
         else:
             code = output if l == last else activation
-            epilogue(z, row, rows, BIAS_ACTIVATION + EPILOGUE_KINDS * code, bs[l], none)
+            epilogue(z, 0, 1, BIAS_ACTIVATION + EPILOGUE_KINDS * code, bs[l], none)
         a = z
     return a[0]
 
@@ -1708,10 +1708,12 @@ FORWARD_CALLEES = ("gemm_into", "softmax_rows", "epilogue_rows")
 
 
 @functools.cache
-def forward_callees(dtype, activation=RELU, output=SOFTMAX) -> np.ndarray:
+def forward_callees(dtype, activation=RELU, output=SOFTMAX, product=True) -> np.ndarray:
     """The addresses of ``forward_rows``' callees for parameters of ``dtype`` and the
     network of ``activation`` and ``output`` (codes), by slot (each compiled, or loaded
-    from numba's cache, first).
+    from numba's cache, first). ``product=False`` (``predict_one``, which calls no
+    product) leaves the product's slot a null address, so that a first prediction does
+    not compile it.
 
     The forward pass takes them as an int64 array where the epoch takes its
     ``EpochCallees``: numba's dispatcher types an array argument natively, and a
@@ -1719,16 +1721,7 @@ def forward_callees(dtype, activation=RELU, output=SOFTMAX) -> np.ndarray:
     10-15 % of a forward pass of a few rows; ``_kernel_at`` makes the pointers).
     """
     callees = dict(_callees(np.dtype(dtype)), epilogue_rows=epilogues(dtype, activation, output))
-    return np.array([callees[name].address for name in FORWARD_CALLEES], np.int64)
-
-
-@functools.cache
-def predict_callees(dtype, activation=RELU, output=SOFTMAX) -> np.ndarray:
-    """``forward_callees`` as ``predict_one`` takes them: the softmax and the epilogue, and
-    a null address for the product it does not call (so that a first prediction does not
-    compile it)."""
-    callees = dict(_callees(np.dtype(dtype)), epilogue_rows=epilogues(dtype, activation, output))
-    return np.array([0 if name == "gemm_into" else callees[name].address
+    return np.array([0 if name == "gemm_into" and not product else callees[name].address
                      for name in FORWARD_CALLEES], np.int64)
 
 
