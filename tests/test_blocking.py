@@ -105,11 +105,27 @@ def test_the_k_block_follows_the_l1_data_cache(caches, tile, k_block):
     assert _blocking.k_block_for(caches, tile) == k_block
 
 
+@pytest.mark.parametrize(("caches", "tile", "groups", "alias"), [
+    # 32 rows 2 KiB apart share 2 of the 64 sets, 16 rows a set: more than 8 (or 12) ways
+    (_blocking.Caches(32 << 10, 8, 1 << 20, "sysfs"), AVX512, 2, 512),
+    (_blocking.Caches(48 << 10, 12, 2 << 20, "sysfs"), AVX512, 2, 512),
+    (_blocking.Caches(32 << 10, 0, 1 << 20, "sysconf"), AVX512, 2, 512),  # taken as 8-way
+    # 16 rows 2 KiB apart, 8 a set: they fit; 4 KiB apart, all 16 in one
+    (_blocking.Caches(32 << 10, 8, 512 << 10, "sysfs"), AVX2, 2, 1024),
+    (_blocking.Caches(32 << 10, 8, 1 << 20, "sysfs"), AVX512, 1, 1024),
+    (_blocking.Caches(32 << 10, 8, 1 << 20, "sysfs"), AVX512, 3, 256),
+])
+def test_predict_one_takes_one_vector_of_rows_where_its_rows_would_share_the_l1_sets(
+        caches, tile, groups, alias):
+    assert _blocking.rows_dot_alias_for(caches, tile, groups) == alias
+
+
 def test_the_defaults_follow_the_tile():
     caches = _blocking.Caches(48 << 10, 12, 2 << 20, "sysfs")
     blocking = _blocking.default_blocking(AVX512, caches)
     assert blocking == _blocking.Blocking(tile=AVX512, k_block=160, row_tile=48, forward_tile=240,
-                                          column_tile_rows=24, rows_dot_groups=2, panel_tiles=1,
+                                          column_tile_rows=24, rows_dot_groups=2,
+                                          rows_dot_alias=512, panel_tiles=1,
                                           gather_ahead=4, columns_from=384, column_rows=128,
                                           b_block=1 << 20, pack_rows=192, pack_stride=4096,
                                           refresh_bytes=16 << 10)
@@ -158,7 +174,8 @@ def test_a_bad_parallel_work_names_the_variable(text):
 def test_the_kernels_compile_the_table_s_numbers():
     blocking = _blocking.BLOCKING
     compiled = (_kernels.TILE, _kernels.K_BLOCK, _kernels.ROW_TILE, _kernels.FORWARD_TILE,
-                _kernels.COLUMN_TILE_ROWS, _kernels.ROWS_DOT_GROUPS, _kernels.PANEL_TILES,
+                _kernels.COLUMN_TILE_ROWS, _kernels.ROWS_DOT_GROUPS, _kernels.ROWS_DOT_ALIAS,
+                _kernels.PANEL_TILES,
                 _kernels.GATHER_AHEAD, _kernels.COLUMNS_FROM, _kernels.COLUMN_ROWS,
                 _kernels.B_BLOCK, _kernels.PACK_ROWS, _kernels.PACK_STRIDE,
                 _kernels.REFRESH_BYTES)
@@ -174,6 +191,7 @@ def test_settings_report_the_blocking_the_caches_and_the_overrides():
     blocking = _blocking.BLOCKING
     assert settings["tile"] == str(blocking.tile)
     names = ("k_block", "row_tile", "forward_tile", "column_tile_rows", "rows_dot_groups",
+             "rows_dot_alias",
              "gather_ahead", "columns_from", "column_rows", "b_block",
              "pack_rows", "pack_stride", "refresh_bytes")
     assert {name: settings[name] for name in names} == {name: getattr(blocking, name)

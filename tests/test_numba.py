@@ -227,7 +227,9 @@ def test_backward_over_several_k_passes_is_the_same_bits_however_split(dtype, mo
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sizes", [(784, 128, 128, 10), (12, 9, 4), (12, 10, 7, 8, 5),
-                                   (33, 17, 40, 3)])
+                                   (33, 17, 40, 3),
+                                   # rows a multiple of ROWS_DOT_ALIAS long on AVX-512 and AVX2
+                                   (30, 512, 1024, 7)])
 def test_predict_one_is_forward_of_a_batch_of_one(sizes, dtype, random_problem):
     params, x, _ = random_problem(sizes, 3, dtype)
     saved = copy.deepcopy(params), x.copy()

@@ -98,6 +98,7 @@ def settings() -> dict:
             "forward_tile": blocking.forward_tile,
             "column_tile_rows": blocking.column_tile_rows,
             "rows_dot_groups": blocking.rows_dot_groups,
+            "rows_dot_alias": blocking.rows_dot_alias,
             "panel_width": blocking.panel_width(4), "gather_ahead": blocking.gather_ahead,
             "columns_from": blocking.columns_from, "column_rows": blocking.column_rows,
             "b_block": blocking.b_block, "pack_rows": blocking.pack_rows,

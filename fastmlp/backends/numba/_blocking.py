@@ -9,7 +9,7 @@ Two kinds of number live here:
 
 - **Frozen into the compiled kernels** (`Blocking`: the tile, ``k_block``,
   ``row_tile``, ``forward_tile``, ``column_tile_rows``, ``rows_dot_groups``,
-  ``panel_tiles``, ``gather_ahead``, ``columns_from``, ``column_rows``,
+  ``rows_dot_alias``, ``panel_tiles``, ``gather_ahead``, ``columns_from``, ``column_rows``,
   ``b_block``, ``pack_rows``, ``pack_stride``, ``refresh_bytes``). numba
   compiles them in as constants, so they are part of the stamp of numba's cache
   (`frozen`, read by
@@ -33,6 +33,7 @@ override them (a bad value raises ``ValueError`` naming the variable)::
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import platform
 import re
@@ -194,6 +195,34 @@ def k_block_for(caches: Caches, tile: Tile) -> int:
     return max(16, min(1024, rows - rows % 16))
 
 
+def rows_dot_alias_for(caches: Caches, tile: Tile, groups: int) -> int:
+    """The smallest power of two ``K`` from which ``predict_one`` takes the rows of ``W``
+    (``K`` elements each) one vector of them at a time rather than ``groups``.
+
+    ``rows_dot`` reads a block of every row of its groups, ``groups`` vectors'
+    lanes of rows (float32 lanes: float64 rows are twice the bytes and half as
+    many, the same ``K``), before it transposes them. Rows ``4 K`` bytes apart
+    fall into ``way / gcd(4 K, way)`` sets of the L1 data cache (``way`` its
+    size over its ways); where that puts more of the rows into one set than it
+    has ways, each evicts another's line before its next pieces are read.
+    Measured on a 2-core EPYC (Zen 4, AVX-512, 32 KiB 8-way L1d; 512 here), one
+    sample through 784-W-W-10, float32, two groups against one: W = 512 74 us
+    against 60, 1024 263-400 against 218-227, 1536 460 against 323, 2048 1648
+    against 1049; 128 11.8 against 12.5, 192 17 against 19, 256 to 768 but
+    512 alike.
+    """
+    ways = caches.l1d_ways or ASSUMED_CACHES.l1d_ways
+    way = max(64, caches.l1d // ways)
+    rows = groups * tile.lanes(4)
+    k = 1
+    while k < 1 << 30:
+        sets = way // math.gcd(4 * k, way)
+        if -(-rows // sets) > ways:
+            return k
+        k *= 2
+    return k
+
+
 class Blocking(NamedTuple):
     """The numbers frozen into the compiled products (see the module's docstring).
 
@@ -218,6 +247,9 @@ class Blocking(NamedTuple):
     column_tile_rows: int
     # vectors of W's rows that one call of rows_dot takes at once (predict_one)
     rows_dot_groups: int
+    # W's row length (elements) at whose multiples predict_one takes one vector of its
+    # rows at a time (rows_dot_alias_for)
+    rows_dot_alias: int
     # tiles' columns per panel of a paneled b: panel_width = panel_tiles * tile columns
     panel_tiles: int
     # rows ahead of the one it copies that the batch gather asks the CPU for
@@ -261,6 +293,9 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
     # (an earlier one-core run had 96 5-17 % ahead at 1024 units, 24 8-15 % behind);
     # two-thread forward passes and epochs at load 2.5-5 showed no difference either.
     row_tile = number("row_tile", 8 * tile.rows)
+    # A 784 x 128 layer: one group 8.1 us, two 6.7, four 7.8 (64 vectors of W then no
+    # longer fit in the 32 registers). Measured on AVX-512 only.
+    rows_dot_groups = number("rows_dot_groups", 2)
     blocking = Blocking(
         tile=tile,
         # (k_block_for's docstring has the rule and its measurement)
@@ -274,9 +309,9 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         # products one vector wide (the output layer's 10 units, a last column
         # block), at most 24 (the AVX-512 tile's accumulators).
         column_tile_rows=number("column_tile_rows", min(tile.rows * tile.vectors, 24)),
-        # A 784 x 128 layer: one group 8.1 us, two 6.7, four 7.8 (64 vectors of W
-        # then no longer fit in the 32 registers). Measured on AVX-512 only.
-        rows_dot_groups=number("rows_dot_groups", 2),
+        rows_dot_groups=rows_dot_groups,
+        rows_dot_alias=number("rows_dot_alias",
+                              rows_dot_alias_for(caches, tile, rows_dot_groups)),
         # One tile's columns (64 float32 on AVX-512): each tile reads one contiguous
         # panel, a row after the other.
         panel_tiles=number("panel_tiles", 1),
@@ -341,8 +376,9 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
 
 # What FASTMLP_NUMBA_BLOCKING may set, and the values each may take.
 LIMITS = {"k_block": (1, 1 << 20), "row_tile": (1, 1 << 20), "forward_tile": (1, 1 << 20),
-          "column_tile_rows": (1, 32), "rows_dot_groups": (1, 8), "panel_tiles": (1, 64),
-          "gather_ahead": (0, 64), "columns_from": (1, 1 << 30),
+          "column_tile_rows": (1, 32), "rows_dot_groups": (1, 8),
+          "rows_dot_alias": (1, 1 << 30), "panel_tiles": (1, 64), "gather_ahead": (0, 64),
+          "columns_from": (1, 1 << 30),
           "column_rows": (1, 1 << 20), "b_block": (1, 1 << 40),
           "pack_rows": (1, 1 << 40), "pack_stride": (1, 1 << 40),
           "refresh_bytes": (1, 1 << 40)}

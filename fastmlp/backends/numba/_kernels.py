@@ -145,6 +145,9 @@ rows_dot = _simd.make_rows_dot_kernel(VECTOR_BYTES)
 # Vectors of rows that one call of rows_dot_groups takes at once, in independent
 # FMA chains.
 ROWS_DOT_GROUPS = _blocking.BLOCKING.rows_dot_groups
+# ... but one vector of them at a time where W's rows are a multiple of this many
+# elements long (they would share the L1's sets: _blocking.rows_dot_alias_for)
+ROWS_DOT_ALIAS = _blocking.BLOCKING.rows_dot_alias
 rows_dot_groups = _simd.make_rows_dot_kernel(VECTOR_BYTES, ROWS_DOT_GROUPS)
 transpose_block = _simd.make_transpose_kernel(VECTOR_BYTES)
 copy_block = _simd.make_copy_kernel(VECTOR_BYTES)
@@ -653,7 +656,8 @@ def predict_one(Ws, bs, x, scale, offset, activation, output, callees):
     The scaling rounds as NumPy's does in the parameters' dtype (a product,
     then a sum, no fused multiply-add). Each layer is the product turned
     around, ``z.T = W @ a.T``, ``ROWS_DOT_GROUPS`` vectors of ``W``'s rows at a
-    time, then one (``_simd.make_rows_dot_kernel``: ``W`` loaded a block of
+    time (one where ``K`` is a multiple of ``ROWS_DOT_ALIAS``), then one
+    (``_simd.make_rows_dot_kernel``: ``W`` loaded a block of
     ``k`` at a time and transposed in registers): the same FMA chain per
     element as ``forward``'s ``a @ W.T`` (``fma(W[j, k], a[k], s) == fma(a[k],
     W[j, k], s)``), with no transposed copy of ``W``; then ``forward_rows``'s
@@ -678,7 +682,7 @@ def predict_one(Ws, bs, x, scale, offset, activation, output, callees):
         n_out, K = W.shape
         z = np.empty((1, n_out), a.dtype)
         lanes = VECTOR_BYTES // a.itemsize
-        grouped = n_out - n_out % (ROWS_DOT_GROUPS * lanes)
+        grouped = 0 if K % ROWS_DOT_ALIAS == 0 else n_out - n_out % (ROWS_DOT_GROUPS * lanes)
         for j in range(0, grouped, ROWS_DOT_GROUPS * lanes):
             rows_dot_groups(W, j * K, K, a, z, j, ROWS_DOT_GROUPS * lanes, K)
         for j in range(grouped, n_out, lanes):

@@ -315,12 +315,20 @@ def _piece_rows(builder, row_pointers, k0, vector_type):
     loads do (a piece goes into its lane of the vector as it is loaded, where a
     shuffle would take the core's one shuffle port). The rounds of ``d < P``
     remain.
+
+    The vectors are loaded by the rows they read (``v % P``, then ``v``): the
+    ``L / P`` vectors of one ``v % P`` read whole lines of the same ``L / P``
+    rows, one after the other, before the next rows' lines come in. In ``v``
+    order every line was read again after all ``L`` rows' lines had been, and
+    rows 4 KiB apart share one L1 set: one float32 sample through
+    784-1024-1024-10 took 512 us in ``v`` order against 264 in this one
+    (784-1000-1000-10 209 against 146; a 2-core EPYC, Zen 4, AVX-512).
     """
     lanes = vector_type.count
     piece = max(1, min(lanes, PIECE_BYTES // _bytes(vector_type.element)))
     piece_type = ir.VectorType(vector_type.element, piece)
-    vectors = []
-    for v in range(lanes):
+    vectors = [None] * lanes
+    for v in sorted(range(lanes), key=lambda v: (v % piece, v)):
         column = builder.add(k0, ir.Constant(_I64, v - v % piece))
         vector = None
         for q in range(lanes // piece):
@@ -338,7 +346,7 @@ def _piece_rows(builder, row_pointers, k0, vector_type):
                          for i in range(lanes)]
                 vector = builder.shuffle_vector(vector, widened,
                                                 ir.Constant(ir.VectorType(_I32, lanes), order))
-        vectors.append(vector)
+        vectors[v] = vector
     return vectors, piece
 
 
