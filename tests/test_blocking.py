@@ -124,13 +124,14 @@ def test_the_defaults_follow_the_tile():
     caches = _blocking.Caches(48 << 10, 12, 2 << 20, "sysfs")
     blocking = _blocking.default_blocking(AVX512, caches)
     assert blocking == _blocking.Blocking(tile=AVX512, k_block=160, row_tile=48, forward_tile=240,
-                                          column_tile_rows=24, rows_dot_groups=2,
+                                          column_tile_rows=8, rows_dot_groups=2,
                                           rows_dot_alias=512, panel_tiles=1,
                                           gather_ahead=4, columns_from=384, column_rows=128,
                                           b_block=1 << 20, pack_rows=192, pack_stride=4096,
                                           refresh_bytes=16 << 10)
     assert blocking.panel_width(4) == 64 and blocking.panel_width(8) == 32
-    assert _blocking.default_blocking(AVX2, caches).column_tile_rows == 12
+    assert _blocking.default_blocking(AVX2, caches).column_tile_rows == 8
+    assert _blocking.default_blocking(Tile(2, 3, 32), caches).column_tile_rows == 6
     assert _blocking.default_blocking(AVX2, caches)._replace(panel_tiles=3).panel_width(4) == 48
 
 

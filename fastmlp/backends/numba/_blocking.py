@@ -305,10 +305,18 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         # from the core's cache, not from memory, and the layers' panels stay in it
         # (MNIST's 60 000 rows: 55 ms, layer by layer 58 ms).
         forward_tile=number("forward_tile", 5 * row_tile),
-        # A tile of one vector and as many rows as the tile has accumulators, for
-        # products one vector wide (the output layer's 10 units, a last column
-        # block), at most 24 (the AVX-512 tile's accumulators).
-        column_tile_rows=number("column_tile_rows", min(tile.rows * tile.vectors, 24)),
+        # A tile of one vector for products one vector wide (the output layer's 10
+        # units, a last column block, a forward product by columns of 16 rows a
+        # worker at batch 32), of 8 rows: 8 FMA chains keep two FMA units of 4 cycles'
+        # latency busy, and each more row of a is one more line in L1 at once (rows
+        # 4 KiB apart share one set, 8 ways on the L1s we know). One core of a 2-core
+        # EPYC (Zen 4, AVX-512, 32 KiB 8-way L1d), float32 GFLOP/s, 24 rows -> 12 ->
+        # 8 (24 was the AVX-512 tile's accumulators): (64x1024)(1024x10) 17.6 -> 38
+        # -> 66, (2048x2048)(2048x16) 26 -> 58 -> 84 (MKL 46-53), (1024x1024)
+        # (1024x16) 26 -> 62 -> 100-110, (512x512)(512x16) 67 -> 100 -> 88-111,
+        # (64x128)(128x10) 55-57 -> 56-57 -> 66, (2048x784)(784x16) 102 -> 102-103
+        # -> 107-110; 784-2048-2048-10 SGD epochs at batch 32 24.5-25.6 s -> 18.5-22.8.
+        column_tile_rows=number("column_tile_rows", min(tile.rows * tile.vectors, 8)),
         rows_dot_groups=rows_dot_groups,
         rows_dot_alias=number("rows_dot_alias",
                               rows_dot_alias_for(caches, tile, rows_dot_groups)),
