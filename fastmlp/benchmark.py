@@ -179,11 +179,13 @@ def numba_settings_lines(numba: dict) -> list[str]:
              f"{numba['row_tile']} rows per cache tile, k in passes of {numba['k_block']}"
              f"{read}"]
     if "forward_tile" in numba:
+        narrow = (f" (blocks of up to {numba['narrow_vectors']} vectors)"
+                  if "narrow_vectors" in numba else "")
         alias = (f" (1 where k is a multiple of {numba['rows_dot_alias']})"
                  if numba.get("rows_dot_alias", 1 << 30) < 1 << 30 else "")
         lines.append(f"  forward tile {numba['forward_tile']} rows, panels "
                      f"{numba['panel_width']} float32 wide, one-vector tile "
-                     f"{numba['column_tile_rows']} rows, rows_dot groups "
+                     f"{numba['column_tile_rows']} rows{narrow}, rows_dot groups "
                      f"{numba['rows_dot_groups']}{alias}, gather ahead "
                      f"{numba['gather_ahead']} (FASTMLP_NUMBA_BLOCKING)")
     if "columns_from" in numba:

@@ -124,13 +124,15 @@ def test_the_defaults_follow_the_tile():
     caches = _blocking.Caches(48 << 10, 12, 2 << 20, "sysfs")
     blocking = _blocking.default_blocking(AVX512, caches)
     assert blocking == _blocking.Blocking(tile=AVX512, k_block=160, row_tile=48, forward_tile=240,
-                                          column_tile_rows=8, rows_dot_groups=2,
+                                          column_tile_rows=8, narrow_vectors=3,
+                                          rows_dot_groups=2,
                                           rows_dot_alias=512, panel_tiles=1,
                                           gather_ahead=4, columns_from=384, column_rows=128,
                                           b_block=1 << 20, pack_rows=192, pack_stride=4096,
                                           refresh_bytes=16 << 10)
     assert blocking.panel_width(4) == 64 and blocking.panel_width(8) == 32
     assert _blocking.default_blocking(AVX2, caches).column_tile_rows == 8
+    assert _blocking.default_blocking(AVX2, caches).narrow_vectors == 1
     assert _blocking.default_blocking(Tile(2, 3, 32), caches).column_tile_rows == 6
     assert _blocking.default_blocking(AVX2, caches)._replace(panel_tiles=3).panel_width(4) == 48
 
@@ -175,7 +177,8 @@ def test_a_bad_parallel_work_names_the_variable(text):
 def test_the_kernels_compile_the_table_s_numbers():
     blocking = _blocking.BLOCKING
     compiled = (_kernels.TILE, _kernels.K_BLOCK, _kernels.ROW_TILE, _kernels.FORWARD_TILE,
-                _kernels.COLUMN_TILE_ROWS, _kernels.ROWS_DOT_GROUPS, _kernels.ROWS_DOT_ALIAS,
+                _kernels.COLUMN_TILE_ROWS, _kernels.NARROW, _kernels.ROWS_DOT_GROUPS,
+                _kernels.ROWS_DOT_ALIAS,
                 _kernels.PANEL_TILES,
                 _kernels.GATHER_AHEAD, _kernels.COLUMNS_FROM, _kernels.COLUMN_ROWS,
                 _kernels.B_BLOCK, _kernels.PACK_ROWS, _kernels.PACK_STRIDE,
@@ -191,8 +194,8 @@ def test_settings_report_the_blocking_the_caches_and_the_overrides():
     settings = _api.settings()
     blocking = _blocking.BLOCKING
     assert settings["tile"] == str(blocking.tile)
-    names = ("k_block", "row_tile", "forward_tile", "column_tile_rows", "rows_dot_groups",
-             "rows_dot_alias",
+    names = ("k_block", "row_tile", "forward_tile", "column_tile_rows", "narrow_vectors",
+             "rows_dot_groups", "rows_dot_alias",
              "gather_ahead", "columns_from", "column_rows", "b_block",
              "pack_rows", "pack_stride", "refresh_bytes")
     assert {name: settings[name] for name in names} == {name: getattr(blocking, name)

@@ -93,21 +93,22 @@ TARGETS = {
 
 # Every number of _blocking.Blocking away from its default, small and odd (a k block of
 # 7 splits every product's k; 2 tiles per panel; tiles of 7 and 5 rows; every forward
-# product by columns, 7 rows at a time; b of 29 and 50 rows one tile's columns at a time
+# product by columns, 7 rows at a time; column blocks of up to 2 vectors on one-vector
+# tiles; b of 29 and 50 rows one tile's columns at a time
 # through every row tile, the epilogues after, and copied into panels) and large (one
-# pass over k, rows beyond any batch here, no product by columns, b whole, predict_one's
+# pass over k, rows beyond any batch here, no product by columns, every block wider than
+# a vector on the tile, b whole, predict_one's
 # rows three vectors at a time but one where k is a multiple of 8), with other
 # tiles and targets besides (forward products by columns from 60 units: the first
 # layer's by rows, the others' by columns).
 BLOCKINGS = {
     "blocking small": {"FASTMLP_NUMBA_BLOCKING": "k_block=7,row_tile=7,forward_tile=5,"
-                       "column_tile_rows=5,rows_dot_groups=1,rows_dot_alias=1,panel_tiles=2,"
-                       "gather_ahead=0,"
-                       "columns_from=1,column_rows=7,b_block=13000,pack_rows=1,"
-                       "pack_stride=8,refresh_bytes=1"},
+                       "column_tile_rows=5,narrow_vectors=2,rows_dot_groups=1,rows_dot_alias=1,"
+                       "panel_tiles=2,gather_ahead=0,columns_from=1,column_rows=7,"
+                       "b_block=13000,pack_rows=1,pack_stride=8,refresh_bytes=1"},
     "blocking large": {"FASTMLP_NUMBA_BLOCKING": "k_block=4096,row_tile=4096,"
-                       "forward_tile=4096,column_tile_rows=32,rows_dot_groups=3,rows_dot_alias=8,"
-                       "panel_tiles=3,gather_ahead=64,columns_from=1000000,"
+                       "forward_tile=4096,column_tile_rows=32,narrow_vectors=1,rows_dot_groups=3,"
+                       "rows_dot_alias=8,panel_tiles=3,gather_ahead=64,columns_from=1000000,"
                        "b_block=1099511627776,refresh_bytes=1099511627776"},
     "k_block 16 on haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma",
                               "FASTMLP_NUMBA_BLOCKING": "k_block=16,columns_from=60"},

@@ -97,6 +97,7 @@ def settings() -> dict:
             "row_tile": blocking.row_tile, "k_block": blocking.k_block,
             "forward_tile": blocking.forward_tile,
             "column_tile_rows": blocking.column_tile_rows,
+            "narrow_vectors": blocking.narrow_vectors,
             "rows_dot_groups": blocking.rows_dot_groups,
             "rows_dot_alias": blocking.rows_dot_alias,
             "panel_width": blocking.panel_width(4), "gather_ahead": blocking.gather_ahead,

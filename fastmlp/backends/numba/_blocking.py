@@ -8,9 +8,10 @@ backend writes a block size: ``_kernels`` and ``_api`` import them from here.
 Two kinds of number live here:
 
 - **Frozen into the compiled kernels** (`Blocking`: the tile, ``k_block``,
-  ``row_tile``, ``forward_tile``, ``column_tile_rows``, ``rows_dot_groups``,
-  ``rows_dot_alias``, ``panel_tiles``, ``gather_ahead``, ``columns_from``, ``column_rows``,
-  ``b_block``, ``pack_rows``, ``pack_stride``, ``refresh_bytes``). numba
+  ``row_tile``, ``forward_tile``, ``column_tile_rows``, ``narrow_vectors``,
+  ``rows_dot_groups``, ``rows_dot_alias``, ``panel_tiles``, ``gather_ahead``,
+  ``columns_from``, ``column_rows``, ``b_block``, ``pack_rows``, ``pack_stride``,
+  ``refresh_bytes``). numba
   compiles them in as constants, so they are part of the stamp of numba's cache
   (`frozen`, read by
   ``_kernels._drop_stale_cache``): another machine or another override never
@@ -245,6 +246,8 @@ class Blocking(NamedTuple):
     forward_tile: int
     # rows of the tile one vector wide (products one vector wide)
     column_tile_rows: int
+    # column blocks at most this many vectors wide run on one-vector tiles side by side
+    narrow_vectors: int
     # vectors of W's rows that one call of rows_dot takes at once (predict_one)
     rows_dot_groups: int
     # W's row length (elements) at whose multiples predict_one takes one vector of its
@@ -317,6 +320,16 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
         # (64x128)(128x10) 55-57 -> 56-57 -> 66, (2048x784)(784x16) 102 -> 102-103
         # -> 107-110; 784-2048-2048-10 SGD epochs at batch 32 24.5-25.6 s -> 18.5-22.8.
         column_tile_rows=number("column_tile_rows", min(tile.rows * tile.vectors, 8)),
+        # Column blocks narrower than the tile's vectors less one (a last block of 17-48
+        # float32 columns on AVX-512, the 36 of a 100-unit layer; a product by columns of
+        # 32 rows) on one-vector tiles side by side rather than on the tile with its
+        # other vectors masked off (each vector one more pass over a's rows, which the
+        # tile's rows keep in L1). One core of a 2-core EPYC (Zen 4, AVX-512), float32
+        # GFLOP/s: (64x784)(784x32) 44 -> 113, (64x784)(784x48) 66 -> 113,
+        # (64x784)(784x100) 74 -> 97, (100x100)(100x100) 73 -> 94, (1024x1024)
+        # (1024x32) 45 -> 98-107. A whole tile's width stays on the tile: one-vector
+        # tiles took (64x1024)(1024x1024) from 99 to 69.
+        narrow_vectors=number("narrow_vectors", max(1, tile.vectors - 1)),
         rows_dot_groups=rows_dot_groups,
         rows_dot_alias=number("rows_dot_alias",
                               rows_dot_alias_for(caches, tile, rows_dot_groups)),
@@ -384,7 +397,7 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
 
 # What FASTMLP_NUMBA_BLOCKING may set, and the values each may take.
 LIMITS = {"k_block": (1, 1 << 20), "row_tile": (1, 1 << 20), "forward_tile": (1, 1 << 20),
-          "column_tile_rows": (1, 32), "rows_dot_groups": (1, 8),
+          "column_tile_rows": (1, 32), "narrow_vectors": (1, 64), "rows_dot_groups": (1, 8),
           "rows_dot_alias": (1, 1 << 30), "panel_tiles": (1, 64), "gather_ahead": (0, 64),
           "columns_from": (1, 1 << 30),
           "column_rows": (1, 1 << 20), "b_block": (1, 1 << 40),

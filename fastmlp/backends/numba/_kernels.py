@@ -139,13 +139,8 @@ K_BLOCK = _blocking.BLOCKING.k_block
 tile_nn = _simd.make_tile_kernel(TILE)
 COLUMN_TILE_ROWS = _blocking.BLOCKING.column_tile_rows
 # Column blocks at most this many vectors wide run on one-vector tiles side by side
-# rather than on the tile with its other vectors masked off (each vector one more
-# pass over a's rows, which the tile's rows keep in L1). One core of a 2-core EPYC
-# (Zen 4, AVX-512: 4 vectors), float32 GFLOP/s, the tile against one-vector tiles:
-# (64x784)(784x32) 44 -> 113, (64x784)(784x48) 66 -> 113, (64x784)(784x100) 74 -> 97
-# (its last block 36 wide), (100x100)(100x100) 73 -> 94. A whole tile's width stays on
-# the tile: one-vector tiles took (64x1024)(1024x1024) from 99 to 69.
-NARROW = max(1, TILE_VECTORS - 1)
+# (_blocking has the measurement)
+NARROW = _blocking.BLOCKING.narrow_vectors
 column_tile_nn = _simd.make_tile_kernel(_simd.Tile(COLUMN_TILE_ROWS, 1, VECTOR_BYTES),
                                         masked_only=True)
 _fma_chains = _simd.make_peak_kernel(VECTOR_BYTES)
