@@ -166,6 +166,10 @@ def threads_text(threads: int) -> str:
     return f"{threads} thread" + ("" if threads == 1 else "s")
 
 
+# numba's _blocking.NO_ALIAS (not imported: a saved run's lines need no numba)
+_NO_ALIAS = 1 << 30
+
+
 def numba_settings_lines(numba: dict) -> list[str]:
     """The numba backend's tile, blocking and thresholds (its ``settings()``) as lines;
     a saved run from before some of them were recorded shows those it has."""
@@ -182,7 +186,7 @@ def numba_settings_lines(numba: dict) -> list[str]:
         narrow = (f" (blocks of up to {numba['narrow_vectors']} vectors)"
                   if "narrow_vectors" in numba else "")
         alias = (f" (1 where k is a multiple of {numba['rows_dot_alias']})"
-                 if numba.get("rows_dot_alias", 1 << 30) < 1 << 30 else "")
+                 if numba.get("rows_dot_alias", _NO_ALIAS) < _NO_ALIAS else "")
         lines.append(f"  forward tile {numba['forward_tile']} rows, panels "
                      f"{numba['panel_width']} float32 wide, one-vector tile "
                      f"{numba['column_tile_rows']} rows{narrow}, rows_dot groups "

@@ -114,6 +114,8 @@ def test_the_k_block_follows_the_l1_data_cache(caches, tile, k_block):
     (_blocking.Caches(32 << 10, 8, 512 << 10, "sysfs"), AVX2, 2, 1024),
     (_blocking.Caches(32 << 10, 8, 1 << 20, "sysfs"), AVX512, 1, 1024),
     (_blocking.Caches(32 << 10, 8, 1 << 20, "sysfs"), AVX512, 3, 256),
+    # 8 rows fit one set's 8 ways however far apart: never
+    (_blocking.Caches(32 << 10, 8, 512 << 10, "sysfs"), AVX2, 1, _blocking.NO_ALIAS),
 ])
 def test_predict_one_takes_one_vector_of_rows_where_its_rows_would_share_the_l1_sets(
         caches, tile, groups, alias):
@@ -125,8 +127,7 @@ def test_the_defaults_follow_the_tile():
     blocking = _blocking.default_blocking(AVX512, caches)
     assert blocking == _blocking.Blocking(tile=AVX512, k_block=160, row_tile=48, forward_tile=240,
                                           column_tile_rows=8, narrow_vectors=3,
-                                          rows_dot_groups=2,
-                                          rows_dot_alias=512, panel_tiles=1,
+                                          rows_dot_groups=2, rows_dot_alias=512, panel_tiles=1,
                                           gather_ahead=4, columns_from=384, column_rows=128,
                                           b_block=1 << 20, pack_rows=192, pack_stride=4096,
                                           refresh_bytes=16 << 10)
@@ -178,8 +179,7 @@ def test_the_kernels_compile_the_table_s_numbers():
     blocking = _blocking.BLOCKING
     compiled = (_kernels.TILE, _kernels.K_BLOCK, _kernels.ROW_TILE, _kernels.FORWARD_TILE,
                 _kernels.COLUMN_TILE_ROWS, _kernels.NARROW, _kernels.ROWS_DOT_GROUPS,
-                _kernels.ROWS_DOT_ALIAS,
-                _kernels.PANEL_TILES,
+                _kernels.ROWS_DOT_ALIAS, _kernels.PANEL_TILES,
                 _kernels.GATHER_AHEAD, _kernels.COLUMNS_FROM, _kernels.COLUMN_ROWS,
                 _kernels.B_BLOCK, _kernels.PACK_ROWS, _kernels.PACK_STRIDE,
                 _kernels.REFRESH_BYTES)

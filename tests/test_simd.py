@@ -94,13 +94,12 @@ TARGETS = {
 # Every number of _blocking.Blocking away from its default, small and odd (a k block of
 # 7 splits every product's k; 2 tiles per panel; tiles of 7 and 5 rows; every forward
 # product by columns, 7 rows at a time; column blocks of up to 2 vectors on one-vector
-# tiles; b of 29 and 50 rows one tile's columns at a time
-# through every row tile, the epilogues after, and copied into panels) and large (one
-# pass over k, rows beyond any batch here, no product by columns, every block wider than
-# a vector on the tile, b whole, predict_one's
-# rows three vectors at a time but one where k is a multiple of 8), with other
-# tiles and targets besides (forward products by columns from 60 units: the first
-# layer's by rows, the others' by columns).
+# tiles; b of 29 and 50 rows one tile's columns at a time through every row tile, the
+# epilogues after, and copied into panels) and large (one pass over k, rows beyond any
+# batch here, no product by columns, every block wider than a vector on the tile, b
+# whole, predict_one's rows three vectors at a time but one where k is a multiple of
+# 8), with other tiles and targets besides (forward products by columns from 60 units:
+# the first layer's by rows, the others' by columns).
 BLOCKINGS = {
     "blocking small": {"FASTMLP_NUMBA_BLOCKING": "k_block=7,row_tile=7,forward_tile=5,"
                        "column_tile_rows=5,narrow_vectors=2,rows_dot_groups=1,rows_dot_alias=1,"

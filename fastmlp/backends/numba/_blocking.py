@@ -196,9 +196,15 @@ def k_block_for(caches: Caches, tile: Tile) -> int:
     return max(16, min(1024, rows - rows % 16))
 
 
+# rows_dot_alias where no row length makes a group's rows share the L1's sets: longer
+# than any row (its LIMITS bound; fastmlp bench prints no alias for it)
+NO_ALIAS = 1 << 30
+
+
 def rows_dot_alias_for(caches: Caches, tile: Tile, groups: int) -> int:
     """The smallest power of two ``K`` from which ``predict_one`` takes the rows of ``W``
-    (``K`` elements each) one vector of them at a time rather than ``groups``.
+    (``K`` elements each) one vector of them at a time rather than ``groups``, or
+    ``NO_ALIAS``.
 
     ``rows_dot`` reads a block of every row of its groups, ``groups`` vectors'
     lanes of rows (float32 lanes: float64 rows are twice the bytes and half as
@@ -216,12 +222,11 @@ def rows_dot_alias_for(caches: Caches, tile: Tile, groups: int) -> int:
     way = max(64, caches.l1d // ways)
     rows = groups * tile.lanes(4)
     k = 1
-    while k < 1 << 30:
-        sets = way // math.gcd(4 * k, way)
-        if -(-rows // sets) > ways:
+    while 4 * k <= way:  # (longer rows fall into no fewer sets)
+        if -(-rows // (way // math.gcd(4 * k, way))) > ways:
             return k
         k *= 2
-    return k
+    return NO_ALIAS
 
 
 class Blocking(NamedTuple):
@@ -398,7 +403,7 @@ def default_blocking(tile: Tile, caches: Caches, overrides=None) -> Blocking:
 # What FASTMLP_NUMBA_BLOCKING may set, and the values each may take.
 LIMITS = {"k_block": (1, 1 << 20), "row_tile": (1, 1 << 20), "forward_tile": (1, 1 << 20),
           "column_tile_rows": (1, 32), "narrow_vectors": (1, 64), "rows_dot_groups": (1, 8),
-          "rows_dot_alias": (1, 1 << 30), "panel_tiles": (1, 64), "gather_ahead": (0, 64),
+          "rows_dot_alias": (1, NO_ALIAS), "panel_tiles": (1, 64), "gather_ahead": (0, 64),
           "columns_from": (1, 1 << 30),
           "column_rows": (1, 1 << 20), "b_block": (1, 1 << 40),
           "pack_rows": (1, 1 << 40), "pack_stride": (1, 1 << 40),
