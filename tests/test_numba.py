@@ -704,9 +704,12 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
 
     from fastmlp.backends.numba import _compile_helper
 
+    temporary = tmp_path / "tmp"  # where the processes claim kernels
+    temporary.mkdir()
+
     def run(case, cache, setting=None):
         env = {key: value for key, value in os.environ.items() if key != _compile_helper.SETTING}
-        env.update(NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="2")
+        env.update(NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="2", TMPDIR=str(temporary))
         if setting is not None:
             env[_compile_helper.SETTING] = setting
         done = subprocess.run([sys.executable, "-c", HELPER_SCRIPT, case], env=env,
@@ -714,8 +717,12 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.splitlines()[-1])
 
+    # each kernel comes to this process once, from the helper through numba's cache or
+    # compiled here (the helper had not begun it); the claims are gone at exit
     helped = run("helped", tmp_path / "helped", setting="1")  # whatever the load
-    assert helped["helper"] and helped["loaded"] == [1, 1] and helped["compiled"] == [0, 0]
+    assert helped["helper"] and [loaded + compiled for loaded, compiled in
+                                 zip(helped["loaded"], helped["compiled"])] == [1, 1]
+    assert not list(temporary.iterdir())
     again = run("helped", tmp_path / "helped", setting="1")
     assert not again["helper"] and again["loaded"] == [1, 1]
     off = run("off", tmp_path / "off", setting="0")
@@ -723,6 +730,42 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
     broken = run("broken", tmp_path / "broken", setting="1")
     assert broken["helper"] and broken["compiled"] == [1, 1]
     assert helped["digest"] == again["digest"] == off["digest"] == broken["digest"]
+
+
+def test_each_kernel_is_compiled_by_the_first_process_to_claim_it(tmp_path, monkeypatch):
+    # While it waits for a kernel the helper has begun, this process compiles the last
+    # ones the helper has not (claiming each: the helper then skips it) until the one it
+    # waits for is done; a kernel it asks for that the helper has not begun, it claims,
+    # and its caller compiles it.
+    from fastmlp.backends.numba import _compile_helper as helper
+
+    compiled = []
+
+    def compile_it(name):
+        compiled.append(name)
+        if name == "c":  # meanwhile the helper finishes "a"
+            helper._finished.add("a")
+
+    names = ["a", "b", "c", "d"]
+    monkeypatch.setattr(helper, "_work", [(name, lambda name=name: compile_it(name))
+                                          for name in names])
+    monkeypatch.setattr(helper, "_promised", set(names))
+    monkeypatch.setattr(helper, "_finished", set())
+    monkeypatch.setattr(helper, "_mine", set())
+    monkeypatch.setattr(helper, "_claims", str(tmp_path))
+    monkeypatch.setattr(helper, "_exited", False)
+    assert helper._claim(str(tmp_path), "a") is True  # the helper begins "a"
+    helper.wait_for("a")
+    assert compiled == ["d", "c"] and helper._mine == {"c", "d"}
+    assert helper._claim(str(tmp_path), "c") is False  # the helper skips "c"
+    helper.wait_for("b")  # not begun: claimed here, for the caller to compile
+    assert compiled == ["d", "c"] and helper._mine == {"b", "c", "d"}
+    assert helper._claim(str(tmp_path), "b") is False
+    helper.wait_for("d")  # compiled here already: nothing to wait for
+    assert compiled == ["d", "c"]
+    # no directory, or one nothing can be written in: no claims (the helper compiles all)
+    assert helper._claim(None, "a") is None
+    assert helper._claim(str(tmp_path / "missing"), "a") is None
 
 
 def test_kernels_that_borrow_their_arrays_leave_reference_counts_alone(random_problem):
