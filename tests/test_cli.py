@@ -303,6 +303,28 @@ def test_train_redirected_to_a_file_leaves_the_results_alone_there(small_idx, tm
         f"fastmlp: saved model to {tmp_path / 'model.npz'}"]
 
 
+def test_the_console_script_is_main_with_its_objects_left_to_the_exit(small_idx, tmp_path):
+    # console (the fastmlp script, python -m fastmlp) returns main's status, having
+    # moved every object out of the garbage collector's way (gc.freeze) once the command
+    # is done: its model is written whole, an error still exits 1
+    code = ("import atexit, gc, sys\n"
+            "from fastmlp.cli import console\n"
+            "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+            "sys.exit(console(sys.argv[1:]))")
+    path = tmp_path / "model.npz"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "train", "--data-dir", str(small_idx), "--epochs", "1",
+         "--hidden", "8", "--backend", "matmul", "--quiet", "--save", str(path)],
+        capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "frozen True"
+    assert MLP.load(path).layer_sizes == (64, 8, 3)
+    failed = subprocess.run([sys.executable, "-c", code, "train", "--backend", "tensorflow"],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and failed.stdout == "frozen True\n"
+    assert failed.stderr.startswith("fastmlp: error: unknown backend 'tensorflow'")
+
+
 def test_train_json_is_the_run_and_its_result_alone_on_stdout(small_idx, tmp_path, capsys):
     from fastmlp.datasets import load_idx_dataset
 

@@ -93,3 +93,9 @@ def test_the_wheel_ships_py_typed_and_the_licence(tmp_path):
         fields = email.message_from_bytes(archive.read(info))
     assert fields["License-File"] == "LICENSE"
     assert fields["License-Expression"] == "MIT"  # PEP 639 (core metadata 2.4)
+
+
+def test_the_fastmlp_script_runs_console():
+    # console: main, then the ending process's objects left out of the collector's way
+    (script,) = metadata.entry_points(group="console_scripts", name="fastmlp")
+    assert script.value == "fastmlp.cli:console"
