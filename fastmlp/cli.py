@@ -418,9 +418,14 @@ def _train(args) -> int:
     name = args.backend or backends.get_backend_name()
     with backends.use_backend(name):
         clock.append(("backend import", None, time.perf_counter()))
-        prepare = getattr(backends.get_backend(), "prepare_in_background", None)
+        backend = backends.get_backend()
+        optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
+        prepare = getattr(backend, "prepare_in_background", None)
         if prepare is not None:
             prepare()  # numba readies its compiler while the data is read
+        ahead = getattr(backend, "compile_ahead", None)
+        if ahead is not None:  # and on a first run compiles the epoch's kernels meanwhile
+            ahead(args.dtype, optimizer, len(args.hidden) + 1)
         data = _load_data(args)
         clock.append(("data", None, time.perf_counter()))
         (x_train, y_train), test = data.train, data.test
@@ -430,7 +435,6 @@ def _train(args) -> int:
             # (with early stopping, fit fits it on the rows it trains on, not the held-out ones)
             model.scaler.fit(x_train)
         clock.append(("input scaling (fit)", None, time.perf_counter()))
-        optimizer = optim.make_optimizer(args.optimizer, args.lr, args.weight_decay)
         if getattr(args, "resumed_options", None):
             _log.info("the checkpointed run's options: %s", " ".join(args.resumed_options))
         _log.info("%s", data.description)

@@ -732,6 +732,59 @@ def test_a_compile_helper_compiles_the_callees_meanwhile_and_changes_no_bits(tmp
     assert helped["digest"] == again["digest"] == off["digest"] == broken["digest"]
 
 
+# Told ahead (compile_ahead) of a float32 epoch trained by Adam, then trains one in
+# argv[1]'s dtype; prints whether a helper started early, whether it still runs the
+# epoch's kernels (a helper told of another epoch is stopped) and a digest of the result.
+AHEAD_SCRIPT = """
+import hashlib, json, sys
+import numpy as np
+from fastmlp import optim
+from fastmlp.backends import load_backend
+from fastmlp.backends.numba import _compile_helper
+nb = load_backend("numba")
+optimizer = optim.Adam(1e-2)
+started = nb.compile_ahead("float32", optimizer, 2)
+assert optimizer.m is None  # left as it was
+rng = np.random.default_rng(0)
+sizes = (37, 29, 10)
+params = [((rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(sys.argv[1]),
+           np.zeros(o, sys.argv[1])) for i, o in zip(sizes, sizes[1:])]
+x, y = rng.integers(0, 256, (203, 37)).astype(np.uint8), rng.integers(0, 10, 203)
+out = nb.train_epoch(params, x, y, 50, optimizer, np.full(5, 1e-2), scale=1 / 255)
+digest = hashlib.sha256(repr(out).encode())
+for W, b in params:
+    digest.update(W.tobytes() + b.tobytes())
+print(json.dumps({"started": started, "helping": bool(_compile_helper._promised),
+                  "stopped": _compile_helper._process is not None
+                             and _compile_helper._process.poll() is not None,
+                  "digest": digest.hexdigest()}))
+"""
+
+
+def test_a_first_run_told_ahead_starts_the_helper_before_the_epoch(tmp_path):
+    # compile_ahead starts the helper at once where numba's cache holds no compiled epoch
+    # (not where it holds one); a helper told of another epoch than the one that comes
+    # is stopped, and this process compiles what it needs. The same bits either way.
+    import json
+
+    from fastmlp.backends.numba import _compile_helper
+
+    def run(dtype, cache):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="2",
+                   **{_compile_helper.SETTING: "1"})
+        done = subprocess.run([sys.executable, "-c", AHEAD_SCRIPT, dtype], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    first = run("float32", tmp_path / "float32")
+    assert first["started"] and first["helping"]
+    again = run("float32", tmp_path / "float32")
+    assert not again["started"] and again["digest"] == first["digest"]
+    other = run("float64", tmp_path / "float64")
+    assert other["started"] and not other["helping"] and other["stopped"]
+
+
 def test_each_kernel_is_compiled_by_the_first_process_to_claim_it(tmp_path, monkeypatch):
     # While it waits for a kernel the helper has begun, this process compiles the last
     # ones the helper has not (claiming each: the helper then skips it) until the one it

@@ -34,10 +34,10 @@ holds every compiled function, ``_api`` the forward and backward passes,
 """
 
 from ._api import PARALLEL_WORK, backward, forward, predict_one, settings, softmax
-from ._fused import PARTS, run_steps, train_epoch
+from ._fused import PARTS, compile_ahead, run_steps, train_epoch
 from ._threads import num_threads, thread_limits
 from ._warm import start as prepare_in_background
 
 __all__ = ["forward", "backward", "softmax", "predict_one", "run_steps", "train_epoch",
-           "prepare_in_background", "PARALLEL_WORK", "PARTS", "settings", "num_threads",
-           "thread_limits"]
+           "prepare_in_background", "compile_ahead", "PARALLEL_WORK", "PARTS", "settings",
+           "num_threads", "thread_limits"]

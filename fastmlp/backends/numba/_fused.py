@@ -10,6 +10,7 @@ checked its arguments: it checks them, and runs nothing when it cannot fuse.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from typing import NamedTuple
@@ -262,6 +263,24 @@ def train_epoch(params, x, y, batch_size, optimizer, learning_rates, order=None,
         return None
     return _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_rates,
                         scale, offset, parts, _epoch_weights(sample_weight), targets, codes)
+
+
+def compile_ahead(dtype, optimizer, layers: int, activation="relu", output="softmax",
+                  labels: bool = True) -> bool:
+    """Start compiling now, in a second process (``_compile_helper.start_early``), what the
+    fused epoch of a network of ``layers`` layers of ``activation`` and ``output`` in
+    ``dtype``, trained by ``optimizer`` on labels (``labels``) or on targets, will call,
+    if numba's cache holds no compiled epoch at all; whether it started. ``optimizer`` is
+    left as it is (a copy describes its update). The results are the same either way."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOATS or layers < 1:
+        return False
+    params = [(np.zeros((1, 1), dtype), np.zeros(1, dtype)) for _ in range(layers)]
+    described, _ = _describe(copy.deepcopy(optimizer), params)
+    if described is None:
+        return False
+    return _compile_helper.start_early(dtype, described[0], _family_codes(activation, output),
+                                       labels, layers, k.train_epoch_worker)
 
 
 def _family_codes(activation, output):
