@@ -20,11 +20,13 @@ process can create). The helper takes them in order; this one, once its worker
 is compiled and while it waits for a kernel the helper is compiling, takes the
 last the helper has not begun (``_steal``), the forward pass first, instead of
 idling: on the 2-core Zen 4 EPYC, where the worker compiled in 3 s and the
-helper's list took it 3.6 s more its 0.45 s start, the helper alone finished
+helper took 0.45 s to start and 3.6 s for its list, the helper alone finished
 about a second after the worker.
 
 It starts only where it can help: numba is compiling the worker (its cache
-held none for the call), numba has a cache to share, a second core is idle now
+held none for the call), or, told ahead of the epoch (``start_early``, which
+``fastmlp train`` calls before it reads its data), its cache holds no compiled
+worker at all; numba has a cache to share, a second core is idle now
 (``_core_free``), and the executable is Python (not a frozen application).
 ``FASTMLP_NUMBA_COMPILE_HELPER=0`` turns it off, ``1`` starts it whatever the
 load (where numba caches and the executable is Python). It changes when kernels
