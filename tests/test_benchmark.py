@@ -342,3 +342,26 @@ def test_cli_bench_refuses_a_bad_plot_path_before_timing(path, message, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("fastmlp: error: cannot write the plot to")
     assert message in err[0]
+
+
+def test_the_first_run_script_times_cold_warm_and_matmul_runs(small_idx, capsys, bench_script,
+                                                              tmp_path):
+    # bench/first_run.py on a small data set, the measured runs by matmul (nothing to
+    # compile): each kind timed once a run, in a process of its own, and tabled
+    from pathlib import Path
+
+    script = bench_script("first_run.py")
+    root = str(Path(__file__).parents[1])
+    times = script.main(["--runs", "2", "--trees", root, "--backend", "matmul", "--data-dir",
+                         str(small_idx)])
+    assert list(times) == ["matmul cold", "matmul warm", "matmul"]
+    assert all(len(seconds) == 2 and all(0 < second < 300 for second in seconds)
+               for seconds in times.values())
+    out = capsys.readouterr().out
+    assert out.count("run 1/2") == out.count("run 2/2") == 3
+    assert "| matmul cold | " in out and "| matmul warm | " in out and "| matmul | " in out
+    with pytest.raises(OSError, match="exited 1"):  # a run that fails names itself
+        script.main(["--runs", "1", "--trees", root, "--backend", "tensorflow", "--no-matmul",
+                     "--data-dir", str(small_idx)])
+    with pytest.raises(SystemExit, match="holds no fastmlp package"):
+        script.main(["--trees", str(tmp_path)])
