@@ -307,6 +307,51 @@ def test_forward_products_by_columns_train_the_same_bits(dtype, make, random_pro
             assert_identical([arrays], [arrays_want])
 
 
+def test_workers_of_many_rows_take_their_forward_products_by_rows(random_problem, monkeypatch):
+    # By columns only while a worker's rows of a batch are fewer than PACK_ROWS: a batch
+    # of PACK_ROWS + 2 rows goes by columns on two workers (half of it each) and by rows
+    # on one, with the same bits
+    from fastmlp.backends.numba import _api, _kernels
+
+    wide = _kernels.COLUMNS_FROM
+    assert _kernels.forward_by_columns(wide, wide, np.float32)  # (few rows)
+    assert _kernels.forward_by_columns(wide, wide, np.float32, _kernels.PACK_ROWS - 1)
+    assert not _kernels.forward_by_columns(wide, wide, np.float32, _kernels.PACK_ROWS)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    monkeypatch.setattr(_kernels, "COLUMNS_FROM", 20)
+    monkeypatch.setattr(_api, "PARALLEL_WORK", 1)  # workers on threads
+    chosen = []  # the hidden layer's choice, as the epoch makes it
+    choose = _kernels.forward_by_columns
+
+    def recorded(n_in, n_out, *rest):
+        by_columns = choose(n_in, n_out, *rest)
+        if n_out == 30:
+            chosen.append(by_columns)
+        return by_columns
+
+    monkeypatch.setattr(_kernels, "forward_by_columns", recorded)
+    sizes = (23, 30, 10)
+    params, x, y = random_problem(sizes, 3 * _kernels.PACK_ROWS, np.float32)
+    results = []
+    for threads in (1, 2):
+        saved = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            p, opt = copy.deepcopy(params), optim.Adam(1e-2)
+            out = numba_backend.train_epoch(p, x, y, _kernels.PACK_ROWS + 2, opt,
+                                            np.full(3, 1e-2))
+        finally:
+            numba.set_num_threads(saved)
+        results.append((out, p, state_of(opt)))
+    assert chosen == [False, True]
+    (out_one, p_one, state_one), (out_two, p_two, state_two) = results
+    assert out_one == out_two
+    assert_identical(p_one, p_two)
+    for arrays, arrays_two in zip(state_one, state_two, strict=True):
+        assert_identical([arrays], [arrays_two])
+
+
 def test_the_buffers_of_the_layers_by_columns_follow_the_layout(random_problem, monkeypatch):
     # a_t, z_t (a worker's rows of a layer by columns, transposed) and d_t (the deltas
     # of those layers transposed) are sized by the layers whose forward runs by

@@ -336,7 +336,13 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     # and copied back afterwards.
     offsets = np.cumsum([0] + [p.size for p in flat])
     units = np.cumsum([0] + [W.shape[0] for W in Ws])
-    by_columns = [k.forward_by_columns(W.shape[1], W.shape[0], dtype) for W in Ws]
+    # An epoch of fewer multiply-adds than a product that splits (its products, about
+    # three per weight and row) runs on one worker in the calling thread: on tiny data
+    # sets starting and joining the workers cost more than the epoch (the same bits).
+    small = n * 3 * sum(W.size for W in Ws) < _api.PARALLEL_WORK
+    workers = 1 if small else max(1, min(num_threads(), n))
+    rows = -(-min(batch_size, n) // workers)  # of each batch, a worker's
+    by_columns = [k.forward_by_columns(W.shape[1], W.shape[0], dtype, rows) for W in Ws]
     layout = np.array([(W.shape[0], W.shape[1], offsets[2 * l], offsets[2 * l + 1], units[l],
                         by_columns[l], k.w_panel(l, W.shape[1], by_columns[l], dtype))
                        for l, W in enumerate(Ws)], np.int64)
@@ -347,11 +353,6 @@ def _fused_epoch(flat, optimizer, described, x, y, order, batch_size, learning_r
     sync = np.zeros(k.SYNC_SIZE, np.int64)
     sync[k.FAILED_STEP] = -1
     loss_sum = np.zeros(2)  # the steps' losses, and scikit-learn's rules' L2 terms
-    # An epoch of fewer multiply-adds than a product that splits (its products, about
-    # three per weight and row) runs on one worker in the calling thread: on tiny data
-    # sets starting and joining the workers cost more than the epoch (the same bits).
-    small = n * 3 * int(layout[:, k.N_OUT] @ layout[:, k.N_IN]) < _api.PARALLEL_WORK
-    workers = 1 if small else max(1, min(num_threads(), n))
     columns = [(row[k.N_IN], row[k.N_OUT]) for row in layout if row[k.COLUMNS]]
     buffers = EpochBuffers.allocate(min(batch_size, n), x.shape[1], int(units[-1]), theta,
                                     state1, state2, sample_weight.shape[0] > 0,

@@ -178,20 +178,31 @@ PACK_STRIDE = _blocking.BLOCKING.pack_stride
 REFRESH_BYTES = _blocking.BLOCKING.refresh_bytes
 
 
-def forward_by_columns(n_in: int, n_out: int, dtype) -> bool:
+def forward_by_columns(n_in: int, n_out: int, dtype, rows: int = 0) -> bool:
     """Whether the fused epoch computes the forward product of a layer of ``n_in`` inputs
     and ``n_out`` units as ``z.T = W @ a.T`` (by columns: ``W``'s rows broadcast, the
     worker's rows of ``a`` transposed into columns, ``z``'s transposed back) rather than
-    ``z = a @ W.T`` (``W.T`` loaded as vectors, from its copy that every update refreshes).
+    ``z = a @ W.T`` (``W.T`` loaded as vectors, from its copy that every update refreshes),
+    for workers that take ``rows`` rows of each batch (0: few).
 
     Both are the same FMA chains, the same bits (``tests/test_numba.py``). By columns
     is faster where ``W.T``'s rows are long (``n_out`` from ``COLUMNS_FROM``: at 1024
     units they lie 4 KiB apart, each in a page of its own, and share one of the L1's
     sets) or shorter than the tile (the 10-unit output, 10 of 16 lanes), once the
     layer is large enough for the transpositions to cost little (``n_in`` from
-    ``COLUMNS_FROM``). ``python bench/formulations.py`` has the products' rates.
+    ``COLUMNS_FROM``), and while a worker's rows are fewer than ``PACK_ROWS``: from
+    there ``gemm_into`` copies ``W.T``'s long rows into panels, and the refresh of
+    ``W.T`` is shared by as many rows as the transpositions by columns grow with. SGD
+    epochs, 2 threads, 2-core Zen 4 EPYC, by rows against by columns, 3 alternating
+    pairs: 784-1024-1024-10 at batch 1000 0.96-0.99 times the time, at batch 400 (200
+    rows a worker) 0.97-0.99, at batch 256 (128) 0.99-1.01; 784-2048-2048-10 at batch
+    1000 0.97-1.03 (SGD), 0.98-1.00 (Adam); at batch 128 by columns stays faster
+    (``_blocking``'s ``columns_from``). ``python bench/formulations.py`` has the
+    products' rates.
     """
     tile_columns = TILE_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+    if rows >= PACK_ROWS:
+        return False
     return n_out >= COLUMNS_FROM or (n_out < tile_columns and n_in >= COLUMNS_FROM)
 
 
