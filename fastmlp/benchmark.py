@@ -193,7 +193,9 @@ def numba_settings_lines(numba: dict) -> list[str]:
                      f"{numba['rows_dot_groups']}{alias}, gather ahead "
                      f"{numba['gather_ahead']} (FASTMLP_NUMBA_BLOCKING)")
     if "columns_from" in numba:
-        lines.append(f"  forward products by columns from {numba['columns_from']} units, "
+        fewer = (f" for workers of fewer than {numba['pack_rows']} rows a batch"
+                 if "pack_rows" in numba else "")
+        lines.append(f"  forward products by columns from {numba['columns_from']} units{fewer}, "
                      f"{numba['column_rows']} rows at a time (FASTMLP_NUMBA_BLOCKING)")
     if "b_block" in numba:
         lines.append(f"  b read by every row tile {numba['b_block'] >> 10} KiB at a time, "
