@@ -785,6 +785,36 @@ def test_a_first_run_told_ahead_starts_the_helper_before_the_epoch(tmp_path):
     assert other["started"] and not other["helping"] and other["stopped"]
 
 
+# Told ahead of an epoch that never comes (as a first `fastmlp train` whose data cannot
+# be read): prints, after the helper module's own exit handler, how its helper ended.
+NEVER_SCRIPT = """
+import atexit, json
+def report():
+    from fastmlp.backends.numba import _compile_helper
+    print(json.dumps({"started": _compile_helper._process is not None,
+                      "returncode": _compile_helper._process.returncode}), flush=True)
+atexit.register(report)  # (before the helper module's: runs after it)
+from fastmlp import optim
+from fastmlp.backends import load_backend
+load_backend("numba").compile_ahead("float32", optim.SGD(0.1), 3)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a killed process's status is POSIX's")
+def test_a_helper_told_of_an_epoch_that_never_comes_is_stopped_at_exit(tmp_path):
+    # it would compile the whole list before the process could end
+    import json
+
+    from fastmlp.backends.numba import _compile_helper
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), **{_compile_helper.SETTING: "1"})
+    done = subprocess.run([sys.executable, "-c", NEVER_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ended = json.loads(done.stdout.splitlines()[-1])
+    assert ended["started"] and ended["returncode"] < 0  # killed, not waited for
+
+
 def test_each_kernel_is_compiled_by_the_first_process_to_claim_it(tmp_path, monkeypatch):
     # While it waits for a kernel the helper has begun, this process compiles the last
     # ones the helper has not (claiming each: the helper then skips it) until the one it
