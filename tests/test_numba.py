@@ -830,9 +830,8 @@ def test_each_kernel_is_compiled_by_the_first_process_to_claim_it(tmp_path, monk
             helper._finished.add("a")
 
     names = ["a", "b", "c", "d"]
-    monkeypatch.setattr(helper, "_work", [(name, lambda name=name: compile_it(name))
-                                          for name in names])
-    monkeypatch.setattr(helper, "_promised", set(names))
+    monkeypatch.setattr(helper, "_promised", {name: lambda name=name: compile_it(name)
+                                              for name in names})
     monkeypatch.setattr(helper, "_finished", set())
     monkeypatch.setattr(helper, "_mine", set())
     monkeypatch.setattr(helper, "_claims", str(tmp_path))

@@ -73,10 +73,9 @@ _job: dict | None = None  # what a helper would compile (set by request)
 _early = False  # a helper started by start_early, before the epoch's request
 _started = False  # one helper per process at most
 _process: subprocess.Popen | None = None  # the helper
-_promised: set[str] = set()  # kernels (py_func names) the helper compiles
+_promised: dict = {}  # kernels the helper compiles, in its order: py_func name -> compile it
 _finished: set[str] = set()  # ... of those, the ones it has compiled
 _mine: set[str] = set()  # ... of those, the ones this process claimed and compiles
-_work: list = []  # (name, compile it) of every promised kernel, in the helper's order
 _claims: str | None = None  # the directory of claims (None: the helper compiles all)
 _stealing = threading.Lock()  # one thread of this process steals at a time
 _exited = False  # the helper has ended
@@ -100,7 +99,6 @@ def request(dtype, rule: int, codes, labels: bool, layers: int) -> None:
         _job = job
         if stale:
             _promised.clear()
-            _work.clear()
     if stale:
         _stop()
 
@@ -132,9 +130,7 @@ def wait_for(name: str) -> None:
     with _changed:
         if name not in _promised or name in _mine or name in _finished:
             return
-    if _claim(_claims, name):  # the helper has not begun it: the caller compiles it
-        with _changed:
-            _mine.add(name)
+    if _take(name):  # the helper has not begun it: the caller compiles it
         return
     while _steal():  # the helper has: compile here what it has not begun meanwhile
         with _changed:
@@ -165,6 +161,15 @@ def _claim(directory: str | None, name: str) -> bool | None:
     return True
 
 
+def _take(name: str) -> bool:
+    """Whether this process claimed kernel ``name`` now (``_claim``), and so compiles it."""
+    if not _claim(_claims, name):
+        return False
+    with _changed:
+        _mine.add(name)
+    return True
+
+
 def _steal() -> bool:
     """Compile in this process the last of the helper's kernels that neither process has
     claimed yet, if any and if no other thread of this process is at it; whether one
@@ -172,12 +177,10 @@ def _steal() -> bool:
     if not _stealing.acquire(blocking=False):
         return False
     try:
-        for name, compile_it in reversed(_work):
+        for name, compile_it in reversed(_promised.items()):
             with _changed:
                 taken = name in _mine or name in _finished
-            if not taken and _claim(_claims, name):
-                with _changed:
-                    _mine.add(name)
+            if not taken and _take(name):
                 compile_it()
                 return True
         return False
@@ -277,25 +280,24 @@ def _start() -> None:
                 env=dict(os.environ, **{SETTING: "0"}))
         except OSError:
             return  # this process compiles everything itself, as without a helper
-        _work[:] = _kernels_of(job)
-        _promised.update(name for name, _ in _work)
+        _promised.update(_kernels_of(job))
     threading.Thread(target=_follow, args=(_process,), name="fastmlp-compile-helper",
                      daemon=True).start()
 
 
-def _kernels_of(job) -> list:
-    """``(name, compile it)`` of each kernel the helper compiles for ``job``, in its order:
-    the Python function's name, and a function that compiles it in this process (or
-    loads it from numba's cache)."""
+def _kernels_of(job) -> dict:
+    """``{name: compile it}`` of the kernels the helper compiles for ``job``, in its order:
+    each one's Python function's name, and a function that compiles it in this process
+    (or loads it from numba's cache)."""
     from . import _kernels
 
     dtype = np.dtype(job["dtype"])
     callees = _kernels.epoch_callees(dtype, job["rule"], *job["codes"], job["labels"])
     helped = [getattr(callees, field) for field in _helped(callees)]
-    work = [(compiled.kernel.py_func.__name__, lambda compiled=compiled: compiled.address)
-            for compiled in helped]
+    work = {compiled.kernel.py_func.__name__: lambda compiled=compiled: compiled.address
+            for compiled in helped}
     types = _kernels.forward_argument_types(dtype, job["layers"])
-    return work + [(FORWARD, lambda: _kernels.forward_rows.compile(types))]
+    return {**work, FORWARD: lambda: _kernels.forward_rows.compile(types)}
 
 
 def _helped(callees) -> list[str]:
@@ -370,7 +372,7 @@ def main(job) -> None:
     """The helper's work: compile ``job``'s kernels into numba's cache (see ``request``),
     those that the process it helps has not claimed, printing each one's name as it is
     done."""
-    for name, compile_it in _kernels_of(job):
+    for name, compile_it in _kernels_of(job).items():
         if _claim(job.get("claims"), name) is not False:
             compile_it()
             print(name, flush=True)
