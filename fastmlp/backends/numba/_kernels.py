@@ -174,6 +174,10 @@ COLUMN_ROWS = _blocking.BLOCKING.column_rows
 B_BLOCK = _blocking.BLOCKING.b_block
 PACK_ROWS = _blocking.BLOCKING.pack_rows
 PACK_STRIDE = _blocking.BLOCKING.pack_stride
+# The k from which a product copies its operands into panels (two k blocks: the
+# copies pay for the k passes they serve), which the fused epoch's weight gradient
+# also reads (_gradients_and_update)
+PACK_DEPTH = 2 * K_BLOCK
 # Bytes of W's rows that the update takes at a time where it refreshes W's panels too
 REFRESH_BYTES = _blocking.BLOCKING.refresh_bytes
 
@@ -402,7 +406,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     # sets) copies each column block of b into panels a tile wide first (BLIS's
     # packing): every row tile then reads a k block's rows of a panel from consecutive
     # lines.
-    packing = (fits and i1 - i0 >= PACK_ROWS and K >= 2 * K_BLOCK and ldb == m and m > cols
+    packing = (fits and i1 - i0 >= PACK_ROWS and K >= PACK_DEPTH and ldb == m and m > cols
                and m * b.itemsize % PACK_STRIDE == 0)
     panels = np.empty((-(-min(nc, m) // cols) * K if packing else 0, cols), b.dtype)
     # A transposed a of many rows and long k (the weight gradient's delta.T at batch
@@ -412,7 +416,7 @@ def gemm_into(a, b, out, i0, i1, mode, bias, mask, clocks, a_transposed, b_panel
     # t0) // TILE_ROWS (BLIS's packed A). One core, 2-core EPYC (Zen 3, AVX2), delta.T @ a
     # of 1000 x 1024 by 1000 x 1024: 61-65 -> 82-83 GFLOP/s (MKL 81-91). At k = 128
     # (batch 128) the copies cost what the product gained.
-    a_packing = a_transposed != 0 and i1 - i0 >= PACK_ROWS and K >= 2 * K_BLOCK
+    a_packing = a_transposed != 0 and i1 - i0 >= PACK_ROWS and K >= PACK_DEPTH
     per_tile = -(-ROW_TILE // TILE_ROWS)
     slots = -(-(i1 - i0) // ROW_TILE) * per_tile if a_packing else 0
     a_panels = np.empty(slots * K * TILE_ROWS, a.dtype)
@@ -1425,7 +1429,7 @@ def _gradients_and_update(params, layout, buffers, n, hyper, lr, t, l2_total, c,
             # -> 0.53-0.59 s of 300 steps, the epoch 5 % faster; batch 128, 0.22-0.26 ->
             # 0.18-0.20 s; at 1024 units within the noise). In one product where the
             # batch is long (the copies pay for the rows they serve).
-            chunk = j1 - j0 if n >= 2 * K_BLOCK else ROW_TILE
+            chunk = j1 - j0 if n >= PACK_DEPTH else ROW_TILE
             transposed_deltas = layout[l, COLUMNS] != 0 and _deltas_transposed(n, tasks)
             panel = layout[l, W_PANEL]
             # where the backward product reads W's panels, a few rows at a time: each
