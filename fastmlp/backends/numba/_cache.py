@@ -75,6 +75,10 @@ class _RecoveringCache(FunctionCache):
         with contextlib.suppress(OSError):
             os.unlink(self._cache_file._index_path)
 
+    def indexed(self) -> bool:
+        """Whether this function has an index in the cache: some version of it was saved."""
+        return os.path.exists(self._cache_file._index_path)
+
 
 def _enable_cache(kernel) -> None:
     try:

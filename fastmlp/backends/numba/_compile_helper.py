@@ -110,9 +110,8 @@ def start_early(dtype, rule: int, codes, labels: bool, layers: int, worker) -> b
     its data. A first ``fastmlp train`` reads MNIST and scales it for about 0.5 s, and
     a helper takes about as long to start. Whether a helper started."""
     global _early
-    index = getattr(getattr(getattr(worker, "_cache", None), "_cache_file", None),
-                    "_index_path", None)
-    if _started or index is None or os.path.exists(index):
+    cache = getattr(worker, "_cache", None)  # (numba's own where ours could not be made)
+    if _started or not isinstance(cache, _cache._RecoveringCache) or cache.indexed():
         return False
     request(dtype, rule, codes, labels, layers)
     _start()
